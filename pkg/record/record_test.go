@@ -1,0 +1,153 @@
+package record
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relayhq/relay/pkg/relaypb"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// TestHeaderNamesMatchProto keeps the Go constants and the proto schema equal:
+// a header renamed in one place and not the other fails here.
+func TestHeaderNamesMatchProto(t *testing.T) {
+	want := map[string]string{
+		"relay.v1.EventHeaders.event_id":           HeaderEventID,
+		"relay.v1.EventHeaders.source_id":          HeaderSourceID,
+		"relay.v1.EventHeaders.event_type":         HeaderEventType,
+		"relay.v1.EventHeaders.received_at":        HeaderReceivedAt,
+		"relay.v1.EventHeaders.content_type":       HeaderContentType,
+		"relay.v1.EventHeaders.traceparent":        HeaderTraceparent,
+		"relay.v1.DeliveryHeaders.subscription_id": HeaderSubscriptionID,
+		"relay.v1.DeliveryHeaders.attempt":         HeaderAttempt,
+		"relay.v1.DeliveryHeaders.not_before":      HeaderNotBefore,
+		"relay.v1.DeliveryHeaders.last_status":     HeaderLastStatus,
+		"relay.v1.DeliveryHeaders.last_error":      HeaderLastError,
+		"relay.v1.DeliveryHeaders.dead_reason":     HeaderDeadReason,
+		"relay.v1.DeliveryHeaders.origin":          HeaderOrigin,
+	}
+	seen := 0
+	for _, msg := range []protoreflect.MessageDescriptor{
+		(&relaypb.EventHeaders{}).ProtoReflect().Descriptor(),
+		(&relaypb.DeliveryHeaders{}).ProtoReflect().Descriptor(),
+	} {
+		fields := msg.Fields()
+		for i := 0; i < fields.Len(); i++ {
+			f := fields.Get(i)
+			name := string(f.FullName())
+			got, _ := proto.GetExtension(f.Options(), relaypb.E_Header).(string)
+			if want[name] == "" {
+				t.Errorf("proto field %s has no Go constant in package record", name)
+				continue
+			}
+			if got != want[name] {
+				t.Errorf("%s: proto header %q, Go constant %q", name, got, want[name])
+			}
+			seen++
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("checked %d proto fields, have %d Go constants", seen, len(want))
+	}
+}
+
+func TestEventRoundTrip(t *testing.T) {
+	at := time.UnixMilli(1_700_000_000_000)
+	e := Event{ID: "evt_1", SourceID: "src_1", Type: "payment.succeeded", ReceivedAt: at, ContentType: "application/json", Body: []byte(`{"a":1}`)}
+	r := e.Record(TopicEvents)
+	if r.Topic != TopicEvents || string(r.Key) != "evt_1" {
+		t.Fatalf("topic/key = %s/%s", r.Topic, r.Key)
+	}
+	got, err := ParseEvent(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != e.ID || got.SourceID != e.SourceID || got.Type != e.Type || !got.ReceivedAt.Equal(at) || got.ContentType != e.ContentType || string(got.Body) != string(e.Body) {
+		t.Fatalf("round trip = %+v", got)
+	}
+}
+
+func TestDeliveryRoundTrip(t *testing.T) {
+	d := Delivery{
+		Event:          Event{ID: "evt_1", SourceID: "src_1", Type: "t", ReceivedAt: time.UnixMilli(5), Body: []byte("x")},
+		SubscriptionID: "sub_1", Attempt: 3, NotBefore: time.UnixMilli(99), LastStatus: 503,
+		LastError: strings.Repeat("é", 400), DeadReason: DeadRetriesExhausted, Origin: OriginRetry,
+	}
+	r := d.Record(RetryTopic(30 * time.Second))
+	if r.Topic != "relay.retry.30s" || string(r.Key) != "sub_1" {
+		t.Fatalf("topic/key = %s/%s", r.Topic, r.Key)
+	}
+	got, err := ParseDelivery(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry {
+		t.Fatalf("round trip = %+v", got)
+	}
+	if len(got.LastError) > maxErrorLen || !strings.HasPrefix(d.LastError, got.LastError) {
+		t.Fatalf("last error not truncated on a rune boundary: %d bytes", len(got.LastError))
+	}
+}
+
+func TestParseRejectsMalformed(t *testing.T) {
+	cases := map[string]*kgo.Record{
+		"no event id":  {Headers: []kgo.RecordHeader{{Key: HeaderSourceID, Value: []byte("src")}}},
+		"no source id": {Headers: []kgo.RecordHeader{{Key: HeaderEventID, Value: []byte("evt")}}},
+		"bad received": {Headers: []kgo.RecordHeader{{Key: HeaderEventID, Value: []byte("e")}, {Key: HeaderSourceID, Value: []byte("s")}, {Key: HeaderReceivedAt, Value: []byte("x")}}},
+	}
+	for name, r := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := ParseEvent(r); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	ev := Event{ID: "e", SourceID: "s"}.Record(TopicEvents)
+	if _, err := ParseDelivery(ev); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("event record parsed as a delivery: %v", err)
+	}
+}
+
+func TestTiers(t *testing.T) {
+	tiers, err := Tiers(DefaultTierDelays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tr := range tiers {
+		names = append(names, tr.Topic)
+	}
+	if got := strings.Join(names, " "); got != "relay.retry.5s relay.retry.30s relay.retry.2m relay.retry.10m relay.retry.1h relay.retry.6h" {
+		t.Fatalf("topics = %s", got)
+	}
+	if RetryTopic(1500*time.Millisecond) != "relay.retry.1500ms" {
+		t.Fatalf("sub-second tier name = %s", RetryTopic(1500*time.Millisecond))
+	}
+	for name, bad := range map[string][]time.Duration{
+		"empty": nil, "not increasing": {time.Second, time.Second}, "zero": {0},
+	} {
+		if _, err := Tiers(bad); err == nil {
+			t.Errorf("%s: Tiers accepted %v", name, bad)
+		}
+	}
+}
+
+func TestTopicsWithPrefix(t *testing.T) {
+	tp, err := NewTopics("t1.", []time.Duration{time.Second, 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Events != "t1.relay.events" || tp.DLQ != "t1.relay.dlq" || tp.Tiers[1].Topic != "t1.relay.retry.2s" || tp.Group(GroupDeliver) != "t1.relay-deliver" {
+		t.Fatalf("names = %+v", tp)
+	}
+	if tp.TierIndex("t1.relay.retry.2s") != 1 || tp.TierIndex("relay.retry.2s") != -1 || tp.TierIndex(tp.Deliveries) != -1 {
+		t.Fatal("TierIndex is wrong")
+	}
+	if got := tp.RetryInputs(); len(got) != 3 || got[0] != tp.Deliveries {
+		t.Fatalf("RetryInputs = %v", got)
+	}
+}
