@@ -1,0 +1,360 @@
+// Package kafka builds Relay's franz-go clients and creates its topics. Every
+// client option Relay sets is set here, each with the reason it is set, so the
+// services agree on delivery semantics.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/record"
+)
+
+// Config says how to reach the Kafka (or Redpanda) cluster and how to shape
+// the topics Relay creates.
+type Config struct {
+	// Brokers are the seed brokers (RELAY_KAFKA_BROKERS, default localhost:9092).
+	Brokers []string
+	// TLS enables TLS to the brokers (RELAY_KAFKA_TLS).
+	TLS bool
+	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (RELAY_KAFKA_SASL_MECHANISM);
+	// empty disables SASL. User and password come from RELAY_KAFKA_SASL_USERNAME
+	// and RELAY_KAFKA_SASL_PASSWORD.
+	SASLMechanism string
+	SASLUsername  string
+	SASLPassword  string
+	// Partitions is the partition count of topics Relay creates
+	// (RELAY_KAFKA_PARTITIONS, default 6). It bounds how many consumers of one
+	// group can share the work.
+	Partitions int
+	// ReplicationFactor of created topics (RELAY_KAFKA_REPLICATION_FACTOR);
+	// -1, the default, takes the broker's default.replication.factor.
+	ReplicationFactor int
+	// EventsRetention is retention.ms of relay.events, relay.deliveries and the
+	// retry tiers (RELAY_KAFKA_EVENTS_RETENTION, default 168h).
+	EventsRetention time.Duration
+	// DLQRetention is retention.ms of relay.dlq (RELAY_KAFKA_DLQ_RETENTION,
+	// default 720h): parked deliveries must outlive an operator's holiday.
+	DLQRetention time.Duration
+	// DialTimeout bounds each connection attempt (RELAY_KAFKA_DIAL_TIMEOUT, default 10s).
+	DialTimeout time.Duration
+	// TopicPrefix is put before every topic and consumer group name
+	// (RELAY_KAFKA_TOPIC_PREFIX, default empty), so several deployments can
+	// share one cluster.
+	TopicPrefix string
+	// RetryTiers are the delays of the retry ladder (RELAY_RETRY_TIERS,
+	// default 5s,30s,2m,10m,1h,6h). Every service must agree on them, since
+	// each tier is its own topic.
+	RetryTiers []time.Duration
+}
+
+// Names returns the topic and group names of the deployment.
+func (c Config) Names() (record.Topics, error) {
+	t, err := record.NewTopics(c.TopicPrefix, c.RetryTiers)
+	if err != nil {
+		return record.Topics{}, fmt.Errorf("RELAY_RETRY_TIERS: %w", err)
+	}
+	return t, nil
+}
+
+// LoadConfig reads the RELAY_KAFKA_* variables.
+func LoadConfig(r *envconfig.Reader) Config {
+	return Config{
+		Brokers:           r.List("RELAY_KAFKA_BROKERS", []string{"localhost:9092"}),
+		TLS:               r.Bool("RELAY_KAFKA_TLS", false),
+		SASLMechanism:     strings.ToUpper(r.String("RELAY_KAFKA_SASL_MECHANISM", "")),
+		SASLUsername:      r.String("RELAY_KAFKA_SASL_USERNAME", ""),
+		SASLPassword:      r.String("RELAY_KAFKA_SASL_PASSWORD", ""),
+		Partitions:        r.Int("RELAY_KAFKA_PARTITIONS", 6),
+		ReplicationFactor: r.Int("RELAY_KAFKA_REPLICATION_FACTOR", -1),
+		EventsRetention:   r.Duration("RELAY_KAFKA_EVENTS_RETENTION", 7*24*time.Hour),
+		DLQRetention:      r.Duration("RELAY_KAFKA_DLQ_RETENTION", 30*24*time.Hour),
+		DialTimeout:       r.Duration("RELAY_KAFKA_DIAL_TIMEOUT", 10*time.Second),
+		TopicPrefix:       r.String("RELAY_KAFKA_TOPIC_PREFIX", ""),
+		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
+	}
+}
+
+// Validate reports the first problem with c, naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("RELAY_KAFKA_BROKERS: at least one broker is required"))
+	}
+	switch c.SASLMechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_SASL_MECHANISM: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism))
+	}
+	if c.SASLMechanism != "" && c.SASLUsername == "" {
+		errs = append(errs, errors.New("RELAY_KAFKA_SASL_USERNAME: required when RELAY_KAFKA_SASL_MECHANISM is set"))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_PARTITIONS: %d is below 1", c.Partitions))
+	}
+	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_REPLICATION_FACTOR: %d is neither -1 nor positive", c.ReplicationFactor))
+	}
+	if c.EventsRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_EVENTS_RETENTION: %v is below 1h", c.EventsRetention))
+	}
+	if c.DLQRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_DLQ_RETENTION: %v is below 1h", c.DLQRetention))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, errors.New("RELAY_KAFKA_DIAL_TIMEOUT: must be positive"))
+	}
+	if _, err := c.Names(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Instrumentation carries what every client is instrumented with. Zero values
+// turn the corresponding instrumentation off.
+type Instrumentation struct {
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// Registerer receives franz-go's client metrics (kprom), labelled by client id.
+	Registerer prometheus.Registerer
+}
+
+// Tracer returns the kotel tracer for a client, or nil without a TracerProvider.
+// linkSpans makes consumed records start new traces linked to the producer's,
+// which retry tiers use so that a delivery retried for hours is a chain of
+// short traces rather than one trace hours long.
+func (in Instrumentation) Tracer(clientID, group string, linkSpans bool) *kotel.Tracer {
+	if in.TracerProvider == nil {
+		return nil
+	}
+	opts := []kotel.TracerOpt{kotel.TracerProvider(in.TracerProvider), kotel.ClientID(clientID)}
+	if in.Propagator != nil {
+		opts = append(opts, kotel.TracerPropagator(in.Propagator))
+	}
+	if group != "" {
+		opts = append(opts, kotel.ConsumerGroup(group))
+	}
+	if linkSpans {
+		opts = append(opts, kotel.LinkSpans())
+	}
+	return kotel.NewTracer(opts...)
+}
+
+// BaseOptions are the options of every Relay client.
+func BaseOptions(cfg Config, clientID string, in Instrumentation, tracer *kotel.Tracer) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		// The client id names the service in broker logs, quotas and kprom labels.
+		kgo.ClientID(clientID),
+		// Fail a connection attempt in bounded time so readiness and produce
+		// deadlines see a dead broker quickly.
+		kgo.DialTimeout(cfg.DialTimeout),
+		// Relay creates its topics with kadm at start-up; a typo must fail
+		// loudly instead of auto-creating a topic nobody reads.
+		kgo.UnknownTopicRetries(3),
+	}
+	if cfg.TLS {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	switch cfg.SASLMechanism {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASLUsername, Pass: cfg.SASLPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUsername, Pass: cfg.SASLPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASLUsername, Pass: cfg.SASLPassword}.AsSha512Mechanism()))
+	}
+	if in.Logger != nil {
+		// Warnings and errors only: franz-go's info logs are per-connection chatter.
+		opts = append(opts, kgo.WithLogger(slogLogger{in.Logger.With("component", "kafka", "client_id", clientID)}))
+	}
+	var hooks []kgo.Hook
+	if tracer != nil {
+		hooks = append(hooks, tracer)
+	}
+	if in.Registerer != nil {
+		// One kprom instance per client, told apart by the client_id label, so
+		// several clients of one service can share its registry.
+		hooks = append(hooks, kprom.NewMetrics("relay_kafka", kprom.Registerer(in.Registerer), kprom.WithClientLabel()))
+	}
+	if len(hooks) > 0 {
+		opts = append(opts, kgo.WithHooks(hooks...))
+	}
+	return opts
+}
+
+// ProducerOptions are the producer settings every Relay producer uses.
+func ProducerOptions() []kgo.Opt {
+	return []kgo.Opt{
+		// A 2xx from ingest and a "done" mark in deliver both mean "on every
+		// in-sync replica": acks=all is what makes an acknowledged event durable.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Short linger: ingest answers senders synchronously, so batching beyond a
+		// few milliseconds is latency the sender waits for. ProduceSync callers
+		// still batch with concurrent requests.
+		kgo.ProducerLinger(2 * time.Millisecond),
+		// Bodies are JSON and compress well; zstd first, snappy where a broker or
+		// consumer lacks zstd.
+		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.SnappyCompression(), kgo.NoCompression()),
+		// Webhook bodies are at most RELAY_MAX_BODY_BYTES (1 MiB by default); allow
+		// a batch that size plus headers.
+		kgo.ProducerBatchMaxBytes(2 << 20),
+	}
+}
+
+// ConsumerOptions are the settings of a group consumer over topics.
+func ConsumerOptions(group string, topics ...string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		// A new group starts at the beginning and an out-of-range offset resets
+		// to the earliest record: Relay never skips an accepted event.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Return a fetch after at most 500ms without data so that resumed
+		// partitions (retry tiers pause and resume often) are fetched promptly.
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		// Records are large-ish (webhook bodies); cap a partition's share of a fetch
+		// so one hot partition cannot fill the client's buffer.
+		kgo.FetchMaxPartitionBytes(4 << 20),
+	}
+}
+
+// NewClient builds a client from cfg plus extra options.
+func NewClient(cfg Config, clientID string, in Instrumentation, tracer *kotel.Tracer, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts := append(BaseOptions(cfg, clientID, in, tracer), extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client %s: %w", clientID, err)
+	}
+	return cl, nil
+}
+
+// TopicSpec describes a topic Relay creates.
+type TopicSpec struct {
+	Name      string
+	Retention time.Duration
+}
+
+// Topics returns every topic of a Relay deployment.
+func Topics(cfg Config, names record.Topics) []TopicSpec {
+	specs := []TopicSpec{
+		{Name: names.Events, Retention: cfg.EventsRetention},
+		{Name: names.Deliveries, Retention: cfg.EventsRetention},
+		{Name: names.DLQ, Retention: cfg.DLQRetention},
+	}
+	for _, t := range names.Tiers {
+		// A tier's records wait up to its delay before they are read; keep them
+		// at least four delays so a consumer outage cannot expire a retry.
+		ret := cfg.EventsRetention
+		if min := 4 * t.Delay; ret < min {
+			ret = min
+		}
+		specs = append(specs, TopicSpec{Name: t.Topic, Retention: ret})
+	}
+	return specs
+}
+
+// EnsureTopics creates the topics that do not exist yet. It is idempotent and
+// safe to run from every replica of every service at start-up; Relay never
+// relies on broker auto-creation.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, specs []TopicSpec) error {
+	adm := kadm.NewClient(cl)
+	for _, s := range specs {
+		ret := fmt.Sprint(s.Retention.Milliseconds())
+		configs := map[string]*string{
+			// Explicit retention: brokers differ in their defaults, and kfake only
+			// enforces retention a topic sets.
+			"retention.ms": &ret,
+			// Deletion, never compaction: records are keyed by event or
+			// subscription id, and compaction would drop deliveries.
+			"cleanup.policy": kadm.StringPtr("delete"),
+		}
+		resp, err := adm.CreateTopics(ctx, int32(cfg.Partitions), int16(cfg.ReplicationFactor), configs, s.Name)
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", s.Name, err)
+		}
+		for _, r := range resp {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create topic %s: %w", s.Name, r.Err)
+			}
+		}
+	}
+	return nil
+}
+
+// BrokerVersion guesses the version of the cluster behind cl from its API
+// versions, such as "v4.1"; it is what test runs print to show which broker
+// they ran against.
+func BrokerVersion(ctx context.Context, cl *kgo.Client) (string, error) {
+	vs, err := kadm.NewClient(cl).ApiVersions(ctx)
+	if err != nil {
+		return "", fmt.Errorf("api versions: %w", err)
+	}
+	for _, v := range vs.Sorted() {
+		if v.Err != nil {
+			return "", fmt.Errorf("api versions of broker %d: %w", v.NodeID, v.Err)
+		}
+		return kversion.FromApiVersionsResponse(v.Raw()).VersionGuess(), nil
+	}
+	return "", errors.New("no brokers in metadata")
+}
+
+// slogLogger adapts slog to kgo.Logger at warning level.
+type slogLogger struct{ l *slog.Logger }
+
+var _ kgo.Logger = slogLogger{}
+
+func (s slogLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (s slogLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelInfo
+	switch level {
+	case kgo.LogLevelError:
+		lvl = slog.LevelError
+	case kgo.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kgo.LogLevelDebug:
+		lvl = slog.LevelDebug
+	}
+	s.l.Log(context.Background(), lvl, msg, keyvals...)
+}
+
+// EnsureTopicsRetrying runs EnsureTopics until it succeeds or a minute has
+// passed, so a service started alongside its broker waits for it.
+func EnsureTopicsRetrying(ctx context.Context, cl *kgo.Client, cfg Config, names record.Topics, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		err := EnsureTopics(ctx, cl, cfg, Topics(cfg, names))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("create topics (is the broker at %v up?): %w", cfg.Brokers, err)
+		}
+		log.Warn("creating topics failed, retrying", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

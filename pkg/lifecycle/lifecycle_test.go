@@ -1,0 +1,92 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRunStopsStagesInOrder(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) Worker {
+		return Func(name, func(ctx context.Context) error {
+			<-ctx.Done()
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- Run(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), []Worker{record("http")}, []Worker{record("consumer")}, []Worker{record("producer")})
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := order; len(got) != 3 || got[0] != "http" || got[1] != "consumer" || got[2] != "producer" {
+		t.Fatalf("stop order = %v", got)
+	}
+}
+
+func TestRunReturnsFirstFailureAndStopsTheRest(t *testing.T) {
+	boom := errors.New("boom")
+	stopped := make(chan struct{})
+	err := Run(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)),
+		[]Worker{Func("bad", func(context.Context) error { return boom })},
+		[]Worker{Func("good", func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil })},
+	)
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want boom", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the healthy worker was not stopped")
+	}
+}
+
+func TestRunFlagsWorkerThatStopsEarly(t *testing.T) {
+	err := Run(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)),
+		[]Worker{Func("quitter", func(context.Context) error { return nil })})
+	if !errors.Is(err, ErrStoppedEarly) {
+		t.Fatalf("Run = %v, want ErrStoppedEarly", err)
+	}
+}
+
+func TestHTTPServerServesAndDrains(t *testing.T) {
+	srv, err := NewHTTPServer("test", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), DefaultHTTPTimeouts(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- srv.Run(ctx) }()
+	resp, err := http.Get("http://" + srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body = %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := http.Get("http://" + srv.Addr()); err == nil {
+		t.Fatal("server still answers after shutdown")
+	}
+}

@@ -1,0 +1,133 @@
+// Package redisconn builds Relay's Redis client. It returns a
+// redis.UniversalClient so a single server, Redis Cluster and Sentinel all
+// work; every key Relay writes is hash-tagged for Cluster.
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/envconfig"
+)
+
+// Config says how to reach Redis.
+type Config struct {
+	// Addrs are host:port pairs (RELAY_REDIS_ADDRS, default localhost:6379).
+	// Several addresses mean Redis Cluster, or Sentinel when MasterName is set.
+	Addrs []string
+	// MasterName selects Sentinel mode (RELAY_REDIS_SENTINEL_MASTER).
+	MasterName string
+	Username   string // RELAY_REDIS_USERNAME
+	Password   string // RELAY_REDIS_PASSWORD
+	DB         int    // RELAY_REDIS_DB (single server and Sentinel only)
+	TLS        bool   // RELAY_REDIS_TLS
+	// DialTimeout, ReadTimeout and WriteTimeout bound every network call
+	// (RELAY_REDIS_DIAL_TIMEOUT 3s, RELAY_REDIS_READ_TIMEOUT 2s,
+	// RELAY_REDIS_WRITE_TIMEOUT 2s): a hung Redis must surface as an error the
+	// services handle (fail open at ingest, pause in deliver), not a stall.
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// PoolSize is the connection pool size per node (RELAY_REDIS_POOL_SIZE, default 64).
+	PoolSize int
+}
+
+// LoadConfig reads the RELAY_REDIS_* variables.
+func LoadConfig(r *envconfig.Reader) Config {
+	return Config{
+		Addrs:        r.List("RELAY_REDIS_ADDRS", []string{"localhost:6379"}),
+		MasterName:   r.String("RELAY_REDIS_SENTINEL_MASTER", ""),
+		Username:     r.String("RELAY_REDIS_USERNAME", ""),
+		Password:     r.String("RELAY_REDIS_PASSWORD", ""),
+		DB:           r.Int("RELAY_REDIS_DB", 0),
+		TLS:          r.Bool("RELAY_REDIS_TLS", false),
+		DialTimeout:  r.Duration("RELAY_REDIS_DIAL_TIMEOUT", 3*time.Second),
+		ReadTimeout:  r.Duration("RELAY_REDIS_READ_TIMEOUT", 2*time.Second),
+		WriteTimeout: r.Duration("RELAY_REDIS_WRITE_TIMEOUT", 2*time.Second),
+		PoolSize:     r.Int("RELAY_REDIS_POOL_SIZE", 64),
+	}
+}
+
+// Validate reports problems with c, naming their variables.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Addrs) == 0 {
+		errs = append(errs, errors.New("RELAY_REDIS_ADDRS: at least one address is required"))
+	}
+	for _, a := range c.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("RELAY_REDIS_ADDRS: %q is not host:port", a))
+		}
+	}
+	if c.DialTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 {
+		errs = append(errs, errors.New("RELAY_REDIS_*_TIMEOUT: timeouts must be positive"))
+	}
+	if c.PoolSize < 1 {
+		errs = append(errs, fmt.Errorf("RELAY_REDIS_POOL_SIZE: %d is below 1", c.PoolSize))
+	}
+	return errors.Join(errs...)
+}
+
+// New returns a client for c. It does not connect; call Ping to check.
+func New(c Config) redis.UniversalClient {
+	opts := &redis.UniversalOptions{
+		Addrs:        c.Addrs,
+		MasterName:   c.MasterName,
+		Username:     c.Username,
+		Password:     c.Password,
+		DB:           c.DB,
+		DialTimeout:  c.DialTimeout,
+		ReadTimeout:  c.ReadTimeout,
+		WriteTimeout: c.WriteTimeout,
+		PoolSize:     c.PoolSize,
+		// Honour the context deadline of each call as well as the timeouts above.
+		ContextTimeoutEnabled: true,
+		// Retries are Relay's business (fail open, pause, back off); a client
+		// that silently retries three times hides an outage for seconds.
+		MaxRetries: 1,
+	}
+	if c.TLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return redis.NewUniversalClient(opts)
+}
+
+// Ping checks that Redis answers within d.
+func Ping(ctx context.Context, c redis.UniversalClient, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// IsUnavailable reports whether err means Redis could not be reached or did
+// not answer in time, as opposed to a command error or a missing key. Callers
+// fail open or pause on it.
+func IsUnavailable(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+		return true
+	}
+	msg := strings.ToUpper(err.Error())
+	for _, s := range []string{"CONNECTION REFUSED", "BROKEN PIPE", "CONNECTION RESET", "EOF", "LOADING", "I/O TIMEOUT", "NO SUCH HOST", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
