@@ -1,0 +1,510 @@
+// Package catalog stores sources and subscriptions in Redis. Ingest manages
+// them through the HTTP API; deliver reads subscriptions to fan events out.
+// Secrets are sealed with secretbox before they reach Redis and are returned
+// only by the methods whose names say so.
+//
+// Keys (hash-tagged by id for Redis Cluster):
+//
+//	relay:src:{src_…}         hash: the source
+//	relay:src:{src_…}:subs    zset: its subscription ids (lexicographic, so by creation time)
+//	relay:sub:{sub_…}         hash: the subscription
+//	relay:sources             zset: every source id
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/secretbox"
+)
+
+// ErrNotFound means the source or subscription does not exist.
+var ErrNotFound = errors.New("not found")
+
+const sourcesIndex = "relay:sources"
+
+func sourceKey(id string) string     { return "relay:src:{" + id + "}" }
+func sourceSubsKey(id string) string { return "relay:src:{" + id + "}:subs" }
+func subKey(id string) string        { return "relay:sub:{" + id + "}" }
+
+// Secrets are the signing secrets of a source or subscription: the current
+// one, and the one it replaced while that is within its grace period.
+type Secrets struct {
+	Current           string
+	Previous          string
+	PreviousExpiresAt time.Time
+}
+
+// Active returns the secrets valid at now, current first.
+func (s Secrets) Active(now time.Time) []string {
+	if s.Previous != "" && now.Before(s.PreviousExpiresAt) {
+		return []string{s.Current, s.Previous}
+	}
+	return []string{s.Current}
+}
+
+// Source is a webhook sender Relay receives from.
+type Source struct {
+	ID          string
+	Name        string
+	Scheme      string
+	Tolerance   time.Duration
+	DedupWindow time.Duration
+	CreatedAt   time.Time
+	// PreviousSecretExpiresAt is when a rotated-out secret stops verifying;
+	// zero when there is none.
+	PreviousSecretExpiresAt time.Time
+}
+
+// Subscription is an endpoint that receives a source's events.
+type Subscription struct {
+	ID             string
+	SourceID       string
+	URL            string
+	Events         []string
+	Enabled        bool
+	DisabledReason string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	// PreviousSecretExpiresAt is when a rotated-out secret stops signing;
+	// zero when there is none.
+	PreviousSecretExpiresAt time.Time
+}
+
+// Store keeps the catalog in Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	box *secretbox.Box
+	now func() time.Time
+}
+
+// New returns a Store.
+func New(rdb redis.UniversalClient, box *secretbox.Box) *Store {
+	return &Store{rdb: rdb, box: box, now: time.Now}
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func parseMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+// CreateSource stores a new source with its secret.
+func (s *Store) CreateSource(ctx context.Context, src Source, secret string) error {
+	key := sourceKey(src.ID)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, map[string]any{
+			"name":            src.Name,
+			"scheme":          src.Scheme,
+			"tolerance_ms":    src.Tolerance.Milliseconds(),
+			"dedup_window_ms": src.DedupWindow.Milliseconds(),
+			"created_at":      ms(src.CreatedAt),
+			"secret":          s.box.Seal(secret, src.ID),
+		})
+		p.ZAdd(ctx, sourcesIndex, redis.Z{Member: src.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create source %s: %w", src.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) sourceFields(ctx context.Context, id string) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, sourceKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get source %s: %w", id, err)
+	}
+	if len(m) == 0 || m["scheme"] == "" {
+		return nil, ErrNotFound
+	}
+	return m, nil
+}
+
+func sourceFrom(id string, m map[string]string) Source {
+	tol, _ := strconv.ParseInt(m["tolerance_ms"], 10, 64)
+	win, _ := strconv.ParseInt(m["dedup_window_ms"], 10, 64)
+	src := Source{
+		ID: id, Name: m["name"], Scheme: m["scheme"],
+		Tolerance:   time.Duration(tol) * time.Millisecond,
+		DedupWindow: time.Duration(win) * time.Millisecond,
+		CreatedAt:   parseMS(m["created_at"]),
+	}
+	if m["prev_secret"] != "" {
+		src.PreviousSecretExpiresAt = parseMS(m["prev_expires"])
+	}
+	return src
+}
+
+// GetSource returns a source without its secrets.
+func (s *Store) GetSource(ctx context.Context, id string) (Source, error) {
+	m, err := s.sourceFields(ctx, id)
+	if err != nil {
+		return Source{}, err
+	}
+	return sourceFrom(id, m), nil
+}
+
+// GetSourceWithSecrets returns a source and its decrypted secrets, for
+// verifying inbound requests. It is one Redis round trip.
+func (s *Store) GetSourceWithSecrets(ctx context.Context, id string) (Source, Secrets, error) {
+	m, err := s.sourceFields(ctx, id)
+	if err != nil {
+		return Source{}, Secrets{}, err
+	}
+	sec, err := s.openSecrets(id, m)
+	if err != nil {
+		return Source{}, Secrets{}, err
+	}
+	return sourceFrom(id, m), sec, nil
+}
+
+func (s *Store) openSecrets(owner string, m map[string]string) (Secrets, error) {
+	var sec Secrets
+	var err error
+	if sec.Current, err = s.box.Open(m["secret"], owner); err != nil {
+		return sec, fmt.Errorf("secret of %s: %w", owner, err)
+	}
+	if m["prev_secret"] != "" {
+		exp := parseMS(m["prev_expires"])
+		if s.now().Before(exp) {
+			if sec.Previous, err = s.box.Open(m["prev_secret"], owner); err != nil {
+				return sec, fmt.Errorf("previous secret of %s: %w", owner, err)
+			}
+			sec.PreviousExpiresAt = exp
+		}
+	}
+	return sec, nil
+}
+
+// Page is one page of a listing.
+type Page[T any] struct {
+	Items []T
+	// Next is the cursor of the following page, "" on the last page.
+	Next string
+}
+
+// ListSources lists sources oldest first, limit at a time, after cursor.
+func (s *Store) ListSources(ctx context.Context, cursor string, limit int) (Page[Source], error) {
+	ids, next, err := s.listIDs(ctx, sourcesIndex, cursor, limit)
+	if err != nil {
+		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, sourceKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
+	}
+	page := Page[Source]{Next: next}
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			page.Items = append(page.Items, sourceFrom(ids[i], m))
+		}
+	}
+	return page, nil
+}
+
+// listIDs pages through a lexicographic index. The cursor is the last id returned.
+func (s *Store) listIDs(ctx context.Context, key, cursor string, limit int) ([]string, string, error) {
+	min := "-"
+	if cursor != "" {
+		min = "(" + cursor
+	}
+	ids, err := s.rdb.ZRangeByLex(ctx, key, &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit) + 1}).Result()
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	return ids, next, nil
+}
+
+// DeleteSource deletes a source and its subscriptions.
+func (s *Store) DeleteSource(ctx context.Context, id string) error {
+	n, err := s.rdb.Del(ctx, sourceKey(id)).Result()
+	if err != nil {
+		return fmt.Errorf("delete source %s: %w", id, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	subs, err := s.rdb.ZRange(ctx, sourceSubsKey(id), 0, -1).Result()
+	if err != nil {
+		return fmt.Errorf("delete source %s: subscriptions: %w", id, err)
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, sub := range subs {
+			p.Del(ctx, subKey(sub))
+		}
+		p.Del(ctx, sourceSubsKey(id))
+		p.ZRem(ctx, sourcesIndex, id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete source %s: %w", id, err)
+	}
+	return nil
+}
+
+// rotateScript replaces the current secret, keeping the old one until its
+// grace period ends. KEYS[1] record; ARGV: new sealed secret, expiry ms, re-sealed old secret.
+var rotateScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'prev_secret', ARGV[3], 'prev_expires', ARGV[2], 'secret', ARGV[1])
+return 1
+`)
+
+func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace time.Duration) error {
+	old, err := s.rdb.HGet(ctx, key, "secret").Result()
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("rotate secret of %s: %w", owner, err)
+	}
+	n, err := rotateScript.Run(ctx, s.rdb, []string{key}, s.box.Seal(newSecret, owner), ms(s.now().Add(grace)), old).Int()
+	if err != nil {
+		return fmt.Errorf("rotate secret of %s: %w", owner, err)
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RotateSourceSecret makes newSecret current; the previous secret keeps
+// verifying for grace.
+func (s *Store) RotateSourceSecret(ctx context.Context, id, newSecret string, grace time.Duration) error {
+	return s.rotate(ctx, sourceKey(id), id, newSecret, grace)
+}
+
+// CreateSubscription stores a new subscription with its secret.
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret string) error {
+	events, err := json.Marshal(sub.Events)
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, subKey(sub.ID), map[string]any{
+			"source_id":  sub.SourceID,
+			"url":        sub.URL,
+			"events":     string(events),
+			"enabled":    boolStr(sub.Enabled),
+			"created_at": ms(sub.CreatedAt),
+			"updated_at": ms(sub.CreatedAt),
+			"secret":     s.box.Seal(secret, sub.ID),
+		})
+		p.ZAdd(ctx, sourceSubsKey(sub.SourceID), redis.Z{Member: sub.ID})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create subscription %s: %w", sub.ID, err)
+	}
+	return nil
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func subFrom(id string, m map[string]string) Subscription {
+	sub := Subscription{
+		ID: id, SourceID: m["source_id"], URL: m["url"],
+		Enabled:        m["enabled"] == "1",
+		DisabledReason: m["disabled_reason"],
+		CreatedAt:      parseMS(m["created_at"]),
+		UpdatedAt:      parseMS(m["updated_at"]),
+	}
+	_ = json.Unmarshal([]byte(m["events"]), &sub.Events)
+	if m["prev_secret"] != "" {
+		sub.PreviousSecretExpiresAt = parseMS(m["prev_expires"])
+	}
+	return sub
+}
+
+func (s *Store) subFields(ctx context.Context, id string) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, subKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("get subscription %s: %w", id, err)
+	}
+	if len(m) == 0 || m["source_id"] == "" {
+		return nil, ErrNotFound
+	}
+	return m, nil
+}
+
+// GetSubscription returns a subscription without its secrets.
+func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	m, err := s.subFields(ctx, id)
+	if err != nil {
+		return Subscription{}, err
+	}
+	return subFrom(id, m), nil
+}
+
+// GetSubscriptionWithSecrets returns a subscription and its decrypted
+// secrets, for signing deliveries.
+func (s *Store) GetSubscriptionWithSecrets(ctx context.Context, id string) (Subscription, Secrets, error) {
+	m, err := s.subFields(ctx, id)
+	if err != nil {
+		return Subscription{}, Secrets{}, err
+	}
+	sec, err := s.openSecrets(id, m)
+	if err != nil {
+		return Subscription{}, Secrets{}, err
+	}
+	return subFrom(id, m), sec, nil
+}
+
+// SubscriptionWithSecrets pairs a subscription with its secrets.
+type SubscriptionWithSecrets struct {
+	Subscription
+	Secrets Secrets
+}
+
+// SourceSubscriptions returns every subscription of a source with its
+// secrets, in creation order: what deliver needs to fan an event out.
+func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]SubscriptionWithSecrets, error) {
+	ids, err := s.rdb.ZRange(ctx, sourceSubsKey(sourceID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, subKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+	}
+	out := make([]SubscriptionWithSecrets, 0, len(ids))
+	for i, c := range cmds {
+		m := c.Val()
+		if len(m) == 0 {
+			continue
+		}
+		sec, err := s.openSecrets(ids[i], m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SubscriptionWithSecrets{Subscription: subFrom(ids[i], m), Secrets: sec})
+	}
+	return out, nil
+}
+
+// ListSubscriptions lists a source's subscriptions, oldest first.
+func (s *Store) ListSubscriptions(ctx context.Context, sourceID, cursor string, limit int) (Page[Subscription], error) {
+	ids, next, err := s.listIDs(ctx, sourceSubsKey(sourceID), cursor, limit)
+	if err != nil {
+		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, subKey(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
+	}
+	page := Page[Subscription]{Next: next}
+	for i, c := range cmds {
+		if m := c.Val(); len(m) > 0 {
+			page.Items = append(page.Items, subFrom(ids[i], m))
+		}
+	}
+	return page, nil
+}
+
+// SubscriptionPatch holds the fields a PATCH may change; nil leaves a field alone.
+type SubscriptionPatch struct {
+	URL     *string
+	Events  []string
+	Enabled *bool
+	// DisabledReason is recorded when Enabled is set to false.
+	DisabledReason string
+}
+
+// hsetIfExists sets fields on KEYS[1] only when it exists. ARGV: field, value, ….
+var hsetIfExists = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+// UpdateSubscription applies a patch and returns the updated subscription.
+func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
+	args := []any{"updated_at", ms(s.now())}
+	if p.URL != nil {
+		args = append(args, "url", *p.URL)
+	}
+	if p.Events != nil {
+		b, err := json.Marshal(p.Events)
+		if err != nil {
+			return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
+		}
+		args = append(args, "events", string(b))
+	}
+	if p.Enabled != nil {
+		reason := ""
+		if !*p.Enabled {
+			reason = p.DisabledReason
+		}
+		args = append(args, "enabled", boolStr(*p.Enabled), "disabled_reason", reason)
+	}
+	n, err := hsetIfExists.Run(ctx, s.rdb, []string{subKey(id)}, args...).Int()
+	if err != nil {
+		return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
+	}
+	if n == 0 {
+		return Subscription{}, ErrNotFound
+	}
+	return s.GetSubscription(ctx, id)
+}
+
+// DeleteSubscription deletes a subscription.
+func (s *Store) DeleteSubscription(ctx context.Context, sourceID, id string) error {
+	var del *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		del = p.Del(ctx, subKey(id))
+		p.ZRem(ctx, sourceSubsKey(sourceID), id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete subscription %s: %w", id, err)
+	}
+	if del.Val() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RotateSubscriptionSecret makes newSecret current; deliveries are signed
+// with both secrets for grace.
+func (s *Store) RotateSubscriptionSecret(ctx context.Context, id, newSecret string, grace time.Duration) error {
+	return s.rotate(ctx, subKey(id), id, newSecret, grace)
+}

@@ -1,0 +1,338 @@
+// Package delivery keeps the state of each (event, subscription) delivery in
+// Redis. Deliver updates it through two scripts around every attempt; the API
+// reads it; replay and redrive consult it so that a delivered pair is never
+// POSTed again, whatever Kafka redelivers.
+//
+// Keys (hash-tagged by event id, so one event's deliveries share a slot and
+// each script touches one slot):
+//
+//	relay:dlv:{evt_…}:<sub>         hash: status, attempts, last outcome, next attempt
+//	relay:dlv:{evt_…}:<sub>:lease   string: the worker currently attempting it
+//	relay:dlv:{evt_…}:<sub>:hist    list: the last 20 attempts, newest first (JSON)
+//	relay:dlv:{evt_…}:subs          set: subscriptions with state for the event
+//
+// Attempt numbers make redelivery safe. `attempts` counts finished attempts.
+// A record asking for attempt n proceeds only when n > attempts: a record
+// whose attempt already finished is stale (a duplicate forward after a crash,
+// or a retry superseded by a replay) and is dropped, while a crash in the
+// middle of attempt n leaves attempts at n-1, so the redelivered record makes
+// attempt n again (at least once).
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Statuses of a delivery.
+const (
+	StatusPending   = "pending"
+	StatusDelivered = "delivered"
+	StatusRetrying  = "retrying"
+	StatusDead      = "dead"
+)
+
+// HistoryLimit is how many attempts a delivery's history keeps.
+const HistoryLimit = 20
+
+// Outcomes of Begin.
+const (
+	// Proceed: make the attempt.
+	Proceed = "ok"
+	// AlreadyDelivered: the pair was delivered; drop the record.
+	AlreadyDelivered = "delivered"
+	// Stale: the record's attempt already finished; drop the record.
+	Stale = "stale"
+	// Busy: another worker holds the lease; try again after it expires.
+	Busy = "busy"
+)
+
+func stateKey(evt, sub string) string { return "relay:dlv:{" + evt + "}:" + sub }
+func leaseKey(evt, sub string) string { return stateKey(evt, sub) + ":lease" }
+func histKey(evt, sub string) string  { return stateKey(evt, sub) + ":hist" }
+func indexKey(evt string) string      { return "relay:dlv:{" + evt + "}:subs" }
+
+// Attempt is one entry of a delivery's history.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	At         time.Time `json:"at"`
+	StatusCode int       `json:"status_code"`
+	LatencyMS  int64     `json:"latency_ms"`
+	Error      string    `json:"error,omitempty"`
+	Response   string    `json:"response,omitempty"`
+}
+
+// State is what Relay knows of one delivery.
+type State struct {
+	SubscriptionID string
+	Status         string
+	Attempts       int
+	LastStatusCode int
+	LastError      string
+	LastResponse   string
+	NextAttemptAt  time.Time
+	DeliveredAt    time.Time
+	UpdatedAt      time.Time
+	History        []Attempt
+}
+
+// Store reads and writes delivery state.
+type Store struct {
+	rdb       redis.UniversalClient
+	retention time.Duration
+}
+
+// New returns a Store whose keys live for retention after their last update.
+func New(rdb redis.UniversalClient, retention time.Duration) *Store {
+	return &Store{rdb: rdb, retention: retention}
+}
+
+var beginScript = redis.NewScript(`
+local st = redis.call('HMGET', KEYS[1], 'status', 'attempts')
+local finished = tonumber(st[2] or '0') or 0
+if st[1] == 'delivered' then return {'delivered', finished} end
+if tonumber(ARGV[2]) <= finished then return {'stale', finished} end
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', finished} end
+if not st[1] then redis.call('HSET', KEYS[1], 'status', 'pending') end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return {'ok', finished}
+`)
+
+// Begin claims attempt number attempt of (evt, sub) for the worker named by
+// token, holding a lease for leaseFor. It returns Proceed, AlreadyDelivered,
+// Stale or Busy, and the number of attempts finished so far.
+func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration, now time.Time) (string, int, error) {
+	res, err := beginScript.Run(ctx, s.rdb,
+		[]string{stateKey(evt, sub), leaseKey(evt, sub), indexKey(evt)},
+		sub, attempt, token, leaseFor.Milliseconds(), int64(s.retention.Seconds()), now.UnixMilli(),
+	).Slice()
+	if err != nil {
+		return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
+	}
+	if len(res) != 2 {
+		return "", 0, fmt.Errorf("begin delivery %s/%s: unexpected reply %v", evt, sub, res)
+	}
+	outcome, _ := res[0].(string)
+	finished, _ := res[1].(int64)
+	return outcome, int(finished), nil
+}
+
+var finishScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+local attempt = tonumber(ARGV[2])
+local status = redis.call('HGET', KEYS[1], 'status')
+if attempt >= cur and status ~= 'delivered' then
+  redis.call('HSET', KEYS[1], 'attempts', attempt, 'status', ARGV[3], 'last_status_code', ARGV[4],
+    'last_error', ARGV[5], 'next_attempt_at', ARGV[6], 'updated_at', ARGV[7], 'last_response', ARGV[10])
+  if ARGV[3] == 'delivered' then redis.call('HSET', KEYS[1], 'delivered_at', ARGV[7]) end
+end
+redis.call('LPUSH', KEYS[3], ARGV[8])
+redis.call('LTRIM', KEYS[3], 0, ARGV[11] - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[9])
+redis.call('EXPIRE', KEYS[3], ARGV[9])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`)
+
+// Result is the outcome of one attempt, as Finish records it.
+type Result struct {
+	Attempt Attempt
+	// Status is the delivery's status after the attempt.
+	Status string
+	// NextAttemptAt is when a retrying delivery is next attempted.
+	NextAttemptAt time.Time
+}
+
+// Finish records the outcome of an attempt begun with token and releases
+// the lease. A delivered status is never overwritten.
+func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) error {
+	hist, err := json.Marshal(historyEntry(r.Attempt))
+	if err != nil {
+		return fmt.Errorf("finish delivery %s/%s: %w", evt, sub, err)
+	}
+	next := ""
+	if !r.NextAttemptAt.IsZero() {
+		next = strconv.FormatInt(r.NextAttemptAt.UnixMilli(), 10)
+	}
+	err = finishScript.Run(ctx, s.rdb,
+		[]string{stateKey(evt, sub), leaseKey(evt, sub), histKey(evt, sub)},
+		token, r.Attempt.Attempt, r.Status, r.Attempt.StatusCode, r.Attempt.Error, next,
+		r.Attempt.At.UnixMilli(), string(hist), int64(s.retention.Seconds()), r.Attempt.Response, HistoryLimit,
+	).Err()
+	if err != nil {
+		return fmt.Errorf("finish delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}
+
+// historyEntry trims the response kept per history entry: the full 4 KiB of
+// the latest response is kept once, in the state.
+func historyEntry(a Attempt) Attempt {
+	const snippet = 512
+	if len(a.Response) > snippet {
+		a.Response = a.Response[:snippet]
+	}
+	return a
+}
+
+var scheduleScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') == 'delivered' then return 0 end
+redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1], 'updated_at', ARGV[2])
+if not redis.call('HGET', KEYS[1], 'status') then redis.call('HSET', KEYS[1], 'status', 'pending') end
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+`)
+
+// Schedule records when a delivery that spent no attempt (deferred, replayed)
+// will next be attempted.
+func (s *Store) Schedule(ctx context.Context, evt, sub string, at, now time.Time) error {
+	err := scheduleScript.Run(ctx, s.rdb, []string{stateKey(evt, sub), indexKey(evt)},
+		at.UnixMilli(), now.UnixMilli(), sub, int64(s.retention.Seconds())).Err()
+	if err != nil {
+		return fmt.Errorf("schedule delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}
+
+// Get returns the state of one delivery; ok is false when none is recorded.
+func (s *Store) Get(ctx context.Context, evt, sub string) (State, bool, error) {
+	m, err := s.rdb.HGetAll(ctx, stateKey(evt, sub)).Result()
+	if err != nil {
+		return State{}, false, fmt.Errorf("get delivery %s/%s: %w", evt, sub, err)
+	}
+	if len(m) == 0 {
+		return State{SubscriptionID: sub, Status: StatusPending}, false, nil
+	}
+	return stateFrom(sub, m), true, nil
+}
+
+// ForEvent returns the state of every delivery of evt with its history, by
+// subscription id.
+func (s *Store) ForEvent(ctx context.Context, evt string) (map[string]State, error) {
+	subs, err := s.rdb.SMembers(ctx, indexKey(evt)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("deliveries of %s: %w", evt, err)
+	}
+	states := make([]*redis.MapStringStringCmd, len(subs))
+	hists := make([]*redis.StringSliceCmd, len(subs))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sub := range subs {
+			states[i] = p.HGetAll(ctx, stateKey(evt, sub))
+			hists[i] = p.LRange(ctx, histKey(evt, sub), 0, HistoryLimit-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("deliveries of %s: %w", evt, err)
+	}
+	out := make(map[string]State, len(subs))
+	for i, sub := range subs {
+		m := states[i].Val()
+		if len(m) == 0 {
+			continue
+		}
+		st := stateFrom(sub, m)
+		for _, h := range hists[i].Val() {
+			var a Attempt
+			if json.Unmarshal([]byte(h), &a) == nil {
+				st.History = append(st.History, a)
+			}
+		}
+		out[sub] = st
+	}
+	return out, nil
+}
+
+func stateFrom(sub string, m map[string]string) State {
+	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	msTime := func(s string) time.Time {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	return State{
+		SubscriptionID: sub,
+		Status:         m["status"],
+		Attempts:       atoi(m["attempts"]),
+		LastStatusCode: atoi(m["last_status_code"]),
+		LastError:      m["last_error"],
+		LastResponse:   m["last_response"],
+		NextAttemptAt:  msTime(m["next_attempt_at"]),
+		DeliveredAt:    msTime(m["delivered_at"]),
+		UpdatedAt:      msTime(m["updated_at"]),
+	}
+}
+
+// Statuses returns the status of each (event, subscription) pair, "" where
+// none is recorded, in one pipelined round trip.
+func (s *Store) Statuses(ctx context.Context, pairs [][2]string) ([]State, error) {
+	cmds := make([]*redis.SliceCmd, len(pairs))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pr := range pairs {
+			cmds[i] = p.HMGet(ctx, stateKey(pr[0], pr[1]), "status", "attempts")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery statuses: %w", err)
+	}
+	out := make([]State, len(pairs))
+	for i, c := range cmds {
+		v := c.Val()
+		out[i].SubscriptionID = pairs[i][1]
+		if len(v) == 2 {
+			out[i].Status, _ = v[0].(string)
+			a, _ := v[1].(string)
+			out[i].Attempts, _ = strconv.Atoi(a)
+		}
+	}
+	return out, nil
+}
+
+var parkScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'delivered' then
+  redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[2], 'next_attempt_at', '', 'updated_at', ARGV[3])
+end
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`)
+
+// Park marks a delivery begun with token dead without spending an attempt
+// (its subscription was disabled), and releases the lease.
+func (s *Store) Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error {
+	err := parkScript.Run(ctx, s.rdb, []string{stateKey(evt, sub), leaseKey(evt, sub), indexKey(evt)},
+		token, reason, now.UnixMilli(), sub, int64(s.retention.Seconds())).Err()
+	if err != nil {
+		return fmt.Errorf("park delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Release gives up a lease without recording an outcome: the attempt was
+// abandoned (shutdown, revoked partition) and its record will come back.
+func (s *Store) Release(ctx context.Context, evt, sub, token string) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{leaseKey(evt, sub)}, token).Err(); err != nil {
+		return fmt.Errorf("release delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}

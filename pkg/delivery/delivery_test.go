@@ -1,0 +1,151 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/testenv"
+)
+
+func TestAttemptLifecycle(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+		now := time.UnixMilli(time.Now().UnixMilli())
+
+		begin := func(attempt int, token string) string {
+			t.Helper()
+			out, _, err := s.Begin(ctx, evt, sub, attempt, token, time.Minute, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		finish := func(attempt int, token, status string) {
+			t.Helper()
+			err := s.Finish(ctx, evt, sub, token, Result{Status: status, Attempt: Attempt{Attempt: attempt, At: now, StatusCode: 500, Error: "HTTP 500", Response: strings.Repeat("x", 2000)}, NextAttemptAt: now.Add(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		if got := begin(1, "w1"); got != Proceed {
+			t.Fatalf("first begin = %s", got)
+		}
+		if got := begin(1, "w2"); got != Busy {
+			t.Fatalf("a second worker on the same attempt = %s, want busy", got)
+		}
+		finish(1, "w1", StatusRetrying)
+		if got := begin(1, "w2"); got != Stale {
+			t.Fatalf("a redelivered record of a finished attempt = %s, want stale", got)
+		}
+		st, ok, err := s.Get(ctx, evt, sub)
+		if err != nil || !ok || st.Status != StatusRetrying || st.Attempts != 1 || st.LastStatusCode != 500 || !st.NextAttemptAt.Equal(now.Add(time.Second)) {
+			t.Fatalf("state after attempt 1 = %+v %v %v", st, ok, err)
+		}
+
+		// A crash mid-attempt: the lease expires and the same attempt is made again.
+		if got := begin(2, "w3"); got != Proceed {
+			t.Fatalf("attempt 2 = %s", got)
+		}
+		if err := rdb.Del(ctx, leaseKey(evt, sub)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := begin(2, "w4"); got != Proceed {
+			t.Fatalf("attempt 2 after its worker died = %s, want ok", got)
+		}
+		finish(2, "w4", StatusDelivered)
+		// The dead worker's late finish must not undo delivered.
+		finish(2, "w3", StatusRetrying)
+		for attempt := 1; attempt <= 4; attempt++ {
+			if got := begin(attempt, "w5"); got != AlreadyDelivered {
+				t.Fatalf("begin(%d) after delivery = %s", attempt, got)
+			}
+		}
+
+		all, err := s.ForEvent(ctx, evt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = all[sub]
+		if st.Status != StatusDelivered || st.DeliveredAt.IsZero() || len(st.History) != 3 || st.History[0].Attempt != 2 {
+			t.Fatalf("ForEvent = %+v", st)
+		}
+		if len(st.History[0].Response) > 512 || len(st.LastResponse) != 2000 {
+			t.Fatalf("response kept: history %d bytes, last %d bytes", len(st.History[0].Response), len(st.LastResponse))
+		}
+	})
+}
+
+func TestHistoryIsCapped(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+	for i := 1; i <= HistoryLimit+5; i++ {
+		tok := fmt.Sprint("w", i)
+		if out, _, err := s.Begin(ctx, evt, sub, i, tok, time.Minute, time.Now()); err != nil || out != Proceed {
+			t.Fatalf("begin %d = %s, %v", i, out, err)
+		}
+		if err := s.Finish(ctx, evt, sub, tok, Result{Status: StatusRetrying, Attempt: Attempt{Attempt: i, At: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ForEvent(ctx, evt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := all[sub].History; len(h) != HistoryLimit || h[0].Attempt != HistoryLimit+5 {
+		t.Fatalf("history has %d entries, newest %d", len(h), h[0].Attempt)
+	}
+}
+
+func TestScheduleNeverTouchesDelivered(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+	at := time.UnixMilli(time.Now().Add(time.Minute).UnixMilli())
+	if err := s.Schedule(ctx, evt, sub, at, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st, ok, _ := s.Get(ctx, evt, sub)
+	if !ok || st.Status != StatusPending || !st.NextAttemptAt.Equal(at) {
+		t.Fatalf("scheduled state = %+v", st)
+	}
+	_, _, _ = s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now())
+	_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 200}})
+	_ = s.Schedule(ctx, evt, sub, at.Add(time.Hour), time.Now())
+	st, _, _ = s.Get(ctx, evt, sub)
+	if st.Status != StatusDelivered || !st.NextAttemptAt.IsZero() {
+		t.Fatalf("schedule changed a delivered state: %+v", st)
+	}
+}
+
+func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now()); out != Proceed {
+		t.Fatal(out)
+	}
+	if err := s.Park(ctx, evt, sub, "w", "subscription disabled", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := s.Get(ctx, evt, sub)
+	if st.Status != StatusDead || st.Attempts != 0 || st.LastError != "subscription disabled" {
+		t.Fatalf("parked state = %+v", st)
+	}
+	// The lease is gone and attempt 1 was never spent: a redrive can make it.
+	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w2", time.Minute, time.Now()); out != Proceed {
+		t.Fatalf("begin after park = %s", out)
+	}
+}

@@ -1,0 +1,142 @@
+// Package ssrf keeps deliveries from reaching internal networks. Relay POSTs
+// to URLs that API callers choose, so without a guard a subscription could
+// point at a cloud metadata service, Redis or the broker. The guard runs in
+// the dialer, after DNS resolution: every resolved address is checked and the
+// connection goes to the checked address, so a DNS answer that changes between
+// check and connect (rebinding) cannot slip through.
+package ssrf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrForbidden is wrapped by every refusal.
+var ErrForbidden = errors.New("destination address is not allowed")
+
+// blocked are the ranges no delivery may reach: private, loopback,
+// link-local, multicast, shared, documentation and otherwise reserved space,
+// IPv4 and IPv6.
+var blocked = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+		"198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+		"255.255.255.255/32",
+		"::/128", "::1/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
+		"2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+	} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+// Allowed reports whether ip may be dialled. IPv4-mapped IPv6 addresses are
+// judged as the IPv4 address they carry.
+func Allowed(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range blocked {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// Control is a net.Dialer Control function that refuses forbidden addresses.
+// It sees the address actually being connected to, after resolution.
+func Control(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrForbidden, address)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !Allowed(ip) {
+		return fmt.Errorf("%w: %s", ErrForbidden, host)
+	}
+	return nil
+}
+
+// Dialer returns a dialer with the given connect timeout that refuses
+// forbidden addresses unless allowPrivate is set (development and tests).
+func Dialer(timeout time.Duration, allowPrivate bool) *net.Dialer {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	if !allowPrivate {
+		d.Control = Control
+	}
+	return d
+}
+
+// CheckURL validates a subscription URL: absolute http or https, a host, no
+// credentials (they would show in every listing), at most 2048 bytes; and,
+// unless allowPrivate, no literal forbidden IP. Host names are checked again
+// at every delivery, after resolution.
+func CheckURL(raw string, allowPrivate bool) error {
+	if len(raw) > 2048 {
+		return errors.New("url is longer than 2048 bytes")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("url does not parse")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("url must start with http:// or https://")
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("url has no host")
+	}
+	if u.User != nil {
+		return errors.New("url must not carry credentials; receivers verify the webhook signature instead")
+	}
+	if u.Fragment != "" {
+		return errors.New("url must not have a fragment")
+	}
+	if !allowPrivate {
+		host := strings.Trim(u.Hostname(), "[]")
+		if ip, err := netip.ParseAddr(host); err == nil && !Allowed(ip) {
+			return fmt.Errorf("%w: %s (set RELAY_ALLOW_PRIVATE_DESTINATIONS=true for local development)", ErrForbidden, host)
+		}
+		if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+			return fmt.Errorf("%w: %s (set RELAY_ALLOW_PRIVATE_DESTINATIONS=true for local development)", ErrForbidden, host)
+		}
+	}
+	return nil
+}
+
+// DialContext resolves host with r and dials the first allowed address,
+// refusing when every address is forbidden. Unlike Control it reports the
+// refusal before any connection attempt, with the host name in the error.
+func DialContext(ctx context.Context, d *net.Dialer, r *net.Resolver, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error = fmt.Errorf("%w: %s resolves to no address", ErrForbidden, host)
+	for _, ip := range addrs {
+		if d.Control != nil && !Allowed(ip) {
+			lastErr = fmt.Errorf("%w: %s resolves to %s", ErrForbidden, host, ip.Unmap())
+			continue
+		}
+		conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip.Unmap().String(), port))
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
