@@ -1,0 +1,25 @@
+// Command relay-ingest runs one ingest replica. Configuration comes from
+// RELAY_* and OTEL_* variables; see docs/configuration.md.
+package main
+
+import (
+	"context"
+
+	"github.com/relayhq/relay/pkg/boot"
+	"github.com/relayhq/relay/services/ingest"
+)
+
+func main() {
+	boot.Main("relay-ingest", func(ctx context.Context, env boot.Env) error {
+		cfg, err := ingest.LoadConfig(env.Config)
+		if err != nil {
+			return err
+		}
+		svc, err := ingest.New(ctx, cfg, ingest.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		if err != nil {
+			return err
+		}
+		env.Logger.Info("ingest listening", "addr", svc.Addr())
+		return svc.Run(ctx)
+	})
+}

@@ -1,0 +1,233 @@
+// Package ingest is Relay's front door: it verifies each inbound webhook's
+// signature, drops sender retries, produces the event to Kafka with acks=all
+// and answers 2xx only once the broker has it. It also serves the management
+// API. Replicas are stateless and run behind a load balancer.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/counters"
+	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/secretbox"
+	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/services/ingest/internal/api"
+	"github.com/relayhq/relay/services/ingest/internal/dedup"
+	"github.com/relayhq/relay/services/ingest/internal/dlq"
+	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+)
+
+// Config is ingest's configuration. LoadConfig documents each variable.
+type Config struct {
+	HTTPAddr                 string
+	PublicURL                string
+	AdminToken               string
+	SecretKey                []byte
+	MaxBodyBytes             int64
+	DedupWindow              time.Duration
+	DedupWait                time.Duration
+	EventRetention           time.Duration
+	ProduceTimeout           time.Duration
+	RotationGrace            time.Duration
+	RedriveBudget            time.Duration
+	AllowPrivateDestinations bool
+	HTTP                     lifecycle.HTTPTimeouts
+	Kafka                    kafka.Config
+	Redis                    redisconn.Config
+}
+
+// LoadConfig reads ingest's configuration from r and validates it.
+func LoadConfig(r *envconfig.Reader) (Config, error) {
+	t := lifecycle.DefaultHTTPTimeouts()
+	c := Config{
+		// RELAY_HTTP_ADDR: where the API listens.
+		HTTPAddr: r.String("RELAY_HTTP_ADDR", ":8080"),
+		// RELAY_PUBLIC_URL: the base URL senders use, for absolute ingest URLs in responses.
+		PublicURL: r.String("RELAY_PUBLIC_URL", ""),
+		// RELAY_ADMIN_TOKEN: the bearer token of the management routes. Required.
+		AdminToken: r.String("RELAY_ADMIN_TOKEN", ""),
+		// RELAY_MAX_BODY_BYTES: the largest inbound body; larger ones get 413.
+		MaxBodyBytes: r.Int64("RELAY_MAX_BODY_BYTES", 1<<20),
+		// RELAY_DEDUP_WINDOW: how long a dedup key is remembered, unless a source sets its own.
+		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
+		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
+		DedupWait: r.Duration("RELAY_DEDUP_WAIT", 2*time.Second),
+		// RELAY_EVENT_RETENTION: how long the events API keeps events and delivery state.
+		EventRetention: r.Duration("RELAY_EVENT_RETENTION", 7*24*time.Hour),
+		// RELAY_PRODUCE_TIMEOUT: how long ingest waits for the broker's acknowledgement before answering 503.
+		ProduceTimeout: r.Duration("RELAY_PRODUCE_TIMEOUT", 10*time.Second),
+		// RELAY_ROTATION_GRACE: how long a rotated-out secret still verifies, by default.
+		RotationGrace: r.Duration("RELAY_ROTATION_GRACE", 24*time.Hour),
+		// RELAY_REDRIVE_BUDGET: how long one POST /replay/dlq call works before returning complete=false.
+		RedriveBudget: r.Duration("RELAY_REDRIVE_BUDGET", 20*time.Second),
+		// RELAY_ALLOW_PRIVATE_DESTINATIONS: allow subscription URLs on private addresses (development only).
+		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
+		HTTP: lifecycle.HTTPTimeouts{
+			ReadHeader:     r.Duration("RELAY_HTTP_READ_HEADER_TIMEOUT", t.ReadHeader),
+			Read:           r.Duration("RELAY_HTTP_READ_TIMEOUT", t.Read),
+			Write:          r.Duration("RELAY_HTTP_WRITE_TIMEOUT", t.Write),
+			Idle:           r.Duration("RELAY_HTTP_IDLE_TIMEOUT", t.Idle),
+			Shutdown:       r.Duration("RELAY_HTTP_SHUTDOWN_TIMEOUT", t.Shutdown),
+			MaxHeaderBytes: r.Int("RELAY_HTTP_MAX_HEADER_BYTES", t.MaxHeaderBytes),
+		},
+		Kafka: kafka.LoadConfig(r),
+		Redis: redisconn.LoadConfig(r),
+	}
+	if v, ok := r.Lookup("RELAY_SECRET_KEY"); ok {
+		key, err := secretbox.ParseKey(v)
+		if err != nil {
+			r.Fail("RELAY_SECRET_KEY", "%v", err)
+		}
+		c.SecretKey = key
+	}
+	if err := r.Err(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem, naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AdminToken == "" {
+		errs = append(errs, errors.New("RELAY_ADMIN_TOKEN: required (the management API must not be open)"))
+	} else if len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("RELAY_ADMIN_TOKEN: use at least 16 characters"))
+	}
+	if len(c.SecretKey) != secretbox.KeySize {
+		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, 32 bytes in base64 (make one with: openssl rand -base64 32)"))
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("RELAY_MAX_BODY_BYTES: %d is outside 1 KiB to 64 MiB", c.MaxBodyBytes))
+	}
+	if c.DedupWindow < time.Minute {
+		errs = append(errs, errors.New("RELAY_DEDUP_WINDOW: must be at least 1m"))
+	}
+	if c.DedupWait < 0 || c.DedupWait > 30*time.Second {
+		errs = append(errs, errors.New("RELAY_DEDUP_WAIT: must be from 0s to 30s"))
+	}
+	if c.EventRetention < time.Hour {
+		errs = append(errs, errors.New("RELAY_EVENT_RETENTION: must be at least 1h"))
+	}
+	if c.ProduceTimeout < 100*time.Millisecond {
+		errs = append(errs, errors.New("RELAY_PRODUCE_TIMEOUT: must be at least 100ms"))
+	}
+	if c.HTTP.Write <= c.ProduceTimeout+c.DedupWait || c.HTTP.Write <= c.RedriveBudget {
+		errs = append(errs, errors.New("RELAY_HTTP_WRITE_TIMEOUT: must exceed RELAY_PRODUCE_TIMEOUT + RELAY_DEDUP_WAIT and RELAY_REDRIVE_BUDGET, or answers are cut off"))
+	}
+	if c.HTTP.ReadHeader <= 0 || c.HTTP.Read <= 0 || c.HTTP.Idle <= 0 || c.HTTP.Shutdown <= 0 {
+		errs = append(errs, errors.New("RELAY_HTTP_*_TIMEOUT: timeouts must be positive"))
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Redis.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what the process provides: logger and telemetry.
+type Deps struct {
+	Logger    *slog.Logger
+	Telemetry *telemetry.Telemetry
+}
+
+// Service is a running ingest replica.
+type Service struct {
+	log      *slog.Logger
+	rdb      redis.UniversalClient
+	producer *kgo.Client
+	server   *lifecycle.HTTPServer
+}
+
+// New connects to Kafka and Redis, creates the topics and starts listening.
+func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+	names, err := cfg.Kafka.Names()
+	if err != nil {
+		return nil, err
+	}
+	log := d.Logger
+	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: d.Telemetry.Registry}
+	producer, err := kafka.NewClient(cfg.Kafka, "relay-ingest", in, in.Tracer("relay-ingest", "", false),
+		append(kafka.ProducerOptions(),
+			// Ingest answers within RELAY_PRODUCE_TIMEOUT; let that deadline
+			// cancel a record stuck in flight. The price is a possible
+			// duplicate if the sender retries a write the broker did take.
+			kgo.AllowIdempotentProduceCancellation(),
+			kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		)...)
+	if err != nil {
+		return nil, err
+	}
+	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
+		producer.Close()
+		return nil, err
+	}
+	box, err := secretbox.New(cfg.SecretKey)
+	if err != nil {
+		producer.Close()
+		return nil, fmt.Errorf("RELAY_SECRET_KEY: %w", err)
+	}
+	rdb := redisconn.New(cfg.Redis)
+	deliveries := delivery.New(rdb, cfg.EventRetention)
+	ready := health.Checks{
+		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
+		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, rdb, health.Timeout) },
+	}
+	a := api.New(api.Config{
+		AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout,
+		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
+	}, api.Deps{
+		Catalog:    catalog.New(rdb, box),
+		Events:     eventstore.New(rdb, cfg.EventRetention),
+		Deliveries: deliveries,
+		Counters:   counters.New(rdb),
+		Dedup:      dedup.New(rdb, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),
+		DLQ: &dlq.Manager{
+			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,
+			Deliveries: deliveries, Log: log, Budget: cfg.RedriveBudget,
+		},
+		Producer: producer, Ready: ready, Telemetry: d.Telemetry, Logger: log,
+	})
+	server, err := lifecycle.NewHTTPServer("ingest-http", cfg.HTTPAddr, a.Handler(), cfg.HTTP, log)
+	if err != nil {
+		producer.Close()
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &Service{log: log, rdb: rdb, producer: producer, server: server}, nil
+}
+
+// Addr is the address the API listens on.
+func (s *Service) Addr() string { return s.server.Addr() }
+
+// Run serves until ctx is cancelled, then stops accepting requests, drains
+// in-flight ones, flushes the producer and closes Redis.
+func (s *Service) Run(ctx context.Context) error {
+	err := lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.server})
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ferr := s.producer.Flush(fctx); ferr != nil {
+		s.log.Warn("producer flush", "error", ferr)
+	}
+	s.producer.Close()
+	if cerr := s.rdb.Close(); cerr != nil {
+		s.log.Warn("redis close", "error", cerr)
+	}
+	return err
+}

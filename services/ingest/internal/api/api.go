@@ -1,0 +1,393 @@
+// Package api is ingest's HTTP API: the inbound webhook endpoint and the
+// management routes of ../shared/DESIGN.md ("HTTP API"), served with gin.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/counters"
+	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/services/ingest/internal/dedup"
+	"github.com/relayhq/relay/services/ingest/internal/dlq"
+	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+)
+
+// Producer is what the API needs of a Kafka client.
+type Producer interface {
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+}
+
+var _ Producer = (*kgo.Client)(nil)
+
+// Config is the API's share of ingest's configuration.
+type Config struct {
+	AdminToken               string
+	MaxBodyBytes             int64
+	DefaultDedupWindow       time.Duration
+	RotationGrace            time.Duration
+	ProduceTimeout           time.Duration
+	AllowPrivateDestinations bool
+	// PublicURL, when set, makes responses carry absolute ingest URLs.
+	PublicURL string
+	Names     record.Topics
+}
+
+// Deps are the stores and clients the API works with.
+type Deps struct {
+	Catalog    *catalog.Store
+	Events     *eventstore.Store
+	Deliveries *delivery.Store
+	Counters   *counters.Store
+	Dedup      *dedup.Store
+	DLQ        *dlq.Manager
+	Producer   Producer
+	Ready      health.Checks
+	Telemetry  *telemetry.Telemetry
+	Logger     *slog.Logger
+}
+
+// API serves ingest's routes.
+type API struct {
+	cfg        Config
+	log        *slog.Logger
+	catalog    *catalog.Store
+	sources    *sourceCache
+	events     *eventstore.Store
+	deliveries *delivery.Store
+	counters   *counters.Store
+	dedup      *dedup.Store
+	dlq        *dlq.Manager
+	producer   Producer
+	ready      health.Checks
+	tel        *telemetry.Telemetry
+	m          *metrics
+	engine     *gin.Engine
+	now        func() time.Time
+}
+
+// New builds the API and its routes.
+func New(cfg Config, d Deps) *API {
+	a := &API{
+		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, deliveries: d.Deliveries,
+		counters: d.Counters, dedup: d.Dedup, dlq: d.DLQ, producer: d.Producer, ready: d.Ready,
+		tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry), now: time.Now,
+	}
+	a.sources = newSourceCache(d.Catalog, 2*time.Second, 10*time.Minute)
+	a.engine = a.routes()
+	return a
+}
+
+// Handler returns the API wrapped in OpenTelemetry HTTP instrumentation.
+func (a *API) Handler() http.Handler {
+	return otelhttp.NewHandler(a.engine, "ingest",
+		otelhttp.WithTracerProvider(a.tel.TracerProvider),
+		otelhttp.WithPropagators(propagation.TraceContext{}),
+		// Inbound webhooks come from the internet: a sender's traceparent is
+		// not ours to continue, so each starts its own trace (linked to the
+		// sender's). Management calls continue their caller's trace.
+		otelhttp.WithPublicEndpointFn(func(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/in/") }),
+	)
+}
+
+// Routes lists the registered routes, for the OpenAPI conformance test.
+func (a *API) Routes() gin.RoutesInfo { return a.engine.Routes() }
+
+func (a *API) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	// Relay runs behind load balancers it does not know; never trust
+	// X-Forwarded-For for anything.
+	_ = r.SetTrustedProxies(nil)
+	r.Use(a.recoverer(), a.observe())
+	r.NoRoute(func(c *gin.Context) {
+		fail(c, http.StatusNotFound, "route_not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		fail(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	r.GET("/healthz", gin.WrapF(health.LiveHandler))
+	r.GET("/readyz", gin.WrapF(health.ReadyHandler(a.ready)))
+	r.GET("/metrics", gin.WrapH(telemetry.MetricsHandler(a.tel.Registry)))
+	r.POST("/in/:source_id", a.ingest)
+
+	m := r.Group("/", a.auth())
+	m.POST("/sources", a.createSource)
+	m.GET("/sources", a.listSources)
+	m.GET("/sources/:source_id", a.getSource)
+	m.DELETE("/sources/:source_id", a.deleteSource)
+	m.POST("/sources/:source_id/rotate-secret", a.rotateSourceSecret)
+	m.GET("/sources/:source_id/events", a.listEvents)
+	m.GET("/sources/:source_id/events/:event_id", a.getEvent)
+	m.GET("/sources/:source_id/events/:event_id/deliveries", a.listDeliveries)
+	m.POST("/sources/:source_id/events/:event_id/replay", a.replay)
+	m.GET("/sources/:source_id/metrics", a.sourceMetrics)
+	m.POST("/sources/:source_id/subscriptions", a.createSubscription)
+	m.GET("/sources/:source_id/subscriptions", a.listSubscriptions)
+	m.GET("/sources/:source_id/subscriptions/:sub_id", a.getSubscription)
+	m.PATCH("/sources/:source_id/subscriptions/:sub_id", a.updateSubscription)
+	m.DELETE("/sources/:source_id/subscriptions/:sub_id", a.deleteSubscription)
+	m.POST("/sources/:source_id/subscriptions/:sub_id/rotate-secret", a.rotateSubscriptionSecret)
+	m.GET("/dlq", a.listDLQ)
+	m.POST("/replay/dlq", a.redriveDLQ)
+	return r
+}
+
+// errorBody is every error response: {"error": {"code", "message"}}.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// fail answers with a JSON error and stops the handler chain. The observe
+// middleware logs it.
+func fail(c *gin.Context, status int, code, msg string) {
+	c.Set("error_code", code)
+	c.Set("error_message", msg)
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+// unavailable answers 503 with Retry-After.
+func unavailable(c *gin.Context, code, msg string, retryAfter time.Duration) {
+	c.Header("Retry-After", strconv.Itoa(int(retryAfter.Seconds())))
+	fail(c, http.StatusServiceUnavailable, code, msg)
+}
+
+// internal answers 500 without leaking the cause, which is logged.
+func (a *API) internal(c *gin.Context, what string, err error) {
+	a.log.ErrorContext(c.Request.Context(), what, "error", err)
+	fail(c, http.StatusInternalServerError, "internal", "internal error while "+what+"; see the service log")
+}
+
+func (a *API) recoverer() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.log.ErrorContext(c.Request.Context(), "handler panicked", "panic", fmt.Sprint(p), "route", c.FullPath())
+				fail(c, http.StatusInternalServerError, "internal", "internal error; see the service log")
+			}
+		}()
+		c.Next()
+	}
+}
+
+// observe names the request's span after its route, counts the request and
+// logs every error response.
+func (a *API) observe() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		span := trace.SpanFromContext(c.Request.Context())
+		span.SetName(c.Request.Method + " " + route)
+		span.SetAttributes(attribute.String("http.route", route))
+		status := c.Writer.Status()
+		a.m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+		a.m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+		if status >= 400 {
+			lvl := slog.LevelInfo
+			if status >= 500 {
+				lvl = slog.LevelError
+			}
+			a.log.Log(c.Request.Context(), lvl, "request failed",
+				"method", c.Request.Method, "route", route, "status", status,
+				"code", c.GetString("error_code"), "message", c.GetString("error_message"),
+				"remote", c.ClientIP(), "duration_ms", time.Since(start).Milliseconds())
+		}
+	}
+}
+
+// auth requires the admin bearer token, compared in constant time.
+func (a *API) auth() gin.HandlerFunc {
+	want := []byte("Bearer " + a.cfg.AdminToken)
+	return func(c *gin.Context) {
+		got := []byte(c.GetHeader("Authorization"))
+		if a.cfg.AdminToken == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			c.Header("WWW-Authenticate", `Bearer realm="relay"`)
+			fail(c, http.StatusUnauthorized, "unauthorized", "missing or wrong Authorization: Bearer token (RELAY_ADMIN_TOKEN)")
+			return
+		}
+		c.Next()
+	}
+}
+
+// bindJSON decodes a management request body strictly: unknown fields, wrong
+// types and trailing data are 400s that name the field. An empty body decodes
+// to the zero value when allowEmpty.
+func bindJSON(c *gin.Context, dst any, allowEmpty bool) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if errors.Is(err, io.EOF) && allowEmpty {
+		return true
+	}
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err != nil {
+		fail(c, http.StatusBadRequest, "invalid_json", describeJSONError(err))
+		return false
+	}
+	return true
+}
+
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var big *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "request body is empty; send a JSON object"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		}
+		return "request body must be a JSON object"
+	case errors.As(err, &big):
+		return "request body is larger than 64 KiB"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	return "a number"
+}
+
+// invalid answers 400 for a field that parsed but is not acceptable.
+func invalid(c *gin.Context, field, msg string) {
+	fail(c, http.StatusBadRequest, "invalid_field", field+": "+msg)
+}
+
+// pageParams reads limit (1..500, default 50) and cursor.
+func pageParams(c *gin.Context) (int, string, bool) {
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			invalid(c, "limit", "must be an integer from 1 to 500")
+			return 0, "", false
+		}
+		limit = n
+	}
+	return limit, c.Query("cursor"), true
+}
+
+// list is the envelope of every listing.
+type list[T any] struct {
+	Data       []T    `json:"data"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// duration is a JSON duration written as a Go duration string ("5m", "72h").
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`must be a duration string such as "30s", "5m" or "72h"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (examples: 30s, 5m, 72h)", s)
+	}
+	*d = duration(v)
+	return nil
+}
+
+func formatDuration(d time.Duration) string { return record.FormatDelay(d) }
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	verifyFailures  *prometheus.CounterVec
+	events          *prometheus.CounterVec
+	dedupFailOpen   prometheus.Counter
+	produceDuration prometheus.Histogram
+	produceFailures prometheus.Counter
+	storeFailures   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "relay_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_ingest_verification_failures_total", Help: "Inbound requests rejected by signature verification, by scheme and reason.",
+		}, []string{"scheme", "reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_ingest_events_total", Help: "Inbound events by result: accepted, or duplicate (a dedup hit).",
+		}, []string{"result"}),
+		dedupFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_ingest_dedup_fail_open_total", Help: "Events accepted without dedup because Redis was unreachable.",
+		}),
+		produceDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "relay_ingest_produce_duration_seconds", Help: "Time from produce to broker acknowledgement (acks=all).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 10},
+		}),
+		produceFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_ingest_produce_failures_total", Help: "Events refused with 503 because the broker did not acknowledge them in time.",
+		}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_ingest_event_store_failures_total", Help: "Accepted events that could not be written to the events API store (Redis).",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures)
+	for _, r := range []string{"accepted", "duplicate"} {
+		m.events.WithLabelValues(r)
+	}
+	return m
+}

@@ -1,0 +1,180 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/services/ingest/internal/classify"
+	"github.com/relayhq/relay/services/ingest/internal/dedup"
+	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+)
+
+type ingestResponse struct {
+	EventID   string `json:"event_id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// ingest is POST /in/{source_id}: verify, dedup, produce with acks=all, and
+// only then answer 202.
+func (a *API) ingest(c *gin.Context) {
+	ctx := c.Request.Context()
+	span := trace.SpanFromContext(ctx)
+	id := c.Param("source_id")
+	if !ids.Valid(ids.Source, id) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return
+	}
+	src, secrets, err := a.sources.get(ctx, id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return
+	}
+	if err != nil {
+		// Without the source's secret nothing can be verified: ask the sender to retry.
+		a.log.WarnContext(ctx, "source lookup failed", "source_id", id, "error", err)
+		unavailable(c, "redis_unavailable", "cannot load the source right now; retry shortly", 5*time.Second)
+		return
+	}
+	span.SetAttributes(attribute.String("relay.source_id", src.ID))
+
+	body, ok := a.readBody(c)
+	if !ok {
+		return
+	}
+	scheme, ok := signature.Lookup(src.Scheme)
+	if !ok {
+		a.internal(c, "verifying the request", fmt.Errorf("source %s has unknown scheme %q", src.ID, src.Scheme))
+		return
+	}
+	now := a.now()
+	req := signature.Request{Header: c.Request.Header, Body: body}
+	if err := scheme.Verify(req, secrets.Active(now), now, src.Tolerance); err != nil {
+		a.rejectSignature(c, scheme.Name(), err)
+		return
+	}
+	if k := c.GetHeader(classify.HeaderIdempotencyKey); len(k) > classify.MaxIdempotencyKey {
+		fail(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("%s is longer than %d bytes", classify.HeaderIdempotencyKey, classify.MaxIdempotencyKey))
+		return
+	}
+
+	ev := record.Event{
+		ID: ids.NewAt(ids.Event, now), SourceID: src.ID,
+		Type:        classify.EventType(c.Request.Header, body),
+		ReceivedAt:  now,
+		ContentType: c.GetHeader("Content-Type"),
+		Body:        body,
+	}
+	span.SetAttributes(attribute.String("relay.event_type", ev.Type))
+
+	// From here on the request is worked to completion even if the sender
+	// hangs up: a produce cancelled half-way is exactly the ambiguity the
+	// dedup protocol exists to avoid.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ProduceTimeout+2*time.Second)
+	defer cancel()
+
+	claim, dupID, err := a.dedup.Acquire(work, dedup.Key(src.ID, classify.DedupKey(c.Request.Header, body, scheme)), ev.ID)
+	switch {
+	case errors.Is(err, dedup.ErrInFlight):
+		unavailable(c, "duplicate_in_flight", "an identical request is being accepted right now; retry shortly", time.Second)
+		return
+	case err != nil && redisconn.IsUnavailable(err):
+		// An event lost is worse than a rare duplicate: accept without dedup.
+		a.m.dedupFailOpen.Inc()
+		span.SetAttributes(attribute.Bool("relay.dedup.fail_open", true))
+		a.log.WarnContext(ctx, "dedup unavailable, accepting without dedup", "source_id", src.ID, "error", err)
+		claim = nil
+	case err != nil:
+		a.internal(c, "checking for duplicates", err)
+		return
+	case dupID != "":
+		a.m.events.WithLabelValues("duplicate").Inc()
+		span.SetAttributes(attribute.Bool("relay.duplicate", true), attribute.String("relay.event_id", dupID))
+		c.JSON(http.StatusOK, ingestResponse{EventID: dupID, Duplicate: true})
+		return
+	}
+	span.SetAttributes(attribute.String("relay.event_id", ev.ID))
+
+	rec := ev.Record(a.cfg.Names.Events)
+	rec.Context = ctx // the kotel hook parents the produce span on the request's span
+	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
+	start := time.Now()
+	perr := a.producer.ProduceSync(pctx, rec).FirstErr()
+	pcancel()
+	a.m.produceDuration.Observe(time.Since(start).Seconds())
+	if perr != nil {
+		a.m.produceFailures.Inc()
+		if claim != nil {
+			if err := a.dedup.Release(work, claim); err != nil {
+				// The marker expires after its TTL; until then a retry waits and gets 503.
+				a.log.WarnContext(ctx, "dedup release failed", "source_id", src.ID, "error", err)
+			}
+		}
+		a.log.ErrorContext(ctx, "produce failed", "source_id", src.ID, "event_id", ev.ID, "error", perr)
+		unavailable(c, "broker_unavailable", "the event could not be stored durably; nothing was accepted, retry", 5*time.Second)
+		return
+	}
+
+	// Accepted. What follows is bookkeeping: its failure must not fail the request.
+	if claim != nil {
+		if _, err := a.dedup.Commit(work, claim, src.DedupWindow); err != nil {
+			a.log.WarnContext(ctx, "dedup commit failed", "event_id", ev.ID, "error", err)
+		}
+	}
+	if err := a.events.Put(work, eventstore.Event{
+		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt, Body: body,
+	}); err != nil {
+		a.m.storeFailures.Inc()
+		a.log.WarnContext(ctx, "event store write failed", "event_id", ev.ID, "error", err)
+	}
+	a.m.events.WithLabelValues("accepted").Inc()
+	c.JSON(http.StatusAccepted, ingestResponse{EventID: ev.ID})
+}
+
+// readBody reads the raw body, at most MaxBodyBytes, without ever buffering
+// more than that.
+func (a *API) readBody(c *gin.Context) ([]byte, bool) {
+	limit := a.cfg.MaxBodyBytes
+	if c.Request.ContentLength > limit {
+		fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", limit))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", limit))
+		return nil, false
+	case err != nil:
+		fail(c, http.StatusBadRequest, "unreadable_body", "the request body could not be read: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {
+	code, reason := "invalid_signature", "mismatch"
+	switch {
+	case errors.Is(err, signature.ErrMissing):
+		code, reason = "missing_signature", "missing"
+	case errors.Is(err, signature.ErrMalformed):
+		code, reason = "malformed_signature", "malformed"
+	case errors.Is(err, signature.ErrTimestamp):
+		code, reason = "timestamp_out_of_tolerance", "timestamp"
+	}
+	a.m.verifyFailures.WithLabelValues(scheme, reason).Inc()
+	trace.SpanFromContext(c.Request.Context()).SetAttributes(attribute.String("relay.verification_failure", reason))
+	fail(c, http.StatusUnauthorized, code, err.Error())
+}

@@ -1,0 +1,316 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/signature"
+)
+
+type verificationJSON struct {
+	Scheme    string `json:"scheme"`
+	Tolerance string `json:"tolerance,omitempty"`
+}
+
+type sourceJSON struct {
+	ID                      string           `json:"id"`
+	Name                    string           `json:"name"`
+	Verification            verificationJSON `json:"verification"`
+	DedupWindow             string           `json:"dedup_window"`
+	IngestURL               string           `json:"ingest_url"`
+	CreatedAt               time.Time        `json:"created_at"`
+	PreviousSecretExpiresAt *time.Time       `json:"previous_secret_expires_at,omitempty"`
+	// Secret is set only in the responses that create or rotate it.
+	Secret string `json:"secret,omitempty"`
+}
+
+func (a *API) sourceOut(s catalog.Source) sourceJSON {
+	out := sourceJSON{
+		ID: s.ID, Name: s.Name,
+		Verification: verificationJSON{Scheme: s.Scheme},
+		DedupWindow:  formatDuration(s.DedupWindow),
+		IngestURL:    strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
+		CreatedAt:    s.CreatedAt.UTC(),
+	}
+	if s.Scheme == "standard-webhooks" || s.Scheme == "stripe" || s.Scheme == "slack" {
+		out.Verification.Tolerance = formatDuration(s.Tolerance)
+	}
+	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
+		t := s.PreviousSecretExpiresAt.UTC()
+		out.PreviousSecretExpiresAt = &t
+	}
+	return out
+}
+
+type createSourceRequest struct {
+	Name         string `json:"name"`
+	Verification *struct {
+		Scheme    string   `json:"scheme"`
+		Secret    string   `json:"secret"`
+		Tolerance duration `json:"tolerance"`
+	} `json:"verification"`
+	DedupWindow duration `json:"dedup_window"`
+}
+
+func (a *API) createSource(c *gin.Context) {
+	var req createSourceRequest
+	if !bindJSON(c, &req, false) {
+		return
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 200 || !utf8.ValidString(req.Name) {
+		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
+		return
+	}
+	schemeName, secret, tol := "relay", "", time.Duration(0)
+	if v := req.Verification; v != nil {
+		if v.Scheme != "" {
+			schemeName = v.Scheme
+		}
+		secret, tol = v.Secret, time.Duration(v.Tolerance)
+	}
+	scheme, ok := signature.Lookup(schemeName)
+	if !ok {
+		invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
+		return
+	}
+	if secret == "" {
+		secret = scheme.NewSecret()
+	} else if err := scheme.CheckSecret(secret); err != nil {
+		invalid(c, "verification.secret", err.Error())
+		return
+	}
+	if tol == 0 {
+		tol = signature.DefaultTolerance
+	}
+	if tol < time.Second || tol > time.Hour {
+		invalid(c, "verification.tolerance", "must be from 1s to 1h")
+		return
+	}
+	window := time.Duration(req.DedupWindow)
+	if window == 0 {
+		window = a.cfg.DefaultDedupWindow
+	}
+	if window < time.Minute || window > 30*24*time.Hour {
+		invalid(c, "dedup_window", "must be from 1m to 720h")
+		return
+	}
+	src := catalog.Source{
+		ID: ids.New(ids.Source), Name: req.Name, Scheme: scheme.Name(),
+		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
+	}
+	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
+		a.storeError(c, "creating the source", err)
+		return
+	}
+	out := a.sourceOut(src)
+	out.Secret = secret
+	c.JSON(http.StatusCreated, out)
+}
+
+// storeError answers for a failed Redis call: 503 when Redis is
+// unreachable, 500 otherwise.
+func (a *API) storeError(c *gin.Context, what string, err error) {
+	if redisconn.IsUnavailable(err) {
+		a.log.WarnContext(c.Request.Context(), "redis unavailable", "while", what, "error", err)
+		unavailable(c, "redis_unavailable", "Redis is unavailable while "+what+"; retry shortly", 5*time.Second)
+		return
+	}
+	a.internal(c, what, err)
+}
+
+func (a *API) listSources(c *gin.Context) {
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	page, err := a.catalog.ListSources(c.Request.Context(), cursor, limit)
+	if err != nil {
+		a.storeError(c, "listing sources", err)
+		return
+	}
+	out := list[sourceJSON]{Data: []sourceJSON{}, NextCursor: page.Next}
+	for _, s := range page.Items {
+		out.Data = append(out.Data, a.sourceOut(s))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// loadSource answers 404 for an unknown source and returns false.
+func (a *API) loadSource(c *gin.Context) (catalog.Source, bool) {
+	id := c.Param("source_id")
+	if !ids.Valid(ids.Source, id) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return catalog.Source{}, false
+	}
+	src, err := a.catalog.GetSource(c.Request.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return src, false
+	}
+	if err != nil {
+		a.storeError(c, "reading the source", err)
+		return src, false
+	}
+	return src, true
+}
+
+// quoteID bounds and quotes an id from a URL for an error message.
+func quoteID(id string) string {
+	if len(id) > 64 {
+		id = id[:64] + "…"
+	}
+	return `"` + strings.ToValidUTF8(id, "?") + `"`
+}
+
+func (a *API) getSource(c *gin.Context) {
+	src, ok := a.loadSource(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, a.sourceOut(src))
+}
+
+func (a *API) deleteSource(c *gin.Context) {
+	id := c.Param("source_id")
+	err := a.catalog.DeleteSource(c.Request.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) || !ids.Valid(ids.Source, id) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return
+	}
+	if err != nil {
+		a.storeError(c, "deleting the source", err)
+		return
+	}
+	a.sources.forget(id)
+	c.Status(http.StatusNoContent)
+}
+
+type rotateRequest struct {
+	Secret string   `json:"secret"`
+	Grace  duration `json:"grace"`
+}
+
+func (a *API) rotateSourceSecret(c *gin.Context) {
+	src, ok := a.loadSource(c)
+	if !ok {
+		return
+	}
+	var req rotateRequest
+	if !bindJSON(c, &req, true) {
+		return
+	}
+	scheme, _ := signature.Lookup(src.Scheme)
+	secret := req.Secret
+	if secret == "" {
+		secret = scheme.NewSecret()
+	} else if err := scheme.CheckSecret(secret); err != nil {
+		invalid(c, "secret", err.Error())
+		return
+	}
+	grace, ok := a.grace(c, req.Grace)
+	if !ok {
+		return
+	}
+	if err := a.catalog.RotateSourceSecret(c.Request.Context(), src.ID, secret, grace); err != nil {
+		a.storeError(c, "rotating the secret", err)
+		return
+	}
+	a.sources.forget(src.ID)
+	src.PreviousSecretExpiresAt = a.now().Add(grace)
+	out := a.sourceOut(src)
+	out.Secret = secret
+	c.JSON(http.StatusOK, out)
+}
+
+func (a *API) grace(c *gin.Context, d duration) (time.Duration, bool) {
+	g := time.Duration(d)
+	if g == 0 {
+		g = a.cfg.RotationGrace
+	}
+	if g < 0 || g > 30*24*time.Hour {
+		invalid(c, "grace", "must be from 0s to 720h")
+		return 0, false
+	}
+	return g, true
+}
+
+// sourceCache keeps recently used sources and their secrets in memory for
+// the inbound path: one Redis round trip saved per webhook. Entries refresh
+// after ttl; when Redis cannot be reached, a known source keeps verifying
+// from its cached copy for up to stale, so a Redis outage does not turn into
+// 503s for every sender.
+type sourceCache struct {
+	store *catalog.Store
+	ttl   time.Duration
+	stale time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	m     map[string]cachedSource
+}
+
+type cachedSource struct {
+	src     catalog.Source
+	secrets catalog.Secrets
+	missing bool
+	at      time.Time
+}
+
+const sourceCacheMax = 10000
+
+func newSourceCache(store *catalog.Store, ttl, stale time.Duration) *sourceCache {
+	return &sourceCache{store: store, ttl: ttl, stale: stale, now: time.Now, m: map[string]cachedSource{}}
+}
+
+func (sc *sourceCache) get(ctx context.Context, id string) (catalog.Source, catalog.Secrets, error) {
+	now := sc.now()
+	sc.mu.Lock()
+	e, ok := sc.m[id]
+	sc.mu.Unlock()
+	if ok && now.Sub(e.at) < sc.ttl {
+		if e.missing {
+			return catalog.Source{}, catalog.Secrets{}, catalog.ErrNotFound
+		}
+		return e.src, e.secrets, nil
+	}
+	src, sec, err := sc.store.GetSourceWithSecrets(ctx, id)
+	switch {
+	case err == nil:
+		sc.put(id, cachedSource{src: src, secrets: sec, at: now})
+		return src, sec, nil
+	case errors.Is(err, catalog.ErrNotFound):
+		sc.put(id, cachedSource{missing: true, at: now})
+		return src, sec, err
+	case ok && !e.missing && now.Sub(e.at) < sc.stale && redisconn.IsUnavailable(err):
+		return e.src, e.secrets, nil
+	}
+	return src, sec, err
+}
+
+func (sc *sourceCache) put(id string, e cachedSource) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if len(sc.m) >= sourceCacheMax {
+		for k := range sc.m { // evict an arbitrary entry
+			delete(sc.m, k)
+			break
+		}
+	}
+	sc.m[id] = e
+}
+
+func (sc *sourceCache) forget(id string) {
+	sc.mu.Lock()
+	delete(sc.m, id)
+	sc.mu.Unlock()
+}

@@ -1,0 +1,260 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/glob"
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/ssrf"
+)
+
+type subscriptionJSON struct {
+	ID                      string     `json:"id"`
+	SourceID                string     `json:"source_id"`
+	URL                     string     `json:"url"`
+	Events                  []string   `json:"events"`
+	Enabled                 bool       `json:"enabled"`
+	DisabledReason          string     `json:"disabled_reason,omitempty"`
+	CreatedAt               time.Time  `json:"created_at"`
+	UpdatedAt               time.Time  `json:"updated_at"`
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
+	// Secret is set only in the responses that create or rotate it.
+	Secret string `json:"secret,omitempty"`
+}
+
+func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
+	out := subscriptionJSON{
+		ID: s.ID, SourceID: s.SourceID, URL: s.URL, Events: s.Events, Enabled: s.Enabled,
+		DisabledReason: s.DisabledReason, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
+		t := s.PreviousSecretExpiresAt.UTC()
+		out.PreviousSecretExpiresAt = &t
+	}
+	return out
+}
+
+// patterns is a subscription's `events`: one glob or a list of them.
+type patterns []string
+
+func (p *patterns) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*p = patterns{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New(`must be a glob string such as "payment.*" or a list of them`)
+	}
+	*p = many
+	return nil
+}
+
+func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
+	if len(p) == 0 {
+		invalid(c, "events", "needs at least one pattern (\"*\" for every event)")
+		return nil, false
+	}
+	if len(p) > 50 {
+		invalid(c, "events", "has more than 50 patterns")
+		return nil, false
+	}
+	for _, pat := range p {
+		if err := glob.Validate(pat); err != nil {
+			invalid(c, "events", err.Error())
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+type createSubscriptionRequest struct {
+	URL     string   `json:"url"`
+	Events  patterns `json:"events"`
+	Enabled *bool    `json:"enabled"`
+	Secret  string   `json:"secret"`
+}
+
+func (a *API) createSubscription(c *gin.Context) {
+	src, ok := a.loadSource(c)
+	if !ok {
+		return
+	}
+	var req createSubscriptionRequest
+	if !bindJSON(c, &req, false) {
+		return
+	}
+	if err := ssrf.CheckURL(req.URL, a.cfg.AllowPrivateDestinations); err != nil {
+		invalid(c, "url", err.Error())
+		return
+	}
+	if req.Events == nil {
+		req.Events = patterns{"*"}
+	}
+	events, ok := checkPatterns(c, req.Events)
+	if !ok {
+		return
+	}
+	std := signature.StandardWebhooks{}
+	secret := req.Secret
+	if secret == "" {
+		secret = std.NewSecret()
+	} else if err := std.CheckSecret(secret); err != nil {
+		invalid(c, "secret", err.Error())
+		return
+	}
+	sub := catalog.Subscription{
+		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: req.URL, Events: events,
+		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: a.now().Truncate(time.Millisecond),
+	}
+	sub.UpdatedAt = sub.CreatedAt
+	if err := a.catalog.CreateSubscription(c.Request.Context(), sub, secret); err != nil {
+		a.storeError(c, "creating the subscription", err)
+		return
+	}
+	out := a.subOut(sub)
+	out.Secret = secret
+	c.JSON(http.StatusCreated, out)
+}
+
+func (a *API) listSubscriptions(c *gin.Context) {
+	src, ok := a.loadSource(c)
+	if !ok {
+		return
+	}
+	limit, cursor, ok := pageParams(c)
+	if !ok {
+		return
+	}
+	page, err := a.catalog.ListSubscriptions(c.Request.Context(), src.ID, cursor, limit)
+	if err != nil {
+		a.storeError(c, "listing subscriptions", err)
+		return
+	}
+	out := list[subscriptionJSON]{Data: []subscriptionJSON{}, NextCursor: page.Next}
+	for _, s := range page.Items {
+		out.Data = append(out.Data, a.subOut(s))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// loadSubscription finds a subscription of the source in the path, or
+// answers 404.
+func (a *API) loadSubscription(c *gin.Context) (catalog.Subscription, bool) {
+	src, ok := a.loadSource(c)
+	if !ok {
+		return catalog.Subscription{}, false
+	}
+	id := c.Param("sub_id")
+	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) || (err == nil && sub.SourceID != src.ID) || !ids.Valid(ids.Subscription, id) {
+		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id)+" on source "+src.ID)
+		return sub, false
+	}
+	if err != nil {
+		a.storeError(c, "reading the subscription", err)
+		return sub, false
+	}
+	return sub, true
+}
+
+func (a *API) getSubscription(c *gin.Context) {
+	sub, ok := a.loadSubscription(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, a.subOut(sub))
+}
+
+type updateSubscriptionRequest struct {
+	URL     *string  `json:"url"`
+	Events  patterns `json:"events"`
+	Enabled *bool    `json:"enabled"`
+}
+
+func (a *API) updateSubscription(c *gin.Context) {
+	sub, ok := a.loadSubscription(c)
+	if !ok {
+		return
+	}
+	var req updateSubscriptionRequest
+	if !bindJSON(c, &req, false) {
+		return
+	}
+	patch := catalog.SubscriptionPatch{URL: req.URL, Enabled: req.Enabled}
+	if req.URL != nil {
+		if err := ssrf.CheckURL(*req.URL, a.cfg.AllowPrivateDestinations); err != nil {
+			invalid(c, "url", err.Error())
+			return
+		}
+	}
+	if req.Events != nil {
+		if patch.Events, ok = checkPatterns(c, req.Events); !ok {
+			return
+		}
+	}
+	if req.Enabled != nil && !*req.Enabled {
+		patch.DisabledReason = "disabled through the API"
+	}
+	updated, err := a.catalog.UpdateSubscription(c.Request.Context(), sub.ID, patch)
+	if errors.Is(err, catalog.ErrNotFound) {
+		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(sub.ID))
+		return
+	}
+	if err != nil {
+		a.storeError(c, "updating the subscription", err)
+		return
+	}
+	c.JSON(http.StatusOK, a.subOut(updated))
+}
+
+func (a *API) deleteSubscription(c *gin.Context) {
+	sub, ok := a.loadSubscription(c)
+	if !ok {
+		return
+	}
+	if err := a.catalog.DeleteSubscription(c.Request.Context(), sub.SourceID, sub.ID); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		a.storeError(c, "deleting the subscription", err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) rotateSubscriptionSecret(c *gin.Context) {
+	sub, ok := a.loadSubscription(c)
+	if !ok {
+		return
+	}
+	var req rotateRequest
+	if !bindJSON(c, &req, true) {
+		return
+	}
+	std := signature.StandardWebhooks{}
+	secret := req.Secret
+	if secret == "" {
+		secret = std.NewSecret()
+	} else if err := std.CheckSecret(secret); err != nil {
+		invalid(c, "secret", err.Error())
+		return
+	}
+	grace, ok := a.grace(c, req.Grace)
+	if !ok {
+		return
+	}
+	if err := a.catalog.RotateSubscriptionSecret(c.Request.Context(), sub.ID, secret, grace); err != nil {
+		a.storeError(c, "rotating the secret", err)
+		return
+	}
+	sub.PreviousSecretExpiresAt = a.now().Add(grace)
+	out := a.subOut(sub)
+	out.Secret = secret
+	c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,90 @@
+// Package classify derives an inbound webhook's event type and dedup key
+// from its headers and body.
+package classify
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/relayhq/relay/pkg/signature"
+)
+
+// HeaderIdempotencyKey lets any sender name its own dedup key.
+const HeaderIdempotencyKey = "X-Idempotency-Key"
+
+// MaxIdempotencyKey bounds x-idempotency-key.
+const MaxIdempotencyKey = 255
+
+// Unknown is the type of an event whose type cannot be found.
+const Unknown = "unknown"
+
+const maxTypeLen = 200
+
+// EventType returns the event type: X-GitHub-Event (plus "." and the body's
+// `action` when present), X-Shopify-Topic, else the JSON body's `type`, else
+// "unknown".
+func EventType(h http.Header, body []byte) string {
+	if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
+		var b struct {
+			Action string `json:"action"`
+		}
+		if json.Unmarshal(body, &b) == nil && b.Action != "" {
+			return clean(ev + "." + b.Action)
+		}
+		return clean(ev)
+	}
+	if t := h.Get(signature.HeaderShopifyTopic); t != "" {
+		return clean(t)
+	}
+	var b struct {
+		Type json.RawMessage `json:"type"`
+	}
+	if json.Unmarshal(body, &b) == nil && len(b.Type) > 0 {
+		var s string
+		if json.Unmarshal(b.Type, &s) == nil {
+			return clean(s)
+		}
+	}
+	return Unknown
+}
+
+// clean bounds a type's length and keeps it printable, so it is safe in
+// headers, logs and Redis keys.
+func clean(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || !utf8.ValidString(s) {
+		return Unknown
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > maxTypeLen {
+			break
+		}
+		b.WriteRune(r)
+	}
+	if b.Len() == 0 {
+		return Unknown
+	}
+	return b.String()
+}
+
+// DedupKey returns the key duplicates are detected by: x-idempotency-key,
+// else the scheme's delivery id, else the SHA-256 of the body. The kind is
+// part of the key, so an idempotency key never collides with a body hash.
+func DedupKey(h http.Header, body []byte, scheme signature.Scheme) string {
+	if k := h.Get(HeaderIdempotencyKey); k != "" {
+		return "idem:" + k
+	}
+	if id := scheme.DeliveryID(signature.Request{Header: h, Body: body}); id != "" {
+		return "dlv:" + id
+	}
+	sum := sha256.Sum256(body)
+	return "body:" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,126 @@
+// Package dedup implements ingest's duplicate detection: a pending marker set
+// with SET NX before producing, replaced by the event id once the broker has
+// acknowledged, deleted (compare-and-delete) when producing fails. A sender's
+// retry therefore either finds the accepted event's id or, when the first
+// attempt failed, is free to produce; nothing is half-accepted.
+//
+// Keys: relay:dedup:{src_…}:<sha256 of the dedup key>, holding
+// "pending:<evt_…>" while producing, then "<evt_…>" for the source's dedup window.
+package dedup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const pendingPrefix = "pending:"
+
+// ErrInFlight means another request with the same dedup key is still being
+// produced and did not finish within the wait; the caller answers 503 with
+// Retry-After so the sender tries again.
+var ErrInFlight = errors.New("a request with the same dedup key is in flight")
+
+// Store runs the dedup protocol against Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	// PendingTTL bounds how long a pending marker can outlive a crashed
+	// ingest replica; it must exceed the produce timeout.
+	PendingTTL time.Duration
+	// Wait bounds how long a concurrent duplicate waits for the first
+	// request's outcome.
+	Wait time.Duration
+	// Poll is how often a waiting duplicate looks again.
+	Poll time.Duration
+}
+
+// New returns a Store.
+func New(rdb redis.UniversalClient, pendingTTL, wait time.Duration) *Store {
+	return &Store{rdb: rdb, PendingTTL: pendingTTL, Wait: wait, Poll: 25 * time.Millisecond}
+}
+
+// Key returns the Redis key for a source's dedup key.
+func Key(src, dedupKey string) string {
+	sum := sha256.Sum256([]byte(dedupKey))
+	return "relay:dedup:{" + src + "}:" + hex.EncodeToString(sum[:])
+}
+
+var acquireScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, ''} end
+return {0, redis.call('GET', KEYS[1]) or ''}
+`)
+
+// Claim is a held pending marker.
+type Claim struct {
+	key, evt string
+}
+
+// Acquire claims key for a new event evt. When the key already names an
+// accepted event it returns that event's id and a nil Claim: a duplicate.
+// When another request holds the key it waits up to s.Wait for the outcome
+// and returns ErrInFlight if there is none.
+func (s *Store) Acquire(ctx context.Context, key, evt string) (*Claim, string, error) {
+	deadline := time.Now().Add(s.Wait)
+	for {
+		res, err := acquireScript.Run(ctx, s.rdb, []string{key}, pendingPrefix+evt, s.PendingTTL.Milliseconds()).Slice()
+		if err != nil {
+			return nil, "", fmt.Errorf("dedup acquire: %w", err)
+		}
+		won, _ := res[0].(int64)
+		if won == 1 {
+			return &Claim{key: key, evt: evt}, "", nil
+		}
+		cur, _ := res[1].(string)
+		if cur != "" && !strings.HasPrefix(cur, pendingPrefix) {
+			return nil, cur, nil
+		}
+		// Pending elsewhere (or expired between SET and GET): wait, then look again.
+		if time.Now().After(deadline) {
+			return nil, "", ErrInFlight
+		}
+		t := time.NewTimer(s.Poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", fmt.Errorf("dedup acquire: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+var commitScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
+// Commit replaces the pending marker with the event id for window. It
+// returns false when the marker was no longer ours (it expired because the
+// produce outlasted PendingTTL); the event is accepted either way.
+func (s *Store) Commit(ctx context.Context, c *Claim, window time.Duration) (bool, error) {
+	n, err := commitScript.Run(ctx, s.rdb, []string{c.key}, pendingPrefix+c.evt, c.evt, window.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("dedup commit: %w", err)
+	}
+	return n == 1, nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// Release deletes the pending marker if it is still ours, after a failed
+// produce, so the sender's retry can be accepted.
+func (s *Store) Release(ctx context.Context, c *Claim) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{c.key}, pendingPrefix+c.evt).Err(); err != nil {
+		return fmt.Errorf("dedup release: %w", err)
+	}
+	return nil
+}
