@@ -1,0 +1,25 @@
+// Command relay-deliver runs one deliver replica. Configuration comes from
+// RELAY_* and OTEL_* variables; see docs/configuration.md.
+package main
+
+import (
+	"context"
+
+	"github.com/relayhq/relay/pkg/boot"
+	"github.com/relayhq/relay/services/deliver"
+)
+
+func main() {
+	boot.Main("relay-deliver", func(ctx context.Context, env boot.Env) error {
+		cfg, err := deliver.LoadConfig(env.Config)
+		if err != nil {
+			return err
+		}
+		svc, err := deliver.New(ctx, cfg, deliver.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		if err != nil {
+			return err
+		}
+		env.Logger.Info("deliver running", "admin_addr", svc.AdminAddr())
+		return svc.Run(ctx)
+	})
+}

@@ -1,0 +1,263 @@
+// Package deliver is Relay's delivery engine: at least once per (event,
+// subscription), retried through delay-tier topics, parked in the DLQ when
+// the ladder is exhausted or the endpoint refuses for good, and never POSTed
+// again once recorded delivered. See ../../../shared/DESIGN.md, "Guarantees".
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/secretbox"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/services/deliver/internal/alert"
+	"github.com/relayhq/relay/services/deliver/internal/consumer"
+	"github.com/relayhq/relay/services/deliver/internal/dispatch"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
+	"github.com/relayhq/relay/services/deliver/internal/sender"
+)
+
+// Config is deliver's configuration. LoadConfig documents each variable.
+type Config struct {
+	AdminAddr                string
+	SecretKey                []byte
+	Concurrency              int
+	PerSubscription          int
+	SubscriptionBacklog      int
+	MaxInFlightRecords       int
+	DeliveryTimeout          time.Duration
+	ConnectTimeout           time.Duration
+	RevokeWait               time.Duration
+	EventRetention           time.Duration
+	SubscriptionCacheTTL     time.Duration
+	AllowPrivateDestinations bool
+	AlertWebhookURL          string
+	AlertWebhookSecret       string
+	Kafka                    kafka.Config
+	Redis                    redisconn.Config
+}
+
+// LoadConfig reads deliver's configuration from r and validates it.
+func LoadConfig(r *envconfig.Reader) (Config, error) {
+	c := Config{
+		// RELAY_ADMIN_ADDR: where /healthz, /readyz and /metrics are served.
+		AdminAddr: r.String("RELAY_ADMIN_ADDR", ":9091"),
+		// RELAY_DELIVER_CONCURRENCY: outbound requests in flight at once, overall.
+		Concurrency: r.Int("RELAY_DELIVER_CONCURRENCY", 256),
+		// RELAY_DELIVER_PER_SUBSCRIPTION: outbound requests in flight at once to one subscription.
+		PerSubscription: r.Int("RELAY_DELIVER_PER_SUBSCRIPTION", 32),
+		// RELAY_DELIVER_SUBSCRIPTION_BACKLOG: deliveries queued in memory per subscription;
+		// beyond it, new ones are deferred to the first retry tier without spending an attempt.
+		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 1000),
+		// RELAY_DELIVER_MAX_INFLIGHT_RECORDS: records worked on at once per consumer group.
+		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 5000),
+		// RELAY_DELIVERY_TIMEOUT: the whole of one attempt, connect to last response byte.
+		DeliveryTimeout: r.Duration("RELAY_DELIVERY_TIMEOUT", 15*time.Second),
+		// RELAY_DELIVERY_CONNECT_TIMEOUT: the TCP connect of one attempt.
+		ConnectTimeout: r.Duration("RELAY_DELIVERY_CONNECT_TIMEOUT", 5*time.Second),
+		// RELAY_REVOKE_WAIT: how long a revoked partition's in-flight deliveries may finish.
+		RevokeWait: r.Duration("RELAY_REVOKE_WAIT", 10*time.Second),
+		// RELAY_EVENT_RETENTION: how long delivery state is kept.
+		EventRetention: r.Duration("RELAY_EVENT_RETENTION", 7*24*time.Hour),
+		// RELAY_SUBSCRIPTION_CACHE_TTL: how soon a subscription change made through the API is seen.
+		SubscriptionCacheTTL: r.Duration("RELAY_SUBSCRIPTION_CACHE_TTL", 2*time.Second),
+		// RELAY_ALLOW_PRIVATE_DESTINATIONS: lift the SSRF guard (development and tests only).
+		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
+		// RELAY_ALERT_WEBHOOK_URL: where relay.delivery.dead alerts are POSTed; empty disables them.
+		AlertWebhookURL: r.String("RELAY_ALERT_WEBHOOK_URL", ""),
+		// RELAY_ALERT_WEBHOOK_SECRET: whsec_ secret signing the alerts (Standard Webhooks).
+		AlertWebhookSecret: r.String("RELAY_ALERT_WEBHOOK_SECRET", ""),
+		Kafka:              kafka.LoadConfig(r),
+		Redis:              redisconn.LoadConfig(r),
+	}
+	if v, ok := r.Lookup("RELAY_SECRET_KEY"); ok {
+		key, err := secretbox.ParseKey(v)
+		if err != nil {
+			r.Fail("RELAY_SECRET_KEY", "%v", err)
+		}
+		c.SecretKey = key
+	}
+	if err := r.Err(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem, naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.SecretKey) != secretbox.KeySize {
+		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, the same 32-byte base64 key ingest uses"))
+	}
+	positive := map[string]int{
+		"RELAY_DELIVER_CONCURRENCY": c.Concurrency, "RELAY_DELIVER_PER_SUBSCRIPTION": c.PerSubscription,
+		"RELAY_DELIVER_SUBSCRIPTION_BACKLOG": c.SubscriptionBacklog, "RELAY_DELIVER_MAX_INFLIGHT_RECORDS": c.MaxInFlightRecords,
+	}
+	for name, v := range positive {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s: %d is below 1", name, v))
+		}
+	}
+	if c.DeliveryTimeout < 100*time.Millisecond || c.DeliveryTimeout > 5*time.Minute {
+		errs = append(errs, errors.New("RELAY_DELIVERY_TIMEOUT: must be from 100ms to 5m"))
+	}
+	if c.ConnectTimeout <= 0 || c.ConnectTimeout > c.DeliveryTimeout {
+		errs = append(errs, errors.New("RELAY_DELIVERY_CONNECT_TIMEOUT: must be positive and at most RELAY_DELIVERY_TIMEOUT"))
+	}
+	if c.RevokeWait < 0 {
+		errs = append(errs, errors.New("RELAY_REVOKE_WAIT: must not be negative"))
+	}
+	if c.EventRetention < time.Hour {
+		errs = append(errs, errors.New("RELAY_EVENT_RETENTION: must be at least 1h"))
+	}
+	if c.SubscriptionCacheTTL < 0 {
+		errs = append(errs, errors.New("RELAY_SUBSCRIPTION_CACHE_TTL: must not be negative"))
+	}
+	if c.AlertWebhookSecret != "" {
+		if err := (signature.StandardWebhooks{}).CheckSecret(c.AlertWebhookSecret); err != nil {
+			errs = append(errs, fmt.Errorf("RELAY_ALERT_WEBHOOK_SECRET: %w", err))
+		}
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Redis.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what the process provides.
+type Deps struct {
+	Logger    *slog.Logger
+	Telemetry *telemetry.Telemetry
+}
+
+// Service is a running deliver replica.
+type Service struct {
+	log        *slog.Logger
+	rdb        redis.UniversalClient
+	producer   *kgo.Client
+	admin      *lifecycle.HTTPServer
+	events     *consumer.Events
+	retries    *consumer.Retries
+	dispatcher *dispatch.Dispatcher
+	health     *engine.Health
+	alerts     *alert.Notifier
+}
+
+// New connects to Kafka and Redis, creates the topics and builds the consumers.
+func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+	names, err := cfg.Kafka.Names()
+	if err != nil {
+		return nil, err
+	}
+	log := d.Logger
+	reg := d.Telemetry.Registry
+	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
+	producer, err := kafka.NewClient(cfg.Kafka, "relay-deliver-producer", in, in.Tracer("relay-deliver-producer", "", false), kafka.ProducerOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{log: log, producer: producer}
+	fail := func(err error) (*Service, error) {
+		s.close()
+		return nil, err
+	}
+	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
+		return fail(err)
+	}
+	box, err := secretbox.New(cfg.SecretKey)
+	if err != nil {
+		return fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))
+	}
+	s.rdb = redisconn.New(cfg.Redis)
+	store := catalog.New(s.rdb, box)
+	subs := engine.NewSubCache(store, cfg.SubscriptionCacheTTL)
+	s.health = engine.NewHealth(s.rdb, log, reg)
+	var alerter engine.Alerter
+	if cfg.AlertWebhookURL != "" {
+		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, log, reg)
+		alerter = s.alerts
+	}
+	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
+		Deliveries: delivery.New(s.rdb, cfg.EventRetention),
+		Catalog:    store,
+		Subs:       subs,
+		Sender: sender.New(sender.Config{
+			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
+			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription,
+		}, d.Telemetry.TracerProvider),
+		Producer: producer,
+		Alerts:   alerter,
+		Health:   s.health,
+		Metrics:  engine.NewMetrics(reg),
+		Logger:   log,
+	})
+	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, cfg.DeliveryTimeout+5*time.Second)
+	cd := consumer.Deps{Engine: eng, Subs: subs, Dispatcher: s.dispatcher, Health: s.health, Logger: log}
+	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
+	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
+		return fail(err)
+	}
+	if s.retries, err = consumer.NewRetries(cfg.Kafka, names, in, cd, opts); err != nil {
+		return fail(err)
+	}
+	reg.MustRegister(kafka.NewLagCollector(producer, names), dispatchGauge(s.dispatcher))
+	checks := health.Checks{
+		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
+		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, s.rdb, health.Timeout) },
+	}
+	if s.admin, err = lifecycle.NewHTTPServer("deliver-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), log); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// AdminAddr is where /healthz, /readyz and /metrics are served.
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
+
+// Run delivers until ctx is cancelled, then stops in order: consumers stop
+// polling and settle or abandon their in-flight records (committing what is
+// settled), the dispatcher drains, and the producer flushes.
+func (s *Service) Run(ctx context.Context) error {
+	stage3 := []lifecycle.Worker{s.health, s.admin}
+	if s.alerts != nil {
+		stage3 = append(stage3, s.alerts)
+	}
+	err := lifecycle.Run(ctx, s.log,
+		[]lifecycle.Worker{s.events, s.retries},
+		[]lifecycle.Worker{s.dispatcher},
+		stage3,
+	)
+	s.close()
+	return err
+}
+
+func (s *Service) close() {
+	if s.producer != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.producer.Flush(fctx); err != nil {
+			s.log.Warn("producer flush", "error", err)
+		}
+		cancel()
+		s.producer.Close()
+	}
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+}

@@ -1,0 +1,150 @@
+// Package alert tells an operator when a delivery goes dead: Relay POSTs a
+// signed `relay.delivery.dead` event to RELAY_ALERT_WEBHOOK_URL (a chat or
+// pager webhook), so nobody has to watch the DLQ.
+package alert
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/telemetry"
+)
+
+// EventType is the type of the alert event.
+const EventType = "relay.delivery.dead"
+
+// Dead describes a delivery that went dead.
+type Dead struct {
+	EventID        string `json:"event_id"`
+	SourceID       string `json:"source_id"`
+	SubscriptionID string `json:"subscription_id"`
+	EventType      string `json:"event_type"`
+	Reason         string `json:"reason"`
+	Attempts       int    `json:"attempts"`
+	LastStatusCode int    `json:"last_status_code,omitempty"`
+	LastError      string `json:"last_error,omitempty"`
+}
+
+type payload struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	CreatedAt time.Time `json:"created_at"`
+	Data      Dead      `json:"data"`
+}
+
+// Notifier posts alerts from a bounded queue on its own goroutine, so a slow
+// alert endpoint never slows deliveries. It is a lifecycle.Worker.
+type Notifier struct {
+	url    string
+	secret string
+	client *http.Client
+	queue  chan Dead
+	log    *slog.Logger
+	sent   *prometheus.CounterVec
+}
+
+// New returns a Notifier posting to url, signed with secret (a whsec_
+// Standard Webhooks secret) when one is given.
+func New(url, secret string, log *slog.Logger, reg prometheus.Registerer) *Notifier {
+	n := &Notifier{
+		url: url, secret: secret, log: log,
+		client: &http.Client{Timeout: 10 * time.Second},
+		queue:  make(chan Dead, 1000),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_alerts_total", Help: "relay.delivery.dead alerts by result: sent, failed, dropped (queue full).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(n.sent)
+	return n
+}
+
+// Name implements lifecycle.Worker.
+func (n *Notifier) Name() string { return "alert-notifier" }
+
+// Notify queues an alert; when the queue is full the alert is dropped and counted.
+func (n *Notifier) Notify(d Dead) {
+	select {
+	case n.queue <- d:
+	default:
+		n.sent.WithLabelValues("dropped").Inc()
+	}
+}
+
+// Run posts queued alerts until ctx is cancelled.
+func (n *Notifier) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d := <-n.queue:
+			n.post(ctx, d)
+		}
+	}
+}
+
+func (n *Notifier) post(ctx context.Context, d Dead) {
+	p := payload{ID: ids.New("alrt"), Type: EventType, CreatedAt: time.Now().UTC(), Data: d}
+	body, err := json.Marshal(p)
+	if err != nil {
+		n.log.Error("alert encode", "error", err)
+		return
+	}
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = n.send(ctx, p.ID, body); err == nil {
+			n.sent.WithLabelValues("sent").Inc()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(attempt) * time.Second):
+		}
+	}
+	n.sent.WithLabelValues("failed").Inc()
+	n.log.Warn("alert webhook failed", "event_id", d.EventID, "subscription_id", d.SubscriptionID, "error", err)
+}
+
+func (n *Notifier) send(ctx context.Context, id string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("alert request: %w", err)
+	}
+	now := time.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Relay/"+telemetry.Version)
+	req.Header.Set(signature.HeaderWebhookID, id)
+	req.Header.Set(signature.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	if n.secret != "" {
+		sig, err := signature.StandardSign(id, now, body, n.secret)
+		if err != nil {
+			return fmt.Errorf("alert signature: %w", err)
+		}
+		req.Header.Set(signature.HeaderWebhookSignature, sig)
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		// The URL may hold a token (chat webhooks do): keep it out of the error.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("alert post: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("alert post: HTTP %d", resp.StatusCode)
+	}
+	return nil
+}

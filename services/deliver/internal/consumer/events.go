@@ -1,0 +1,128 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/glob"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
+)
+
+// Events consumes relay.events in group relay-deliver and makes each
+// event's first attempt to every enabled subscription whose patterns match
+// its type. Each (event, subscription) is its own delivery: a failing
+// endpoint gets its own retry chain and never holds back the others.
+type Events struct {
+	g     *group
+	d     Deps
+	names record.Topics
+}
+
+// NewEvents builds the consumer and its client.
+func NewEvents(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation, d Deps, o Options) (*Events, error) {
+	groupName := names.Group(record.GroupDeliver)
+	tracer := in.Tracer("relay-deliver", groupName, false)
+	c := &Events{g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names}
+	opts := append(kafka.ConsumerOptions(groupName, names.Events), c.g.callbacks()...)
+	cl, err := kafka.NewClient(kcfg, "relay-deliver-events", in, tracer, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.g.cl = cl
+	return c, nil
+}
+
+// Name implements lifecycle.Worker.
+func (c *Events) Name() string { return c.g.name }
+
+// Client is the consumer's Kafka client.
+func (c *Events) Client() *kgo.Client { return c.g.cl }
+
+// Run polls until ctx is cancelled, then lets in-flight work finish (up to
+// RevokeWait), commits, and leaves the group.
+func (c *Events) Run(ctx context.Context) error {
+	defer c.g.cl.Close() // leaves the group; the revoke callback commits
+	for {
+		if err := c.d.Health.WaitUp(ctx,
+			func() { c.g.cl.PauseFetchTopics(c.names.Events) },
+			func() { c.g.cl.ResumeFetchTopics(c.names.Events) }); err != nil {
+			return nil
+		}
+		fetches := c.g.cl.PollRecords(ctx, 500)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.d.Logger.Warn("fetch error", "topic", t, "partition", p, "error", err)
+			}
+		})
+		var stop bool
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if stop {
+				return
+			}
+			st, tk, ok := c.g.start(ctx, rec)
+			if !ok {
+				stop = ctx.Err() != nil
+				return
+			}
+			go func() {
+				done := c.handle(st, rec)
+				c.g.finish(st, tk, done)
+			}()
+		})
+		if stop {
+			return nil
+		}
+	}
+}
+
+// handle fans one event out and reports whether every delivery is settled.
+func (c *Events) handle(st *partState, rec *kgo.Record) bool {
+	ctx, span := c.g.processContext(st, rec)
+	defer span.End()
+	ev, err := record.ParseEvent(rec)
+	if err != nil {
+		// A record Relay cannot read will never become readable: skip it, loudly.
+		c.d.Logger.ErrorContext(ctx, "skipping malformed event record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
+		return true
+	}
+	var subs []catalog.SubscriptionWithSecrets
+	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscriptions", func() error {
+		var err error
+		subs, err = c.d.Subs.ForSource(ctx, ev.SourceID)
+		return err
+	}); err != nil {
+		return false
+	}
+	tier0 := c.names.Tiers[0]
+	results := make(chan bool, len(subs))
+	n := 0
+	for _, sub := range subs {
+		if !sub.Enabled || !glob.MatchAny(sub.Events, ev.Type) {
+			continue
+		}
+		n++
+		d := record.Delivery{Event: ev, SubscriptionID: sub.ID, Attempt: 1, NotBefore: ev.ReceivedAt}
+		go func() {
+			results <- run(ctx, c.d.Dispatcher, sub.ID,
+				func(ctx context.Context) error { return c.d.Engine.Deliver(ctx, d, sub, -1) },
+				func() error { return c.d.Engine.Defer(ctx, d, tier0.Topic, tier0.Delay) })
+		}()
+	}
+	ok := true
+	for i := 0; i < n; i++ {
+		ok = <-results && ok
+	}
+	return ok
+}
+
+// String describes the consumer for logs.
+func (c *Events) String() string { return fmt.Sprintf("consumer %s on %s", c.g.name, c.names.Events) }

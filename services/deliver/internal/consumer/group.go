@@ -1,0 +1,247 @@
+// Package consumer runs deliver's two consumer groups: relay-deliver on
+// relay.events (first attempts, fanned out to every matching subscription)
+// and relay-deliver-retry on the delay tiers and relay.deliveries (retries,
+// replays, redrives, each waiting for its not-before time).
+//
+// Records of a partition complete out of order; the offset committed is
+// always just past the last record of an unbroken run of finished ones
+// (package offsets). On revoke, a partition gets RELAY_REVOKE_WAIT to finish
+// its in-flight work, then that work is cancelled and what is finished is
+// committed.
+package consumer
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/relayhq/relay/services/deliver/internal/dispatch"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
+	"github.com/relayhq/relay/services/deliver/internal/offsets"
+)
+
+// Deps are what both consumers share.
+type Deps struct {
+	Engine     *engine.Engine
+	Subs       *engine.SubCache
+	Dispatcher *dispatch.Dispatcher
+	Health     *engine.Health
+	Logger     *slog.Logger
+}
+
+// Options tune a consumer.
+type Options struct {
+	// MaxInFlight bounds the records being worked on at once; polling waits
+	// when it is reached.
+	MaxInFlight int
+	// RevokeWait bounds how long a revoked partition's in-flight work may
+	// run before it is cancelled.
+	RevokeWait time.Duration
+}
+
+type partState struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	revoked bool
+	paused  bool
+}
+
+// group is the partition bookkeeping both consumers share.
+type group struct {
+	name     string
+	base     context.Context
+	cl       *kgo.Client
+	tracker  *offsets.Tracker
+	tracer   *kotel.Tracer
+	log      *slog.Logger
+	opts     Options
+	inflight chan struct{}
+
+	mu    sync.Mutex
+	parts map[offsets.Partition]*partState
+}
+
+func newGroup(name string, tracer *kotel.Tracer, log *slog.Logger, o Options) *group {
+	return &group{
+		name: name, tracker: offsets.New(), tracer: tracer, log: log.With("group", name), opts: o,
+		inflight: make(chan struct{}, o.MaxInFlight), parts: map[offsets.Partition]*partState{},
+		base: context.Background(),
+	}
+}
+
+// callbacks are the group options wiring partition changes to the bookkeeping.
+func (g *group) callbacks() []kgo.Opt {
+	return []kgo.Opt{
+		// Commit only what the tracker marked, every second and on revoke.
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsAssigned(g.assigned),
+		kgo.OnPartitionsRevoked(g.revoked),
+		kgo.OnPartitionsLost(g.lost),
+	}
+}
+
+func (g *group) assigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	g.mu.Lock()
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			st := &partState{}
+			st.ctx, st.cancel = context.WithCancel(g.base)
+			g.parts[offsets.Partition{Topic: topic, Partition: p}] = st
+		}
+	}
+	g.mu.Unlock()
+	// A partition paused in an earlier assignment would stay paused forever.
+	cl.ResumeFetchPartitions(assigned)
+	g.log.Info("partitions assigned", "partitions", assigned)
+}
+
+func (g *group) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	states := g.take(revoked)
+	deadline := time.After(g.opts.RevokeWait)
+	for _, st := range states {
+		done := make(chan struct{})
+		go func() { st.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-deadline:
+			st.cancel()
+			<-done
+		}
+		st.cancel()
+	}
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		g.log.Warn("commit on revoke failed", "error", err)
+	}
+	g.forget(revoked)
+	if len(revoked) > 0 {
+		g.log.Info("partitions revoked", "partitions", revoked)
+	}
+}
+
+func (g *group) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	for _, st := range g.take(lost) {
+		st.cancel()
+		st.wg.Wait()
+	}
+	g.forget(lost)
+	g.log.Warn("partitions lost", "partitions", lost)
+}
+
+// take flags partitions revoked so no new work starts on them, and returns
+// their states.
+func (g *group) take(ps map[string][]int32) []*partState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*partState
+	for topic, parts := range ps {
+		for _, p := range parts {
+			if st := g.parts[offsets.Partition{Topic: topic, Partition: p}]; st != nil {
+				st.revoked = true
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+func (g *group) forget(ps map[string][]int32) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for topic, parts := range ps {
+		for _, p := range parts {
+			tp := offsets.Partition{Topic: topic, Partition: p}
+			delete(g.parts, tp)
+			g.tracker.Forget(tp)
+		}
+	}
+}
+
+// state returns the live state of a partition, or nil when it is not (or no
+// longer) assigned.
+func (g *group) state(tp offsets.Partition) *partState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.parts[tp]
+	if st == nil || st.revoked {
+		return nil
+	}
+	return st
+}
+
+// start begins tracking rec; it blocks while MaxInFlight records are being
+// worked on. ok is false when the record must not be worked on (its
+// partition was revoked, or it was seen before).
+func (g *group) start(ctx context.Context, rec *kgo.Record) (*partState, offsets.Ticket, bool) {
+	select {
+	case g.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return nil, offsets.Ticket{}, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.parts[offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}]
+	if st == nil || st.revoked {
+		<-g.inflight
+		return nil, offsets.Ticket{}, false
+	}
+	tk, ok := g.tracker.Add(rec)
+	if !ok {
+		<-g.inflight
+		return nil, offsets.Ticket{}, false
+	}
+	st.wg.Add(1)
+	return st, tk, true
+}
+
+// finish ends the work on a record; done means it is settled and its offset
+// may be committed once every record before it is too.
+func (g *group) finish(st *partState, tk offsets.Ticket, done bool) {
+	if done {
+		if eo, moved := g.tracker.Done(tk); moved {
+			g.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tk.Topic: {tk.Partition.Partition: eo}})
+		}
+	}
+	st.wg.Done()
+	<-g.inflight
+}
+
+// processContext returns the context a record is worked on in: cancelled
+// with its partition, carrying the record's process span.
+func (g *group) processContext(st *partState, rec *kgo.Record) (context.Context, trace.Span) {
+	if g.tracer == nil {
+		return st.ctx, trace.SpanFromContext(st.ctx)
+	}
+	_, span := g.tracer.WithProcessSpan(rec)
+	return trace.ContextWithSpan(st.ctx, span), span
+}
+
+// run submits a delivery to the dispatcher and waits for it. When the
+// subscription's backlog is full it calls deferFn instead. It reports
+// whether the delivery is settled.
+func run(ctx context.Context, d *dispatch.Dispatcher, key string, deliver func(context.Context) error, deferFn func() error) bool {
+	res := make(chan bool, 1)
+	job := func(jctx context.Context) {
+		if jctx.Err() != nil || ctx.Err() != nil {
+			res <- false
+			return
+		}
+		// Stop when either the record's partition or the dispatcher stops.
+		wctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(jctx, cancel)
+		err := deliver(wctx)
+		stop()
+		cancel()
+		res <- err == nil
+	}
+	if !d.Submit(key, job) {
+		return deferFn() == nil
+	}
+	return <-res
+}

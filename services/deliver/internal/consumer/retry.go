@@ -1,0 +1,187 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
+	"github.com/relayhq/relay/services/deliver/internal/offsets"
+)
+
+// Retries consumes every delay tier and relay.deliveries in group
+// relay-deliver-retry. One topic per delay keeps not-before times
+// non-decreasing along a partition, so only a partition's head needs
+// watching: when it is not due, that partition alone is paused until it is,
+// and nothing sleeps while holding the others.
+type Retries struct {
+	g      *group
+	d      Deps
+	names  record.Topics
+	queues map[offsets.Partition][]*kgo.Record // fetched, not yet due; only the poll loop touches it
+	now    func() time.Time
+}
+
+// NewRetries builds the consumer and its client.
+func NewRetries(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation, d Deps, o Options) (*Retries, error) {
+	groupName := names.Group(record.GroupDeliverRetry)
+	// Each hop of a retry chain starts a new trace linked to the previous one.
+	tracer := in.Tracer("relay-deliver", groupName, true)
+	c := &Retries{
+		g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names,
+		queues: map[offsets.Partition][]*kgo.Record{}, now: time.Now,
+	}
+	opts := append(kafka.ConsumerOptions(groupName, names.RetryInputs()...), c.g.callbacks()...)
+	cl, err := kafka.NewClient(kcfg, "relay-deliver-retry", in, tracer, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.g.cl = cl
+	return c, nil
+}
+
+// Name implements lifecycle.Worker.
+func (c *Retries) Name() string { return c.g.name }
+
+// Run polls until ctx is cancelled.
+func (c *Retries) Run(ctx context.Context) error {
+	defer c.g.cl.Close()
+	topics := c.names.RetryInputs()
+	for {
+		if err := c.d.Health.WaitUp(ctx,
+			func() { c.g.cl.PauseFetchTopics(topics...) },
+			func() { c.g.cl.ResumeFetchTopics(topics...) }); err != nil {
+			return nil
+		}
+		// Wake up in time for the earliest held record, or within a second.
+		wait := time.Second
+		if next, ok := c.nextDue(); ok {
+			if d := time.Until(next); d < wait {
+				wait = max(d, 5*time.Millisecond)
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		fetches := c.g.cl.PollRecords(pctx, 500)
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				c.d.Logger.Warn("fetch error", "topic", t, "partition", p, "error", err)
+			}
+		})
+		fetches.EachRecord(func(rec *kgo.Record) {
+			tp := offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}
+			c.queues[tp] = append(c.queues[tp], rec)
+		})
+		if !c.dispatchDue(ctx) {
+			return nil
+		}
+	}
+}
+
+// nextDue is the earliest not-before among held records.
+func (c *Retries) nextDue() (time.Time, bool) {
+	var next time.Time
+	for _, q := range c.queues {
+		if len(q) == 0 {
+			continue
+		}
+		if nb := notBefore(q[0]); next.IsZero() || nb.Before(next) {
+			next = nb
+		}
+	}
+	return next, !next.IsZero()
+}
+
+func notBefore(rec *kgo.Record) time.Time {
+	d, err := record.ParseDelivery(rec)
+	if err != nil {
+		return time.Time{} // malformed: due now, and skipped when handled
+	}
+	return d.NotBefore
+}
+
+// dispatchDue starts every record whose time has come, pausing partitions
+// whose head is not due and resuming those with nothing held.
+func (c *Retries) dispatchDue(ctx context.Context) bool {
+	now := c.now()
+	for tp, q := range c.queues {
+		st := c.g.state(tp)
+		if st == nil {
+			delete(c.queues, tp) // revoked: the next owner reads them again
+			continue
+		}
+		for len(q) > 0 {
+			if nb := notBefore(q[0]); nb.After(now) {
+				if !st.paused {
+					c.g.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
+					st.paused = true
+				}
+				break
+			}
+			rec := q[0]
+			q[0] = nil
+			q = q[1:]
+			rst, tk, ok := c.g.start(ctx, rec)
+			if !ok {
+				if ctx.Err() != nil {
+					return false
+				}
+				continue
+			}
+			go func() {
+				done := c.handle(rst, rec)
+				c.g.finish(rst, tk, done)
+			}()
+		}
+		if len(q) == 0 {
+			delete(c.queues, tp)
+			if st.paused {
+				c.g.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
+				st.paused = false
+			}
+		} else {
+			c.queues[tp] = q
+		}
+	}
+	return true
+}
+
+// handle makes one retry, replay or redrive attempt.
+func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
+	ctx, span := c.g.processContext(st, rec)
+	defer span.End()
+	d, err := record.ParseDelivery(rec)
+	if err != nil {
+		c.d.Logger.ErrorContext(ctx, "skipping malformed delivery record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
+		return true
+	}
+	var sub catalog.SubscriptionWithSecrets
+	var found bool
+	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscription", func() error {
+		var err error
+		sub, found, err = c.d.Subs.Get(ctx, d.SubscriptionID)
+		return err
+	}); err != nil {
+		return false
+	}
+	if !found {
+		c.d.Logger.InfoContext(ctx, "dropping delivery to a deleted subscription", "event_id", d.ID, "subscription_id", d.SubscriptionID)
+		return true
+	}
+	tier := c.names.TierIndex(rec.Topic)
+	deferTo := c.names.Tiers[0]
+	if tier >= 0 {
+		deferTo = c.names.Tiers[tier]
+	}
+	return run(ctx, c.d.Dispatcher, sub.ID,
+		func(ctx context.Context) error { return c.d.Engine.Deliver(ctx, d, sub, tier) },
+		func() error { return c.d.Engine.Defer(ctx, d, deferTo.Topic, deferTo.Delay) })
+}

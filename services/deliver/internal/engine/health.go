@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/redisconn"
+)
+
+// Health tracks whether Redis is reachable. While it is not, the consumers
+// stop fetching, so no new attempt starts (and no retry tier is spent on an
+// outage of Relay's own), and nothing is committed; work in flight keeps
+// retrying its Redis calls. A Run loop pings until Redis answers again.
+type Health struct {
+	rdb   redis.UniversalClient
+	log   *slog.Logger
+	gauge prometheus.Gauge
+
+	mu   sync.Mutex
+	down bool
+	up   chan struct{} // closed when Redis is back
+	kick chan struct{}
+}
+
+// NewHealth returns a Health over rdb.
+func NewHealth(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *Health {
+	h := &Health{
+		rdb: rdb, log: log, kick: make(chan struct{}, 1),
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relay_deliver_paused", Help: "1 while deliver has paused fetching because Redis is unreachable.",
+		}),
+	}
+	reg.MustRegister(h.gauge)
+	return h
+}
+
+// Name implements lifecycle.Worker.
+func (h *Health) Name() string { return "redis-health" }
+
+// RedisDown reports a failed Redis call that looked like an outage.
+func (h *Health) RedisDown(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		return
+	}
+	h.down = true
+	h.up = make(chan struct{})
+	h.gauge.Set(1)
+	h.log.Error("redis unreachable: pausing consumption", "error", err)
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// WaitUp returns at once while Redis is up; otherwise it reports that, and
+// after pause has been called, blocks until Redis is back (then calls
+// resume) or ctx ends.
+func (h *Health) WaitUp(ctx context.Context, pause, resume func()) error {
+	h.mu.Lock()
+	down, up := h.down, h.up
+	h.mu.Unlock()
+	if !down {
+		return nil
+	}
+	pause()
+	defer resume()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-up:
+		return nil
+	}
+}
+
+// Run pings Redis once a second while it is down.
+func (h *Health) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.kick:
+		}
+		for {
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+			if err := redisconn.Ping(ctx, h.rdb, time.Second); err == nil {
+				break
+			}
+		}
+		h.mu.Lock()
+		h.down = false
+		close(h.up)
+		h.gauge.Set(0)
+		h.mu.Unlock()
+		h.log.Info("redis reachable again: resuming consumption")
+	}
+}

@@ -1,0 +1,101 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/ssrf"
+)
+
+func TestSendSignsAndKeepsResponse(t *testing.T) {
+	secret := signature.StandardWebhooks{}.NewSecret()
+	now := time.Now()
+	var got *http.Request
+	var gotBody []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		gotBody, _ = io.ReadAll(r.Body)
+		w.WriteHeader(503)
+		_, _ = io.WriteString(w, strings.Repeat("e", 10000))
+	}))
+	defer srv.Close()
+
+	s := New(Config{Timeout: 5 * time.Second, ConnectTimeout: time.Second, AllowPrivate: true, MaxIdlePerHost: 4}, nil)
+	body := []byte(`{"type":"invoice.paid"}`)
+	resp := s.Send(context.Background(), Request{
+		URL: srv.URL + "/hook", Body: body, EventID: "evt_1", EventType: "invoice.paid", Attempt: 3, Secrets: []string{secret}, Now: now,
+	})
+	if resp.Err != nil || resp.Status != 503 {
+		t.Fatalf("resp = %+v", resp)
+	}
+	if len(resp.Body) != MaxResponse {
+		t.Fatalf("kept %d bytes of the response, want %d", len(resp.Body), MaxResponse)
+	}
+	if string(gotBody) != string(body) {
+		t.Fatalf("body = %q", gotBody)
+	}
+	for h, want := range map[string]string{
+		"Webhook-Id": "evt_1", "X-Relay-Event-Id": "evt_1", "X-Relay-Event-Type": "invoice.paid",
+		"X-Relay-Attempt": "3", "Content-Type": "application/json",
+	} {
+		if v := got.Header.Get(h); v != want {
+			t.Errorf("%s = %q, want %q", h, v, want)
+		}
+	}
+	if !strings.HasPrefix(got.Header.Get("User-Agent"), "Relay/") {
+		t.Errorf("User-Agent = %q", got.Header.Get("User-Agent"))
+	}
+	// The receiver's view: both signatures verify with the subscription's secret.
+	req := signature.Request{Header: got.Header, Body: gotBody}
+	if err := (signature.StandardWebhooks{}).Verify(req, []string{secret}, now, 0); err != nil {
+		t.Fatalf("standard webhooks signature: %v", err)
+	}
+	if err := (signature.Relay{}).Verify(req, []string{secret}, now, 0); err != nil {
+		t.Fatalf("x-relay-signature: %v", err)
+	}
+}
+
+func TestSendTimeoutAndGuard(t *testing.T) {
+	block := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	defer srv.Close()
+	defer close(block)
+	secret := signature.StandardWebhooks{}.NewSecret()
+
+	s := New(Config{Timeout: 200 * time.Millisecond, ConnectTimeout: time.Second, AllowPrivate: true, MaxIdlePerHost: 4}, nil)
+	resp := s.Send(context.Background(), Request{URL: srv.URL + "/?token=sekrit", Body: []byte("{}"), EventID: "e", Secrets: []string{secret}, Now: time.Now()})
+	if resp.Err == nil || !strings.Contains(resp.Err.Error(), "timeout") {
+		t.Fatalf("want a timeout, got %+v", resp)
+	}
+	if strings.Contains(resp.Err.Error(), "sekrit") {
+		t.Fatalf("error leaks the URL: %v", resp.Err)
+	}
+
+	guarded := New(Config{Timeout: time.Second, ConnectTimeout: time.Second, MaxIdlePerHost: 4}, nil)
+	resp = guarded.Send(context.Background(), Request{URL: srv.URL, Body: []byte("{}"), EventID: "e", Secrets: []string{secret}, Now: time.Now()})
+	if !errors.Is(resp.Err, ssrf.ErrForbidden) {
+		t.Fatalf("guarded sender reached a loopback server: %+v", resp)
+	}
+}
+
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	hit := false
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit = true }))
+	defer target.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	s := New(Config{Timeout: time.Second, ConnectTimeout: time.Second, AllowPrivate: true, MaxIdlePerHost: 4}, nil)
+	resp := s.Send(context.Background(), Request{URL: srv.URL, Body: []byte("{}"), EventID: "e", Secrets: []string{signature.StandardWebhooks{}.NewSecret()}, Now: time.Now()})
+	if resp.Status != http.StatusTemporaryRedirect || hit {
+		t.Fatalf("redirect followed: status %d, target hit %v", resp.Status, hit)
+	}
+}
