@@ -1,0 +1,125 @@
+// Package count is Relay's count service: consumer group relay-count on
+// relay.events, keeping per-source counts by UTC day and event type in Redis,
+// exactly once. Each polled batch of a partition is applied per source with
+// one Redis script that also records the last offset counted (package
+// counters), so a redelivered record never counts twice; offsets are
+// committed after the scripts ran.
+package count
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/counters"
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/telemetry"
+)
+
+// Config is the count service's configuration.
+type Config struct {
+	AdminAddr string
+	Kafka     kafka.Config
+	Redis     redisconn.Config
+}
+
+// LoadConfig reads the configuration from r and validates it.
+func LoadConfig(r *envconfig.Reader) (Config, error) {
+	c := Config{
+		// RELAY_ADMIN_ADDR: where /healthz, /readyz and /metrics are served.
+		AdminAddr: r.String("RELAY_ADMIN_ADDR", ":9091"),
+		Kafka:     kafka.LoadConfig(r),
+		Redis:     redisconn.LoadConfig(r),
+	}
+	if err := r.Err(); err != nil {
+		return c, err
+	}
+	return c, errors.Join(c.Kafka.Validate(), c.Redis.Validate())
+}
+
+// Deps are what the process provides.
+type Deps struct {
+	Logger    *slog.Logger
+	Telemetry *telemetry.Telemetry
+}
+
+// Service is a running count replica.
+type Service struct {
+	log     *slog.Logger
+	rdb     redis.UniversalClient
+	counter *Counter
+	admin   *lifecycle.HTTPServer
+}
+
+// New connects to Kafka and Redis and creates the topics.
+func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+	names, err := cfg.Kafka.Names()
+	if err != nil {
+		return nil, err
+	}
+	reg := d.Telemetry.Registry
+	rdb := redisconn.New(cfg.Redis)
+	c := &Counter{store: counters.New(rdb), topic: names.Events, log: d.Logger, now: time.Now,
+		counted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_count_events_total", Help: "Events counted (each exactly once).",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_count_redis_failures_total", Help: "Failed counter scripts (retried).",
+		}),
+	}
+	reg.MustRegister(c.counted, c.failures)
+	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
+	group := names.Group(record.GroupCount)
+	opts := append(kafka.ConsumerOptions(group, names.Events),
+		// Commit by hand, after the counting scripts ran.
+		kgo.DisableAutoCommit(),
+		// Rebalance only between polls, so a batch is counted and committed
+		// by the member that polled it; the offsets in Redis make even a
+		// second count harmless.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { c.wanted.Store(true) }),
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { c.wanted.Store(false) }),
+	)
+	cl, err := kafka.NewClient(cfg.Kafka, "relay-count", in, in.Tracer("relay-count", group, false), opts...)
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	if err := kafka.EnsureTopicsRetrying(ctx, cl, cfg.Kafka, names, d.Logger); err != nil {
+		cl.Close()
+		_ = rdb.Close()
+		return nil, err
+	}
+	c.cl = cl
+	checks := health.Checks{
+		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
+		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, rdb, health.Timeout) },
+	}
+	admin, err := lifecycle.NewHTTPServer("count-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), d.Logger)
+	if err != nil {
+		cl.Close()
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &Service{log: d.Logger, rdb: rdb, counter: c, admin: admin}, nil
+}
+
+// AdminAddr is where /healthz, /readyz and /metrics are served.
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
+
+// Run counts until ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	err := lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.counter}, []lifecycle.Worker{s.admin})
+	_ = s.rdb.Close()
+	return err
+}
