@@ -1,0 +1,508 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type sourceOut struct {
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Verification struct {
+		Scheme    string `json:"scheme"`
+		Tolerance string `json:"tolerance"`
+	} `json:"verification"`
+	DedupWindow string    `json:"dedup_window"`
+	IngestURL   string    `json:"ingest_url"`
+	CreatedAt   time.Time `json:"created_at"`
+	Secret      string    `json:"secret"`
+}
+
+func runSources(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return errors.New("want a subcommand: create, ls, get, rm or rotate")
+	}
+	var f apiFlags
+	fs := a.apiFlagSet("sources "+args[0], &f)
+	name := fs.String("name", "", "source name (create)")
+	scheme := fs.String("scheme", "relay", "verification scheme: relay, standard-webhooks, stripe, github, shopify, slack (create)")
+	secret := fs.String("secret", "", "the provider's signing secret; generated when empty (create, rotate)")
+	tolerance := fs.String("tolerance", "", "timestamp tolerance, e.g. 5m (create)")
+	window := fs.String("dedup-window", "", "dedup window, e.g. 72h (create)")
+	grace := fs.String("grace", "", "how long the old secret keeps verifying, e.g. 24h (rotate)")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "create":
+		if err := need("name", *name); err != nil {
+			return err
+		}
+		ver := map[string]any{"scheme": *scheme}
+		if *secret != "" {
+			ver["secret"] = *secret
+		}
+		if *tolerance != "" {
+			ver["tolerance"] = *tolerance
+		}
+		body := map[string]any{"name": *name, "verification": ver}
+		if *window != "" {
+			body["dedup_window"] = *window
+		}
+		var s sourceOut
+		raw, err := c.Do(ctx, "POST", "/sources", body, &s)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		fmt.Fprintf(a.out, "Created source %s (%s, scheme %s).\n\n  ingest URL  %s\n  secret      %s   (shown once: senders sign with it)\n",
+			s.ID, s.Name, s.Verification.Scheme, s.IngestURL, s.Secret)
+		return nil
+	case "ls":
+		var out struct {
+			Data []sourceOut `json:"data"`
+		}
+		raw, err := c.Do(ctx, "GET", "/sources?limit=500", nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		rows := [][]string{}
+		for _, s := range out.Data {
+			rows = append(rows, []string{s.ID, s.Name, s.Verification.Scheme, s.DedupWindow, s.CreatedAt.Local().Format(time.DateTime)})
+		}
+		a.table([]string{"ID", "NAME", "SCHEME", "DEDUP", "CREATED"}, rows)
+		return nil
+	case "get", "rm", "rotate":
+		if len(pos) != 1 {
+			return fmt.Errorf("usage: relay sources %s SOURCE_ID", args[0])
+		}
+		path := "/sources/" + url.PathEscape(pos[0])
+		switch args[0] {
+		case "get":
+			raw, err := c.Do(ctx, "GET", path, nil, nil)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(raw)
+		case "rm":
+			if _, err := c.Do(ctx, "DELETE", path, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Deleted source %s and its subscriptions.\n", pos[0])
+			return nil
+		default:
+			body := map[string]any{}
+			if *secret != "" {
+				body["secret"] = *secret
+			}
+			if *grace != "" {
+				body["grace"] = *grace
+			}
+			var s sourceOut
+			raw, err := c.Do(ctx, "POST", path+"/rotate-secret", body, &s)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return a.printJSON(raw)
+			}
+			fmt.Fprintf(a.out, "New secret for %s: %s (shown once; the old one keeps verifying during the grace period)\n", s.ID, s.Secret)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown subcommand %q: want create, ls, get, rm or rotate", args[0])
+}
+
+type subOut struct {
+	ID             string    `json:"id"`
+	SourceID       string    `json:"source_id"`
+	URL            string    `json:"url"`
+	Events         []string  `json:"events"`
+	Enabled        bool      `json:"enabled"`
+	DisabledReason string    `json:"disabled_reason"`
+	CreatedAt      time.Time `json:"created_at"`
+	Secret         string    `json:"secret"`
+}
+
+func runSubs(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return errors.New("want a subcommand: create, ls, get, rm, enable, disable or rotate")
+	}
+	var f apiFlags
+	fs := a.apiFlagSet("subs "+args[0], &f)
+	src := fs.String("source", "", "source id (required)")
+	target := fs.String("url", "", "endpoint URL (create)")
+	events := fs.String("events", "*", "comma-separated event type globs, e.g. 'payment.*,invoice.paid' (create)")
+	grace := fs.String("grace", "", "how long the old secret keeps signing, e.g. 24h (rotate)")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	base := "/sources/" + url.PathEscape(*src) + "/subscriptions"
+	switch args[0] {
+	case "create":
+		if err := need("url", *target); err != nil {
+			return err
+		}
+		var globs []string
+		for _, g := range strings.Split(*events, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				globs = append(globs, g)
+			}
+		}
+		var s subOut
+		raw, err := c.Do(ctx, "POST", base, map[string]any{"url": *target, "events": globs}, &s)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		fmt.Fprintf(a.out, "Created subscription %s → %s for %s.\n\n  secret  %s   (shown once: the endpoint verifies deliveries with it)\n",
+			s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
+		return nil
+	case "ls":
+		var out struct {
+			Data []subOut `json:"data"`
+		}
+		raw, err := c.Do(ctx, "GET", base+"?limit=500", nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		rows := [][]string{}
+		for _, s := range out.Data {
+			state := "enabled"
+			if !s.Enabled {
+				state = "disabled: " + s.DisabledReason
+			}
+			rows = append(rows, []string{s.ID, s.URL, strings.Join(s.Events, ","), state})
+		}
+		a.table([]string{"ID", "URL", "EVENTS", "STATE"}, rows)
+		return nil
+	case "get", "rm", "enable", "disable", "rotate":
+		if len(pos) != 1 {
+			return fmt.Errorf("usage: relay subs %s --source SOURCE_ID SUBSCRIPTION_ID", args[0])
+		}
+		path := base + "/" + url.PathEscape(pos[0])
+		var raw []byte
+		switch args[0] {
+		case "get":
+			raw, err = c.Do(ctx, "GET", path, nil, nil)
+		case "rm":
+			if _, err = c.Do(ctx, "DELETE", path, nil, nil); err == nil {
+				fmt.Fprintf(a.out, "Deleted subscription %s.\n", pos[0])
+				return nil
+			}
+		case "enable", "disable":
+			raw, err = c.Do(ctx, "PATCH", path, map[string]any{"enabled": args[0] == "enable"}, nil)
+		default:
+			body := map[string]any{}
+			if *grace != "" {
+				body["grace"] = *grace
+			}
+			raw, err = c.Do(ctx, "POST", path+"/rotate-secret", body, nil)
+		}
+		if err != nil {
+			return err
+		}
+		return a.printJSON(raw)
+	}
+	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+type eventOut struct {
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	ReceivedAt time.Time `json:"received_at"`
+	Size       int       `json:"size"`
+}
+
+func runEvents(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return errors.New("want a subcommand: ls or get")
+	}
+	var f apiFlags
+	fs := a.apiFlagSet("events "+args[0], &f)
+	src := fs.String("source", "", "source id (required)")
+	limit := fs.Int("limit", 20, "how many, newest first (ls)")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	base := "/sources/" + url.PathEscape(*src) + "/events"
+	switch args[0] {
+	case "ls":
+		var out struct {
+			Data []eventOut `json:"data"`
+		}
+		raw, err := c.Do(ctx, "GET", base+"?limit="+strconv.Itoa(*limit), nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		rows := [][]string{}
+		for _, e := range out.Data {
+			rows = append(rows, []string{e.ID, e.Type, e.ReceivedAt.Local().Format(time.DateTime + ".000"), strconv.Itoa(e.Size)})
+		}
+		a.table([]string{"ID", "TYPE", "RECEIVED", "BYTES"}, rows)
+		return nil
+	case "get":
+		if len(pos) != 1 {
+			return errors.New("usage: relay events get --source SOURCE_ID EVENT_ID")
+		}
+		raw, err := c.Do(ctx, "GET", base+"/"+url.PathEscape(pos[0]), nil, nil)
+		if err != nil {
+			return err
+		}
+		return a.printJSON(raw)
+	}
+	return fmt.Errorf("unknown subcommand %q: want ls or get", args[0])
+}
+
+type deliveryOut struct {
+	SubscriptionID string     `json:"subscription_id"`
+	URL            string     `json:"url"`
+	Status         string     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	LastStatusCode int        `json:"last_status_code"`
+	LastError      string     `json:"last_error"`
+	NextAttemptAt  *time.Time `json:"next_attempt_at"`
+}
+
+func runDeliveries(ctx context.Context, a *app, args []string) error {
+	var f apiFlags
+	fs := a.apiFlagSet("deliveries", &f)
+	src := fs.String("source", "", "source id (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: relay deliveries --source SOURCE_ID EVENT_ID")
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Data []deliveryOut `json:"data"`
+	}
+	raw, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(*src)+"/events/"+url.PathEscape(pos[0])+"/deliveries", nil, &out)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return a.printJSON(raw)
+	}
+	rows := [][]string{}
+	for _, d := range out.Data {
+		next := ""
+		if d.NextAttemptAt != nil {
+			next = d.NextAttemptAt.Local().Format(time.TimeOnly)
+		}
+		code := ""
+		if d.LastStatusCode != 0 {
+			code = strconv.Itoa(d.LastStatusCode)
+		}
+		rows = append(rows, []string{d.SubscriptionID, d.Status, strconv.Itoa(d.Attempts), code, next, d.LastError})
+	}
+	a.table([]string{"SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "NEXT", "ERROR"}, rows)
+	return nil
+}
+
+func runReplay(ctx context.Context, a *app, args []string) error {
+	var f apiFlags
+	fs := a.apiFlagSet("replay", &f)
+	src := fs.String("source", "", "source id (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: relay replay --source SOURCE_ID EVENT_ID")
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Queued  []string `json:"queued"`
+		Skipped []struct {
+			SubscriptionID string `json:"subscription_id"`
+			Reason         string `json:"reason"`
+		} `json:"skipped"`
+	}
+	raw, err := c.Do(ctx, "POST", "/sources/"+url.PathEscape(*src)+"/events/"+url.PathEscape(pos[0])+"/replay", nil, &out)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return a.printJSON(raw)
+	}
+	fmt.Fprintf(a.out, "Queued for %d subscription(s): %s\n", len(out.Queued), strings.Join(out.Queued, ", "))
+	for _, s := range out.Skipped {
+		fmt.Fprintf(a.out, "Skipped %s: %s\n", s.SubscriptionID, s.Reason)
+	}
+	return nil
+}
+
+func runDLQ(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 {
+		return errors.New("want a subcommand: ls or redrive")
+	}
+	var f apiFlags
+	fs := a.apiFlagSet("dlq "+args[0], &f)
+	sub := fs.String("subscription", "", "only this subscription")
+	src := fs.String("source", "", "only this source")
+	limit := fs.Int("limit", 50, "how many (ls)")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *sub != "" {
+		q.Set("subscription_id", *sub)
+	}
+	if *src != "" {
+		q.Set("source_id", *src)
+	}
+	switch args[0] {
+	case "ls":
+		q.Set("limit", strconv.Itoa(*limit))
+		var out struct {
+			Data []struct {
+				EventID        string    `json:"event_id"`
+				SubscriptionID string    `json:"subscription_id"`
+				EventType      string    `json:"event_type"`
+				Reason         string    `json:"reason"`
+				Attempts       int       `json:"attempts"`
+				LastStatusCode int       `json:"last_status_code"`
+				DeadAt         time.Time `json:"dead_at"`
+			} `json:"data"`
+		}
+		raw, err := c.Do(ctx, "GET", "/dlq?"+q.Encode(), nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return a.printJSON(raw)
+		}
+		rows := [][]string{}
+		for _, d := range out.Data {
+			rows = append(rows, []string{d.EventID, d.SubscriptionID, d.EventType, d.Reason, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatusCode), d.DeadAt.Local().Format(time.DateTime)})
+		}
+		a.table([]string{"EVENT", "SUBSCRIPTION", "TYPE", "REASON", "ATTEMPTS", "LAST", "PARKED"}, rows)
+		return nil
+	case "redrive":
+		for {
+			var out struct {
+				Redriven         int  `json:"redriven"`
+				AlreadyDelivered int  `json:"already_delivered"`
+				Complete         bool `json:"complete"`
+			}
+			raw, err := c.Do(ctx, "POST", "/replay/dlq?"+q.Encode(), nil, &out)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				if err := a.printJSON(raw); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.out, "Redriven %d, already delivered %d.\n", out.Redriven, out.AlreadyDelivered)
+			}
+			if out.Complete {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("unknown subcommand %q: want ls or redrive", args[0])
+}
+
+func runMetrics(ctx context.Context, a *app, args []string) error {
+	var f apiFlags
+	fs := a.apiFlagSet("metrics", &f)
+	src := fs.String("source", "", "source id (required)")
+	from := fs.String("from", "", "first day, YYYY-MM-DD")
+	to := fs.String("to", "", "last day, YYYY-MM-DD")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *from != "" {
+		q.Set("from", *from)
+	}
+	if *to != "" {
+		q.Set("to", *to)
+	}
+	var out struct {
+		Data []struct {
+			Day   string `json:"day"`
+			Type  string `json:"type"`
+			Count int64  `json:"count"`
+		} `json:"data"`
+	}
+	raw, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(*src)+"/metrics?"+q.Encode(), nil, &out)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return a.printJSON(raw)
+	}
+	rows := [][]string{}
+	for _, d := range out.Data {
+		rows = append(rows, []string{d.Day, d.Type, strconv.FormatInt(d.Count, 10)})
+	}
+	a.table([]string{"DAY", "TYPE", "COUNT"}, rows)
+	return nil
+}

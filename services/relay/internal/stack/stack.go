@@ -1,0 +1,107 @@
+// Package stack composes Relay's services in one process: `relay dev` runs
+// it on embedded stand-ins, and the end-to-end tests run it on the real
+// broker and Redis. Each service keeps its own configuration (read through
+// the same RELAY_* variables), registry and lifecycle.
+package stack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/services/archive"
+	"github.com/relayhq/relay/services/count"
+	"github.com/relayhq/relay/services/deliver"
+	"github.com/relayhq/relay/services/ingest"
+)
+
+// Options say what to run.
+type Options struct {
+	// Env returns where a service ("ingest", "deliver", "archive", "count")
+	// reads its RELAY_* configuration.
+	Env func(service string) envconfig.LookupFunc
+	// Logger receives every service's logs, each tagged with its service.
+	Logger *slog.Logger
+	// TracerProvider traces every service; nil means no tracing.
+	TracerProvider trace.TracerProvider
+	// Archive and Count add those services; ingest and deliver always run.
+	Archive, Count bool
+}
+
+// Stack is a set of running services.
+type Stack struct {
+	Ingest  *ingest.Service
+	Deliver *deliver.Service
+	Archive *archive.Service
+	Count   *count.Service
+	workers []func(context.Context) error
+}
+
+func tel(o Options) *telemetry.Telemetry {
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = trace.NewNoopTracerProvider()
+	}
+	return &telemetry.Telemetry{
+		TracerProvider: tp,
+		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		Registry:       telemetry.NewRegistry(),
+	}
+}
+
+// New builds every service. Nothing runs until Run.
+func New(ctx context.Context, o Options) (*Stack, error) {
+	s := &Stack{}
+	icfg, err := ingest.LoadConfig(envconfig.New(o.Env("ingest")))
+	if err != nil {
+		return nil, fmt.Errorf("ingest configuration: %w", err)
+	}
+	if s.Ingest, err = ingest.New(ctx, icfg, ingest.Deps{Logger: o.Logger.With("service", "ingest"), Telemetry: tel(o)}); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	s.workers = append(s.workers, s.Ingest.Run)
+	dcfg, err := deliver.LoadConfig(envconfig.New(o.Env("deliver")))
+	if err != nil {
+		return nil, fmt.Errorf("deliver configuration: %w", err)
+	}
+	if s.Deliver, err = deliver.New(ctx, dcfg, deliver.Deps{Logger: o.Logger.With("service", "deliver"), Telemetry: tel(o)}); err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	s.workers = append(s.workers, s.Deliver.Run)
+	if o.Archive {
+		acfg, err := archive.LoadConfig(envconfig.New(o.Env("archive")))
+		if err != nil {
+			return nil, fmt.Errorf("archive configuration: %w", err)
+		}
+		if s.Archive, err = archive.New(ctx, acfg, archive.Deps{Logger: o.Logger.With("service", "archive"), Telemetry: tel(o)}); err != nil {
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		s.workers = append(s.workers, s.Archive.Run)
+	}
+	if o.Count {
+		ccfg, err := count.LoadConfig(envconfig.New(o.Env("count")))
+		if err != nil {
+			return nil, fmt.Errorf("count configuration: %w", err)
+		}
+		if s.Count, err = count.New(ctx, ccfg, count.Deps{Logger: o.Logger.With("service", "count"), Telemetry: tel(o)}); err != nil {
+			return nil, fmt.Errorf("count: %w", err)
+		}
+		s.workers = append(s.workers, s.Count.Run)
+	}
+	return s, nil
+}
+
+// Run runs every service until ctx is cancelled or one fails.
+func (s *Stack) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range s.workers {
+		g.Go(func() error { return w(gctx) })
+	}
+	return g.Wait()
+}
