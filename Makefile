@@ -1,0 +1,59 @@
+# Relay's two commands are `make dev` and `make test`; the rest are parts of them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PKGS := ./pkg/... ./services/ingest/... ./services/deliver/... ./services/archive/... ./services/count/... ./services/relay/...
+TOOLS := $(CURDIR)/.tools
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/relayhq/relay/pkg/telemetry.Version=$(VERSION)
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build every binary into bin/
+	go build -ldflags '$(LDFLAGS)' -o bin/relay ./services/relay
+	go build -ldflags '$(LDFLAGS)' -o bin/relay-ingest ./services/ingest/cmd/relay-ingest
+	go build -ldflags '$(LDFLAGS)' -o bin/relay-deliver ./services/deliver/cmd/relay-deliver
+	go build -ldflags '$(LDFLAGS)' -o bin/relay-archive ./services/archive/cmd/relay-archive
+	go build -ldflags '$(LDFLAGS)' -o bin/relay-count ./services/count/cmd/relay-count
+
+.PHONY: dev
+dev: ## run the whole system in one process (embedded Kafka, Redis, S3)
+	go build -ldflags '$(LDFLAGS)' -o bin/relay ./services/relay
+	./bin/relay dev
+
+.PHONY: deps
+deps: ## install what the tests need (redis-server, Java 17+, Maven) when missing
+	scripts/install-deps.sh
+
+.PHONY: test
+test: deps test-unit test-integration ## unit tests, then everything against real Kafka, Redis and S3
+
+.PHONY: test-unit
+test-unit: ## fast tests, no external services (-short)
+	GOTEST_FLAGS='-short -count=1' scripts/gotest.sh $(PKGS)
+
+.PHONY: test-integration
+test-integration: ## every test, with a real Kafka broker, redis-server and S3 started by scripts/testenv.sh
+	scripts/testenv.sh scripts/gotest.sh $(PKGS)
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l pkg services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet $(PKGS)
+
+.PHONY: proto
+proto: ## regenerate pkg/relaypb from proto/ (protoc from Debian's protobuf-compiler)
+	@command -v protoc >/dev/null || scripts/install-deps.sh protoc
+	GOBIN=$(TOOLS) go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH=$(TOOLS):$$PATH protoc -I proto --go_out=pkg --go_opt=module=github.com/relayhq/relay/pkg proto/relay/v1/record.proto
+
+.PHONY: tidy
+tidy: ## go mod tidy every module on its own
+	scripts/tidy.sh
+
+.PHONY: clean
+clean: ## remove build outputs (keeps the Kafka jar cache)
+	rm -rf bin

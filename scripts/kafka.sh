@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs a real Apache Kafka broker (single combined broker+controller, KRaft)
+# from the official jars on Maven Central, with the machine's Java 17+.
+#
+#   scripts/kafka.sh install                 resolve the jars once into .cache/kafka/<version>/libs; print that dir
+#   scripts/kafka.sh start DIR PORT CPORT    format DIR once, then run the broker in the foreground
+#                                            (PORT for clients, CPORT for the controller)
+#
+# The test harness (scripts/testenv.sh) and the fault-injection tests use it;
+# start execs java, so the caller's PID is the broker's.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
+libs="$root/.cache/kafka/$version/libs"
+
+java_ok() {
+	command -v java >/dev/null 2>&1 || return 1
+	local v
+	v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+	[ -n "$v" ] && [ "$v" -ge 17 ]
+}
+
+install() {
+	if [ -f "$libs/.complete" ]; then
+		echo "$libs"
+		return
+	fi
+	command -v mvn >/dev/null 2>&1 || { echo "kafka.sh: mvn not found" >&2; exit 1; }
+	java_ok || { echo "kafka.sh: Java 17 or newer is required" >&2; exit 1; }
+	echo "kafka.sh: resolving Apache Kafka $version from Maven Central (once)..." >&2
+	rm -rf "$libs"
+	mkdir -p "$libs"
+	mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$libs" >&2
+	touch "$libs/.complete"
+	echo "$libs"
+}
+
+start() {
+	local dir=$1 port=$2 cport=$3
+	install >/dev/null
+	mkdir -p "$dir/data"
+	cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+	# Format the storage exactly once: a second format of a used directory is refused.
+	if [ ! -f "$dir/data/meta.properties" ]; then
+		java -cp "$libs/*" kafka.tools.StorageTool format \
+			-t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid)" \
+			-c "$dir/server.properties" >"$dir/format.log" 2>&1
+	fi
+	exec java -Xms256m -Xmx1g -XX:+UseG1GC \
+		-Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+		-cp "$libs/*" kafka.Kafka "$dir/server.properties"
+}
+
+case "${1:-}" in
+install) install ;;
+start) shift; start "$@" ;;
+java-ok) java_ok ;;
+*) echo "usage: $0 install | start DIR PORT CONTROLLER_PORT" >&2; exit 2 ;;
+esac

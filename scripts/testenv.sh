@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs a command with a real Kafka broker, a real Redis server and an
+# S3-compatible server on loopback, and stops exactly what it started when the
+# command ends (also on failure or Ctrl-C).
+#
+#   scripts/testenv.sh go test ./...
+#
+# Exports RELAY_TEST_KAFKA_BROKERS, RELAY_TEST_KAFKA_KIND (kafka, external or
+# kfake), RELAY_TEST_REDIS_ADDR, RELAY_TEST_S3_ENDPOINT, RELAY_TEST_BIN (the
+# relay binary) and RELAY_TEST_SCRIPTS. A variable already set (a compose
+# Redpanda, say) is used as is.
+#
+# Kafka is Apache Kafka in KRaft mode run from Maven Central jars
+# (scripts/kafka.sh). Outside CI, without Java 17+ or Maven, it falls back to
+# franz-go's kfake as a separate process and says so loudly; with CI=true a
+# real broker and a real redis-server are required.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+ci=${CI:-false}
+run=$(mktemp -d "${TMPDIR:-/tmp}/relay-testenv.XXXXXX")
+pids=()
+
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { echo "testenv: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# The relay binary provides free ports, the stand-ins and the broker probe.
+relay="$root/bin/relay"
+(cd "$root" && go build -o "$relay" ./services/relay)
+export RELAY_TEST_BIN="$relay" RELAY_TEST_SCRIPTS="$here"
+
+# wait_for_line FILE PATTERN SECONDS PID: wait until FILE has a line matching PATTERN.
+wait_for_line() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		kill -0 "$4" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# redis_ping PORT: true when a Redis on 127.0.0.1:PORT answers PING (no redis-cli needed).
+redis_ping() (
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+	printf 'PING\r\n' >&3
+	read -r -t 1 reply <&3 && [ "${reply%$'\r'}" = "+PONG" ]
+)
+
+# --- Redis -------------------------------------------------------------------
+if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
+	command -v redis-server >/dev/null 2>&1 || "$here/install-deps.sh"
+	command -v redis-server >/dev/null 2>&1 || die "redis-server is missing and could not be installed"
+	port=$("$relay" free-port)
+	mkdir -p "$run/redis"
+	redis-server --bind 127.0.0.1 --port "$port" --dir "$run/redis" --appendonly yes \
+		--maxmemory-policy noeviction --save "" --daemonize no >"$run/redis.log" 2>&1 &
+	pids+=($!)
+	ok=""
+	for _ in $(seq 1 100); do
+		if redis_ping "$port" 2>/dev/null; then ok=1; break; fi
+		sleep 0.1
+	done
+	[ -n "$ok" ] || { cat "$run/redis.log" >&2; die "redis-server did not answer on port $port"; }
+	export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port"
+	say "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (redis-server, appendonly yes, noeviction) at $RELAY_TEST_REDIS_ADDR"
+else
+	say "Redis at $RELAY_TEST_REDIS_ADDR (given)"
+fi
+
+# --- Kafka -------------------------------------------------------------------
+if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
+	if [ "$ci" = "true" ]; then "$here/install-deps.sh"; fi
+	port=$("$relay" free-port)
+	if "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1; then
+		"$here/kafka.sh" install >/dev/null
+		cport=$("$relay" free-port)
+		"$here/kafka.sh" start "$run/kafka" "$port" "$cport" >"$run/kafka.log" 2>&1 &
+		pids+=($!)
+		export RELAY_TEST_KAFKA_KIND=kafka
+	elif [ "$ci" = "true" ]; then
+		die "CI=true requires a real Kafka broker: Java 17+ and Maven are needed (scripts/install-deps.sh)"
+	else
+		say "##################################################################"
+		say "WARNING: no Java 17+/Maven here: integration tests run against the"
+		say "embedded kfake broker, NOT a real Kafka. CI uses a real broker."
+		say "##################################################################"
+		"$relay" standin kafka --addr "127.0.0.1:$port" >"$run/kafka.log" 2>&1 &
+		pids+=($!)
+		export RELAY_TEST_KAFKA_KIND=kfake
+	fi
+	export RELAY_TEST_KAFKA_BROKERS="127.0.0.1:$port"
+	if ! version=$("$relay" broker-version --brokers "$RELAY_TEST_KAFKA_BROKERS" --wait 120s); then
+		tail -n 50 "$run/kafka.log" >&2 || true
+		die "the Kafka broker did not come up"
+	fi
+	say "Kafka broker $version ($RELAY_TEST_KAFKA_KIND) at $RELAY_TEST_KAFKA_BROKERS"
+else
+	export RELAY_TEST_KAFKA_KIND=${RELAY_TEST_KAFKA_KIND:-external}
+	version=$("$relay" broker-version --brokers "$RELAY_TEST_KAFKA_BROKERS" --wait 60s) || die "no broker at $RELAY_TEST_KAFKA_BROKERS"
+	say "Kafka broker $version (given) at $RELAY_TEST_KAFKA_BROKERS"
+fi
+
+# --- S3 ----------------------------------------------------------------------
+if [ -z "${RELAY_TEST_S3_ENDPOINT:-}" ]; then
+	"$relay" standin s3 --addr 127.0.0.1:0 >"$run/s3.log" 2>&1 &
+	pids+=($!)
+	wait_for_line "$run/s3.log" '^ready ' 20 "${pids[-1]}" || { cat "$run/s3.log" >&2; die "the S3 stand-in did not start"; }
+	export RELAY_TEST_S3_ENDPOINT=$(sed -n 's/^ready //p' "$run/s3.log")
+	say "S3 (gofakes3 process) at $RELAY_TEST_S3_ENDPOINT"
+else
+	say "S3 at $RELAY_TEST_S3_ENDPOINT (given)"
+fi
+
+set +e
+"$@"
+status=$?
+set -e
+exit $status
