@@ -29,7 +29,7 @@ deps: ## install what the tests need (redis-server, Java 17+, Maven) when missin
 	scripts/install-deps.sh
 
 .PHONY: test
-test: deps test-unit test-integration ## unit tests, then everything against real Kafka, Redis and S3
+test: deps test-unit test-integration fuzz ## unit tests, then everything against real Kafka, Redis and S3, then bounded fuzzing
 
 .PHONY: test-unit
 test-unit: ## fast tests, no external services (-short)
@@ -38,6 +38,10 @@ test-unit: ## fast tests, no external services (-short)
 .PHONY: test-integration
 test-integration: ## every test, with a real Kafka broker, redis-server and S3 started by scripts/testenv.sh
 	scripts/testenv.sh scripts/gotest.sh $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 5s) from its committed corpus
+	scripts/fuzz.sh
 
 .PHONY: lint
 lint: ## gofmt check and go vet

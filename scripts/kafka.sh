@@ -31,8 +31,13 @@ install() {
 	echo "kafka.sh: resolving Apache Kafka $version from Maven Central (once)..." >&2
 	rm -rf "$libs"
 	mkdir -p "$libs"
-	mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
-		-DincludeScope=runtime -DoutputDirectory="$libs" >&2
+	local log="$root/.cache/kafka/mvn.log"
+	if ! mvn -B -q -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$libs" >"$log" 2>&1; then
+		cat "$log" >&2
+		echo "kafka.sh: resolving the Kafka jars failed (is Maven Central reachable?)" >&2
+		exit 1
+	fi
 	touch "$libs/.complete"
 	echo "$libs"
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/logging"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
 )
 
@@ -45,6 +46,7 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 		return fmt.Errorf("configuration: %w", err)
 	}
 	log := logging.New(logOut, lc, service)
+	redisconn.RouteLogs(log)
 	tel, err := telemetry.Setup(ctx, cfg, service, telemetry.Options{})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -130,4 +131,18 @@ func IsUnavailable(err error) bool {
 		}
 	}
 	return false
+}
+
+// RouteLogs sends go-redis's own log lines (dial failures and the like,
+// which it otherwise prints to stderr) to log at debug level: Relay reports
+// Redis outages itself, once, through its health gates and metrics.
+// go-redis keeps this logger process-wide.
+func RouteLogs(log *slog.Logger) {
+	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...))
 }

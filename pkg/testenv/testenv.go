@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -21,7 +22,12 @@ import (
 
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/redisconn"
 )
+
+// Test processes share go-redis's process-wide logger; keep its dial
+// errors (expected in fault-injection tests) out of test output.
+var _ = func() bool { redisconn.RouteLogs(slog.New(slog.DiscardHandler)); return true }()
 
 // CI reports whether the run is in CI, where real services are mandatory.
 func CI() bool { return os.Getenv("CI") == "true" }

@@ -327,20 +327,18 @@ type list[T any] struct {
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// duration is a JSON duration written as a Go duration string ("5m", "72h").
-type duration time.Duration
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`must be a duration string such as "30s", "5m" or "72h"`)
+// durationField parses an optional duration field ("30s", "5m", "72h"),
+// answering 400 naming the field when it does not parse. Empty means zero.
+func durationField(c *gin.Context, field, v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, true
 	}
-	v, err := time.ParseDuration(s)
+	d, err := time.ParseDuration(v)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (examples: 30s, 5m, 72h)", s)
+		invalid(c, field, fmt.Sprintf("%q is not a duration (examples: 30s, 5m, 72h)", v))
+		return 0, false
 	}
-	*d = duration(v)
-	return nil
+	return d, true
 }
 
 func formatDuration(d time.Duration) string { return record.FormatDelay(d) }

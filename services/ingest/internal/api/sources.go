@@ -55,11 +55,11 @@ func (a *API) sourceOut(s catalog.Source) sourceJSON {
 type createSourceRequest struct {
 	Name         string `json:"name"`
 	Verification *struct {
-		Scheme    string   `json:"scheme"`
-		Secret    string   `json:"secret"`
-		Tolerance duration `json:"tolerance"`
+		Scheme    string `json:"scheme"`
+		Secret    string `json:"secret"`
+		Tolerance string `json:"tolerance"`
 	} `json:"verification"`
-	DedupWindow duration `json:"dedup_window"`
+	DedupWindow string `json:"dedup_window"`
 }
 
 func (a *API) createSource(c *gin.Context) {
@@ -67,6 +67,7 @@ func (a *API) createSource(c *gin.Context) {
 	if !bindJSON(c, &req, false) {
 		return
 	}
+	var ok bool
 	req.Name = strings.TrimSpace(req.Name)
 	if req.Name == "" || len(req.Name) > 200 || !utf8.ValidString(req.Name) {
 		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
@@ -77,7 +78,10 @@ func (a *API) createSource(c *gin.Context) {
 		if v.Scheme != "" {
 			schemeName = v.Scheme
 		}
-		secret, tol = v.Secret, time.Duration(v.Tolerance)
+		secret = v.Secret
+		if tol, ok = durationField(c, "verification.tolerance", v.Tolerance); !ok {
+			return
+		}
 	}
 	scheme, ok := signature.Lookup(schemeName)
 	if !ok {
@@ -97,7 +101,10 @@ func (a *API) createSource(c *gin.Context) {
 		invalid(c, "verification.tolerance", "must be from 1s to 1h")
 		return
 	}
-	window := time.Duration(req.DedupWindow)
+	window, ok := durationField(c, "dedup_window", req.DedupWindow)
+	if !ok {
+		return
+	}
 	if window == 0 {
 		window = a.cfg.DefaultDedupWindow
 	}
@@ -197,8 +204,8 @@ func (a *API) deleteSource(c *gin.Context) {
 }
 
 type rotateRequest struct {
-	Secret string   `json:"secret"`
-	Grace  duration `json:"grace"`
+	Secret string `json:"secret"`
+	Grace  string `json:"grace"`
 }
 
 func (a *API) rotateSourceSecret(c *gin.Context) {
@@ -233,9 +240,12 @@ func (a *API) rotateSourceSecret(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-func (a *API) grace(c *gin.Context, d duration) (time.Duration, bool) {
-	g := time.Duration(d)
-	if g == 0 {
+func (a *API) grace(c *gin.Context, v string) (time.Duration, bool) {
+	g, ok := durationField(c, "grace", v)
+	if !ok {
+		return 0, false
+	}
+	if v == "" {
 		g = a.cfg.RotationGrace
 	}
 	if g < 0 || g > 30*24*time.Hour {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/services/relay/internal/devenv"
 	"github.com/relayhq/relay/services/relay/internal/receiver"
@@ -79,6 +80,7 @@ func runDev(ctx context.Context, a *app, args []string) error {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(envOr(a, "RELAY_LOG_LEVEL", "info")))
 	log := slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+	redisconn.RouteLogs(log)
 
 	sub := func(name string) string {
 		if *dataDir == "" {

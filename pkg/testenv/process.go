@@ -1,0 +1,178 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/kafka"
+)
+
+// Process is a server a test starts, kills and restarts by its own PID, for
+// fault injection: a Kafka broker or a redis-server of the test's own.
+type Process struct {
+	t     testing.TB
+	name  string
+	Addr  string
+	start func() *exec.Cmd
+	ready func(ctx context.Context) error
+	cmd   *exec.Cmd
+	done  chan struct{}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// StartKafka starts a Kafka broker of the test's own, on free ports, with its
+// data in a temporary directory that survives restarts: Apache Kafka from the
+// harness's jars, or in kfake-fallback runs (never in CI) the kfake stand-in
+// with a data directory.
+func StartKafka(t testing.TB) *Process {
+	t.Helper()
+	KafkaBrokers(t) // skips or fails like every integration test
+	dir := t.TempDir()
+	port := freePort(t)
+	p := &Process{t: t, name: "kafka", Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	if os.Getenv("RELAY_TEST_KAFKA_KIND") == "kfake" {
+		bin := need(t, "RELAY_TEST_BIN", "relay binary")
+		p.start = func() *exec.Cmd {
+			return exec.Command(bin, "standin", "kafka", "--addr", p.Addr, "--data-dir", dir)
+		}
+	} else {
+		scripts := need(t, "RELAY_TEST_SCRIPTS", "scripts directory")
+		cport := freePort(t)
+		p.start = func() *exec.Cmd {
+			return exec.Command(filepath.Join(scripts, "kafka.sh"), "start", dir, strconv.Itoa(port), strconv.Itoa(cport))
+		}
+	}
+	p.ready = func(ctx context.Context) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr), kgo.DialTimeout(time.Second))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		_, err = kafka.BrokerVersion(ctx, cl)
+		return err
+	}
+	p.Start()
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// StartRedis starts a redis-server of the test's own (AOF on, noeviction)
+// whose data survives Kill and Start.
+func StartRedis(t testing.TB) *Process {
+	t.Helper()
+	RedisAddr(t)
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if CI() {
+			t.Fatal("redis-server not found")
+		}
+		t.Skip("redis-server not found")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	p := &Process{t: t, name: "redis", Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	p.start = func() *exec.Cmd {
+		return exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+			"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--save", "")
+	}
+	p.ready = func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", p.Addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "+PONG") {
+			return fmt.Errorf("redis answered %q", line)
+		}
+		return nil
+	}
+	p.Start()
+	t.Cleanup(p.Kill)
+	return p
+}
+
+// Start starts the process and waits until it answers.
+func (p *Process) Start() {
+	p.t.Helper()
+	cmd := p.start()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	logf, err := os.CreateTemp("", "relay-"+p.name+"-*.log")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := p.ready(rctx)
+		rcancel()
+		if err == nil {
+			p.t.Logf("%s up at %s (pid %d)", p.name, p.Addr, cmd.Process.Pid)
+			return
+		}
+		select {
+		case <-p.done:
+			out, _ := os.ReadFile(logf.Name())
+			p.t.Fatalf("%s exited while starting: %s", p.name, out)
+		case <-ctx.Done():
+			p.t.Fatalf("%s did not come up at %s: %v", p.name, p.Addr, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Kill sends SIGKILL to the process (and its children) and waits for it: a
+// crash, with no chance to flush or close anything.
+func (p *Process) Kill() {
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	p.t.Logf("%s killed (pid %d)", p.name, p.cmd.Process.Pid)
+	p.cmd = nil
+}
+
+// PID is the process id, 0 when not running.
+func (p *Process) PID() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}

@@ -1,0 +1,542 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/logging"
+	"github.com/relayhq/relay/pkg/secretbox"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/pkg/testenv"
+	"github.com/relayhq/relay/services/ingest/internal/classify"
+	"github.com/relayhq/relay/services/ingest/internal/dedup"
+)
+
+const token = "ingest-test-token-0123456789"
+
+type harness struct {
+	t       *testing.T
+	base    string
+	brokers []string
+	topic   string
+	redis   string
+	tel     *telemetry.Telemetry
+	logs    *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs an ingest replica on the given broker and Redis (the shared
+// test ones unless overridden).
+func start(t *testing.T, brokers []string, redisAddr string, extra map[string]string) *harness {
+	t.Helper()
+	kcfg := testenv.KafkaConfig(t)
+	if brokers == nil {
+		brokers = kcfg.Brokers
+	}
+	if redisAddr == "" {
+		redisAddr = testenv.RedisAddr(t)
+	}
+	vars := map[string]string{
+		"RELAY_KAFKA_BROKERS":      strings.Join(brokers, ","),
+		"RELAY_KAFKA_TOPIC_PREFIX": kcfg.TopicPrefix,
+		"RELAY_KAFKA_PARTITIONS":   "3",
+		"RELAY_REDIS_ADDRS":        redisAddr,
+		"RELAY_ADMIN_TOKEN":        token,
+		"RELAY_SECRET_KEY":         secretbox.GenerateKey(),
+		"RELAY_HTTP_ADDR":          "127.0.0.1:0",
+		"RELAY_MAX_BODY_BYTES":     "4096",
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	cfg, err := LoadConfig(envconfig.FromMap(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, brokers: brokers, topic: kcfg.TopicPrefix + "relay.events", redis: redisAddr, logs: &syncBuffer{}}
+	h.tel, err = telemetry.Setup(context.Background(), envconfig.FromMap(nil), "ingest-test", telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logging.New(io.MultiWriter(h.logs), logging.Config{Level: slog.LevelDebug, Format: "json"}, "ingest")
+	svc, err := New(context.Background(), cfg, Deps{Logger: log, Telemetry: h.tel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.base = "http://" + svc.Addr()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ingest stopped with: %v", err)
+		}
+	})
+	return h
+}
+
+func (h *harness) do(method, path string, body any, header http.Header) (int, http.Header, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, h.base+path, rd)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, raw
+}
+
+func admin() http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+
+type created struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
+func (h *harness) source(scheme string) created {
+	h.t.Helper()
+	code, _, raw := h.do("POST", "/sources", map[string]any{"name": "test", "verification": map[string]any{"scheme": scheme}}, admin())
+	var c created
+	if code != 201 || json.Unmarshal(raw, &c) != nil || c.Secret == "" {
+		h.t.Fatalf("create source: %d %s", code, raw)
+	}
+	return c
+}
+
+// signed returns headers for body signed with scheme and secret at now.
+func signed(t *testing.T, scheme, secret string, body []byte, now time.Time) http.Header {
+	t.Helper()
+	s, _ := signature.Lookup(scheme)
+	h := http.Header{"Content-Type": {"application/json"}}
+	if err := s.Sign(h, body, secret, now); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type reply struct {
+	EventID   string `json:"event_id"`
+	Duplicate bool   `json:"duplicate"`
+	Error     struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func decode(t *testing.T, raw []byte) reply {
+	t.Helper()
+	var r reply
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatalf("not JSON: %s", raw)
+	}
+	return r
+}
+
+// records counts the records ever written to the events topic.
+func (h *harness) records() int64 {
+	h.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, h.topic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+func TestEverySchemeAcceptsSignedRejectsTamperedAndStale(t *testing.T) {
+	h := start(t, nil, "", nil)
+	for _, scheme := range signature.Names() {
+		t.Run(scheme, func(t *testing.T) {
+			src := h.source(scheme)
+			body := []byte(`{"id":"evt_` + scheme + `_1","type":"invoice.paid"}`)
+			code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, scheme, src.Secret, body, time.Now()))
+			if r := decode(t, raw); code != 202 || r.EventID == "" {
+				t.Fatalf("signed request: %d %s", code, raw)
+			}
+			tampered := append([]byte(nil), body...)
+			tampered[len(tampered)-3] = 'X'
+			code, _, raw = h.do("POST", "/in/"+src.ID, tampered, signed(t, scheme, src.Secret, body, time.Now()))
+			if r := decode(t, raw); code != 401 || r.Error.Code != "invalid_signature" {
+				t.Fatalf("tampered body: %d %s", code, raw)
+			}
+			switch scheme {
+			case "standard-webhooks", "stripe", "slack":
+				for _, skew := range []time.Duration{-10 * time.Minute, 10 * time.Minute} {
+					code, _, raw = h.do("POST", "/in/"+src.ID, body, signed(t, scheme, src.Secret, body, time.Now().Add(skew)))
+					if r := decode(t, raw); code != 401 || r.Error.Code != "timestamp_out_of_tolerance" {
+						t.Fatalf("stale by %v: %d %s", skew, code, raw)
+					}
+				}
+			}
+		})
+	}
+	if got := metricVec(t, h, "relay_ingest_verification_failures_total").value(); got < float64(len(signature.Names())) {
+		t.Fatalf("verification failures counted %v", got)
+	}
+}
+
+// metricVec sums every series of a metric family in the harness's registry.
+func metricVec(t *testing.T, h *harness, name string) *summed {
+	t.Helper()
+	return &summed{h: h, name: name}
+}
+
+type summed struct {
+	h    *harness
+	name string
+}
+
+func (s *summed) value() float64 {
+	mfs, _ := s.h.tel.Registry.Gather()
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != s.name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return total
+}
+
+func TestConcurrentIdenticalRequestsProduceOneRecord(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("standard-webhooks")
+	body := []byte(`{"type":"payment.succeeded","amount":100}`)
+	hdr := signed(t, "standard-webhooks", src.Secret, body, time.Now())
+	before := h.records()
+
+	const n = 100
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	ids := make([]string, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			code, _, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+			codes[i], ids[i] = code, decode(t, raw).EventID
+		}()
+	}
+	close(start)
+	wg.Wait()
+	accepted, dups := 0, 0
+	for i := range codes {
+		switch codes[i] {
+		case 202:
+			accepted++
+		case 200:
+			dups++
+		default:
+			t.Errorf("request %d answered %d", i, codes[i])
+		}
+		if ids[i] != ids[0] {
+			t.Errorf("request %d got event %s, request 0 got %s", i, ids[i], ids[0])
+		}
+	}
+	if accepted != 1 || dups != n-1 {
+		t.Fatalf("%d accepted, %d duplicates; want 1 and %d", accepted, dups, n-1)
+	}
+	if got := h.records() - before; got != 1 {
+		t.Fatalf("%d records produced for %d identical requests, want 1", got, n)
+	}
+}
+
+func TestBrokerDownAnswers503AndLeavesNothingHalfAccepted(t *testing.T) {
+	broker := testenv.StartKafka(t)
+	h := start(t, []string{broker.Addr}, "", map[string]string{"RELAY_PRODUCE_TIMEOUT": "2s", "RELAY_KAFKA_DIAL_TIMEOUT": "1s"})
+	src := h.source("relay")
+	body := []byte(`{"type":"order.created","id":42}`)
+	hdr := signed(t, "relay", src.Secret, body, time.Now())
+	hdr.Set("X-Idempotency-Key", "order-42")
+
+	broker.Kill()
+	code, respHdr, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+	if r := decode(t, raw); code != 503 || r.Error.Code != "broker_unavailable" || respHdr.Get("Retry-After") == "" {
+		t.Fatalf("broker down: %d %v %s", code, respHdr, raw)
+	}
+	rdb := testenv.Redis(t)
+	s, _ := signature.Lookup("relay")
+	key := dedup.Key(src.ID, classify.DedupKey(hdr, body, s))
+	if n, err := rdb.Exists(context.Background(), key).Result(); err != nil || n != 0 {
+		t.Fatalf("a dedup marker survived the failed produce (exists=%d, err=%v)", n, err)
+	}
+
+	broker.Start()
+	var accepted reply
+	testenv.Eventually(t, 60*time.Second, "the retried request to be accepted", func() bool {
+		code, _, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+		accepted = decode(t, raw)
+		return code == 202
+	})
+	code, _, raw = h.do("POST", "/in/"+src.ID, body, hdr)
+	if r := decode(t, raw); code != 200 || !r.Duplicate || r.EventID != accepted.EventID {
+		t.Fatalf("retry after acceptance: %d %s", code, raw)
+	}
+	if n := h.records(); n != 1 {
+		t.Fatalf("%d records on the topic, want exactly the accepted one", n)
+	}
+}
+
+func TestRedisDownAcceptsWithoutDedup(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	h := start(t, nil, redis.Addr, map[string]string{"RELAY_REDIS_READ_TIMEOUT": "500ms", "RELAY_REDIS_DIAL_TIMEOUT": "500ms"})
+	src := h.source("relay")
+	body := []byte(`{"type":"a"}`)
+	hdr := signed(t, "relay", src.Secret, body, time.Now())
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, hdr); code != 202 {
+		t.Fatalf("warm-up: %d %s", code, raw)
+	}
+	redis.Kill()
+	body2 := []byte(`{"type":"b"}`)
+	code, _, raw := h.do("POST", "/in/"+src.ID, body2, signed(t, "relay", src.Secret, body2, time.Now()))
+	if code != 202 {
+		t.Fatalf("with Redis down: %d %s, want 202 (fail open)", code, raw)
+	}
+	if got := metricVec(t, h, "relay_ingest_dedup_fail_open_total").value(); got != 1 {
+		t.Fatalf("fail-open counted %v, want 1", got)
+	}
+	redis.Start()
+}
+
+func TestRotationGrace(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("github")
+	body := []byte(`{"action":"opened"}`)
+	code, _, raw := h.do("POST", "/sources/"+src.ID+"/rotate-secret", map[string]any{"grace": "2s"}, admin())
+	var rot created
+	if code != 200 || json.Unmarshal(raw, &rot) != nil || rot.Secret == "" || rot.Secret == src.Secret {
+		t.Fatalf("rotate: %d %s", code, raw)
+	}
+	for name, secret := range map[string]string{"old": src.Secret, "new": rot.Secret} {
+		if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "github", secret, body, time.Now())); code != 202 {
+			t.Fatalf("%s secret during grace: %d %s", name, code, raw)
+		}
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if code, _, _ := h.do("POST", "/in/"+src.ID, body, signed(t, "github", src.Secret, body, time.Now())); code != 401 {
+		t.Fatalf("old secret after grace: %d, want 401", code)
+	}
+	if code, _, _ := h.do("POST", "/in/"+src.ID, body, signed(t, "github", rot.Secret, body, time.Now())); code != 200 && code != 202 {
+		t.Fatalf("new secret after grace: %d", code)
+	}
+}
+
+func TestSecretsNeverListed(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true"})
+	src := h.source("stripe")
+	code, _, raw := h.do("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{"url": "http://127.0.0.1:9/x", "events": []string{"a.*"}}, admin())
+	var sub created
+	if code != 201 || json.Unmarshal(raw, &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") {
+		t.Fatalf("create subscription: %d %s", code, raw)
+	}
+	body := []byte(`{"id":"evt_1","type":"a.b"}`)
+	h.do("POST", "/in/"+src.ID, body, signed(t, "stripe", src.Secret, body, time.Now()))
+	h.do("POST", "/in/"+src.ID, body, http.Header{"Stripe-Signature": {"t=1,v1=00"}})
+	for _, path := range []string{
+		"/sources", "/sources/" + src.ID, "/sources/" + src.ID + "/subscriptions",
+		"/sources/" + src.ID + "/subscriptions/" + sub.ID, "/sources/" + src.ID + "/events",
+	} {
+		code, _, raw := h.do("GET", path, nil, admin())
+		if code != 200 {
+			t.Fatalf("GET %s: %d", path, code)
+		}
+		for _, secret := range []string{src.Secret, sub.Secret} {
+			if bytes.Contains(raw, []byte(secret)) || bytes.Contains(raw, []byte(`"secret"`)) {
+				t.Fatalf("GET %s shows a secret: %s", path, raw)
+			}
+		}
+	}
+	for _, secret := range []string{src.Secret, sub.Secret, token} {
+		if strings.Contains(h.logs.String(), secret) {
+			t.Fatalf("a secret is in the logs")
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	okBody := []byte(`{"type":"x"}`)
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		body     any
+		header   http.Header
+		want     int
+		code     string
+		contains string
+	}{
+		{"unknown source", "POST", "/in/src_01ARZ3NDEKTSV4RRFFQ69G5FAV", okBody, signed(t, "relay", src.Secret, okBody, time.Now()), 404, "source_not_found", ""},
+		{"malformed source id", "POST", "/in/../../etc/passwd", okBody, nil, 404, "", ""},
+		{"missing signature names the header", "POST", "/in/" + src.ID, okBody, nil, 401, "missing_signature", "X-Relay-Signature"},
+		{"malformed signature", "POST", "/in/" + src.ID, okBody, http.Header{"X-Relay-Signature": {"zz"}}, 401, "malformed_signature", "X-Relay-Signature"},
+		{"body too large", "POST", "/in/" + src.ID, bytes.Repeat([]byte("a"), 5000), nil, 413, "payload_too_large", "4096"},
+		{"idempotency key too long", "POST", "/in/" + src.ID, okBody, func() http.Header {
+			x := signed(t, "relay", src.Secret, okBody, time.Now())
+			x.Set("X-Idempotency-Key", strings.Repeat("k", 300))
+			return x
+		}(), 400, "invalid_idempotency_key", ""},
+		{"no admin token", "GET", "/sources", nil, nil, 401, "unauthorized", ""},
+		{"wrong admin token", "GET", "/sources", nil, http.Header{"Authorization": {"Bearer nope"}}, 401, "unauthorized", ""},
+		{"bad json", "POST", "/sources", `{"name":`, admin(), 400, "invalid_json", "malformed JSON"},
+		{"unknown field named", "POST", "/sources", `{"name":"a","colour":"red"}`, admin(), 400, "invalid_json", `"colour"`},
+		{"wrong type named", "POST", "/sources", `{"name":5}`, admin(), 400, "invalid_json", `"name"`},
+		{"missing name", "POST", "/sources", `{}`, admin(), 400, "invalid_field", "name"},
+		{"unknown scheme", "POST", "/sources", `{"name":"a","verification":{"scheme":"carrier-pigeon"}}`, admin(), 400, "invalid_field", "verification.scheme"},
+		{"bad tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"soon"}}`, admin(), 400, "invalid_field", "verification.tolerance"},
+		{"bad subscription url", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"ftp://x"}`, admin(), 400, "invalid_field", "url"},
+		{"private url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://169.254.169.254/latest"}`, admin(), 400, "invalid_field", "not allowed"},
+		{"bad glob", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":[""]}`, admin(), 400, "invalid_field", "events"},
+		{"bad limit", "GET", "/sources?limit=0", nil, admin(), 400, "invalid_field", "limit"},
+		{"bad cursor", "GET", "/sources/" + src.ID + "/events?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
+		{"bad day", "GET", "/sources/" + src.ID + "/metrics?from=yesterday", nil, admin(), 400, "invalid_field", "from"},
+		{"unknown route", "GET", "/nope", nil, admin(), 404, "route_not_found", ""},
+		{"wrong method", "PUT", "/sources", nil, admin(), 405, "method_not_allowed", ""},
+		{"unknown event", "GET", "/sources/" + src.ID + "/events/evt_01ARZ3NDEKTSV4RRFFQ69G5FAV", nil, admin(), 404, "event_not_found", ""},
+	}
+	before := h.records()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, hdr, raw := h.do(tt.method, tt.path, tt.body, tt.header)
+			if code != tt.want {
+				t.Fatalf("status %d, want %d: %s", code, tt.want, raw)
+			}
+			if tt.code != "" {
+				r := decode(t, raw)
+				if r.Error.Code != tt.code || !strings.Contains(r.Error.Message, tt.contains) {
+					t.Fatalf("error = %+v, want code %s mentioning %q", r.Error, tt.code, tt.contains)
+				}
+				if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+					t.Fatalf("content type %q", ct)
+				}
+			}
+		})
+	}
+	if got := h.records() - before; got != 0 {
+		t.Fatalf("bad requests produced %d records", got)
+	}
+	// Every failure left a log line.
+	if n := strings.Count(h.logs.String(), `"request failed"`); n < len(tests) {
+		t.Fatalf("%d failures logged, want at least %d", n, len(tests))
+	}
+}
+
+func TestEventsAPI(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	var ids []string
+	for i := 0; i < 5; i++ {
+		body := []byte(fmt.Sprintf(`{"type":"t.%d","n":%d}`, i, i))
+		_, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+		ids = append(ids, decode(t, raw).EventID)
+	}
+	notJSON := []byte("a=1&b=2")
+	_, _, raw := h.do("POST", "/in/"+src.ID, notJSON, signed(t, "relay", src.Secret, notJSON, time.Now()))
+	formID := decode(t, raw).EventID
+
+	var got []string
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		var out struct {
+			Data []struct {
+				ID   string `json:"id"`
+				Type string `json:"type"`
+			} `json:"data"`
+			Next string `json:"next_cursor"`
+		}
+		_, _, raw := h.do("GET", "/sources/"+src.ID+"/events?limit=2&cursor="+cursor, nil, admin())
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out.Data {
+			got = append(got, e.ID)
+		}
+		if out.Next == "" {
+			break
+		}
+		cursor = out.Next
+	}
+	want := append([]string{formID}, ids[4], ids[3], ids[2], ids[1], ids[0])
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("listing = %v, want newest first %v", got, want)
+	}
+	var one struct {
+		Type          string          `json:"type"`
+		Payload       json.RawMessage `json:"payload"`
+		PayloadBase64 string          `json:"payload_base64"`
+	}
+	_, _, raw = h.do("GET", "/sources/"+src.ID+"/events/"+ids[2], nil, admin())
+	if json.Unmarshal(raw, &one) != nil || one.Type != "t.2" || string(one.Payload) != `{"type":"t.2","n":2}` {
+		t.Fatalf("event = %s", raw)
+	}
+	_, _, raw = h.do("GET", "/sources/"+src.ID+"/events/"+formID, nil, admin())
+	if json.Unmarshal(raw, &one) != nil || one.Type != "unknown" || one.PayloadBase64 == "" {
+		t.Fatalf("non-JSON event = %s", raw)
+	}
+}
