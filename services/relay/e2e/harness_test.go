@@ -37,13 +37,22 @@ type env struct {
 	kcfg   kafka.Config
 	vars   map[string]string
 	stack  *stack.Stack
+	opts   stack.Options
 	cancel context.CancelFunc
 	done   chan error
 }
 
-// startStack runs ingest and deliver (and, with full, archive and count)
-// in-process against the test services, with a topic prefix of its own.
+// services says which services a test runs besides ingest.
+type services struct{ deliver, archive, count bool }
+
+// startStack runs ingest and deliver in-process against the test services,
+// with a topic prefix of its own.
 func startStack(t *testing.T, extra map[string]string) *env {
+	return startServices(t, services{deliver: true}, extra)
+}
+
+// startServices runs ingest and the chosen services.
+func startServices(t *testing.T, which services, extra map[string]string) *env {
 	t.Helper()
 	kcfg := testenv.KafkaConfig(t)
 	vars := map[string]string{
@@ -75,17 +84,19 @@ func startStack(t *testing.T, extra map[string]string) *env {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := stack.New(ctx, stack.Options{
+	opts := stack.Options{
 		Env: func(string) envconfig.LookupFunc {
 			return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 		},
-		Logger: log,
-	})
+		Logger:  log,
+		Deliver: which.deliver, Archive: which.archive, Count: which.count,
+	}
+	s, err := stack.New(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("start stack: %v", err)
 	}
-	e := &env{t: t, api: "http://" + s.Ingest.Addr(), names: names, kcfg: kcfg, vars: vars, stack: s, cancel: cancel, done: make(chan error, 1)}
+	e := &env{t: t, api: "http://" + s.Ingest.Addr(), names: names, kcfg: kcfg, vars: vars, stack: s, opts: opts, cancel: cancel, done: make(chan error, 1)}
 	go func() { e.done <- s.Run(ctx) }()
 	t.Cleanup(e.stop)
 	return e
@@ -301,3 +312,28 @@ func (rc *receiver) byWebhookID() map[string]int {
 }
 
 func ok200(*http.Request, int) (int, http.Header) { return 200, nil }
+
+// extraDeliver runs one more deliver replica until the returned stop is
+// called (a graceful stop: in-flight deliveries finish, offsets commit).
+func (e *env) extraDeliver() (stop func()) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := stack.NewDeliver(ctx, e.opts)
+	if err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				e.t.Errorf("deliver stopped with: %v", err)
+			}
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}

@@ -146,7 +146,7 @@ func runDev(ctx context.Context, a *app, args []string) error {
 			return v, ok
 		}
 	}
-	st, err := stack.New(ctx, stack.Options{Env: env, Logger: log, Archive: true, Count: true})
+	st, err := stack.New(ctx, stack.Options{Env: env, Logger: log, Deliver: true, Archive: true, Count: true})
 	if err != nil {
 		return err
 	}

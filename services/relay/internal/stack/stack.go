@@ -30,8 +30,8 @@ type Options struct {
 	Logger *slog.Logger
 	// TracerProvider traces every service; nil means no tracing.
 	TracerProvider trace.TracerProvider
-	// Archive and Count add those services; ingest and deliver always run.
-	Archive, Count bool
+	// Deliver, Archive and Count add those services; ingest always runs.
+	Deliver, Archive, Count bool
 }
 
 // Stack is a set of running services.
@@ -66,14 +66,12 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	s.workers = append(s.workers, s.Ingest.Run)
-	dcfg, err := deliver.LoadConfig(envconfig.New(o.Env("deliver")))
-	if err != nil {
-		return nil, fmt.Errorf("deliver configuration: %w", err)
+	if o.Deliver {
+		if s.Deliver, err = NewDeliver(ctx, o); err != nil {
+			return nil, err
+		}
+		s.workers = append(s.workers, s.Deliver.Run)
 	}
-	if s.Deliver, err = deliver.New(ctx, dcfg, deliver.Deps{Logger: o.Logger.With("service", "deliver"), Telemetry: tel(o)}); err != nil {
-		return nil, fmt.Errorf("deliver: %w", err)
-	}
-	s.workers = append(s.workers, s.Deliver.Run)
 	if o.Archive {
 		acfg, err := archive.LoadConfig(envconfig.New(o.Env("archive")))
 		if err != nil {
@@ -95,6 +93,19 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		s.workers = append(s.workers, s.Count.Run)
 	}
 	return s, nil
+}
+
+// NewDeliver builds one more deliver replica with the stack's options.
+func NewDeliver(ctx context.Context, o Options) (*deliver.Service, error) {
+	dcfg, err := deliver.LoadConfig(envconfig.New(o.Env("deliver")))
+	if err != nil {
+		return nil, fmt.Errorf("deliver configuration: %w", err)
+	}
+	d, err := deliver.New(ctx, dcfg, deliver.Deps{Logger: o.Logger.With("service", "deliver"), Telemetry: tel(o)})
+	if err != nil {
+		return nil, fmt.Errorf("deliver: %w", err)
+	}
+	return d, nil
 }
 
 // Run runs every service until ctx is cancelled or one fails.

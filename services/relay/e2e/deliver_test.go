@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/testenv"
+)
+
+func TestFlakyEndpointDeliveredOnSecondAttempt(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, func(r *http.Request, n int) (int, http.Header) {
+		if r.Header.Get("X-Relay-Attempt") == "1" {
+			return 500, nil
+		}
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	_, rep := e.send(src, "relay", []byte(`{"type":"order.created"}`), nil)
+	d := e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 30*time.Second)
+	if d.Attempts != 2 || len(d.History) != 2 || d.History[0].StatusCode != 200 || d.History[1].StatusCode != 500 {
+		t.Fatalf("delivery = %+v", d)
+	}
+	got := rc.requests()
+	if len(got) != 2 || got[0].Header.Get("Webhook-Id") != got[1].Header.Get("Webhook-Id") {
+		t.Fatalf("receiver got %d requests; webhook-id must be the same on every attempt", len(got))
+	}
+	// The retry waited for its tier (1s).
+	if gap := got[1].At.Sub(got[0].At); gap < 900*time.Millisecond {
+		t.Fatalf("second attempt came %v after the first, before its 1s tier", gap)
+	}
+}
+
+// TestFailThroughEveryTierThenRedrive is the seed's demo: an endpoint that
+// always fails is retried through every tier, parked, listed, and delivered
+// exactly once after a redrive; a healthy subscription on the same event gets
+// exactly one delivery throughout.
+func TestFailThroughEveryTierThenRedrive(t *testing.T) {
+	e := startStack(t, nil)
+	var healthy atomic.Bool
+	failing := newReceiver(t, func(*http.Request, int) (int, http.Header) {
+		if healthy.Load() {
+			return 200, nil
+		}
+		return 503, nil
+	})
+	good := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	bad := e.subscribe(src.ID, failing.URL, "payment.*")
+	e.subscribe(src.ID, good.URL, []string{"payment.*", "invoice.*"})
+	_, rep := e.send(src, "relay", []byte(`{"type":"payment.failed"}`), nil)
+
+	dead := e.waitStatus(src.ID, rep.EventID, bad.ID, "dead", 60*time.Second)
+	if dead.Attempts != 4 || dead.LastStatusCode != 503 {
+		t.Fatalf("dead delivery = %+v; want 4 attempts (first + 3 tiers)", dead)
+	}
+	if n := len(failing.requests()); n != 4 {
+		t.Fatalf("failing endpoint got %d requests, want 4", n)
+	}
+	var parked struct {
+		Data []struct {
+			EventID        string `json:"event_id"`
+			SubscriptionID string `json:"subscription_id"`
+			Reason         string `json:"reason"`
+			Attempts       int    `json:"attempts"`
+		} `json:"data"`
+	}
+	testenv.Eventually(t, 10*time.Second, "the dead delivery to be listed", func() bool {
+		e.call("GET", "/dlq?subscription_id="+bad.ID, nil, &parked)
+		return len(parked.Data) == 1
+	})
+	if p := parked.Data[0]; p.EventID != rep.EventID || p.Reason != "retries_exhausted" || p.Attempts != 4 {
+		t.Fatalf("parked = %+v", p)
+	}
+
+	healthy.Store(true)
+	var res struct {
+		Redriven int  `json:"redriven"`
+		Complete bool `json:"complete"`
+	}
+	if code := e.call("POST", "/replay/dlq?subscription_id="+bad.ID, nil, &res); code != 202 || res.Redriven != 1 || !res.Complete {
+		t.Fatalf("redrive = %d %+v", code, res)
+	}
+	d := e.waitStatus(src.ID, rep.EventID, bad.ID, "delivered", 30*time.Second)
+	if d.Attempts != 5 {
+		t.Fatalf("after redrive: %+v", d)
+	}
+	// A second redrive finds nothing: each parked record is redriven once.
+	if code := e.call("POST", "/replay/dlq", nil, &res); code != 202 || res.Redriven != 0 {
+		t.Fatalf("second redrive = %d %+v", code, res)
+	}
+	e.call("GET", "/dlq?subscription_id="+bad.ID, nil, &parked)
+	if len(parked.Data) != 0 {
+		t.Fatalf("still listed after redrive: %+v", parked.Data)
+	}
+	time.Sleep(2 * time.Second)
+	if got := failing.byWebhookID()[rep.EventID]; got != 5 {
+		t.Fatalf("the recovered endpoint saw %d requests in all, want 4 failures + 1 delivery", got)
+	}
+	if got := good.byWebhookID()[rep.EventID]; got != 1 {
+		t.Fatalf("the healthy endpoint got %d deliveries, want exactly 1", got)
+	}
+}
+
+func TestNonRetryableAndGone(t *testing.T) {
+	e := startStack(t, nil)
+	rc400 := newReceiver(t, func(*http.Request, int) (int, http.Header) { return 400, nil })
+	rc410 := newReceiver(t, func(*http.Request, int) (int, http.Header) { return 410, nil })
+	src := e.createSource("relay")
+	s400 := e.subscribe(src.ID, rc400.URL, "*")
+	s410 := e.subscribe(src.ID, rc410.URL, "*")
+	_, rep := e.send(src, "relay", []byte(`{"type":"x"}`), nil)
+	d := e.waitStatus(src.ID, rep.EventID, s400.ID, "dead", 20*time.Second)
+	if d.Attempts != 1 {
+		t.Fatalf("400 was retried: %+v", d)
+	}
+	d = e.waitStatus(src.ID, rep.EventID, s410.ID, "dead", 20*time.Second)
+	if d.Attempts != 1 {
+		t.Fatalf("410 was retried: %+v", d)
+	}
+	var sub struct {
+		Enabled        bool   `json:"enabled"`
+		DisabledReason string `json:"disabled_reason"`
+	}
+	e.call("GET", "/sources/"+src.ID+"/subscriptions/"+s410.ID, nil, &sub)
+	if sub.Enabled || !strings.Contains(sub.DisabledReason, "410") {
+		t.Fatalf("410 did not disable the subscription: %+v", sub)
+	}
+	e.call("GET", "/sources/"+src.ID+"/subscriptions/"+s400.ID, nil, &sub)
+	if !sub.Enabled {
+		t.Fatal("400 disabled the subscription")
+	}
+	// The disabled subscription no longer receives new events.
+	_, rep2 := e.send(src, "relay", []byte(`{"type":"y"}`), nil)
+	e.waitStatus(src.ID, rep2.EventID, s400.ID, "dead", 20*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(rc410.requests()); n != 1 {
+		t.Fatalf("disabled endpoint got %d requests, want 1", n)
+	}
+}
+
+func TestRetryAfterPicksTheTier(t *testing.T) {
+	// Tiers 1s, 2s, 3s: Retry-After: 2 must skip the 1s tier.
+	e := startStack(t, nil)
+	rc := newReceiver(t, func(r *http.Request, n int) (int, http.Header) {
+		if n == 1 {
+			return 429, http.Header{"Retry-After": {"2"}}
+		}
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	_, rep := e.send(src, "relay", []byte(`{"type":"x"}`), nil)
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 30*time.Second)
+	got := rc.requests()
+	if len(got) != 2 {
+		t.Fatalf("%d requests", len(got))
+	}
+	if gap := got[1].At.Sub(got[0].At); gap < 1900*time.Millisecond {
+		t.Fatalf("retried after %v; Retry-After asked for 2s", gap)
+	}
+}
+
+func TestSlowEndpointDoesNotDelayFastOne(t *testing.T) {
+	e := startStack(t, nil)
+	// The slow endpoint answers only when the test lets it: whatever the
+	// fast endpoint receives meanwhile was not held up by it.
+	release := make(chan struct{})
+	slow := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return 200, nil
+	})
+	fast := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	slowSub := e.subscribe(src.ID, slow.URL, "*")
+	fastSub := e.subscribe(src.ID, fast.URL, "*")
+	var evts []string
+	for i := 0; i < 5; i++ {
+		_, rep := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil)
+		evts = append(evts, rep.EventID)
+	}
+	for _, evt := range evts {
+		e.waitStatus(src.ID, evt, fastSub.ID, "delivered", 30*time.Second)
+	}
+	testenv.Eventually(t, 10*time.Second, "the slow endpoint to be called", func() bool { return len(slow.requests()) > 0 })
+	for _, evt := range evts {
+		if st := e.deliveries(src.ID, evt)[slowSub.ID].Status; st == "delivered" {
+			t.Fatalf("event %s already delivered to the blocked endpoint", evt)
+		}
+	}
+	close(release)
+	for _, evt := range evts {
+		e.waitStatus(src.ID, evt, slowSub.ID, "delivered", 30*time.Second)
+	}
+}
+
+// TestDeliverRestartRedeliversNothingDelivered stops a deliver replica in
+// the middle of a stream of deliveries and starts another: every event
+// reaches the endpoint exactly once.
+func TestDeliverRestartRedeliversNothingDelivered(t *testing.T) {
+	e := startServices(t, services{}, map[string]string{"RELAY_REVOKE_WAIT": "10s"})
+	stop := e.extraDeliver()
+	rc := newReceiver(t, func(*http.Request, int) (int, http.Header) {
+		time.Sleep(20 * time.Millisecond)
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	e.subscribe(src.ID, rc.URL, "*")
+	const n = 200
+	ids := map[string]bool{}
+	for i := 0; i < n; i++ {
+		code, rep := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil)
+		if code != 202 {
+			t.Fatalf("send %d: %d", i, code)
+		}
+		ids[rep.EventID] = true
+		if i == n/2 {
+			stop() // mid-stream: some delivered, some in flight, some not started
+			e.extraDeliver()
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, "every event to arrive", func() bool { return len(rc.byWebhookID()) == n })
+	time.Sleep(2 * time.Second)
+	for id, count := range rc.byWebhookID() {
+		if !ids[id] {
+			t.Fatalf("unknown webhook-id %s", id)
+		}
+		if count != 1 {
+			t.Errorf("%s delivered %d times", id, count)
+		}
+	}
+}
+
+func TestReplaySkipsDelivered(t *testing.T) {
+	e := startStack(t, nil)
+	ok := newReceiver(t, ok200)
+	bad := newReceiver(t, func(*http.Request, int) (int, http.Header) { return 400, nil })
+	src := e.createSource("relay")
+	okSub := e.subscribe(src.ID, ok.URL, "*")
+	badSub := e.subscribe(src.ID, bad.URL, "*")
+	_, rep := e.send(src, "relay", []byte(`{"type":"x"}`), nil)
+	e.waitStatus(src.ID, rep.EventID, okSub.ID, "delivered", 20*time.Second)
+	e.waitStatus(src.ID, rep.EventID, badSub.ID, "dead", 20*time.Second)
+
+	var res struct {
+		Queued  []string `json:"queued"`
+		Skipped []struct {
+			SubscriptionID string `json:"subscription_id"`
+			Reason         string `json:"reason"`
+		} `json:"skipped"`
+	}
+	if code := e.call("POST", "/sources/"+src.ID+"/events/"+rep.EventID+"/replay", nil, &res); code != 202 {
+		t.Fatalf("replay = %d", code)
+	}
+	if len(res.Queued) != 1 || res.Queued[0] != badSub.ID || len(res.Skipped) != 1 || res.Skipped[0].SubscriptionID != okSub.ID {
+		t.Fatalf("replay = %+v", res)
+	}
+	testenv.Eventually(t, 20*time.Second, "the replayed attempt", func() bool { return len(bad.requests()) == 2 })
+	if got := bad.requests()[1].Header.Get("X-Relay-Attempt"); got != "2" {
+		t.Fatalf("replayed attempt number %s, want 2", got)
+	}
+	time.Sleep(time.Second)
+	if n := len(ok.requests()); n != 1 {
+		t.Fatalf("the delivered subscription got %d requests, want 1", n)
+	}
+}
+
+func TestGlobFilteringAndRotatedSubscriptionSecret(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, []string{"payment.*"})
+	var rot struct {
+		Secret string `json:"secret"`
+	}
+	if code := e.call("POST", "/sources/"+src.ID+"/subscriptions/"+sub.ID+"/rotate-secret", map[string]any{"grace": "1h"}, &rot); code != 200 {
+		t.Fatalf("rotate = %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	for _, typ := range []string{"invoice.paid", "payment.succeeded", "payments.x", "payment.intent.created"} {
+		e.send(src, "relay", []byte(`{"type":"`+typ+`"}`), nil)
+	}
+	testenv.Eventually(t, 20*time.Second, "two matching deliveries", func() bool { return len(rc.requests()) == 2 })
+	time.Sleep(time.Second)
+	var types []string
+	for _, r := range rc.requests() {
+		types = append(types, r.Header.Get("X-Relay-Event-Type"))
+		sigs := strings.Fields(r.Header.Get("Webhook-Signature"))
+		if len(sigs) != 2 {
+			t.Fatalf("during the grace period want two v1 signatures, got %q", r.Header.Get("Webhook-Signature"))
+		}
+		for _, secret := range []string{sub.Secret, rot.Secret} {
+			if err := (signature.StandardWebhooks{}).Verify(signature.Request{Header: r.Header, Body: r.Body}, []string{secret}, time.Now(), 0); err != nil {
+				t.Fatalf("a receiver with either secret must verify: %v", err)
+			}
+		}
+		if attempt, _ := strconv.Atoi(r.Header.Get("X-Relay-Attempt")); attempt != 1 {
+			t.Fatalf("attempt %d", attempt)
+		}
+	}
+	sort.Strings(types)
+	if strings.Join(types, ",") != "payment.intent.created,payment.succeeded" {
+		t.Fatalf("delivered types %v", types)
+	}
+}
