@@ -25,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -45,18 +46,28 @@ type Config struct {
 	CreateBucket bool
 	// Timeout bounds each S3 call (RELAY_S3_TIMEOUT, default 60s).
 	Timeout time.Duration
+	// AccessKeyID and SecretAccessKey are static credentials
+	// (RELAY_S3_ACCESS_KEY_ID, RELAY_S3_SECRET_ACCESS_KEY), for MinIO and
+	// other S3-compatible stores; when empty the standard AWS chain is used
+	// (AWS_* variables, profiles, instance and task roles).
+	AccessKeyID     string
+	SecretAccessKey string
+	// Anonymous sends unsigned requests (local stand-ins only; not from the environment).
+	Anonymous bool
 }
 
 // LoadConfig reads the RELAY_S3_* variables. Credentials come from the
 // standard AWS chain (AWS_ACCESS_KEY_ID…, profiles, instance roles).
 func LoadConfig(r *envconfig.Reader) Config {
 	return Config{
-		Endpoint:     r.String("RELAY_S3_ENDPOINT", ""),
-		Bucket:       r.String("RELAY_S3_BUCKET", ""),
-		Region:       r.String("RELAY_S3_REGION", "us-east-1"),
-		PathStyle:    r.Bool("RELAY_S3_PATH_STYLE", false),
-		CreateBucket: r.Bool("RELAY_S3_CREATE_BUCKET", true),
-		Timeout:      r.Duration("RELAY_S3_TIMEOUT", 60*time.Second),
+		Endpoint:        r.String("RELAY_S3_ENDPOINT", ""),
+		Bucket:          r.String("RELAY_S3_BUCKET", ""),
+		Region:          r.String("RELAY_S3_REGION", "us-east-1"),
+		PathStyle:       r.Bool("RELAY_S3_PATH_STYLE", false),
+		CreateBucket:    r.Bool("RELAY_S3_CREATE_BUCKET", true),
+		Timeout:         r.Duration("RELAY_S3_TIMEOUT", 60*time.Second),
+		AccessKeyID:     r.String("RELAY_S3_ACCESS_KEY_ID", ""),
+		SecretAccessKey: r.String("RELAY_S3_SECRET_ACCESS_KEY", ""),
 	}
 }
 
@@ -72,12 +83,22 @@ func (c Config) Validate() error {
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("RELAY_S3_TIMEOUT: must be positive"))
 	}
+	if (c.AccessKeyID == "") != (c.SecretAccessKey == "") {
+		errs = append(errs, errors.New("RELAY_S3_ACCESS_KEY_ID and RELAY_S3_SECRET_ACCESS_KEY: set both or neither"))
+	}
 	return errors.Join(errs...)
 }
 
 // NewClient returns an S3 client for c.
 func NewClient(ctx context.Context, c Config) (*s3.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(c.Region))
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(c.Region)}
+	switch {
+	case c.AccessKeyID != "":
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")))
+	case c.Anonymous:
+		opts = append(opts, awsconfig.WithCredentialsProvider(aws.AnonymousCredentials{}))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}

@@ -88,6 +88,11 @@ type Service struct {
 
 // New connects to Kafka and S3, creates the topics and the bucket.
 func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+	return newService(ctx, cfg, d, nil)
+}
+
+// newService is New with a hook to wrap the S3 client (fault injection in tests).
+func newService(ctx context.Context, cfg Config, d Deps, wrap func(*s3.Client) archiver.ObjectStore) (*Service, error) {
 	names, err := cfg.Kafka.Names()
 	if err != nil {
 		return nil, err
@@ -99,8 +104,12 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	if err := ensureBucket(ctx, client, cfg.S3, d.Logger); err != nil {
 		return nil, err
 	}
+	var store archiver.ObjectStore = client
+	if wrap != nil {
+		store = wrap(client)
+	}
 	reg := d.Telemetry.Registry
-	a := archiver.New(client, cfg.S3.Bucket, names.Events, cfg.Limits, d.Logger, reg)
+	a := archiver.New(store, cfg.S3.Bucket, names.Events, cfg.Limits, d.Logger, reg)
 	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
 	group := names.Group(record.GroupArchive)
 	opts := append(kafka.ConsumerOptions(group, names.Events), a.Options()...)

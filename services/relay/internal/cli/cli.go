@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"dlq":            {"relay dlq ls|redrive [--subscription ID]: list or redrive parked deliveries", runDLQ},
 		"metrics":        {"relay metrics --source ID [--from DAY] [--to DAY]: events received per day and type", runMetrics},
 		"tail":           {"relay tail [--brokers B] [--from-start]: follow relay.events from Kafka", runTail},
+		"archive":        {"relay archive ls|cat --source ID [--from DAY] [--to DAY] [--payload]: read the S3 archive", runArchive},
 		"standin":        {"relay standin kafka|redis|s3 [--addr ADDR]: run one embedded stand-in as its own process (tests)", runStandin},
 		"broker-version": {"relay broker-version --brokers B [--wait D]: wait for a Kafka broker and print its version", runBrokerVersion},
 		"version":        {"relay version: print the version", runVersion},

@@ -124,8 +124,8 @@ func runDev(ctx context.Context, a *app, args []string) error {
 		"RELAY_S3_REGION":                  "us-east-1",
 		"RELAY_S3_PATH_STYLE":              "true",
 		"RELAY_ARCHIVE_MAX_WAIT":           "5s",
-		"AWS_ACCESS_KEY_ID":                "relay-dev",
-		"AWS_SECRET_ACCESS_KEY":            "relay-dev",
+		"RELAY_S3_ACCESS_KEY_ID":           "relay-dev",
+		"RELAY_S3_SECRET_ACCESS_KEY":       "relay-dev",
 	}
 	adminPorts := map[string]string{"deliver": "127.0.0.1:9191", "archive": "127.0.0.1:9192", "count": "127.0.0.1:9193"}
 	env := func(service string) envconfig.LookupFunc {

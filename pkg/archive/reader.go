@@ -1,0 +1,118 @@
+package archive
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Object is one archive object.
+type Object struct {
+	Key          string
+	Size         int64
+	LastModified time.Time
+}
+
+// Reader reads the archive back.
+type Reader struct {
+	S3     *s3.Client
+	Bucket string
+}
+
+// List returns the objects under prefix, in key order.
+func (r Reader) List(ctx context.Context, prefix string) ([]Object, error) {
+	var out []Object
+	p := s3.NewListObjectsV2Paginator(r.S3, &s3.ListObjectsV2Input{Bucket: aws.String(r.Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", r.Bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			obj := Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size)}
+			if o.LastModified != nil {
+				obj.LastModified = *o.LastModified
+			}
+			out = append(out, obj)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, nil
+}
+
+// SourceObjects returns a source's objects for the UTC days from..to
+// (inclusive; zero times mean unbounded, which lists every day).
+func (r Reader) SourceObjects(ctx context.Context, src string, from, to time.Time) ([]Object, error) {
+	if from.IsZero() || to.IsZero() {
+		all, err := r.List(ctx, SourcePrefix(src))
+		if err != nil {
+			return nil, err
+		}
+		var out []Object
+		for _, o := range all {
+			day, ok := dayOf(o.Key, src)
+			if ok && (from.IsZero() || !day.Before(truncDay(from))) && (to.IsZero() || !day.After(truncDay(to))) {
+				out = append(out, o)
+			}
+		}
+		return out, nil
+	}
+	var out []Object
+	for d := truncDay(from); !d.After(truncDay(to)); d = d.AddDate(0, 0, 1) {
+		objs, err := r.List(ctx, DayPrefix(src, d))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+func truncDay(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+func dayOf(key, src string) (time.Time, bool) {
+	rest := key[len(SourcePrefix(src)):]
+	if len(rest) < len("dt=2006-01-02") {
+		return time.Time{}, false
+	}
+	d, err := time.Parse("2006-01-02", rest[3:13])
+	return d, err == nil
+}
+
+// Lines reads every line of one object.
+func (r Reader) Lines(ctx context.Context, key string) ([]Line, error) {
+	out, err := r.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", r.Bucket, key, err)
+	}
+	defer out.Body.Close()
+	zr, err := gzip.NewReader(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer zr.Close()
+	var lines []Line
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 64<<10), 128<<20)
+	for sc.Scan() {
+		var l Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", key, len(lines)+1, err)
+		}
+		lines = append(lines, l)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return lines, nil
+}
