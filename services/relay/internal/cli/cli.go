@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 
 	"github.com/relayhq/relay/services/relay/internal/client"
 )
@@ -34,7 +35,7 @@ func commands() map[string]command {
 		"dev":            {"relay dev [--data-dir DIR]: run the whole system in one process", runDev},
 		"receiver":       {"relay receiver [--addr ADDR] [--secret whsec_…]: run the demo webhook receiver", runReceiver},
 		"sources":        {"relay sources create|ls|get|rm|rotate: manage sources", runSources},
-		"subs":           {"relay subs create|ls|get|rm|enable|disable|rotate --source ID: manage subscriptions", runSubs},
+		"subs":           {"relay subs create|ls|get|patch|rm|enable|disable|rotate --source ID: manage subscriptions", runSubs},
 		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
 		"events":         {"relay events ls|get --source ID: list received events", runEvents},
 		"deliveries":     {"relay deliveries --source ID EVENT_ID: show an event's deliveries", runDeliveries},
@@ -96,6 +97,7 @@ func (a *app) usage(cmds map[string]command) {
 type apiFlags struct {
 	api, token string
 	json       bool
+	format     string
 }
 
 func (a *app) apiFlagSet(name string, f *apiFlags) *flag.FlagSet {
@@ -108,7 +110,32 @@ func (a *app) apiFlagSet(name string, f *apiFlags) *flag.FlagSet {
 	fs.StringVar(&f.api, "api", def, "Relay API base URL (RELAY_API)")
 	fs.StringVar(&f.token, "token", a.getenv("RELAY_ADMIN_TOKEN"), "admin token (RELAY_ADMIN_TOKEN)")
 	fs.BoolVar(&f.json, "json", false, "print the API's JSON answer")
+	fs.StringVar(&f.format, "format", "", "print the JSON answer through a Go template, e.g. '{{.id}} {{.secret}}' (for scripts)")
 	return fs
+}
+
+// raw reports whether the answer is printed as is (--json or --format)
+// rather than as a table.
+func (f *apiFlags) raw() bool { return f.json || f.format != "" }
+
+// printRaw prints an API answer for --json or --format.
+func (a *app) printRaw(f *apiFlags, raw []byte) error {
+	if f.format == "" {
+		return a.printJSON(raw)
+	}
+	tmpl, err := template.New("format").Option("missingkey=error").Parse(f.format)
+	if err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("--format: the answer is not JSON: %w", err)
+	}
+	if err := tmpl.Execute(a.out, v); err != nil {
+		return fmt.Errorf("--format: %w", err)
+	}
+	fmt.Fprintln(a.out)
+	return nil
 }
 
 func (f *apiFlags) client() (*client.Client, error) {

@@ -9,8 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -105,6 +107,14 @@ func runDev(ctx context.Context, a *app, args []string) error {
 	defer s3.Close()
 
 	httpAddr := envOr(a, "RELAY_HTTP_ADDR", "127.0.0.1:8080")
+	if host, port, err := net.SplitHostPort(httpAddr); err == nil && port == "0" {
+		// Pick the port now, so RELAY_PUBLIC_URL and the banner name it.
+		p, err := devenv.FreePort()
+		if err != nil {
+			return err
+		}
+		httpAddr = net.JoinHostPort(host, strconv.Itoa(p))
+	}
 	token := envOr(a, "RELAY_ADMIN_TOKEN", creds.AdminToken)
 	// Dev owns the addresses of its stand-ins; everything else can be
 	// overridden with the services' own RELAY_* variables.

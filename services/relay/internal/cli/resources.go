@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -64,8 +65,8 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		fmt.Fprintf(a.out, "Created source %s (%s, scheme %s).\n\n  ingest URL  %s\n  secret      %s   (shown once: senders sign with it)\n",
 			s.ID, s.Name, s.Verification.Scheme, s.IngestURL, s.Secret)
@@ -78,8 +79,8 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		rows := [][]string{}
 		for _, s := range out.Data {
@@ -118,8 +119,8 @@ func runSources(ctx context.Context, a *app, args []string) error {
 			if err != nil {
 				return err
 			}
-			if f.json {
-				return a.printJSON(raw)
+			if f.raw() {
+				return a.printRaw(&f, raw)
 			}
 			fmt.Fprintf(a.out, "New secret for %s: %s (shown once; the old one keeps verifying during the grace period)\n", s.ID, s.Secret)
 			return nil
@@ -146,8 +147,8 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
 	fs := a.apiFlagSet("subs "+args[0], &f)
 	src := fs.String("source", "", "source id (required)")
-	target := fs.String("url", "", "endpoint URL (create)")
-	events := fs.String("events", "*", "comma-separated event type globs, e.g. 'payment.*,invoice.paid' (create)")
+	target := fs.String("url", "", "endpoint URL (create, patch)")
+	events := fs.String("events", "*", "comma-separated event type globs, e.g. 'payment.*,invoice.paid' (create, patch)")
 	grace := fs.String("grace", "", "how long the old secret keeps signing, e.g. 24h (rotate)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -166,19 +167,13 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		if err := need("url", *target); err != nil {
 			return err
 		}
-		var globs []string
-		for _, g := range strings.Split(*events, ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				globs = append(globs, g)
-			}
-		}
 		var s subOut
-		raw, err := c.Do(ctx, "POST", base, map[string]any{"url": *target, "events": globs}, &s)
+		raw, err := c.Do(ctx, "POST", base, map[string]any{"url": *target, "events": splitGlobs(*events)}, &s)
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		fmt.Fprintf(a.out, "Created subscription %s → %s for %s.\n\n  secret  %s   (shown once: the endpoint verifies deliveries with it)\n",
 			s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
@@ -191,8 +186,8 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		rows := [][]string{}
 		for _, s := range out.Data {
@@ -204,7 +199,7 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		}
 		a.table([]string{"ID", "URL", "EVENTS", "STATE"}, rows)
 		return nil
-	case "get", "rm", "enable", "disable", "rotate":
+	case "get", "rm", "enable", "disable", "rotate", "patch":
 		if len(pos) != 1 {
 			return fmt.Errorf("usage: relay subs %s --source SOURCE_ID SUBSCRIPTION_ID", args[0])
 		}
@@ -220,6 +215,20 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 			}
 		case "enable", "disable":
 			raw, err = c.Do(ctx, "PATCH", path, map[string]any{"enabled": args[0] == "enable"}, nil)
+		case "patch":
+			body := map[string]any{}
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "url":
+					body["url"] = *target
+				case "events":
+					body["events"] = splitGlobs(*events)
+				}
+			})
+			if len(body) == 0 {
+				return errors.New("patch: give --url and/or --events")
+			}
+			raw, err = c.Do(ctx, "PATCH", path, body, nil)
 		default:
 			body := map[string]any{}
 			if *grace != "" {
@@ -230,9 +239,19 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		return a.printJSON(raw)
+		return a.printRaw(&f, raw)
 	}
 	return fmt.Errorf("unknown subcommand %q", args[0])
+}
+
+func splitGlobs(s string) []string {
+	var globs []string
+	for _, g := range strings.Split(s, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			globs = append(globs, g)
+		}
+	}
+	return globs
 }
 
 type eventOut struct {
@@ -271,8 +290,8 @@ func runEvents(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		rows := [][]string{}
 		for _, e := range out.Data {
@@ -328,8 +347,8 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.json {
-		return a.printJSON(raw)
+	if f.raw() {
+		return a.printRaw(&f, raw)
 	}
 	rows := [][]string{}
 	for _, d := range out.Data {
@@ -376,8 +395,8 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.json {
-		return a.printJSON(raw)
+	if f.raw() {
+		return a.printRaw(&f, raw)
 	}
 	fmt.Fprintf(a.out, "Queued for %d subscription(s): %s\n", len(out.Queued), strings.Join(out.Queued, ", "))
 	for _, s := range out.Skipped {
@@ -427,8 +446,8 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			return a.printJSON(raw)
+		if f.raw() {
+			return a.printRaw(&f, raw)
 		}
 		rows := [][]string{}
 		for _, d := range out.Data {
@@ -447,8 +466,8 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 			if err != nil {
 				return err
 			}
-			if f.json {
-				if err := a.printJSON(raw); err != nil {
+			if f.raw() {
+				if err := a.printRaw(&f, raw); err != nil {
 					return err
 				}
 			} else {
@@ -496,8 +515,8 @@ func runMetrics(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.json {
-		return a.printJSON(raw)
+	if f.raw() {
+		return a.printRaw(&f, raw)
 	}
 	rows := [][]string{}
 	for _, d := range out.Data {

@@ -68,15 +68,13 @@ func runSend(ctx context.Context, a *app, args []string) error {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if f.json || resp.StatusCode >= 300 {
-		fmt.Fprintf(a.out, "HTTP %d ", resp.StatusCode)
-		if err := a.printJSON(raw); err != nil {
-			return err
-		}
-		if resp.StatusCode >= 300 {
-			return fmt.Errorf("the webhook was not accepted (HTTP %d)", resp.StatusCode)
-		}
-		return nil
+	if resp.StatusCode >= 300 {
+		fmt.Fprintf(a.errOut, "HTTP %d ", resp.StatusCode)
+		_, _ = a.errOut.Write(append(raw, '\n'))
+		return fmt.Errorf("the webhook was not accepted (HTTP %d)", resp.StatusCode)
+	}
+	if f.raw() {
+		return a.printRaw(&f, raw)
 	}
 	var out struct {
 		EventID   string `json:"event_id"`
