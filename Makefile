@@ -29,7 +29,7 @@ deps: ## install what the tests need (redis-server, Java 17+, Maven) when missin
 	scripts/install-deps.sh
 
 .PHONY: test
-test: deps test-unit test-integration fuzz ## unit tests, then everything against real Kafka, Redis and S3, then bounded fuzzing
+test: deps lint test-unit test-integration fuzz ## lint, unit tests, then everything against real Kafka, Redis and S3, then bounded fuzzing
 
 .PHONY: test-unit
 test-unit: ## fast tests, no external services (-short)
@@ -44,9 +44,11 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s) from its committed corp
 	scripts/fuzz.sh
 
 .PHONY: lint
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet, and actionlint on the CI workflow
 	@out=$$(gofmt -l pkg services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+	@test -x $(TOOLS)/actionlint || GOBIN=$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+	$(TOOLS)/actionlint .github/workflows/ci.yml
 
 .PHONY: proto
 proto: ## regenerate pkg/relaypb from proto/ (protoc from Debian's protobuf-compiler)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,9 +29,25 @@ type Env struct {
 	Telemetry *telemetry.Telemetry
 }
 
+// Probe says where a service serves /readyz: the variable holding its
+// listen address and that variable's default.
+type Probe struct {
+	AddrVar     string
+	DefaultAddr string
+}
+
 // Main runs service until SIGINT or SIGTERM and exits the process: 0 after a
-// clean shutdown, 1 after an error.
-func Main(service string, run func(ctx context.Context, env Env) error) {
+// clean shutdown, 1 after an error. Run as `<binary> healthcheck`, it instead
+// asks the running service's /readyz and exits 0 when it is ready, so
+// images without a shell or curl can have container health checks.
+func Main(service string, probe Probe, run func(ctx context.Context, env Env) error) {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		if err := Healthcheck(envconfig.FromOS().String(probe.AddrVar, probe.DefaultAddr)); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: not ready: %v\n", service, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := Run(ctx, service, envconfig.FromOS(), os.Stdout, run)
 	stop()
@@ -59,4 +77,27 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 		}
 	}()
 	return run(ctx, Env{Config: cfg, Logger: log, Telemetry: tel})
+}
+
+// Healthcheck GETs /readyz of a service listening on addr (":9091" means
+// loopback) and fails unless it answers 200 within 3 seconds.
+func Healthcheck(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/kafka"
@@ -53,6 +54,11 @@ func startStack(t *testing.T, extra map[string]string) *env {
 
 // startServices runs ingest and the chosen services.
 func startServices(t *testing.T, which services, extra map[string]string) *env {
+	return startServicesTraced(t, which, extra, nil)
+}
+
+// startServicesTraced is startServices with every service tracing to tp.
+func startServicesTraced(t *testing.T, which services, extra map[string]string, tp trace.TracerProvider) *env {
 	t.Helper()
 	kcfg := testenv.KafkaConfig(t)
 	vars := map[string]string{
@@ -88,8 +94,9 @@ func startServices(t *testing.T, which services, extra map[string]string) *env {
 		Env: func(string) envconfig.LookupFunc {
 			return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 		},
-		Logger:  log,
-		Deliver: which.deliver, Archive: which.archive, Count: which.count,
+		Logger:         log,
+		TracerProvider: tp,
+		Deliver:        which.deliver, Archive: which.archive, Count: which.count,
 	}
 	s, err := stack.New(ctx, opts)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	boot.Main("relay-count", func(ctx context.Context, env boot.Env) error {
+	boot.Main("relay-count", boot.Probe{AddrVar: "RELAY_ADMIN_ADDR", DefaultAddr: ":9091"}, func(ctx context.Context, env boot.Env) error {
 		cfg, err := count.LoadConfig(env.Config)
 		if err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	boot.Main("relay-deliver", func(ctx context.Context, env boot.Env) error {
+	boot.Main("relay-deliver", boot.Probe{AddrVar: "RELAY_ADMIN_ADDR", DefaultAddr: ":9091"}, func(ctx context.Context, env boot.Env) error {
 		cfg, err := deliver.LoadConfig(env.Config)
 		if err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	boot.Main("relay-ingest", func(ctx context.Context, env boot.Env) error {
+	boot.Main("relay-ingest", boot.Probe{AddrVar: "RELAY_HTTP_ADDR", DefaultAddr: ":8080"}, func(ctx context.Context, env boot.Env) error {
 		cfg, err := ingest.LoadConfig(env.Config)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -111,5 +112,26 @@ func runFreePort(_ context.Context, a *app, _ []string) error {
 		return err
 	}
 	fmt.Fprintln(a.out, p)
+	return nil
+}
+
+func runProbe(ctx context.Context, _ *app, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: relay probe URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
 	return nil
 }
