@@ -39,6 +39,11 @@ test-unit: ## fast tests, no external services (-short)
 test-integration: ## every test, with a real Kafka broker, redis-server and S3 started by scripts/testenv.sh
 	scripts/testenv.sh scripts/gotest.sh $(PKGS)
 
+.PHONY: smoke
+smoke: ## check a running Relay end to end (RELAY_API, RELAY_ADMIN_TOKEN; start it with RELAY_RETRY_TIERS=1s,2s,4s)
+	go build -ldflags '$(LDFLAGS)' -o bin/relay ./services/relay
+	./bin/relay smoke
+
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 5s) from its committed corpus
 	scripts/fuzz.sh

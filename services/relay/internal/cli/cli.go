@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"standin":        {"relay standin kafka|redis|s3 [--addr ADDR]: run one embedded stand-in as its own process (tests)", runStandin},
 		"broker-version": {"relay broker-version --brokers B [--wait D]: wait for a Kafka broker and print its version", runBrokerVersion},
 		"version":        {"relay version: print the version", runVersion},
+		"smoke":          {"relay smoke [--receiver URL] [--s3-endpoint URL --bucket B]: check a running Relay end to end (make smoke)", runSmoke},
 		"probe":          {"relay probe URL: exit 0 when URL answers 200 within 3s (container health checks)", runProbe},
 		"free-port":      {"relay free-port: print a free TCP port on 127.0.0.1 (test scripts)", runFreePort},
 	}
