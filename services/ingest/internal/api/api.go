@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -244,16 +246,26 @@ func (a *API) auth() gin.HandlerFunc {
 	}
 }
 
-// bindJSON decodes a management request body strictly: unknown fields, wrong
-// types and trailing data are 400s that name the field. An empty body decodes
-// to the zero value when allowEmpty.
+// bindJSON decodes a management request body strictly: invalid UTF-8,
+// unknown fields, wrong types and trailing data are 400s that name the
+// field. An empty body decodes to the zero value when allowEmpty.
 func bindJSON(c *gin.Context, dst any, allowEmpty bool) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
-	if errors.Is(err, io.EOF) && allowEmpty {
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10))
+	if err != nil {
+		fail(c, http.StatusBadRequest, "invalid_json", describeJSONError(err))
+		return false
+	}
+	if len(bytes.TrimSpace(raw)) == 0 && allowEmpty {
 		return true
 	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD.
+	if !utf8.Valid(raw) {
+		fail(c, http.StatusBadRequest, "invalid_json", "request body is not valid UTF-8")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(dst)
 	if err == nil && dec.More() {
 		err = errors.New("trailing data after the JSON object")
 	}
