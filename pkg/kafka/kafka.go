@@ -56,6 +56,12 @@ type Config struct {
 	DLQRetention time.Duration
 	// DialTimeout bounds each connection attempt (RELAY_KAFKA_DIAL_TIMEOUT, default 10s).
 	DialTimeout time.Duration
+	// SessionTimeout is how long a consumer group member may go silent before
+	// the group gives its partitions to others (RELAY_KAFKA_SESSION_TIMEOUT,
+	// default 45s): lower means faster failover after a crash, higher means
+	// fewer rebalances on a slow network. The broker bounds it
+	// (group.min/max.session.timeout.ms).
+	SessionTimeout time.Duration
 	// TopicPrefix is put before every topic and consumer group name
 	// (RELAY_KAFKA_TOPIC_PREFIX, default empty), so several deployments can
 	// share one cluster.
@@ -88,6 +94,7 @@ func LoadConfig(r *envconfig.Reader) Config {
 		EventsRetention:   r.Duration("RELAY_KAFKA_EVENTS_RETENTION", 7*24*time.Hour),
 		DLQRetention:      r.Duration("RELAY_KAFKA_DLQ_RETENTION", 30*24*time.Hour),
 		DialTimeout:       r.Duration("RELAY_KAFKA_DIAL_TIMEOUT", 10*time.Second),
+		SessionTimeout:    r.Duration("RELAY_KAFKA_SESSION_TIMEOUT", 45*time.Second),
 		TopicPrefix:       r.String("RELAY_KAFKA_TOPIC_PREFIX", ""),
 		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
 	}
@@ -121,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, errors.New("RELAY_KAFKA_DIAL_TIMEOUT: must be positive"))
+	}
+	if c.SessionTimeout < time.Second {
+		errs = append(errs, errors.New("RELAY_KAFKA_SESSION_TIMEOUT: must be at least 1s (brokers refuse under 6s by default)"))
 	}
 	if _, err := c.Names(); err != nil {
 		errs = append(errs, err)
@@ -222,9 +232,15 @@ func ProducerOptions() []kgo.Opt {
 }
 
 // ConsumerOptions are the settings of a group consumer over topics.
-func ConsumerOptions(group string, topics ...string) []kgo.Opt {
+func ConsumerOptions(cfg Config, group string, topics ...string) []kgo.Opt {
+	session := cfg.SessionTimeout
+	if session == 0 {
+		session = 45 * time.Second
+	}
 	return []kgo.Opt{
 		kgo.ConsumerGroup(group),
+		// How soon a crashed member's partitions move to the others.
+		kgo.SessionTimeout(session),
 		kgo.ConsumeTopics(topics...),
 		// A new group starts at the beginning and an out-of-range offset resets
 		// to the earliest record: Relay never skips an accepted event.

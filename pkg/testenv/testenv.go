@@ -129,6 +129,7 @@ func KafkaConfig(t testing.TB, tiers ...time.Duration) kafka.Config {
 		EventsRetention:   24 * time.Hour,
 		DLQRetention:      24 * time.Hour,
 		DialTimeout:       5 * time.Second,
+		SessionTimeout:    10 * time.Second,
 		TopicPrefix:       UniquePrefix(),
 		RetryTiers:        tiers,
 	}

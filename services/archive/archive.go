@@ -112,7 +112,7 @@ func newService(ctx context.Context, cfg Config, d Deps, wrap func(*s3.Client) a
 	a := archiver.New(store, cfg.S3.Bucket, names.Events, cfg.Limits, d.Logger, reg)
 	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
 	group := names.Group(record.GroupArchive)
-	opts := append(kafka.ConsumerOptions(group, names.Events), a.Options()...)
+	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events), a.Options()...)
 	cl, err := kafka.NewClient(cfg.Kafka, "relay-archive", in, in.Tracer("relay-archive", group, false), opts...)
 	if err != nil {
 		return nil, err

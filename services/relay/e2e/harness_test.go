@@ -344,3 +344,5 @@ func (e *env) extraDeliver() (stop func()) {
 	e.t.Cleanup(stop)
 	return stop
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

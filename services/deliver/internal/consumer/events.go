@@ -29,7 +29,7 @@ func NewEvents(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation,
 	groupName := names.Group(record.GroupDeliver)
 	tracer := in.Tracer("relay-deliver", groupName, false)
 	c := &Events{g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names}
-	opts := append(kafka.ConsumerOptions(groupName, names.Events), c.g.callbacks()...)
+	opts := append(kafka.ConsumerOptions(kcfg, groupName, names.Events), c.g.callbacks()...)
 	cl, err := kafka.NewClient(kcfg, "relay-deliver-events", in, tracer, opts...)
 	if err != nil {
 		return nil, err

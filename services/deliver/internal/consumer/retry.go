@@ -36,7 +36,7 @@ func NewRetries(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation
 		g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names,
 		queues: map[offsets.Partition][]*kgo.Record{}, now: time.Now,
 	}
-	opts := append(kafka.ConsumerOptions(groupName, names.RetryInputs()...), c.g.callbacks()...)
+	opts := append(kafka.ConsumerOptions(kcfg, groupName, names.RetryInputs()...), c.g.callbacks()...)
 	cl, err := kafka.NewClient(kcfg, "relay-deliver-retry", in, tracer, opts...)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,607 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/secretbox"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/testenv"
+)
+
+// The fault-injection tests run each service as its own process, on a Kafka
+// broker and a redis-server of the test's own, kill or stop one of them by
+// its PID under a steady load of signed events, and check that every event
+// that got a 2xx is delivered, archived and counted, and that nothing
+// recorded delivered is ever POSTed again.
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the four service binaries once per test run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "relay-fault-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator),
+			"github.com/relayhq/relay/services/ingest/cmd/relay-ingest",
+			"github.com/relayhq/relay/services/deliver/cmd/relay-deliver",
+			"github.com/relayhq/relay/services/archive/cmd/relay-archive",
+			"github.com/relayhq/relay/services/count/cmd/relay-count")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is one Relay service process.
+type proc struct {
+	t    *testing.T
+	name string
+	bin  string
+	env  []string
+	addr string // where /readyz answers
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+	mu   sync.Mutex
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin)
+	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.log = &bytes.Buffer{}
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.done = make(chan struct{})
+	cmd := p.cmd
+	go func() { _ = cmd.Wait(); pw.Close(); close(p.done) }()
+	testenv.Eventually(p.t, 90*time.Second, p.name+" to be ready", func() bool {
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited while starting:\n%s", p.name, p.logs())
+		default:
+		}
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func (p *proc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// kill sends SIGKILL: no drain, no commit, no goodbye.
+func (p *proc) kill() {
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	p.t.Logf("%s killed -9 (pid %d)", p.name, p.cmd.Process.Pid)
+	p.cmd = nil
+}
+
+// stop sends SIGTERM and waits for the ordered shutdown.
+func (p *proc) stop() {
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		p.t.Errorf("%s did not stop within 60s of SIGTERM", p.name)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	p.cmd = nil
+}
+
+// faultStack is Relay as four processes on its own broker and Redis.
+type faultStack struct {
+	t                               *testing.T
+	kafka, redis                    *testenv.Process
+	ingest, deliver, archive, count *proc
+	api                             string
+	vars                            map[string]string
+	rdb                             redis.UniversalClient
+	reader                          arch.Reader
+}
+
+func startFaultStack(t *testing.T) *faultStack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fault injection needs the real services")
+	}
+	bins := binaries(t)
+	s := &faultStack{t: t, kafka: testenv.StartKafka(t), redis: testenv.StartRedis(t)}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	s.vars = map[string]string{
+		"RELAY_KAFKA_BROKERS":              s.kafka.Addr,
+		"RELAY_KAFKA_PARTITIONS":           "3",
+		"RELAY_KAFKA_SESSION_TIMEOUT":      "6s",
+		"RELAY_KAFKA_DIAL_TIMEOUT":         "2s",
+		"RELAY_REDIS_ADDRS":                s.redis.Addr,
+		"RELAY_REDIS_DIAL_TIMEOUT":         "500ms",
+		"RELAY_REDIS_READ_TIMEOUT":         "1s",
+		"RELAY_REDIS_WRITE_TIMEOUT":        "1s",
+		"RELAY_ADMIN_TOKEN":                adminToken,
+		"RELAY_SECRET_KEY":                 secretbox.GenerateKey(),
+		"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
+		"RELAY_RETRY_TIERS":                "1s,2s,4s,8s",
+		"RELAY_PRODUCE_TIMEOUT":            "3s",
+		"RELAY_DELIVERY_TIMEOUT":           "5s",
+		"RELAY_S3_ENDPOINT":                testenv.S3Endpoint(t),
+		"RELAY_S3_BUCKET":                  "relay-fault-" + hex.EncodeToString(b),
+		"RELAY_S3_PATH_STYLE":              "true",
+		"RELAY_S3_ACCESS_KEY_ID":           "test",
+		"RELAY_S3_SECRET_ACCESS_KEY":       "test",
+		"RELAY_S3_TIMEOUT":                 "5s",
+		"RELAY_ARCHIVE_MAX_WAIT":           "500ms",
+		"RELAY_LOG_LEVEL":                  "warn",
+		"OTEL_SDK_DISABLED":                "true",
+	}
+	env := func(extra ...string) []string {
+		var out []string
+		for k, v := range s.vars {
+			out = append(out, k+"="+v)
+		}
+		return append(out, extra...)
+	}
+	mk := func(name, addrVar string) *proc {
+		addr := freePort(t)
+		return &proc{t: t, name: name, bin: filepath.Join(bins, "relay-"+name), env: env(addrVar + "=" + addr), addr: addr}
+	}
+	s.ingest = mk("ingest", "RELAY_HTTP_ADDR")
+	s.deliver = mk("deliver", "RELAY_ADMIN_ADDR")
+	s.archive = mk("archive", "RELAY_ADMIN_ADDR")
+	s.count = mk("count", "RELAY_ADMIN_ADDR")
+	for _, p := range []*proc{s.ingest, s.deliver, s.archive, s.count} {
+		p.start()
+		t.Cleanup(p.kill)
+	}
+	s.api = "http://" + s.ingest.addr
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.redis.Addr, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second})
+	t.Cleanup(func() { _ = s.rdb.Close() })
+	c, err := arch.NewClient(context.Background(), arch.Config{Endpoint: s.vars["RELAY_S3_ENDPOINT"], Region: "us-east-1", PathStyle: true, Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.reader = arch.Reader{S3: c, Bucket: s.vars["RELAY_S3_BUCKET"]}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range []*proc{s.ingest, s.deliver, s.archive, s.count} {
+				t.Logf("--- %s log ---\n%s", p.name, tail(p.logs(), 40))
+			}
+		}
+	})
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// recorder is a healthy endpoint that records every webhook-id and checks,
+// for every request, that Relay had not already recorded the pair delivered.
+type recorder struct {
+	srv        *http.Server
+	ln         net.Listener
+	addr       string
+	store      *delivery.Store
+	sub        atomic.Value // string
+	mu         sync.Mutex
+	seen       map[string]int
+	violations []string
+	down       atomic.Bool
+}
+
+func newRecorder(t *testing.T, rdb redis.UniversalClient) *recorder {
+	r := &recorder{seen: map[string]int{}, store: delivery.New(rdb, time.Hour)}
+	r.sub.Store("")
+	r.addr = freePort(t)
+	r.start(t)
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+func (r *recorder) start(t *testing.T) {
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ln = ln
+	r.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		id := req.Header.Get("Webhook-Id")
+		_, _ = io.Copy(io.Discard, req.Body)
+		ctx, cancel := context.WithTimeout(req.Context(), 500*time.Millisecond)
+		st, ok, err := r.store.Get(ctx, id, r.sub.Load().(string))
+		cancel()
+		r.mu.Lock()
+		r.seen[id]++
+		if err == nil && ok && st.Status == delivery.StatusDelivered {
+			r.violations = append(r.violations, fmt.Sprintf("%s POSTed again after Relay recorded it delivered (attempt %s)", id, req.Header.Get("X-Relay-Attempt")))
+		}
+		r.mu.Unlock()
+		time.Sleep(10 * time.Millisecond) // in flight for a moment, like a real endpoint
+		w.WriteHeader(200)
+	})}
+	go func() { _ = r.srv.Serve(ln) }()
+}
+
+// stop takes the endpoint down: connections are refused until start.
+func (r *recorder) stop() {
+	if r.srv != nil {
+		_ = r.srv.Close()
+		r.srv = nil
+	}
+}
+
+func (r *recorder) snapshot() (map[string]int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[string]int, len(r.seen))
+	for k, v := range r.seen {
+		m[k] = v
+	}
+	return m, append([]string(nil), r.violations...)
+}
+
+// load sends signed events at a steady rate until stopped, recording which
+// were accepted (2xx).
+type load struct {
+	s        *faultStack
+	src      source
+	rate     int
+	mu       sync.Mutex
+	sent     int
+	accepted map[string]bool
+	refused  map[int]int
+	timeline map[int]string // second since start -> outcomes
+	begun    time.Time
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+}
+
+func (s *faultStack) startLoad(src source, rate int) *load {
+	l := &load{s: s, src: src, rate: rate, accepted: map[string]bool{}, refused: map[int]int{}, timeline: map[int]string{}, begun: time.Now(), stopc: make(chan struct{})}
+	l.wg.Add(1)
+	go l.run()
+	return l
+}
+
+func (l *load) run() {
+	defer l.wg.Done()
+	client := &http.Client{Timeout: 10 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(l.rate))
+	defer tick.Stop()
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for n := 0; ; n++ {
+		select {
+		case <-l.stopc:
+			return
+		case <-tick.C:
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			body := []byte(fmt.Sprintf(`{"type":"load.tick","n":%d}`, n))
+			req, _ := http.NewRequest("POST", l.s.api+"/in/"+l.src.ID, bytes.NewReader(body))
+			_ = (signature.Relay{}).Sign(req.Header, body, l.src.Secret, time.Now())
+			req.Header.Set("X-Idempotency-Key", "load-"+strconv.Itoa(n))
+			sentAt := int(time.Since(l.begun).Seconds())
+			resp, err := client.Do(req)
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.sent++
+			if err != nil {
+				l.refused[0]++
+				l.timeline[sentAt] += "x"
+				return
+			}
+			if resp.StatusCode/100 == 2 {
+				l.timeline[sentAt] += "."
+			} else {
+				l.timeline[sentAt] += "R"
+			}
+			defer resp.Body.Close()
+			var rep ingestReply
+			raw, _ := io.ReadAll(resp.Body)
+			_ = jsonUnmarshal(raw, &rep)
+			if resp.StatusCode/100 == 2 && rep.EventID != "" {
+				l.accepted[rep.EventID] = true
+			} else {
+				l.refused[resp.StatusCode]++
+			}
+		}()
+	}
+}
+
+func (l *load) stop() (sent int, accepted map[string]bool, refused map[int]int) {
+	close(l.stopc)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for sec := 0; sec <= int(time.Since(l.begun).Seconds()); sec++ {
+		line := l.timeline[sec]
+		fmt.Fprintf(&b, "  %3ds  %3d ok %3d refused\n", sec, strings.Count(line, "."), len(line)-strings.Count(line, "."))
+	}
+	l.s.t.Logf("load by the second it was sent:\n%s", b.String())
+	return l.sent, l.accepted, l.refused
+}
+
+// verify waits until every accepted event is delivered, archived and
+// counted, prints the evidence, and fails on any loss or repeat.
+func (s *faultStack) verify(src source, rec *recorder, sent int, accepted map[string]bool, refused map[int]int) {
+	t := s.t
+	t.Helper()
+	archivedOnce := func() (map[string]int, error) {
+		objs, err := s.reader.SourceObjects(context.Background(), src.ID, time.Time{}, time.Time{})
+		if err != nil {
+			return nil, err
+		}
+		seen := map[string]int{}
+		for _, o := range objs {
+			lines, err := s.reader.Lines(context.Background(), o.Key)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range lines {
+				seen[l.EventID]++
+			}
+		}
+		return seen, nil
+	}
+	counted := func() int64 {
+		e := &env{t: t, api: s.api}
+		return e.counted(src.ID)
+	}
+	var delivered, archived map[string]int
+	var count int64
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		delivered, _ = rec.snapshot()
+		archived, _ = archivedOnce()
+		count = counted()
+		missing := 0
+		for id := range accepted {
+			if delivered[id] == 0 || archived[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 && count >= int64(len(accepted)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // anything late would be a duplicate
+	delivered, violations := rec.snapshot()
+	archived, _ = archivedOnce()
+	count = counted()
+	requests, dups, lostDelivery, lostArchive, extraArchive := 0, 0, 0, 0, 0
+	for id, n := range delivered {
+		requests += n
+		if n > 1 {
+			dups += n - 1
+		}
+		_ = id
+	}
+	for id := range accepted {
+		if delivered[id] == 0 {
+			lostDelivery++
+		}
+		if archived[id] == 0 {
+			lostArchive++
+		}
+	}
+	for _, n := range archived {
+		if n > 1 {
+			extraArchive += n - 1
+		}
+	}
+	t.Logf("EVIDENCE %s: sent %d, accepted %d, refused %v, delivered %d unique (%d requests, %d repeats), archived %d (%d twice), counted %d, POSTs after delivered %d",
+		t.Name(), sent, len(accepted), refused, len(delivered), requests, dups, len(archived), extraArchive, count, len(violations))
+	if lostDelivery > 0 {
+		t.Errorf("%d accepted events were never delivered", lostDelivery)
+	}
+	if lostArchive > 0 {
+		t.Errorf("%d accepted events were never archived", lostArchive)
+	}
+	if extraArchive > 0 {
+		t.Errorf("%d archive lines are repeats", extraArchive)
+	}
+	if count != int64(len(accepted)) {
+		t.Errorf("counted %d events, accepted %d", count, len(accepted))
+	}
+	for _, v := range violations {
+		t.Error(v)
+	}
+	for id := range delivered {
+		if !accepted[id] {
+			t.Errorf("delivered %s, which was never accepted", id)
+		}
+	}
+	if len(accepted) < 50 {
+		t.Errorf("only %d events were accepted; the load did not run", len(accepted))
+	}
+}
+
+func (s *faultStack) setup(rec *recorder) source {
+	e := &env{t: s.t, api: s.api}
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, "http://"+rec.addr+"/hook", "*")
+	rec.sub.Store(sub.ID)
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	return src
+}
+
+func TestFaultKafkaKilledAndRestarted(t *testing.T) {
+	s := startFaultStack(t)
+	rec := newRecorder(t, s.rdb)
+	src := s.setup(rec)
+	l := s.startLoad(src, 40)
+	time.Sleep(4 * time.Second)
+	s.kafka.Kill()
+	time.Sleep(5 * time.Second)
+	s.kafka.Start()
+	time.Sleep(6 * time.Second)
+	sent, accepted, refused := l.stop()
+	if refused[503] == 0 {
+		t.Errorf("no request was refused with 503 while the broker was down: %v", refused)
+	}
+	s.verify(src, rec, sent, accepted, refused)
+}
+
+func TestFaultDeliverKilledMidFlight(t *testing.T) {
+	s := startFaultStack(t)
+	rec := newRecorder(t, s.rdb)
+	src := s.setup(rec)
+	l := s.startLoad(src, 60)
+	time.Sleep(4 * time.Second)
+	s.deliver.kill() // mid-flight: requests are in the air
+	time.Sleep(2 * time.Second)
+	s.deliver.start()
+	time.Sleep(6 * time.Second)
+	sent, accepted, refused := l.stop()
+	s.verify(src, rec, sent, accepted, refused)
+}
+
+func TestFaultRedisStoppedAndStarted(t *testing.T) {
+	s := startFaultStack(t)
+	rec := newRecorder(t, s.rdb)
+	src := s.setup(rec)
+	l := s.startLoad(src, 40)
+	time.Sleep(4 * time.Second)
+	s.redis.Kill()
+	paused := false
+	for i := 0; i < 25; i++ { // 5s of outage, watching deliver pause
+		time.Sleep(200 * time.Millisecond)
+		if metricValue(t, "http://"+s.deliver.addr+"/metrics", "relay_deliver_paused") == 1 {
+			paused = true
+		}
+	}
+	failOpen := metricValue(t, s.api+"/metrics", "relay_ingest_dedup_fail_open_total")
+	s.redis.Start()
+	time.Sleep(6 * time.Second)
+	sent, accepted, refused := l.stop()
+	t.Logf("during the outage: deliver paused=%v, ingest accepted %v events without dedup", paused, failOpen)
+	if !paused {
+		t.Error("deliver never reported itself paused while Redis was down")
+	}
+	if failOpen == 0 {
+		t.Error("ingest counted no fail-open acceptance while Redis was down")
+	}
+	s.verify(src, rec, sent, accepted, refused)
+}
+
+func TestFaultReceiverDownThenBack(t *testing.T) {
+	s := startFaultStack(t)
+	rec := newRecorder(t, s.rdb)
+	src := s.setup(rec)
+	l := s.startLoad(src, 40)
+	time.Sleep(3 * time.Second)
+	rec.stop()
+	time.Sleep(5 * time.Second)
+	rec.start(t)
+	time.Sleep(3 * time.Second)
+	sent, accepted, refused := l.stop()
+	s.verify(src, rec, sent, accepted, refused)
+}
+
+// metricValue sums a metric's samples on a /metrics page (0 when absent).
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total
+}
