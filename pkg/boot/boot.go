@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
@@ -65,6 +67,11 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 	}
 	log := logging.New(logOut, lc, service)
 	redisconn.RouteLogs(log)
+	if addr, ok := cfg.Lookup("RELAY_DEBUG_ADDR"); ok {
+		if err := serveDebug(ctx, addr, log); err != nil {
+			return err
+		}
+	}
 	tel, err := telemetry.Setup(ctx, cfg, service, telemetry.Options{})
 	if err != nil {
 		return err
@@ -99,5 +106,26 @@ func Healthcheck(addr string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
 	}
+	return nil
+}
+
+// serveDebug serves net/http/pprof on addr until ctx ends. It is off unless
+// RELAY_DEBUG_ADDR is set, and belongs on a loopback or private address:
+// profiles reveal internals.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	t := lifecycle.DefaultHTTPTimeouts()
+	t.Write = 5 * time.Minute // CPU profiles and traces stream for as long as asked
+	srv, err := lifecycle.NewHTTPServer("debug", addr, mux, t, log)
+	if err != nil {
+		return fmt.Errorf("RELAY_DEBUG_ADDR: %w", err)
+	}
+	log.Info("pprof listening", "addr", srv.Addr())
+	go func() { _ = srv.Run(ctx) }()
 	return nil
 }

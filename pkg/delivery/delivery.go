@@ -24,9 +24,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/redisconn"
 )
 
 // Statuses of a delivery.
@@ -84,12 +87,36 @@ type State struct {
 // Store reads and writes delivery state.
 type Store struct {
 	rdb       redis.UniversalClient
+	pipe      redisconn.Pipeliner
 	retention time.Duration
 }
 
 // New returns a Store whose keys live for retention after their last update.
 func New(rdb redis.UniversalClient, retention time.Duration) *Store {
-	return &Store{rdb: rdb, retention: retention}
+	return &Store{rdb: rdb, pipe: redisconn.Direct{Client: rdb}, retention: retention}
+}
+
+// WithPipeliner returns a Store whose Begin and Finish scripts go through
+// pipe, so that many deliveries' scripts share round trips under load.
+func (s *Store) WithPipeliner(pipe redisconn.Pipeliner) *Store {
+	c := *s
+	c.pipe = pipe
+	return &c
+}
+
+// runScript runs a script through the pipeliner, loading it again when
+// Redis has lost its script cache (after a restart).
+func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var cmd *redis.Cmd
+	if err := s.pipe.Do(ctx, func(p redis.Pipeliner) { cmd = p.EvalSha(ctx, script.Hash(), keys, args...) }); err != nil {
+		c := redis.NewCmd(ctx)
+		c.SetErr(err)
+		return c
+	}
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		return script.Run(ctx, s.rdb, keys, args...)
+	}
+	return cmd
 }
 
 var beginScript = redis.NewScript(`
@@ -110,7 +137,7 @@ return {'ok', finished}
 // token, holding a lease for leaseFor. It returns Proceed, AlreadyDelivered,
 // Stale or Busy, and the number of attempts finished so far.
 func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration, now time.Time) (string, int, error) {
-	res, err := beginScript.Run(ctx, s.rdb,
+	res, err := s.runScript(ctx, beginScript,
 		[]string{stateKey(evt, sub), leaseKey(evt, sub), indexKey(evt)},
 		sub, attempt, token, leaseFor.Milliseconds(), int64(s.retention.Seconds()), now.UnixMilli(),
 	).Slice()
@@ -162,7 +189,7 @@ func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) er
 	if !r.NextAttemptAt.IsZero() {
 		next = strconv.FormatInt(r.NextAttemptAt.UnixMilli(), 10)
 	}
-	err = finishScript.Run(ctx, s.rdb,
+	err = s.runScript(ctx, finishScript,
 		[]string{stateKey(evt, sub), leaseKey(evt, sub), histKey(evt, sub)},
 		token, r.Attempt.Attempt, r.Status, r.Attempt.StatusCode, r.Attempt.Error, next,
 		r.Attempt.At.UnixMilli(), string(hist), int64(s.retention.Seconds()), r.Attempt.Response, HistoryLimit,

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
@@ -147,5 +148,27 @@ func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
 	// The lease is gone and attempt 1 was never spent: a redrive can make it.
 	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w2", time.Minute, time.Now()); out != Proceed {
 		t.Fatalf("begin after park = %s", out)
+	}
+}
+
+func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	b := redisconn.NewBatcher(rdb, 2, 16, time.Second)
+	defer b.Close()
+	s := New(rdb, time.Hour).WithPipeliner(b)
+	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now()); err != nil || out != Proceed {
+		t.Fatalf("begin after a flushed script cache = %s, %v", out, err)
+	}
+	_ = rdb.ScriptFlush(ctx).Err()
+	if err := s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered {
+		t.Fatalf("status %s", st.Status)
 	}
 }

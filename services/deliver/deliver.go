@@ -158,6 +158,7 @@ type Service struct {
 	dispatcher *dispatch.Dispatcher
 	health     *engine.Health
 	alerts     *alert.Notifier
+	pipe       *redisconn.Batcher
 }
 
 // New connects to Kafka and Redis, creates the topics and builds the consumers.
@@ -194,8 +195,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, log, reg)
 		alerter = s.alerts
 	}
+	// Begin and finish scripts of concurrent deliveries share pipelines.
+	s.pipe = redisconn.NewBatcher(s.rdb, 4, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
-		Deliveries: delivery.New(s.rdb, cfg.EventRetention),
+		Deliveries: delivery.New(s.rdb, cfg.EventRetention).WithPipeliner(s.pipe),
 		Catalog:    store,
 		Subs:       subs,
 		Sender: sender.New(sender.Config{
@@ -256,6 +259,9 @@ func (s *Service) close() {
 		}
 		cancel()
 		s.producer.Close()
+	}
+	if s.pipe != nil {
+		s.pipe.Close()
 	}
 	if s.rdb != nil {
 		_ = s.rdb.Close()

@@ -152,6 +152,7 @@ type Service struct {
 	rdb      redis.UniversalClient
 	producer *kgo.Client
 	server   *lifecycle.HTTPServer
+	pipe     *redisconn.Batcher
 }
 
 // New connects to Kafka and Redis, creates the topics and starts listening.
@@ -183,6 +184,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("RELAY_SECRET_KEY: %w", err)
 	}
 	rdb := redisconn.New(cfg.Redis)
+	// Four pipelines in flight, each carrying up to 128 requests' commands.
+	pipe := redisconn.NewBatcher(rdb, 4, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	deliveries := delivery.New(rdb, cfg.EventRetention)
 	ready := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
@@ -197,20 +200,21 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		Events:     eventstore.New(rdb, cfg.EventRetention),
 		Deliveries: deliveries,
 		Counters:   counters.New(rdb),
-		Dedup:      dedup.New(rdb, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),
+		Dedup:      dedup.New(rdb, pipe, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),
 		DLQ: &dlq.Manager{
 			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,
 			Deliveries: deliveries, Log: log, Budget: cfg.RedriveBudget,
 		},
-		Producer: producer, Ready: ready, Telemetry: d.Telemetry, Logger: log,
+		Producer: producer, Pipe: pipe, Ready: ready, Telemetry: d.Telemetry, Logger: log,
 	})
 	server, err := lifecycle.NewHTTPServer("ingest-http", cfg.HTTPAddr, a.Handler(), cfg.HTTP, log)
 	if err != nil {
 		producer.Close()
+		pipe.Close()
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &Service{log: log, rdb: rdb, producer: producer, server: server}, nil
+	return &Service{log: log, rdb: rdb, producer: producer, server: server, pipe: pipe}, nil
 }
 
 // Addr is the address the API listens on.
@@ -226,6 +230,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("producer flush", "error", ferr)
 	}
 	s.producer.Close()
+	s.pipe.Close()
 	if cerr := s.rdb.Close(); cerr != nil {
 		s.log.Warn("redis close", "error", cerr)
 	}

@@ -29,7 +29,7 @@ import (
 const token = "ingest-test-token-0123456789"
 
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	base    string
 	brokers []string
 	topic   string
@@ -57,7 +57,7 @@ func (s *syncBuffer) String() string {
 
 // start runs an ingest replica on the given broker and Redis (the shared
 // test ones unless overridden).
-func start(t *testing.T, brokers []string, redisAddr string, extra map[string]string) *harness {
+func start(t testing.TB, brokers []string, redisAddr string, extra map[string]string) *harness {
 	t.Helper()
 	kcfg := testenv.KafkaConfig(t)
 	if brokers == nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
@@ -65,9 +66,11 @@ type Deps struct {
 	Dedup      *dedup.Store
 	DLQ        *dlq.Manager
 	Producer   Producer
-	Ready      health.Checks
-	Telemetry  *telemetry.Telemetry
-	Logger     *slog.Logger
+	// Pipe carries the per-request bookkeeping (shared pipelines under load).
+	Pipe      redisconn.Pipeliner
+	Ready     health.Checks
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
 }
 
 // API serves ingest's routes.
@@ -82,6 +85,7 @@ type API struct {
 	dedup      *dedup.Store
 	dlq        *dlq.Manager
 	producer   Producer
+	pipe       redisconn.Pipeliner
 	ready      health.Checks
 	tel        *telemetry.Telemetry
 	m          *metrics
@@ -93,7 +97,7 @@ type API struct {
 func New(cfg Config, d Deps) *API {
 	a := &API{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, deliveries: d.Deliveries,
-		counters: d.Counters, dedup: d.Dedup, dlq: d.DLQ, producer: d.Producer, ready: d.Ready,
+		counters: d.Counters, dedup: d.Dedup, dlq: d.DLQ, producer: d.Producer, pipe: d.Pipe, ready: d.Ready,
 		tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry), now: time.Now,
 	}
 	a.sources = newSourceCache(d.Catalog, 2*time.Second, 10*time.Minute)

@@ -18,6 +18,7 @@ import (
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/telemetry"
@@ -49,7 +50,7 @@ func newTestAPI(t testing.TB) (*API, *memProducer) {
 		RotationGrace: time.Hour, ProduceTimeout: time.Second, Names: names,
 	}, Deps{
 		Catalog: catalog.New(rdb, box), Events: eventstore.New(rdb, time.Hour), Deliveries: delivery.New(rdb, time.Hour),
-		Counters: counters.New(rdb), Dedup: dedup.New(rdb, 5*time.Second, 100*time.Millisecond), Producer: p,
+		Counters: counters.New(rdb), Dedup: dedup.New(rdb, nil, 5*time.Second, 100*time.Millisecond), Producer: p, Pipe: redisconn.Direct{Client: rdb},
 		Telemetry: &telemetry.Telemetry{TracerProvider: noop.NewTracerProvider(), Registry: telemetry.NewRegistry()},
 		Logger:    logging.Discard(),
 	})
@@ -114,4 +115,25 @@ func FuzzIngestHandler(f *testing.F) {
 			t.Fatal("the produced value is not the body byte for byte")
 		}
 	})
+}
+
+// TestBookkeepSurvivesAFlushedScriptCache: after a Redis restart the
+// pipelined commit gets NOSCRIPT, and the dedup key must still be committed.
+func TestBookkeepSurvivesAFlushedScriptCache(t *testing.T) {
+	a, _ := newTestAPI(t)
+	ctx := context.Background()
+	src := ids.New(ids.Source)
+	key := dedup.Key(src, "idem:k")
+	claim, _, err := a.dedup.Acquire(ctx, key, "evt_x")
+	if err != nil || claim == nil {
+		t.Fatal(err)
+	}
+	rdb := a.pipe.(redisconn.Direct).Client
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.bookkeep(ctx, claim, time.Hour, eventstore.Event{ID: ids.New(ids.Event), SourceID: src, ReceivedAt: time.Now(), Body: []byte("{}")})
+	if got, _ := rdb.Get(ctx, key).Result(); got != "evt_x" {
+		t.Fatalf("dedup key holds %q after bookkeeping, want the event id", got)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -127,18 +128,11 @@ func (a *API) ingest(c *gin.Context) {
 		return
 	}
 
-	// Accepted. What follows is bookkeeping: its failure must not fail the request.
-	if claim != nil {
-		if _, err := a.dedup.Commit(work, claim, src.DedupWindow); err != nil {
-			a.log.WarnContext(ctx, "dedup commit failed", "event_id", ev.ID, "error", err)
-		}
-	}
-	if err := a.events.Put(work, eventstore.Event{
+	// Accepted. What follows is bookkeeping, in one Redis round trip: its
+	// failure must not fail the request.
+	a.bookkeep(work, claim, src.DedupWindow, eventstore.Event{
 		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt, Body: body,
-	}); err != nil {
-		a.m.storeFailures.Inc()
-		a.log.WarnContext(ctx, "event store write failed", "event_id", ev.ID, "error", err)
-	}
+	})
 	a.m.events.WithLabelValues("accepted").Inc()
 	c.JSON(http.StatusAccepted, ingestResponse{EventID: ev.ID})
 }
@@ -177,4 +171,38 @@ func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {
 	a.m.verifyFailures.WithLabelValues(scheme, reason).Inc()
 	trace.SpanFromContext(c.Request.Context()).SetAttributes(attribute.String("relay.verification_failure", reason))
 	fail(c, http.StatusUnauthorized, code, err.Error())
+}
+
+// bookkeep records an accepted event: the dedup key now names it (when a
+// claim was made), and the events API can list it.
+func (a *API) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Duration, e eventstore.Event) {
+	var commit *redis.Cmd
+	var stored []redis.Cmder
+	err := a.pipe.Do(ctx, func(p redis.Pipeliner) {
+		if claim != nil {
+			commit = a.dedup.QueueCommit(ctx, p, claim, window)
+		}
+		stored = a.events.Queue(ctx, p, e)
+	})
+	if err == nil {
+		for _, c := range stored {
+			if err = c.Err(); err != nil {
+				break
+			}
+		}
+	}
+	if commit != nil {
+		cerr := commit.Err()
+		if dedup.IsNoScript(cerr) {
+			// Redis restarted and lost its script cache: Commit loads it again.
+			_, cerr = a.dedup.Commit(ctx, claim, window)
+		}
+		if cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		a.m.storeFailures.Inc()
+		a.log.WarnContext(ctx, "bookkeeping after acceptance failed", "event_id", e.ID, "error", err)
+	}
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/relayhq/relay/pkg/redisconn"
 )
 
 const pendingPrefix = "pending:"
@@ -30,6 +32,9 @@ var ErrInFlight = errors.New("a request with the same dedup key is in flight")
 // Store runs the dedup protocol against Redis.
 type Store struct {
 	rdb redis.UniversalClient
+	// pipe carries Acquire's script, so that under load many requests'
+	// claims share one round trip.
+	pipe redisconn.Pipeliner
 	// PendingTTL bounds how long a pending marker can outlive a crashed
 	// ingest replica; it must exceed the produce timeout.
 	PendingTTL time.Duration
@@ -40,9 +45,26 @@ type Store struct {
 	Poll time.Duration
 }
 
-// New returns a Store.
-func New(rdb redis.UniversalClient, pendingTTL, wait time.Duration) *Store {
-	return &Store{rdb: rdb, PendingTTL: pendingTTL, Wait: wait, Poll: 25 * time.Millisecond}
+// New returns a Store whose claims go through pipe (nil: a pipeline each).
+func New(rdb redis.UniversalClient, pipe redisconn.Pipeliner, pendingTTL, wait time.Duration) *Store {
+	if pipe == nil {
+		pipe = redisconn.Direct{Client: rdb}
+	}
+	return &Store{rdb: rdb, pipe: pipe, PendingTTL: pendingTTL, Wait: wait, Poll: 25 * time.Millisecond}
+}
+
+// acquire runs the acquire script once.
+func (s *Store) acquire(ctx context.Context, key, evt string) ([]any, error) {
+	args := []any{pendingPrefix + evt, s.PendingTTL.Milliseconds()}
+	var cmd *redis.Cmd
+	if err := s.pipe.Do(ctx, func(p redis.Pipeliner) { cmd = p.EvalSha(ctx, acquireScript.Hash(), []string{key}, args...) }); err != nil {
+		return nil, err
+	}
+	if IsNoScript(cmd.Err()) {
+		// Redis lost its script cache (a restart): Run loads the script again.
+		return acquireScript.Run(ctx, s.rdb, []string{key}, args...).Slice()
+	}
+	return cmd.Slice()
 }
 
 // Key returns the Redis key for a source's dedup key.
@@ -68,7 +90,7 @@ type Claim struct {
 func (s *Store) Acquire(ctx context.Context, key, evt string) (*Claim, string, error) {
 	deadline := time.Now().Add(s.Wait)
 	for {
-		res, err := acquireScript.Run(ctx, s.rdb, []string{key}, pendingPrefix+evt, s.PendingTTL.Milliseconds()).Slice()
+		res, err := s.acquire(ctx, key, evt)
 		if err != nil {
 			return nil, "", fmt.Errorf("dedup acquire: %w", err)
 		}
@@ -109,6 +131,18 @@ func (s *Store) Commit(ctx context.Context, c *Claim, window time.Duration) (boo
 		return false, fmt.Errorf("dedup commit: %w", err)
 	}
 	return n == 1, nil
+}
+
+// QueueCommit adds Commit's script to a pipeline, so the commit shares a
+// round trip with the event's other bookkeeping. A cmd error that
+// IsNoScript means Redis lost its script cache: call Commit instead.
+func (s *Store) QueueCommit(ctx context.Context, p redis.Pipeliner, c *Claim, window time.Duration) *redis.Cmd {
+	return p.EvalSha(ctx, commitScript.Hash(), []string{c.key}, pendingPrefix+c.evt, c.evt, window.Milliseconds())
+}
+
+// IsNoScript reports whether err means the script is not loaded on the server.
+func IsNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 var releaseScript = redis.NewScript(`

@@ -10,13 +10,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
 func TestProtocol(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
-		s := New(rdb, 5*time.Second, 200*time.Millisecond)
+		s := New(rdb, nil, 5*time.Second, 200*time.Millisecond)
 		key := Key(ids.New(ids.Source), "idem:order-1")
 
 		first, dup, err := s.Acquire(ctx, key, "evt_a")
@@ -56,7 +57,7 @@ func TestProtocol(t *testing.T) {
 func TestConcurrentDuplicateWaitsForOutcome(t *testing.T) {
 	rdb, _ := testenv.MiniRedis(t)
 	ctx := context.Background()
-	s := New(rdb, 5*time.Second, 2*time.Second)
+	s := New(rdb, redisconn.NewBatcher(rdb, 2, 16, time.Second), 5*time.Second, 2*time.Second)
 	key := Key(ids.New(ids.Source), "body:x")
 	first, _, err := s.Acquire(ctx, key, "evt_first")
 	if err != nil || first == nil {

@@ -58,27 +58,30 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 // Put stores e and indexes it under its source, trimming index entries past
 // retention on the way (one round trip on a single server).
 func (s *Store) Put(ctx context.Context, e Event) error {
-	key := eventKey(e.ID)
-	cutoff := ids.LowerBound(ids.Event, e.ReceivedAt.Add(-s.retention))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, map[string]any{
-			"source_id":    e.SourceID,
-			"type":         e.Type,
-			"content_type": e.ContentType,
-			"received_at":  e.ReceivedAt.UnixMilli(),
-			"size":         len(e.Body),
-			"payload":      e.Body,
-		})
-		p.Expire(ctx, key, s.retention)
-		p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: e.ID})
-		p.ZRemRangeByLex(ctx, indexKey(e.SourceID), "-", "("+cutoff)
-		p.Expire(ctx, indexKey(e.SourceID), s.retention)
+		s.Queue(ctx, p, e)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store event %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// Queue adds Put's commands to a pipeline, so storing the event shares a
+// round trip with the request's other bookkeeping. It returns the commands,
+// whose errors say whether the event was stored.
+func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.Cmder {
+	key := eventKey(e.ID)
+	cutoff := ids.LowerBound(ids.Event, e.ReceivedAt.Add(-s.retention))
+	return []redis.Cmder{
+		p.HSet(ctx, key, "source_id", e.SourceID, "type", e.Type, "content_type", e.ContentType,
+			"received_at", e.ReceivedAt.UnixMilli(), "size", len(e.Body), "payload", e.Body),
+		p.Expire(ctx, key, s.retention),
+		p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: e.ID}),
+		p.ZRemRangeByLex(ctx, indexKey(e.SourceID), "-", "("+cutoff),
+		p.Expire(ctx, indexKey(e.SourceID), s.retention),
+	}
 }
 
 func fromHash(id string, m map[string]string) Event {
