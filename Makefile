@@ -39,6 +39,10 @@ test-unit: ## fast tests, no external services (-short)
 test-integration: ## every test, with a real Kafka broker, redis-server and S3 started by scripts/testenv.sh
 	scripts/testenv.sh scripts/gotest.sh $(PKGS)
 
+.PHONY: bench
+bench: build ## every benchmark scenario against real Kafka and Redis, with bare-HTTP baselines; report in bench-results/
+	scripts/testenv.sh ./bin/relay bench --bin-dir bin --out bench-results/latest.md
+
 .PHONY: smoke
 smoke: ## check a running Relay end to end (RELAY_API, RELAY_ADMIN_TOKEN; start it with RELAY_RETRY_TIERS=1s,2s,4s)
 	go build -ldflags '$(LDFLAGS)' -o bin/relay ./services/relay

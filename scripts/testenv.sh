@@ -7,8 +7,9 @@
 #
 # Exports RELAY_TEST_KAFKA_BROKERS, RELAY_TEST_KAFKA_KIND (kafka, external or
 # kfake), RELAY_TEST_REDIS_ADDR, RELAY_TEST_S3_ENDPOINT, RELAY_TEST_BIN (the
-# relay binary) and RELAY_TEST_SCRIPTS. A variable already set (a compose
-# Redpanda, say) is used as is.
+# relay binary) and RELAY_TEST_SCRIPTS, and the PIDs of the broker and Redis
+# it started (RELAY_TEST_KAFKA_PID, RELAY_TEST_REDIS_PID) for the benchmarks.
+# A variable already set (a compose Redpanda, say) is used as is.
 #
 # Kafka is Apache Kafka in KRaft mode run from Maven Central jars
 # (scripts/kafka.sh). Outside CI, without Java 17+ or Maven, it falls back to
@@ -76,7 +77,7 @@ if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
 		sleep 0.1
 	done
 	[ -n "$ok" ] || { cat "$run/redis.log" >&2; die "redis-server did not answer on port $port"; }
-	export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port"
+	export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port" RELAY_TEST_REDIS_PID="${pids[-1]}"
 	say "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (redis-server, appendonly yes, noeviction) at $RELAY_TEST_REDIS_ADDR"
 else
 	say "Redis at $RELAY_TEST_REDIS_ADDR (given)"
@@ -91,7 +92,7 @@ if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 		cport=$("$relay" free-port)
 		"$here/kafka.sh" start "$run/kafka" "$port" "$cport" >"$run/kafka.log" 2>&1 &
 		pids+=($!)
-		export RELAY_TEST_KAFKA_KIND=kafka
+		export RELAY_TEST_KAFKA_KIND=kafka RELAY_TEST_KAFKA_PID=$!
 	elif [ "$ci" = "true" ]; then
 		die "CI=true requires a real Kafka broker: Java 17+ and Maven are needed (scripts/install-deps.sh)"
 	else
@@ -109,6 +110,7 @@ if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 		die "the Kafka broker did not come up"
 	fi
 	say "Kafka broker $version ($RELAY_TEST_KAFKA_KIND) at $RELAY_TEST_KAFKA_BROKERS"
+	export RELAY_TEST_KAFKA_VERSION="$version"
 else
 	export RELAY_TEST_KAFKA_KIND=${RELAY_TEST_KAFKA_KIND:-external}
 	version=$("$relay" broker-version --brokers "$RELAY_TEST_KAFKA_BROKERS" --wait 60s) || die "no broker at $RELAY_TEST_KAFKA_BROKERS"

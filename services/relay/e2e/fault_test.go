@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/testenv"
+	"github.com/relayhq/relay/services/relay/internal/procs"
 )
 
 // The fault-injection tests run each service as its own process, on a Kafka
@@ -76,88 +76,25 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// proc is one Relay service process.
+// proc is one Relay service process of a test.
 type proc struct {
+	*procs.Proc
 	t    *testing.T
-	name string
-	bin  string
-	env  []string
 	addr string // where /readyz answers
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *bytes.Buffer
-	mu   sync.Mutex
 }
 
 func (p *proc) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin)
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.log = &bytes.Buffer{}
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start %s: %v", p.name, err)
+	if err := p.Start(90 * time.Second); err != nil {
+		p.t.Fatal(err)
 	}
-	p.done = make(chan struct{})
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); pw.Close(); close(p.done) }()
-	testenv.Eventually(p.t, 90*time.Second, p.name+" to be ready", func() bool {
-		select {
-		case <-p.done:
-			p.t.Fatalf("%s exited while starting:\n%s", p.name, p.logs())
-		default:
-		}
-		resp, err := http.Get("http://" + p.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 }
 
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// kill sends SIGKILL: no drain, no commit, no goodbye.
 func (p *proc) kill() {
-	if p.cmd == nil {
-		return
+	if pid := p.PID(); pid != 0 {
+		p.Kill()
+		p.t.Logf("%s killed -9 (pid %d)", p.Name, pid)
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-	p.t.Logf("%s killed -9 (pid %d)", p.name, p.cmd.Process.Pid)
-	p.cmd = nil
-}
-
-// stop sends SIGTERM and waits for the ordered shutdown.
-func (p *proc) stop() {
-	if p.cmd == nil {
-		return
-	}
-	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		p.t.Errorf("%s did not stop within 60s of SIGTERM", p.name)
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-	p.cmd = nil
 }
 
 // faultStack is Relay as four processes on its own broker and Redis.
@@ -214,7 +151,9 @@ func startFaultStack(t *testing.T) *faultStack {
 	}
 	mk := func(name, addrVar string) *proc {
 		addr := freePort(t)
-		return &proc{t: t, name: name, bin: filepath.Join(bins, "relay-"+name), env: env(addrVar + "=" + addr), addr: addr}
+		return &proc{t: t, addr: addr, Proc: &procs.Proc{
+			Name: name, Bin: filepath.Join(bins, "relay-"+name), Env: env(addrVar + "=" + addr), ReadyURL: "http://" + addr + "/readyz",
+		}}
 	}
 	s.ingest = mk("ingest", "RELAY_HTTP_ADDR")
 	s.deliver = mk("deliver", "RELAY_ADMIN_ADDR")
@@ -235,19 +174,11 @@ func startFaultStack(t *testing.T) *faultStack {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range []*proc{s.ingest, s.deliver, s.archive, s.count} {
-				t.Logf("--- %s log ---\n%s", p.name, tail(p.logs(), 40))
+				t.Logf("--- %s log ---\n%s", p.Name, p.Tail(40))
 			}
 		}
 	})
 	return s
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // recorder is a healthy endpoint that records every webhook-id and checks,

@@ -48,6 +48,8 @@ func commands() map[string]command {
 		"broker-version": {"relay broker-version --brokers B [--wait D]: wait for a Kafka broker and print its version", runBrokerVersion},
 		"version":        {"relay version: print the version", runVersion},
 		"smoke":          {"relay smoke [--receiver URL] [--s3-endpoint URL --bucket B]: check a running Relay end to end (make smoke)", runSmoke},
+		"bench":          {"relay bench [--step D] [--out FILE]: run every benchmark scenario (make bench)", runBench},
+		"bench-server":   {"relay bench-server hmac|proxy --addr A --secret S [--forward URL]...: a baseline server of the benchmarks", runBenchServer},
 		"probe":          {"relay probe URL: exit 0 when URL answers 200 within 3s (container health checks)", runProbe},
 		"free-port":      {"relay free-port: print a free TCP port on 127.0.0.1 (test scripts)", runFreePort},
 	}

@@ -1,0 +1,99 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, 100 on every Linux Relay runs on.
+const clockTicks = 100
+
+// ProcSample is a process's CPU time at one instant.
+type ProcSample struct {
+	PID  int
+	CPU  time.Duration
+	When time.Time
+}
+
+// SampleProc reads /proc/<pid>/stat.
+func SampleProc(pid int) (ProcSample, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ProcSample{}, err
+	}
+	s := string(b)
+	// Fields after the command name, which may hold spaces, in parentheses.
+	rest := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(rest) < 15 {
+		return ProcSample{}, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(rest[11], 10, 64)
+	stime, _ := strconv.ParseInt(rest[12], 10, 64)
+	return ProcSample{PID: pid, CPU: time.Duration(utime+stime) * time.Second / clockTicks, When: time.Now()}, nil
+}
+
+// Cores is the CPU used between two samples, in cores (1.0 = one core busy).
+func Cores(a, b ProcSample) float64 {
+	wall := b.When.Sub(a.When).Seconds()
+	if wall <= 0 {
+		return 0
+	}
+	return (b.CPU - a.CPU).Seconds() / wall
+}
+
+// PeakRSS reads the process's peak resident set size (VmHWM) in bytes.
+func PeakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// Usage is the CPU and peak memory of the processes of one run.
+type Usage struct {
+	Cores map[string]float64
+	Peak  map[string]int64
+}
+
+// Meter samples named processes at the start and end of a run.
+type Meter struct {
+	pids  map[string]int
+	start map[string]ProcSample
+}
+
+// NewMeter starts measuring the named processes (PID 0 ones are skipped).
+func NewMeter(pids map[string]int) *Meter {
+	m := &Meter{pids: map[string]int{}, start: map[string]ProcSample{}}
+	for name, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		if s, err := SampleProc(pid); err == nil {
+			m.pids[name], m.start[name] = pid, s
+		}
+	}
+	return m
+}
+
+// Stop ends the measurement.
+func (m *Meter) Stop() Usage {
+	u := Usage{Cores: map[string]float64{}, Peak: map[string]int64{}}
+	for name, pid := range m.pids {
+		if s, err := SampleProc(pid); err == nil {
+			u.Cores[name] = Cores(m.start[name], s)
+		}
+		u.Peak[name] = PeakRSS(pid)
+	}
+	return u
+}

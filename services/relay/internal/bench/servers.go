@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/relayhq/relay/pkg/signature"
+)
+
+// BaselineHandler is the bare net/http + HMAC server ingest is measured
+// against: it reads the body, checks x-relay-signature in constant time and
+// answers 202, with no dedup, no broker and no store.
+func BaselineHandler(secret string) http.Handler {
+	var n atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "read", http.StatusBadRequest)
+			return
+		}
+		if !validHMAC(secret, body, r.Header.Get(signature.HeaderRelaySignature)) {
+			http.Error(w, "signature", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"event_id":"evt_`+strconv.FormatInt(n.Add(1), 10)+`","duplicate":false}`)
+	})
+}
+
+func validHMAC(secret string, body []byte, sig string) bool {
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return hmac.Equal(got, m.Sum(nil))
+}
+
+// ProxyHandler is the two-hop baseline of the end-to-end scenarios: it
+// verifies the signature like BaselineHandler, POSTs the body to every
+// target at once, and answers 202 once all have answered 2xx. It is Relay
+// without the broker in between: ingest and deliver fused, synchronous.
+func ProxyHandler(secret string, targets []string) http.Handler {
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil || !validHMAC(secret, body, r.Header.Get(signature.HeaderRelaySignature)) {
+			http.Error(w, "signature", http.StatusUnauthorized)
+			return
+		}
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		for _, t := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, t, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Store(true)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					failed.Store(true)
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() {
+			http.Error(w, "forward failed", http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+}
+
+// Sink is the endpoint of the end-to-end scenarios: it reads the sequence
+// number the load generator put in each body and records the delivery's
+// latency from when that request was due. delay, when set, makes it a slow
+// endpoint.
+type Sink struct {
+	due   atomic.Pointer[[]time.Time]
+	rec   atomic.Pointer[Recorder]
+	delay time.Duration
+}
+
+// Arm points the sink at a run: due[i] is when request i was due.
+func (s *Sink) Arm(due []time.Time, rec *Recorder) {
+	s.due.Store(&due)
+	s.rec.Store(rec)
+}
+
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if s.delay > 0 {
+		select {
+		case <-time.After(s.delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	now := time.Now()
+	if n, ok := seq(body); ok {
+		if due := s.due.Load(); due != nil && n < len(*due) {
+			if rec := s.rec.Load(); rec != nil {
+				rec.Observe(now.Sub((*due)[n]))
+			}
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// seq finds `"n":<int>` in a body without a full JSON parse.
+func seq(body []byte) (int, bool) {
+	i := bytes.Index(body, []byte(`"n":`))
+	if i < 0 {
+		return 0, false
+	}
+	j := i + 4
+	k := j
+	for k < len(body) && body[k] >= '0' && body[k] <= '9' {
+		k++
+	}
+	n, err := strconv.Atoi(string(body[j:k]))
+	return n, err == nil
+}
+
+// serve runs h on a free loopback port until ctx ends.
+func serve(ctx context.Context, h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	return "http://" + ln.Addr().String(), nil
+}
