@@ -200,23 +200,37 @@ func (s *Store) ListSources(ctx context.Context, cursor string, limit int) (Page
 	if err != nil {
 		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, sourceKey(id))
-		}
-		return nil
-	})
+	ms, err := s.hashes(ctx, ids, sourceKey)
 	if err != nil {
 		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
 	}
 	page := Page[Source]{Next: next}
-	for i, c := range cmds {
-		if m := c.Val(); len(m) > 0 {
+	for i, m := range ms {
+		if len(m) > 0 {
 			page.Items = append(page.Items, sourceFrom(ids[i], m))
 		}
 	}
 	return page, nil
+}
+
+// hashes reads the hash of every id in one pipelined round trip; a deleted
+// record reads as an empty map.
+func (s *Store) hashes(ctx context.Context, ids []string, key func(string) string) ([]map[string]string, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, key(id))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]string, len(ids))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
 }
 
 // listIDs pages through a lexicographic index. The cursor is the last id returned.
@@ -390,19 +404,12 @@ func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]Sub
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, subKey(id))
-		}
-		return nil
-	})
+	ms, err := s.hashes(ctx, ids, subKey)
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
 	}
 	out := make([]SubscriptionWithSecrets, 0, len(ids))
-	for i, c := range cmds {
-		m := c.Val()
+	for i, m := range ms {
 		if len(m) == 0 {
 			continue
 		}
@@ -421,19 +428,13 @@ func (s *Store) ListSubscriptions(ctx context.Context, sourceID, cursor string, 
 	if err != nil {
 		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, subKey(id))
-		}
-		return nil
-	})
+	ms, err := s.hashes(ctx, ids, subKey)
 	if err != nil {
 		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
 	}
 	page := Page[Subscription]{Next: next}
-	for i, c := range cmds {
-		if m := c.Val(); len(m) > 0 {
+	for i, m := range ms {
+		if len(m) > 0 {
 			page.Items = append(page.Items, subFrom(ids[i], m))
 		}
 	}
