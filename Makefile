@@ -29,7 +29,7 @@ deps: ## install what the tests need (redis-server, Java 17+, Maven) when missin
 	scripts/install-deps.sh
 
 .PHONY: test
-test: deps lint test-unit test-integration fuzz ## lint, unit tests, then everything against real Kafka, Redis and S3, then bounded fuzzing
+test: deps lint test-unit fuzz test-integration ## lint, unit tests, bounded fuzzing, then everything against real Kafka, Redis and S3
 
 .PHONY: test-unit
 test-unit: ## fast tests, no external services (-short)
