@@ -53,9 +53,10 @@ fuzz: ## run every fuzz target for FUZZTIME (default 5s) from its committed corp
 	scripts/fuzz.sh
 
 .PHONY: lint
-lint: ## gofmt check, go vet, and actionlint on the CI workflow
+lint: ## gofmt check, go vet, every module tidy and building on its own, actionlint on the CI workflow
 	@out=$$(gofmt -l pkg services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+	scripts/tidy.sh --check
 	@test -x $(TOOLS)/actionlint || GOBIN=$(TOOLS) go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 	$(TOOLS)/actionlint .github/workflows/ci.yml
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relayhq/relay/services/relay/internal/client"
 )
 
 type sourceOut struct {
@@ -325,20 +327,22 @@ type deliveryOut struct {
 func runDeliveries(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
 	fs := a.apiFlagSet("deliveries", &f)
-	src := fs.String("source", "", "source id (required)")
+	src := fs.String("source", "", "source id (found from the event when omitted)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
 	if len(pos) != 1 {
-		return errors.New("usage: relay deliveries --source SOURCE_ID EVENT_ID")
+		return errors.New("usage: relay deliveries [--source SOURCE_ID] EVENT_ID")
 	}
 	c, err := f.client()
 	if err != nil {
 		return err
+	}
+	if *src == "" {
+		if *src, err = findSource(ctx, c, pos[0]); err != nil {
+			return err
+		}
 	}
 	var out struct {
 		Data []deliveryOut `json:"data"`
@@ -369,20 +373,22 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 func runReplay(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
 	fs := a.apiFlagSet("replay", &f)
-	src := fs.String("source", "", "source id (required)")
+	src := fs.String("source", "", "source id (found from the event when omitted)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
 	if len(pos) != 1 {
-		return errors.New("usage: relay replay --source SOURCE_ID EVENT_ID")
+		return errors.New("usage: relay replay [--source SOURCE_ID] EVENT_ID")
 	}
 	c, err := f.client()
 	if err != nil {
 		return err
+	}
+	if *src == "" {
+		if *src, err = findSource(ctx, c, pos[0]); err != nil {
+			return err
+		}
 	}
 	var out struct {
 		Queued  []string `json:"queued"`
@@ -524,4 +530,36 @@ func runMetrics(ctx context.Context, a *app, args []string) error {
 	}
 	a.table([]string{"DAY", "TYPE", "COUNT"}, rows)
 	return nil
+}
+
+// findSource finds which source an event belongs to, for commands given only
+// an event id: it asks each source in turn.
+func findSource(ctx context.Context, c *client.Client, evt string) (string, error) {
+	cursor := ""
+	for {
+		var page struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+			Next string `json:"next_cursor"`
+		}
+		if _, err := c.Do(ctx, "GET", "/sources?limit=500&cursor="+url.QueryEscape(cursor), nil, &page); err != nil {
+			return "", err
+		}
+		for _, s := range page.Data {
+			_, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(s.ID)+"/events/"+url.PathEscape(evt), nil, nil)
+			var apiErr *client.Error
+			switch {
+			case err == nil:
+				return s.ID, nil
+			case errors.As(err, &apiErr) && apiErr.Status == 404:
+			default:
+				return "", err
+			}
+		}
+		if page.Next == "" {
+			return "", fmt.Errorf("no source has event %s (events are kept for RELAY_EVENT_RETENTION); pass --source", evt)
+		}
+		cursor = page.Next
+	}
 }
