@@ -53,8 +53,15 @@ type Report struct {
 	Checks map[string]string `json:"checks"`
 }
 
-// ReadyHandler answers 200 when every check passes, else 503 with the failures.
-func ReadyHandler(cs Checks) http.HandlerFunc {
+// ReadyHandler answers 200 when every check passes, else 503 with the
+// failures. Checks named in degradedOnly are reported but never make the
+// service unready: ingest keeps accepting webhooks without Redis (fail open),
+// so a Redis outage must not take every replica out of its load balancer.
+func ReadyHandler(cs Checks, degradedOnly ...string) http.HandlerFunc {
+	soft := map[string]bool{}
+	for _, n := range degradedOnly {
+		soft[n] = true
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		failed := cs.Run(r.Context())
 		rep := Report{Status: "ok", Checks: map[string]string{}}
@@ -64,15 +71,22 @@ func ReadyHandler(cs Checks) http.HandlerFunc {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			if msg, bad := failed[n]; bad {
+			msg, bad := failed[n]
+			switch {
+			case !bad:
+				rep.Checks[n] = "ok"
+			case soft[n]:
+				rep.Checks[n] = "degraded: " + msg
+				if rep.Status == "ok" {
+					rep.Status = "degraded"
+				}
+			default:
 				rep.Checks[n] = msg
 				rep.Status = "unavailable"
-			} else {
-				rep.Checks[n] = "ok"
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if rep.Status != "ok" {
+		if rep.Status == "unavailable" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(rep)

@@ -44,3 +44,17 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("metrics = %d", rec.Code)
 	}
 }
+
+func TestDegradedChecksKeepTheServiceReady(t *testing.T) {
+	h := ReadyHandler(Checks{
+		"kafka": func(context.Context) error { return nil },
+		"redis": func(context.Context) error { return errors.New("connection refused") },
+	}, "redis")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var rep Report
+	_ = json.Unmarshal(rec.Body.Bytes(), &rep)
+	if rec.Code != 200 || rep.Status != "degraded" || rep.Checks["redis"] == "ok" {
+		t.Fatalf("readyz with Redis down = %d %+v; want 200 degraded", rec.Code, rep)
+	}
+}

@@ -477,11 +477,18 @@ func TestFaultRedisStoppedAndStarted(t *testing.T) {
 	l := s.startLoad(src, 40)
 	time.Sleep(4 * time.Second)
 	s.redis.Kill()
-	paused := false
+	paused, ingestUnready := false, 0
 	for i := 0; i < 25; i++ { // 5s of outage, watching deliver pause
 		time.Sleep(200 * time.Millisecond)
 		if metricValue(t, "http://"+s.deliver.addr+"/metrics", "relay_deliver_paused") == 1 {
 			paused = true
+		}
+		// Ingest fails open without Redis, so its load balancer must keep it.
+		if resp, err := http.Get(s.api + "/readyz"); err == nil {
+			if resp.StatusCode != http.StatusOK {
+				ingestUnready++
+			}
+			resp.Body.Close()
 		}
 	}
 	failOpen := metricValue(t, s.api+"/metrics", "relay_ingest_dedup_fail_open_total")
@@ -494,6 +501,9 @@ func TestFaultRedisStoppedAndStarted(t *testing.T) {
 	}
 	if failOpen == 0 {
 		t.Error("ingest counted no fail-open acceptance while Redis was down")
+	}
+	if ingestUnready > 0 {
+		t.Errorf("ingest /readyz answered non-200 %d times while only Redis was down", ingestUnready)
 	}
 	s.verify(src, rec, sent, accepted, refused)
 }

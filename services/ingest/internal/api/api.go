@@ -136,7 +136,8 @@ func (a *API) routes() *gin.Engine {
 	})
 
 	r.GET("/healthz", gin.WrapF(health.LiveHandler))
-	r.GET("/readyz", gin.WrapF(health.ReadyHandler(a.ready)))
+	// Without Redis ingest still accepts (without dedup): report it, stay ready.
+	r.GET("/readyz", gin.WrapF(health.ReadyHandler(a.ready, "redis")))
 	r.GET("/metrics", gin.WrapH(telemetry.MetricsHandler(a.tel.Registry)))
 	r.POST("/in/:source_id", a.ingest)
 
