@@ -10,8 +10,9 @@ status=${PIPESTATUS[0]}
 echo
 echo "==================== go test summary ===================="
 echo "packages ok:      $(grep -c '^ok ' "$log")"
-echo "packages failed:  $(grep -cE '^(FAIL|--- FAIL)' "$log" | tr -d ' ') lines"
+echo "packages failed:  $(grep -cE '^FAIL[[:space:]]+[^[:space:]]' "$log")"
+echo "tests failed:     $(grep -cE '^[[:space:]]*--- FAIL' "$log")"
 echo "no test files:    $(grep -c 'no test files' "$log")"
-grep -E '^(FAIL|--- FAIL|panic:)' "$log" || true
+grep -E '^([[:space:]]*--- FAIL|FAIL[[:space:]]|panic:)' "$log" || true
 if [ "$status" -eq 0 ]; then echo "result:           PASS"; else echo "result:           FAIL (exit $status)"; fi
 exit "$status"
