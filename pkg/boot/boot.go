@@ -24,11 +24,11 @@ import (
 	"github.com/relayhq/relay/pkg/telemetry"
 )
 
-// Env is what a service's run function gets.
+// Env is what a service's run function gets: its configuration, and the
+// logger and telemetry to hand to the service's New.
 type Env struct {
-	Config    *envconfig.Reader
-	Logger    *slog.Logger
-	Telemetry *telemetry.Telemetry
+	Config *envconfig.Reader
+	lifecycle.Deps
 }
 
 // Probe says where a service serves /readyz: the variable holding its
@@ -83,7 +83,7 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 			log.Warn("telemetry shutdown", "error", err)
 		}
 	}()
-	return run(ctx, Env{Config: cfg, Logger: log, Telemetry: tel})
+	return run(ctx, Env{Config: cfg, Deps: lifecycle.Deps{Logger: log, Telemetry: tel}})
 }
 
 // Healthcheck GETs /readyz of a service listening on addr (":9091" means

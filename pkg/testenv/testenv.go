@@ -21,8 +21,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/telemetry"
 )
 
 // Test processes share go-redis's process-wide logger; keep its dial
@@ -158,4 +161,10 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Deps are a service's dependencies for a test: no log output, and a
+// registry of its own so metrics of one test never mix with another's.
+func Deps() lifecycle.Deps {
+	return lifecycle.Deps{Logger: logging.Discard(), Telemetry: &telemetry.Telemetry{Registry: telemetry.NewRegistry()}}
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/archive/internal/archiver"
 )
 
@@ -73,12 +72,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Deps are what the process provides.
-type Deps struct {
-	Logger    *slog.Logger
-	Telemetry *telemetry.Telemetry
-}
-
 // Service is a running archive replica.
 type Service struct {
 	log      *slog.Logger
@@ -87,12 +80,12 @@ type Service struct {
 }
 
 // New connects to Kafka and S3, creates the topics and the bucket.
-func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	return newService(ctx, cfg, d, nil)
 }
 
 // newService is New with a hook to wrap the S3 client (fault injection in tests).
-func newService(ctx context.Context, cfg Config, d Deps, wrap func(*s3.Client) archiver.ObjectStore) (*Service, error) {
+func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3.Client) archiver.ObjectStore) (*Service, error) {
 	names, err := cfg.Kafka.Names()
 	if err != nil {
 		return nil, err

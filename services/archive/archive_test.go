@@ -22,9 +22,7 @@ import (
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
-	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/pkg/testenv"
 	"github.com/relayhq/relay/services/archive/internal/archiver"
 )
@@ -105,7 +103,7 @@ func (f *fixture) produce(n int, sources ...string) {
 func (f *fixture) run(cfg Config, store func(*s3.Client) archiver.ObjectStore) (stop func()) {
 	f.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := newService(ctx, cfg, Deps{Logger: logging.Discard(), Telemetry: &telemetry.Telemetry{Registry: telemetry.NewRegistry()}}, store)
+	svc, err := newService(ctx, cfg, testenv.Deps(), store)
 	if err != nil {
 		cancel()
 		f.t.Fatal(err)
@@ -228,7 +226,7 @@ func TestCrashBetweenUploadAndCommitDuplicatesNothing(t *testing.T) {
 	f.produce(30, ids.New(ids.Source), ids.New(ids.Source))
 	ctx, cancel := context.WithCancel(context.Background())
 	cs := &crashingStore{crash: cancel, after: 2}
-	svc, err := newService(ctx, f.config(map[string]string{"RELAY_KAFKA_PARTITIONS": "1"}), Deps{Logger: logging.Discard(), Telemetry: &telemetry.Telemetry{Registry: telemetry.NewRegistry()}},
+	svc, err := newService(ctx, f.config(map[string]string{"RELAY_KAFKA_PARTITIONS": "1"}), testenv.Deps(),
 		func(c *s3.Client) archiver.ObjectStore { cs.Client = c; return cs })
 	if err != nil {
 		t.Fatal(err)
@@ -274,7 +272,7 @@ func TestS3DownThenUpLosesNothing(t *testing.T) {
 	cfg := f.config(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	svc, err := newService(ctx, cfg, Deps{Logger: logging.Discard(), Telemetry: &telemetry.Telemetry{Registry: telemetry.NewRegistry()}}, nil)
+	svc, err := newService(ctx, cfg, testenv.Deps(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

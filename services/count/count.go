@@ -23,7 +23,6 @@ import (
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
-	"github.com/relayhq/relay/pkg/telemetry"
 )
 
 // Config is the count service's configuration.
@@ -47,12 +46,6 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	return c, errors.Join(c.Kafka.Validate(), c.Redis.Validate())
 }
 
-// Deps are what the process provides.
-type Deps struct {
-	Logger    *slog.Logger
-	Telemetry *telemetry.Telemetry
-}
-
 // Service is a running count replica.
 type Service struct {
 	log     *slog.Logger
@@ -62,7 +55,7 @@ type Service struct {
 }
 
 // New connects to Kafka and Redis and creates the topics.
-func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	names, err := cfg.Kafka.Names()
 	if err != nil {
 		return nil, err

@@ -14,9 +14,7 @@ import (
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
-	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
@@ -33,7 +31,7 @@ func runCount(t *testing.T, kcfg kafka.Config) (stop func()) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := New(ctx, cfg, Deps{Logger: logging.Discard(), Telemetry: &telemetry.Telemetry{Registry: telemetry.NewRegistry()}})
+	svc, err := New(ctx, cfg, testenv.Deps())
 	if err != nil {
 		cancel()
 		t.Fatal(err)

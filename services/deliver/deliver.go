@@ -23,7 +23,6 @@ import (
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
-	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
 	"github.com/relayhq/relay/services/deliver/internal/consumer"
 	"github.com/relayhq/relay/services/deliver/internal/dispatch"
@@ -141,12 +140,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Deps are what the process provides.
-type Deps struct {
-	Logger    *slog.Logger
-	Telemetry *telemetry.Telemetry
-}
-
 // Service is a running deliver replica.
 type Service struct {
 	log        *slog.Logger
@@ -162,7 +155,7 @@ type Service struct {
 }
 
 // New connects to Kafka and Redis, creates the topics and builds the consumers.
-func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	names, err := cfg.Kafka.Names()
 	if err != nil {
 		return nil, err

@@ -23,7 +23,6 @@ import (
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
-	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/ingest/internal/api"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
@@ -140,12 +139,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Deps are what the process provides: logger and telemetry.
-type Deps struct {
-	Logger    *slog.Logger
-	Telemetry *telemetry.Telemetry
-}
-
 // Service is a running ingest replica.
 type Service struct {
 	log      *slog.Logger
@@ -156,7 +149,7 @@ type Service struct {
 }
 
 // New connects to Kafka and Redis, creates the topics and starts listening.
-func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	names, err := cfg.Kafka.Names()
 	if err != nil {
 		return nil, err

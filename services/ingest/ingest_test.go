@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
@@ -89,7 +90,7 @@ func start(t testing.TB, brokers []string, redisAddr string, extra map[string]st
 		t.Fatal(err)
 	}
 	log := logging.New(io.MultiWriter(h.logs), logging.Config{Level: slog.LevelDebug, Format: "json"}, "ingest")
-	svc, err := New(context.Background(), cfg, Deps{Logger: log, Telemetry: h.tel})
+	svc, err := New(context.Background(), cfg, lifecycle.Deps{Logger: log, Telemetry: h.tel})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		svc, err := archive.New(ctx, cfg, archive.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		svc, err := archive.New(ctx, cfg, env.Deps)
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		svc, err := count.New(ctx, cfg, count.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		svc, err := count.New(ctx, cfg, env.Deps)
 		if err != nil {
 			return err
 		}

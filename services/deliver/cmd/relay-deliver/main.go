@@ -15,7 +15,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		svc, err := deliver.New(ctx, cfg, deliver.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		svc, err := deliver.New(ctx, cfg, env.Deps)
 		if err != nil {
 			return err
 		}

@@ -15,7 +15,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		svc, err := ingest.New(ctx, cfg, ingest.Deps{Logger: env.Logger, Telemetry: env.Telemetry})
+		svc, err := ingest.New(ctx, cfg, env.Deps)
 		if err != nil {
 			return err
 		}

@@ -326,28 +326,14 @@ type deliveryOut struct {
 
 func runDeliveries(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
-	fs := a.apiFlagSet("deliveries", &f)
-	src := fs.String("source", "", "source id (found from the event when omitted)")
-	pos, err := parse(fs, args)
+	c, eventPath, err := a.eventCommand(ctx, "deliveries", &f, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: relay deliveries [--source SOURCE_ID] EVENT_ID")
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	if *src == "" {
-		if *src, err = findSource(ctx, c, pos[0]); err != nil {
-			return err
-		}
 	}
 	var out struct {
 		Data []deliveryOut `json:"data"`
 	}
-	raw, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(*src)+"/events/"+url.PathEscape(pos[0])+"/deliveries", nil, &out)
+	raw, err := c.Do(ctx, "GET", eventPath+"/deliveries", nil, &out)
 	if err != nil {
 		return err
 	}
@@ -372,23 +358,9 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 
 func runReplay(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
-	fs := a.apiFlagSet("replay", &f)
-	src := fs.String("source", "", "source id (found from the event when omitted)")
-	pos, err := parse(fs, args)
+	c, eventPath, err := a.eventCommand(ctx, "replay", &f, args)
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: relay replay [--source SOURCE_ID] EVENT_ID")
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	if *src == "" {
-		if *src, err = findSource(ctx, c, pos[0]); err != nil {
-			return err
-		}
 	}
 	var out struct {
 		Queued  []string `json:"queued"`
@@ -397,7 +369,7 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 			Reason         string `json:"reason"`
 		} `json:"skipped"`
 	}
-	raw, err := c.Do(ctx, "POST", "/sources/"+url.PathEscape(*src)+"/events/"+url.PathEscape(pos[0])+"/replay", nil, &out)
+	raw, err := c.Do(ctx, "POST", eventPath+"/replay", nil, &out)
 	if err != nil {
 		return err
 	}
@@ -530,6 +502,31 @@ func runMetrics(ctx context.Context, a *app, args []string) error {
 	}
 	a.table([]string{"DAY", "TYPE", "COUNT"}, rows)
 	return nil
+}
+
+// eventCommand parses the flags of a command about one event, `relay NAME
+// [--source SOURCE_ID] EVENT_ID`, and returns the API path of that event,
+// finding its source when --source is omitted.
+func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args []string) (*client.Client, string, error) {
+	fs := a.apiFlagSet(name, f)
+	src := fs.String("source", "", "source id (found from the event when omitted)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", fmt.Errorf("usage: relay %s [--source SOURCE_ID] EVENT_ID", name)
+	}
+	c, err := f.client()
+	if err != nil {
+		return nil, "", err
+	}
+	if *src == "" {
+		if *src, err = findSource(ctx, c, pos[0]); err != nil {
+			return nil, "", err
+		}
+	}
+	return c, "/sources/" + url.PathEscape(*src) + "/events/" + url.PathEscape(pos[0]), nil
 }
 
 // findSource finds which source an event belongs to, for commands given only

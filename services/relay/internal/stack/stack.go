@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/archive"
 	"github.com/relayhq/relay/services/count"
@@ -43,16 +44,18 @@ type Stack struct {
 	workers []func(context.Context) error
 }
 
-func tel(o Options) *telemetry.Telemetry {
+// deps are one service's logger and telemetry: the stack's tracer, and a
+// registry of the service's own, as if it ran as its own process.
+func (o Options) deps(service string) lifecycle.Deps {
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = trace.NewNoopTracerProvider()
 	}
-	return &telemetry.Telemetry{
+	return lifecycle.Deps{Logger: o.Logger.With("service", service), Telemetry: &telemetry.Telemetry{
 		TracerProvider: tp,
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		Registry:       telemetry.NewRegistry(),
-	}
+	}}
 }
 
 // New builds every service. Nothing runs until Run.
@@ -62,7 +65,7 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest configuration: %w", err)
 	}
-	if s.Ingest, err = ingest.New(ctx, icfg, ingest.Deps{Logger: o.Logger.With("service", "ingest"), Telemetry: tel(o)}); err != nil {
+	if s.Ingest, err = ingest.New(ctx, icfg, o.deps("ingest")); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	s.workers = append(s.workers, s.Ingest.Run)
@@ -77,7 +80,7 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		if err != nil {
 			return nil, fmt.Errorf("archive configuration: %w", err)
 		}
-		if s.Archive, err = archive.New(ctx, acfg, archive.Deps{Logger: o.Logger.With("service", "archive"), Telemetry: tel(o)}); err != nil {
+		if s.Archive, err = archive.New(ctx, acfg, o.deps("archive")); err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
 		s.workers = append(s.workers, s.Archive.Run)
@@ -87,7 +90,7 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		if err != nil {
 			return nil, fmt.Errorf("count configuration: %w", err)
 		}
-		if s.Count, err = count.New(ctx, ccfg, count.Deps{Logger: o.Logger.With("service", "count"), Telemetry: tel(o)}); err != nil {
+		if s.Count, err = count.New(ctx, ccfg, o.deps("count")); err != nil {
 			return nil, fmt.Errorf("count: %w", err)
 		}
 		s.workers = append(s.workers, s.Count.Run)
@@ -101,7 +104,7 @@ func NewDeliver(ctx context.Context, o Options) (*deliver.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deliver configuration: %w", err)
 	}
-	d, err := deliver.New(ctx, dcfg, deliver.Deps{Logger: o.Logger.With("service", "deliver"), Telemetry: tel(o)})
+	d, err := deliver.New(ctx, dcfg, o.deps("deliver"))
 	if err != nil {
 		return nil, fmt.Errorf("deliver: %w", err)
 	}
