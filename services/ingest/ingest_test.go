@@ -387,6 +387,32 @@ func TestRotationGrace(t *testing.T) {
 	}
 }
 
+func TestSuppliedSecretsAreUsed(t *testing.T) {
+	h := start(t, nil, "", nil)
+	// A provider's own secret (Stripe's whsec_…) is taken as given.
+	const stripeSecret = "whsec_operator_supplied_0123456789"
+	code, _, raw := h.do("POST", "/sources", map[string]any{"name": "stripe", "verification": map[string]any{"scheme": "stripe", "secret": stripeSecret}}, admin())
+	var src created
+	if code != 201 || json.Unmarshal(raw, &src) != nil || src.Secret != stripeSecret {
+		t.Fatalf("create with a supplied secret: %d %s", code, raw)
+	}
+	body := []byte(`{"id":"evt_supplied","type":"charge.succeeded"}`)
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "stripe", stripeSecret, body, time.Now())); code != 202 {
+		t.Fatalf("signed with the supplied secret: %d %s", code, raw)
+	}
+	// A rotation to a supplied secret verifies with it.
+	const rotated = "whsec_operator_rotated_9876543210"
+	code, _, raw = h.do("POST", "/sources/"+src.ID+"/rotate-secret", map[string]any{"secret": rotated}, admin())
+	var rot created
+	if code != 200 || json.Unmarshal(raw, &rot) != nil || rot.Secret != rotated {
+		t.Fatalf("rotate to a supplied secret: %d %s", code, raw)
+	}
+	body = []byte(`{"id":"evt_rotated","type":"charge.succeeded"}`)
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "stripe", rotated, body, time.Now())); code != 202 {
+		t.Fatalf("signed with the rotated secret: %d %s", code, raw)
+	}
+}
+
 func TestSecretsNeverListed(t *testing.T) {
 	h := start(t, nil, "", map[string]string{"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true"})
 	src := h.source("stripe")
@@ -451,6 +477,9 @@ func TestBadInput(t *testing.T) {
 		{"missing name", "POST", "/sources", `{}`, admin(), 400, "invalid_field", "name"},
 		{"unknown scheme", "POST", "/sources", `{"name":"a","verification":{"scheme":"carrier-pigeon"}}`, admin(), 400, "invalid_field", "verification.scheme"},
 		{"bad tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"soon"}}`, admin(), 400, "invalid_field", "verification.tolerance"},
+		{"unusable source secret", "POST", "/sources", `{"name":"a","verification":{"scheme":"standard-webhooks","secret":"whsec_%%%"}}`, admin(), 400, "invalid_field", "verification.secret"},
+		{"unusable rotated secret", "POST", "/sources/" + src.ID + "/rotate-secret", `{"secret":"short"}`, admin(), 400, "invalid_field", "secret"},
+		{"unusable subscription secret", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","secret":"not-whsec"}`, admin(), 400, "invalid_field", "secret"},
 		{"bad subscription url", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"ftp://x"}`, admin(), 400, "invalid_field", "url"},
 		{"private url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://169.254.169.254/latest"}`, admin(), 400, "invalid_field", "not allowed"},
 		{"bad glob", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":[""]}`, admin(), 400, "invalid_field", "events"},

@@ -31,6 +31,7 @@ import (
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
@@ -322,6 +323,20 @@ func jsonKind(k string) string {
 // invalid answers 400 for a field that parsed but is not acceptable.
 func invalid(c *gin.Context, field, msg string) {
 	fail(c, http.StatusBadRequest, "invalid_field", field+": "+msg)
+}
+
+// secretFor returns the secret an operator supplied when scheme accepts it,
+// a fresh one in the scheme's format when none was supplied, and otherwise
+// answers 400 naming field.
+func secretFor(c *gin.Context, scheme signature.Scheme, given, field string) (string, bool) {
+	if given == "" {
+		return scheme.NewSecret(), true
+	}
+	if err := scheme.CheckSecret(given); err != nil {
+		invalid(c, field, err.Error())
+		return "", false
+	}
+	return given, true
 }
 
 // pageParams reads limit (1..500, default 50) and cursor.

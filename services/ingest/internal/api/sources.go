@@ -88,10 +88,7 @@ func (a *API) createSource(c *gin.Context) {
 		invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
 		return
 	}
-	if secret == "" {
-		secret = scheme.NewSecret()
-	} else if err := scheme.CheckSecret(secret); err != nil {
-		invalid(c, "verification.secret", err.Error())
+	if secret, ok = secretFor(c, scheme, secret, "verification.secret"); !ok {
 		return
 	}
 	if tol == 0 {
@@ -218,11 +215,8 @@ func (a *API) rotateSourceSecret(c *gin.Context) {
 		return
 	}
 	scheme, _ := signature.Lookup(src.Scheme)
-	secret := req.Secret
-	if secret == "" {
-		secret = scheme.NewSecret()
-	} else if err := scheme.CheckSecret(secret); err != nil {
-		invalid(c, "secret", err.Error())
+	secret, ok := secretFor(c, scheme, req.Secret, "secret")
+	if !ok {
 		return
 	}
 	grace, ok := a.grace(c, req.Grace)

@@ -103,12 +103,8 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
-	std := signature.StandardWebhooks{}
-	secret := req.Secret
-	if secret == "" {
-		secret = std.NewSecret()
-	} else if err := std.CheckSecret(secret); err != nil {
-		invalid(c, "secret", err.Error())
+	secret, ok := secretFor(c, signature.StandardWebhooks{}, req.Secret, "secret")
+	if !ok {
 		return
 	}
 	sub := catalog.Subscription{
@@ -237,12 +233,8 @@ func (a *API) rotateSubscriptionSecret(c *gin.Context) {
 	if !bindJSON(c, &req, true) {
 		return
 	}
-	std := signature.StandardWebhooks{}
-	secret := req.Secret
-	if secret == "" {
-		secret = std.NewSecret()
-	} else if err := std.CheckSecret(secret); err != nil {
-		invalid(c, "secret", err.Error())
+	secret, ok := secretFor(c, signature.StandardWebhooks{}, req.Secret, "secret")
+	if !ok {
 		return
 	}
 	grace, ok := a.grace(c, req.Grace)
