@@ -2,10 +2,12 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/record"
@@ -71,8 +73,17 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
-	starts, _ := c.adm.ListStartOffsets(ctx, c.names.DLQ)
-	committed, _ := c.adm.FetchOffsets(ctx, c.names.Group(record.GroupRedrive))
+	starts, err := c.adm.ListStartOffsets(ctx, c.names.DLQ)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
+	// No redrive yet means no committed offset: every record is parked.
+	committed, err := c.adm.FetchOffsets(ctx, c.names.Group(record.GroupRedrive))
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
+		return
+	}
 	var depth int64
 	ends.Each(func(o kadm.ListedOffset) {
 		from := int64(0)

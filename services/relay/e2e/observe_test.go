@@ -150,6 +150,14 @@ func TestMetricsEndpoints(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// The DLQ alert and the lag panels read these values, not just their names.
+	deliverMetrics := "http://" + e.stack.Deliver.AdminAddr() + "/metrics"
+	testenv.Eventually(t, 10*time.Second, "relay_dlq_depth counting the parked delivery", func() bool {
+		return metricValue(t, deliverMetrics, "relay_dlq_depth") >= 1
+	})
+	if up := metricValue(t, deliverMetrics, "relay_lag_scrape_success"); up != 1 {
+		t.Errorf("relay_lag_scrape_success = %v, want 1", up)
+	}
 	for _, name := range deploycheck.MetricNames {
 		if !exported[name] {
 			t.Errorf("no service exports %s", name)
