@@ -38,14 +38,17 @@ func LoadConfig(r *envconfig.Reader) Config {
 
 // New returns a logger writing to w, tagged with the service name.
 func New(w io.Writer, c Config, service string) *slog.Logger {
+	return slog.New(NewHandler(w, c)).With("service", service)
+}
+
+// NewHandler returns the handler of New, for a process that tags each of
+// its loggers itself (relay dev runs every service in one process).
+func NewHandler(w io.Writer, c Config) slog.Handler {
 	opts := &slog.HandlerOptions{Level: c.Level}
-	var h slog.Handler
 	if c.Format == "text" {
-		h = slog.NewTextHandler(w, opts)
-	} else {
-		h = slog.NewJSONHandler(w, opts)
+		return TraceHandler{slog.NewTextHandler(w, opts)}
 	}
-	return slog.New(TraceHandler{h}).With("service", service)
+	return TraceHandler{slog.NewJSONHandler(w, opts)}
 }
 
 // TraceHandler adds trace_id and span_id from the record's context, so a log

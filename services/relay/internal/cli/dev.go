@@ -19,6 +19,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/services/relay/internal/devenv"
@@ -79,9 +80,18 @@ func runDev(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	_ = level.UnmarshalText([]byte(envOr(a, "RELAY_LOG_LEVEL", "info")))
-	log := slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+	// Same variables as the services; text by default, for a terminal.
+	logEnv := envconfig.New(func(k string) (string, bool) {
+		if v := a.getenv(k); v != "" {
+			return v, true
+		}
+		return "text", k == "RELAY_LOG_FORMAT"
+	})
+	lc := logging.LoadConfig(logEnv)
+	if err := logEnv.Err(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := slog.New(logging.NewHandler(a.errOut, lc))
 	redisconn.RouteLogs(log)
 
 	sub := func(name string) string {
