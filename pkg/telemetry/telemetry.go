@@ -38,9 +38,12 @@ var Version = "dev"
 // Telemetry is a service's tracer provider, propagator and metrics registry.
 type Telemetry struct {
 	TracerProvider trace.TracerProvider
-	Propagator     propagation.TextMapPropagator
-	Registry       *prometheus.Registry
-	shutdown       func(context.Context) error
+	// Tracing is false when OTEL_SDK_DISABLED=true: TracerProvider is a
+	// no-op, and HTTP handlers and clients skip their instrumentation.
+	Tracing    bool
+	Propagator propagation.TextMapPropagator
+	Registry   *prometheus.Registry
+	shutdown   func(context.Context) error
 }
 
 // Options adjusts Setup; tests use them to record spans in memory.
@@ -94,6 +97,7 @@ func Setup(ctx context.Context, r *envconfig.Reader, service string, o Options) 
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	t.TracerProvider = tp
+	t.Tracing = true
 	t.shutdown = tp.Shutdown
 	return t, nil
 }
@@ -104,6 +108,15 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("telemetry shutdown: %w", err)
 	}
 	return nil
+}
+
+// HTTPTracerProvider is the provider HTTP clients and servers are
+// instrumented with: nil when tracing is off, so they skip it entirely.
+func (t *Telemetry) HTTPTracerProvider() trace.TracerProvider {
+	if !t.Tracing {
+		return nil
+	}
+	return t.TracerProvider
 }
 
 // Tracer returns a named tracer of the service.

@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription,
-		}, d.Telemetry.TracerProvider),
+		}, d.Telemetry.HTTPTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,
 		Health:   s.health,

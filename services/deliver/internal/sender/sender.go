@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -77,6 +78,8 @@ func New(c Config, tp trace.TracerProvider) *Sender {
 	if tp != nil {
 		rt = otelhttp.NewTransport(transport,
 			otelhttp.WithTracerProvider(tp),
+			// Delivery metrics are the engine's; otelhttp's would go to no exporter.
+			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelhttp.WithPropagators(propagation.TraceContext{}),
 			otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "POST webhook" }),
 		)

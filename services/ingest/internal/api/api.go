@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -106,10 +107,18 @@ func New(cfg Config, d Deps) *API {
 	return a
 }
 
-// Handler returns the API wrapped in OpenTelemetry HTTP instrumentation.
+// Handler returns the API wrapped in OpenTelemetry HTTP instrumentation, or
+// bare when tracing is off (OTEL_SDK_DISABLED=true): its per-request cost
+// then buys nothing.
 func (a *API) Handler() http.Handler {
+	if !a.tel.Tracing {
+		return a.engine
+	}
 	return otelhttp.NewHandler(a.engine, "ingest",
 		otelhttp.WithTracerProvider(a.tel.TracerProvider),
+		// Request counts and durations are the observe middleware's
+		// Prometheus metrics; otelhttp's own would go to no exporter.
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
 		// Inbound webhooks come from the internet: a sender's traceparent is
 		// not ours to continue, so each starts its own trace (linked to the

@@ -53,6 +53,7 @@ func (o Options) deps(service string) lifecycle.Deps {
 	}
 	return lifecycle.Deps{Logger: o.Logger.With("service", service), Telemetry: &telemetry.Telemetry{
 		TracerProvider: tp,
+		Tracing:        o.TracerProvider != nil,
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		Registry:       telemetry.NewRegistry(),
 	}}
