@@ -5,7 +5,6 @@ package classify
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -29,25 +28,16 @@ const maxTypeLen = 200
 // "unknown".
 func EventType(h http.Header, body []byte) string {
 	if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
-		var b struct {
-			Action string `json:"action"`
-		}
-		if json.Unmarshal(body, &b) == nil && b.Action != "" {
-			return clean(ev + "." + b.Action)
+		if action, ok := stringField(body, "action"); ok && action != "" {
+			return clean(ev + "." + action)
 		}
 		return clean(ev)
 	}
 	if t := h.Get(signature.HeaderShopifyTopic); t != "" {
 		return clean(t)
 	}
-	var b struct {
-		Type json.RawMessage `json:"type"`
-	}
-	if json.Unmarshal(body, &b) == nil && len(b.Type) > 0 {
-		var s string
-		if json.Unmarshal(b.Type, &s) == nil {
-			return clean(s)
-		}
+	if t, ok := stringField(body, "type"); ok {
+		return clean(t)
 	}
 	return Unknown
 }

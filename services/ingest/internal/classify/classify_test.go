@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -61,4 +62,52 @@ func TestDedupKey(t *testing.T) {
 	if !strings.HasPrefix(a, "body:") || a == b {
 		t.Fatalf("body hash keys: %q %q", a, b)
 	}
+}
+
+// referenceField is what stringField must agree with: json.Unmarshal into
+// a one-field struct, then into a string.
+func referenceField(body []byte, name string) (string, bool) {
+	var v struct {
+		Type json.RawMessage `json:"type"`
+	}
+	if name != "type" {
+		panic("referenceField only knows type")
+	}
+	if json.Unmarshal(body, &v) != nil || len(v.Type) == 0 {
+		return "", false
+	}
+	var s string
+	if v.Type[0] != '"' || json.Unmarshal(v.Type, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+func TestStringField(t *testing.T) {
+	for _, body := range []string{
+		`{"type":"a"}`, ` { "type" : "a" } `, `{"id":1,"type":"b","x":[1,{"type":"no"}]}`,
+		`{"nested":{"type":"no"},"type":"yes"}`, `{"nested":{"type":"no"}}`, `{"Type":"case"}`,
+		`{"type":"first","type":"last"}`, `{"ty\u0070e":"escaped name"}`, `{"type":"esc\"aped \u00e9"}`,
+		`{"type":null}`, `{"type":true}`, `{"type":1.5e3}`, `{}`, `[]`, `"type"`, `{"type":"a"`,
+		`{"type":"a"} x`, `{"a":"}\"","type":"after tricky string"}`, `{"a":[[],{}],"type":"t"}`, ``,
+	} {
+		got, gotOK := stringField([]byte(body), "type")
+		want, wantOK := referenceField([]byte(body), "type")
+		if got != want || gotOK != wantOK {
+			t.Errorf("%s: stringField = %q, %v; json.Unmarshal gives %q, %v", body, got, gotOK, want, wantOK)
+		}
+	}
+}
+
+func FuzzStringField(f *testing.F) {
+	f.Add([]byte(`{"id":1,"type":"b","x":[1,{"type":"no"}]}`))
+	f.Add([]byte(`{"TYPE":"x","type":"y"}`))
+	f.Add([]byte(`{"a":"\\","type":"z"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gotOK := stringField(body, "type")
+		want, wantOK := referenceField(body, "type")
+		if got != want || gotOK != wantOK {
+			t.Fatalf("%q: stringField = %q, %v; json.Unmarshal gives %q, %v", body, got, gotOK, want, wantOK)
+		}
+	})
 }
