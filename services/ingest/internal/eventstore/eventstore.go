@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,15 +46,35 @@ type Event struct {
 	Body []byte
 }
 
+// trimEvery is how often, at most, one process trims a source's index and
+// renews its expiry. Doing it for every event cost Redis two of the five
+// commands that store an event, for entries that expire days later.
+const trimEvery = time.Second
+
 // Store reads and writes events.
 type Store struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
+	// trimmed holds, per source id, when this process last trimmed its
+	// index (*atomic.Int64, unix nanoseconds).
+	trimmed sync.Map
 }
 
 // New returns a Store keeping events for retention.
 func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 	return &Store{rdb: rdb, retention: retention}
+}
+
+// trimDue reports whether the index of src should be trimmed now, and if so
+// claims the trim for this caller.
+func (s *Store) trimDue(src string, now time.Time) bool {
+	v, _ := s.trimmed.LoadOrStore(src, new(atomic.Int64))
+	last := v.(*atomic.Int64)
+	prev := last.Load()
+	if prev != 0 && now.UnixNano()-prev < int64(trimEvery) {
+		return false
+	}
+	return last.CompareAndSwap(prev, now.UnixNano())
 }
 
 // Put stores e and indexes it under its source, trimming index entries past
@@ -71,17 +93,26 @@ func (s *Store) Put(ctx context.Context, e Event) error {
 // Queue adds Put's commands to a pipeline, so storing the event shares a
 // round trip with the request's other bookkeeping. It returns the commands,
 // whose errors say whether the event was stored.
+//
+// Index entries past retention are trimmed, and the index's own expiry
+// renewed, at most every trimEvery per source and process: the index then
+// lives at least retention after its newest entry, and holds expired
+// entries for at most trimEvery longer than retention (List skips them).
 func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.Cmder {
 	key := eventKey(e.ID)
-	cutoff := ids.LowerBound(ids.Event, e.ReceivedAt.Add(-s.retention))
-	return []redis.Cmder{
+	cmds := []redis.Cmder{
 		p.HSet(ctx, key, "source_id", e.SourceID, "type", e.Type, "content_type", e.ContentType,
 			"received_at", e.ReceivedAt.UnixMilli(), "size", len(e.Body), "payload", e.Body),
 		p.Expire(ctx, key, s.retention),
 		p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: e.ID}),
-		p.ZRemRangeByLex(ctx, indexKey(e.SourceID), "-", "("+cutoff),
-		p.Expire(ctx, indexKey(e.SourceID), s.retention),
 	}
+	if s.trimDue(e.SourceID, e.ReceivedAt) {
+		cutoff := ids.LowerBound(ids.Event, e.ReceivedAt.Add(-s.retention))
+		cmds = append(cmds,
+			p.ZRemRangeByLex(ctx, indexKey(e.SourceID), "-", "("+cutoff),
+			p.Expire(ctx, indexKey(e.SourceID), s.retention+trimEvery))
+	}
+	return cmds
 }
 
 func fromHash(id string, m map[string]string) Event {

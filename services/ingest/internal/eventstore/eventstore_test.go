@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,5 +78,34 @@ func TestIndexTrimsPastRetention(t *testing.T) {
 	n, err := rdb.ZCard(ctx, indexKey(src)).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("index holds %d entries after a write, want 1", n)
+	}
+}
+
+func TestIndexTrimIsAmortised(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	src := ids.New(ids.Source)
+	t0 := time.Now()
+	put := func(at time.Time) {
+		t.Helper()
+		if err := s.Put(ctx, Event{ID: ids.NewAt(ids.Event, at), SourceID: src, ReceivedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t0) // the first event of a source trims and sets the index's expiry
+	if ttl := rdb.TTL(ctx, indexKey(src)).Val(); ttl <= time.Hour {
+		t.Fatalf("index expires in %v, want more than the retention", ttl)
+	}
+	stale := ids.NewAt(ids.Event, t0.Add(-2*time.Hour))
+	rdb.ZAdd(ctx, indexKey(src), redis.Z{Member: stale})
+	put(t0.Add(100 * time.Millisecond))
+	if n := rdb.ZCard(ctx, indexKey(src)).Val(); n != 3 {
+		t.Fatalf("index holds %d entries, want 3: no trim within %v of the last", n, trimEvery)
+	}
+	put(t0.Add(trimEvery + 100*time.Millisecond))
+	members := rdb.ZRange(ctx, indexKey(src), 0, -1).Val()
+	if len(members) != 3 || slices.Contains(members, stale) {
+		t.Fatalf("index after %v = %v, want the three events without the stale one", trimEvery, members)
 	}
 }
