@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -373,4 +374,27 @@ func EnsureTopicsRetrying(ctx context.Context, cl *kgo.Client, cfg Config, names
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// StickyFor partitions records of the given topics stickily, ignoring their
+// keys: every record of a linger window goes to one partition, the next
+// window to another. relay.events keys are event ids, unique by
+// construction, so hashing them orders nothing and only spreads each small
+// batch over every partition, which costs the broker and the producer per
+// batch. Records of other topics keep the default: murmur2 of the key,
+// as Java clients and kcat -X partitioner=murmur2_random do.
+func StickyFor(topics ...string) kgo.Partitioner {
+	return stickyFor{topics: topics, sticky: kgo.StickyPartitioner(), keyed: kgo.StickyKeyPartitioner(nil)}
+}
+
+type stickyFor struct {
+	topics        []string
+	sticky, keyed kgo.Partitioner
+}
+
+func (p stickyFor) ForTopic(topic string) kgo.TopicPartitioner {
+	if slices.Contains(p.topics, topic) {
+		return p.sticky.ForTopic(topic)
+	}
+	return p.keyed.ForTopic(topic)
 }

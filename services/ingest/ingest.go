@@ -163,6 +163,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			// duplicate if the sender retries a write the broker did take.
 			kgo.AllowIdempotentProduceCancellation(),
 			kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+			// Larger batches of events, fewer of them: see kafka.StickyFor.
+			kgo.RecordPartitioner(kafka.StickyFor(names.Events)),
 		)...)
 	if err != nil {
 		return nil, err
