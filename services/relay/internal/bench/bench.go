@@ -153,8 +153,8 @@ func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink,
 	total := int(rate * dur.Seconds())
 	due := make([]time.Time, total)
 	rec := &Recorder{}
-	sink.Arm(due, rec)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	sink.Arm(run, due, rec)
 	var failed atomic.Int64
 	sent, shed := OpenLoop(ctx, rate, dur, 4096, func(ctx context.Context, i int, at time.Time) {
 		due[i] = at

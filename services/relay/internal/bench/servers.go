@@ -92,20 +92,28 @@ func ProxyHandler(secret string, targets []string) http.Handler {
 	})
 }
 
-// Sink is the endpoint of the end-to-end scenarios: it reads the sequence
-// number the load generator put in each body and records the delivery's
-// latency from when that request was due. delay, when set, makes it a slow
-// endpoint.
+// Sink is the endpoint of the end-to-end scenarios: it reads the run and
+// sequence number the load generator put in each body and records the
+// delivery's latency from when that request was due, once per endpoint path
+// and request. Deliveries of other runs (stragglers of an earlier step that
+// went through a retry tier) and repeats (at-least-once redeliveries) are
+// not counted. delay, when set, makes it a slow endpoint.
 type Sink struct {
-	due   atomic.Pointer[[]time.Time]
-	rec   atomic.Pointer[Recorder]
+	armed atomic.Pointer[sinkRun]
 	delay time.Duration
 }
 
+type sinkRun struct {
+	marker []byte // `"run":"<id>"`
+	due    []time.Time
+	rec    *Recorder
+	mu     sync.Mutex
+	seen   map[string]bool
+}
+
 // Arm points the sink at a run: due[i] is when request i was due.
-func (s *Sink) Arm(due []time.Time, rec *Recorder) {
-	s.due.Store(&due)
-	s.rec.Store(rec)
+func (s *Sink) Arm(run string, due []time.Time, rec *Recorder) {
+	s.armed.Store(&sinkRun{marker: []byte(`"run":"` + run + `"`), due: due, rec: rec, seen: map[string]bool{}})
 }
 
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -118,10 +126,15 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := time.Now()
-	if n, ok := seq(body); ok {
-		if due := s.due.Load(); due != nil && n < len(*due) {
-			if rec := s.rec.Load(); rec != nil {
-				rec.Observe(now.Sub((*due)[n]))
+	if run := s.armed.Load(); run != nil && bytes.Contains(body[:min(len(body), 128)], run.marker) {
+		if n, ok := seq(body); ok && n < len(run.due) && !run.due[n].IsZero() {
+			key := r.URL.Path + "#" + strconv.Itoa(n)
+			run.mu.Lock()
+			first := !run.seen[key]
+			run.seen[key] = true
+			run.mu.Unlock()
+			if first {
+				run.rec.Observe(now.Sub(run.due[n]))
 			}
 		}
 	}

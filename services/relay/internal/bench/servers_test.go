@@ -1,0 +1,37 @@
+package bench
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSinkCountsEachDeliveryOfItsRunOnce(t *testing.T) {
+	s := &Sink{}
+	rec := &Recorder{}
+	due := []time.Time{time.Now(), time.Now(), {}}
+	s.Arm("current", due, rec)
+	post := func(path string, b []byte) {
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, strings.NewReader(string(b))))
+		if w.Code != http.StatusOK {
+			t.Fatalf("sink answered %d", w.Code)
+		}
+	}
+	post("/hook/0", body("current", 0))
+	post("/hook/0", body("current", 0)) // a redelivery
+	post("/hook/1", body("current", 0)) // the same event at another endpoint
+	post("/hook/0", body("current", 1))
+	post("/hook/0", body("earlier", 1)) // a straggler of an earlier step
+	post("/hook/0", body("current", 2)) // never sent in this run
+	post("/hook/0", body("current", 7)) // out of range
+	post("/hook/0", []byte("not a bench body"))
+	if got := rec.Count(); got != 3 {
+		t.Fatalf("sink counted %d deliveries, want 3", got)
+	}
+	if s := rec.Summarise(1, 3, 0, time.Second); s.Max > time.Minute {
+		t.Fatalf("a latency of %v was recorded", s.Max)
+	}
+}
