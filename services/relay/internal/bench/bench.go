@@ -79,7 +79,14 @@ type Bench struct {
 	client *http.Client
 	report Report
 	token  string
+	// quiet is how long the sink must have been idle before the next
+	// delivery step starts: longer after a step that left deliveries behind.
+	quiet time.Duration
 }
+
+// stragglerQuiet outlasts the first retry tier (5s by default), where
+// deliveries an overloaded step could not take wait for their next attempt.
+const stragglerQuiet = 6 * time.Second
 
 // New returns a Bench.
 func New(cfg Config) *Bench {
@@ -152,6 +159,9 @@ func (b *Bench) warmUp(ctx context.Context, url, secret string) {
 func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink, fanout int, rate float64, dur, drain time.Duration) Stats {
 	total := int(rate * dur.Seconds())
 	due := make([]time.Time, total)
+	// An overloaded step leaves deliveries behind in the first retry tier;
+	// let them arrive before this step starts, so it pays for none of them.
+	sink.WaitQuiet(b.quiet, 2*time.Minute)
 	rec := &Recorder{}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	sink.Arm(run, due, rec)
@@ -166,6 +176,10 @@ func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink,
 	deadline := time.Now().Add(drain)
 	for rec.Count() < want && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
+	}
+	b.quiet = time.Second
+	if rec.Count() < want {
+		b.quiet = stragglerQuiet
 	}
 	s := rec.Summarise(rate*float64(fanout), sent*fanout, shed*fanout, dur)
 	s.Errors = int(failed.Load())*fanout + max(0, want-rec.Count())

@@ -101,6 +101,20 @@ func ProxyHandler(secret string, targets []string) http.Handler {
 type Sink struct {
 	armed atomic.Pointer[sinkRun]
 	delay time.Duration
+	last  atomic.Int64 // unix nanoseconds of the latest request
+}
+
+// WaitQuiet returns once the sink has had no request for quiet, or after
+// at most limit.
+func (s *Sink) WaitQuiet(quiet, limit time.Duration) {
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		idle := time.Since(time.Unix(0, s.last.Load()))
+		if idle >= quiet {
+			return
+		}
+		time.Sleep(min(quiet-idle, time.Until(end)))
+	}
 }
 
 type sinkRun struct {
@@ -117,6 +131,7 @@ func (s *Sink) Arm(run string, due []time.Time, rec *Recorder) {
 }
 
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.last.Store(time.Now().UnixNano())
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if s.delay > 0 {
 		select {

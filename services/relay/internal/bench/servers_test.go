@@ -35,3 +35,14 @@ func TestSinkCountsEachDeliveryOfItsRunOnce(t *testing.T) {
 		t.Fatalf("a latency of %v was recorded", s.Max)
 	}
 }
+
+func TestSinkWaitQuiet(t *testing.T) {
+	s := &Sink{}
+	s.WaitQuiet(time.Hour, time.Hour) // never hit, so quiet since 1970: returns at once
+	s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader("{}")))
+	start := time.Now()
+	s.WaitQuiet(50*time.Millisecond, time.Hour)
+	if waited := time.Since(start); waited < 40*time.Millisecond {
+		t.Fatalf("WaitQuiet returned after %v, before the sink was quiet for 50ms", waited)
+	}
+}
