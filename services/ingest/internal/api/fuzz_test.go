@@ -117,9 +117,11 @@ func FuzzIngestHandler(f *testing.F) {
 	})
 }
 
-// TestBookkeepSurvivesAFlushedScriptCache: after a Redis restart the
-// pipelined commit gets NOSCRIPT, and the dedup key must still be committed.
-func TestBookkeepSurvivesAFlushedScriptCache(t *testing.T) {
+// TestBookkeepNamesTheEvent: bookkeeping stores the accepted event's id
+// under the dedup key for the window, even when the pending marker is gone
+// (it expired during a slow produce) and after Redis lost its script cache
+// (a restart).
+func TestBookkeepNamesTheEvent(t *testing.T) {
 	a, _ := newTestAPI(t)
 	ctx := context.Background()
 	src := ids.New(ids.Source)
@@ -132,8 +134,14 @@ func TestBookkeepSurvivesAFlushedScriptCache(t *testing.T) {
 	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
 	a.bookkeep(ctx, claim, time.Hour, eventstore.Event{ID: ids.New(ids.Event), SourceID: src, ReceivedAt: time.Now(), Body: []byte("{}")})
 	if got, _ := rdb.Get(ctx, key).Result(); got != "evt_x" {
 		t.Fatalf("dedup key holds %q after bookkeeping, want the event id", got)
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("dedup key expires in %v, want the one-hour window", ttl)
 	}
 }

@@ -194,7 +194,7 @@ func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {
 // bookkeep records an accepted event: the dedup key now names it (when a
 // claim was made), and the events API can list it.
 func (a *API) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Duration, e eventstore.Event) {
-	var commit *redis.Cmd
+	var commit *redis.StatusCmd
 	var stored []redis.Cmder
 	err := a.pipe.Do(ctx, func(p redis.Pipeliner) {
 		if claim != nil {
@@ -203,20 +203,13 @@ func (a *API) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Dura
 		stored = a.events.Queue(ctx, p, e)
 	})
 	if err == nil {
+		if commit != nil {
+			stored = append(stored, commit)
+		}
 		for _, c := range stored {
 			if err = c.Err(); err != nil {
 				break
 			}
-		}
-	}
-	if commit != nil {
-		cerr := commit.Err()
-		if dedup.IsNoScript(cerr) {
-			// Redis restarted and lost its script cache: Commit loads it again.
-			_, cerr = a.dedup.Commit(ctx, claim, window)
-		}
-		if cerr != nil && err == nil {
-			err = cerr
 		}
 	}
 	if err != nil {

@@ -116,33 +116,23 @@ func (s *Store) Acquire(ctx context.Context, key, evt string) (*Claim, string, e
 	}
 }
 
-var commitScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-`)
-
-// Commit replaces the pending marker with the event id for window. It
-// returns false when the marker was no longer ours (it expired because the
-// produce outlasted PendingTTL); the event is accepted either way.
-func (s *Store) Commit(ctx context.Context, c *Claim, window time.Duration) (bool, error) {
-	n, err := commitScript.Run(ctx, s.rdb, []string{c.key}, pendingPrefix+c.evt, c.evt, window.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("dedup commit: %w", err)
+// Commit names the accepted event under the key for window, replacing the
+// pending marker. It is a plain SET: the event is accepted whatever the key
+// holds now. Were the marker to have expired (a produce outlasting
+// PendingTTL) and another request claimed the key meanwhile, both events are
+// accepted either way, and a compare-and-set would only leave the key
+// without the id of one that was.
+func (s *Store) Commit(ctx context.Context, c *Claim, window time.Duration) error {
+	if err := s.rdb.Set(ctx, c.key, c.evt, window).Err(); err != nil {
+		return fmt.Errorf("dedup commit: %w", err)
 	}
-	return n == 1, nil
+	return nil
 }
 
-// QueueCommit adds Commit's script to a pipeline, so the commit shares a
-// round trip with the event's other bookkeeping. A cmd error that
-// IsNoScript means Redis lost its script cache: call Commit instead.
-func (s *Store) QueueCommit(ctx context.Context, p redis.Pipeliner, c *Claim, window time.Duration) *redis.Cmd {
-	return p.EvalSha(ctx, commitScript.Hash(), []string{c.key}, pendingPrefix+c.evt, c.evt, window.Milliseconds())
-}
-
-// IsNoScript reports whether err means the script is not loaded on the server.
-func IsNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+// QueueCommit adds Commit's command to a pipeline, so the commit shares a
+// round trip with the event's other bookkeeping.
+func (s *Store) QueueCommit(ctx context.Context, p redis.Pipeliner, c *Claim, window time.Duration) *redis.StatusCmd {
+	return p.Set(ctx, c.key, c.evt, window)
 }
 
 var releaseScript = redis.NewScript(`

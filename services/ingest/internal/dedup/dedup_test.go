@@ -36,8 +36,8 @@ func TestProtocol(t *testing.T) {
 		if err != nil || retry == nil {
 			t.Fatalf("acquire after release = %v %v", retry, err)
 		}
-		if ok, err := s.Commit(ctx, retry, time.Hour); err != nil || !ok {
-			t.Fatalf("commit = %v %v", ok, err)
+		if err := s.Commit(ctx, retry, time.Hour); err != nil {
+			t.Fatalf("commit = %v", err)
 		}
 		// From now on every duplicate gets the accepted id.
 		c, dup, err := s.Acquire(ctx, key, "evt_d")
@@ -78,7 +78,7 @@ func TestConcurrentDuplicateWaitsForOutcome(t *testing.T) {
 		}()
 	}
 	time.Sleep(100 * time.Millisecond)
-	if _, err := s.Commit(ctx, first, time.Hour); err != nil {
+	if err := s.Commit(ctx, first, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
