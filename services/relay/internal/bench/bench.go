@@ -42,6 +42,9 @@ type Config struct {
 	KafkaPID, RedisPID int
 	// Step is how long each load step lasts.
 	Step time.Duration
+	// WarmUp is how long each system under test gets 1,000 requests/s
+	// (deliveries/s in fan-out) before its first measured step.
+	WarmUp time.Duration
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
 	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers.
@@ -96,6 +99,9 @@ func New(cfg Config) *Bench {
 	if cfg.Prefill == 0 {
 		cfg.Prefill = 60000
 	}
+	if cfg.WarmUp == 0 {
+		cfg.WarmUp = 20 * time.Second
+	}
 	tr := &http.Transport{
 		MaxIdleConns: 8192, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -148,10 +154,13 @@ func (b *Bench) ingestRun(ctx context.Context, url, secret string, rate float64,
 	return rec.Summarise(rate, sent, shed, dur)
 }
 
-// warmUp sends a little traffic first, so connection set-up, topic
-// metadata and the first produce requests are not measured.
-func (b *Bench) warmUp(ctx context.Context, url, secret string) {
-	b.ingestRun(ctx, url, secret, 200, 2*time.Second)
+// warmUp sends traffic for a while before anything is measured: connection
+// set-up, topic metadata and first produce requests, and above all the
+// broker's JVM, which on fresh topics burns up to a core for its first half
+// minute (its JIT and new log segments; a long-running broker is past that).
+// fanout is the deliveries per request, so that the endpoints see 1,000/s.
+func (b *Bench) warmUp(ctx context.Context, url, secret string, fanout int) {
+	b.ingestRun(ctx, url, secret, 1000/float64(fanout), b.cfg.WarmUp)
 }
 
 // deliveryRun offers rate/s events for dur and measures deliveries at the
@@ -405,7 +414,7 @@ func (b *Bench) ingestScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.warmUp(ctx, baseURL+"/in/x", b.secret)
+	b.warmUp(ctx, baseURL+"/in/x", b.secret, 1)
 	baseSteps := ramp(500, 64000, merge(b.infra(), map[string]int{"baseline": base.PID()}), func(rate float64) Stats {
 		return b.ingestRun(ctx, baseURL+"/in/x", b.secret, rate, b.cfg.Step)
 	})
@@ -425,7 +434,7 @@ func (b *Bench) ingestScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.warmUp(ctx, url, b.secret)
+	b.warmUp(ctx, url, b.secret, 1)
 	steps := ramp(500, 64000, merge(b.infra(), r.pids()), func(rate float64) Stats { return b.ingestRun(ctx, url, b.secret, rate, b.cfg.Step) })
 	for _, s := range steps {
 		b.add(Result{Scenario: "ingest ramp", System: "relay", Stats: s.Stats, Usage: s.Usage})
@@ -454,7 +463,7 @@ func (b *Bench) endToEndScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.warmUp(ctx, baseURL+"/in/x", b.secret)
+	b.warmUp(ctx, baseURL+"/in/x", b.secret, 1)
 	baseSteps := ramp(500, 32000, merge(b.infra(), map[string]int{"baseline": base.PID()}), func(rate float64) Stats {
 		return b.deliveryRun(ctx, baseURL+"/in/x", b.secret, sink, 1, rate, b.cfg.Step, 5*time.Second)
 	})
@@ -473,7 +482,7 @@ func (b *Bench) endToEndScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.warmUp(ctx, url, b.secret)
+	b.warmUp(ctx, url, b.secret, 1)
 	m := NewMeter(merge(b.infra(), r.pids()))
 	fixed := b.deliveryRun(ctx, url, b.secret, sink, 1, 1000, 2*b.cfg.Step, 10*time.Second)
 	b.add(Result{Scenario: "e2e at 1000/s", System: "relay", Stats: fixed, Usage: m.Stop(), Note: "latency from due time to arrival at the endpoint"})
@@ -512,7 +521,7 @@ func (b *Bench) fanoutScenarios(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.warmUp(ctx, baseURL+"/in/x", b.secret)
+	b.warmUp(ctx, baseURL+"/in/x", b.secret, 10)
 	baseSteps := ramp(100, 16000, merge(b.infra(), map[string]int{"baseline": base.PID()}), func(rate float64) Stats {
 		return b.deliveryRun(ctx, baseURL+"/in/x", b.secret, sink, 10, rate, b.cfg.Step, 5*time.Second)
 	})
@@ -529,7 +538,7 @@ func (b *Bench) fanoutScenarios(ctx context.Context) error {
 		r.stop()
 		return err
 	}
-	b.warmUp(ctx, url, b.secret)
+	b.warmUp(ctx, url, b.secret, 10)
 	steps := ramp(100, 16000, merge(b.infra(), r.pids()), func(rate float64) Stats {
 		return b.deliveryRun(ctx, url, b.secret, sink, 10, rate, b.cfg.Step, 10*time.Second)
 	})
@@ -558,7 +567,7 @@ func (b *Bench) fanoutScenarios(ctx context.Context) error {
 		if err != nil {
 			return Stats{}, Usage{}, err
 		}
-		b.warmUp(ctx, url, b.secret)
+		b.warmUp(ctx, url, b.secret, 10)
 		fan := 10
 		if slowOne {
 			fan = 9 // the sink counts only the nine healthy endpoints
