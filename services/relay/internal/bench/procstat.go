@@ -18,7 +18,8 @@ type ProcSample struct {
 	When time.Time
 }
 
-// SampleProc reads /proc/<pid>/stat.
+// SampleProc reads /proc/<pid>/stat: the CPU time of the process and of
+// its children that have ended.
 func SampleProc(pid int) (ProcSample, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -30,9 +31,14 @@ func SampleProc(pid int) (ProcSample, error) {
 	if len(rest) < 15 {
 		return ProcSample{}, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	utime, _ := strconv.ParseInt(rest[11], 10, 64)
-	stime, _ := strconv.ParseInt(rest[12], 10, 64)
-	return ProcSample{PID: pid, CPU: time.Duration(utime+stime) * time.Second / clockTicks, When: time.Now()}, nil
+	// utime and stime, plus cutime and cstime: the children the process has
+	// waited for, such as Redis's AOF rewrites, which fork.
+	var ticks int64
+	for _, f := range rest[11:15] {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		ticks += n
+	}
+	return ProcSample{PID: pid, CPU: time.Duration(ticks) * time.Second / clockTicks, When: time.Now()}, nil
 }
 
 // Cores is the CPU used between two samples, in cores (1.0 = one core busy).

@@ -3,6 +3,8 @@ package bench
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,30 @@ func TestSinkWaitQuiet(t *testing.T) {
 	s.WaitQuiet(50*time.Millisecond, time.Hour)
 	if waited := time.Since(start); waited < 40*time.Millisecond {
 		t.Fatalf("WaitQuiet returned after %v, before the sink was quiet for 50ms", waited)
+	}
+}
+
+// SampleProc counts the CPU of children that have ended: Redis forks for
+// its AOF rewrites, and that work is part of what Redis costs.
+func TestSampleProcCountsEndedChildren(t *testing.T) {
+	// A child that burns CPU for a while, then is waited for.
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+	start, err := SampleProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	after, err := SampleProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child < 50*time.Millisecond {
+		t.Fatalf("the child used only %v, too little to measure in clock ticks", child)
+	}
+	if after.CPU-start.CPU < child/2 {
+		t.Fatalf("the child used %v, but the parent's sample grew by %v", child, after.CPU-start.CPU)
 	}
 }
