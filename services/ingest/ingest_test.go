@@ -116,6 +116,8 @@ func (h *harness) do(method, path string, body any, header http.Header) (int, ht
 		rd = bytes.NewReader(b)
 	case string:
 		rd = strings.NewReader(b)
+	case io.Reader: // of unknown length: sent chunked
+		rd = b
 	default:
 		raw, _ := json.Marshal(b)
 		rd = bytes.NewReader(raw)
@@ -464,6 +466,7 @@ func TestBadInput(t *testing.T) {
 		{"missing signature names the header", "POST", "/in/" + src.ID, okBody, nil, 401, "missing_signature", "X-Relay-Signature"},
 		{"malformed signature", "POST", "/in/" + src.ID, okBody, http.Header{"X-Relay-Signature": {"zz"}}, 401, "malformed_signature", "X-Relay-Signature"},
 		{"body too large", "POST", "/in/" + src.ID, bytes.Repeat([]byte("a"), 5000), nil, 413, "payload_too_large", "4096"},
+		{"chunked body too large", "POST", "/in/" + src.ID, io.MultiReader(bytes.NewReader(bytes.Repeat([]byte("a"), 5000))), nil, 413, "payload_too_large", "4096"},
 		{"idempotency key too long", "POST", "/in/" + src.ID, okBody, func() http.Header {
 			x := signed(t, "relay", src.Secret, okBody, time.Now())
 			x.Set("X-Idempotency-Key", strings.Repeat("k", 300))
@@ -514,6 +517,17 @@ func TestBadInput(t *testing.T) {
 	// Every failure left a log line.
 	if n := strings.Count(h.logs.String(), `"request failed"`); n < len(tests) {
 		t.Fatalf("%d failures logged, want at least %d", n, len(tests))
+	}
+}
+
+// A body of unknown length (chunked) is read to its end, within the limit.
+func TestChunkedBodyIsAccepted(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	body := []byte(`{"type":"chunked.event"}`)
+	code, _, raw := h.do("POST", "/in/"+src.ID, io.MultiReader(bytes.NewReader(body)), signed(t, "relay", src.Secret, body, time.Now()))
+	if code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", code, raw)
 	}
 }
 

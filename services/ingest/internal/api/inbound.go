@@ -163,7 +163,18 @@ func (a *API) readBody(c *gin.Context) ([]byte, bool) {
 		fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", limit))
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	r := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
+	var body []byte
+	var err error
+	if n := c.Request.ContentLength; n >= 0 {
+		// The usual case: the length is known (and at most limit), so read
+		// into one buffer of that size rather than growing one. net/http
+		// ends the body at Content-Length, so ReadFull reads all of it.
+		body = make([]byte, n)
+		_, err = io.ReadFull(r, body)
+	} else {
+		body, err = io.ReadAll(r)
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
