@@ -39,7 +39,8 @@ var Version = "dev"
 type Telemetry struct {
 	TracerProvider trace.TracerProvider
 	// Tracing is false when OTEL_SDK_DISABLED=true: TracerProvider is a
-	// no-op, and HTTP handlers and clients skip their instrumentation.
+	// no-op, and HTTP and Kafka clients and servers skip their
+	// instrumentation (see ActiveTracerProvider).
 	Tracing    bool
 	Propagator propagation.TextMapPropagator
 	Registry   *prometheus.Registry
@@ -110,9 +111,10 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// HTTPTracerProvider is the provider HTTP clients and servers are
-// instrumented with: nil when tracing is off, so they skip it entirely.
-func (t *Telemetry) HTTPTracerProvider() trace.TracerProvider {
+// ActiveTracerProvider is the provider HTTP servers, HTTP clients and Kafka
+// clients are instrumented with: nil when tracing is off, so that they skip
+// their instrumentation entirely rather than run it against a no-op.
+func (t *Telemetry) ActiveTracerProvider() trace.TracerProvider {
 	if !t.Tracing {
 		return nil
 	}

@@ -21,6 +21,11 @@ func TestSetup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Instrumentation is installed exactly when tracing is on.
+			disabled := env["OTEL_SDK_DISABLED"] == "true"
+			if tel.Tracing == disabled || (tel.ActiveTracerProvider() == nil) != disabled {
+				t.Fatalf("Tracing = %v, ActiveTracerProvider() = %v with OTEL_SDK_DISABLED=%v", tel.Tracing, tel.ActiveTracerProvider(), disabled)
+			}
 			_, span := tel.Tracer("t").Start(context.Background(), "op")
 			span.End()
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

@@ -103,7 +103,7 @@ func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3
 	}
 	reg := d.Telemetry.Registry
 	a := archiver.New(store, cfg.S3.Bucket, names.Events, cfg.Limits, d.Logger, reg)
-	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
+	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
 	group := names.Group(record.GroupArchive)
 	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events), a.Options()...)
 	cl, err := kafka.NewClient(cfg.Kafka, "relay-archive", in, in.Tracer("relay-archive", group, false), opts...)

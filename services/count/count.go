@@ -71,7 +71,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		}),
 	}
 	reg.MustRegister(c.counted, c.failures)
-	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
+	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
 	group := names.Group(record.GroupCount)
 	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events),
 		// Commit by hand, after the counting scripts ran.

@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	log := d.Logger
 	reg := d.Telemetry.Registry
-	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: reg}
+	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
 	producer, err := kafka.NewClient(cfg.Kafka, "relay-deliver-producer", in, in.Tracer("relay-deliver-producer", "", false), kafka.ProducerOptions()...)
 	if err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription,
-		}, d.Telemetry.HTTPTracerProvider()),
+		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,
 		Health:   s.health,

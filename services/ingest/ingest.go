@@ -155,7 +155,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		return nil, err
 	}
 	log := d.Logger
-	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.TracerProvider, Propagator: d.Telemetry.Propagator, Registerer: d.Telemetry.Registry}
+	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: d.Telemetry.Registry}
 	producer, err := kafka.NewClient(cfg.Kafka, "relay-ingest", in, in.Tracer("relay-ingest", "", false),
 		append(kafka.ProducerOptions(),
 			// Ingest answers within RELAY_PRODUCE_TIMEOUT; let that deadline
