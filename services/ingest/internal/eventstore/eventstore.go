@@ -5,17 +5,24 @@
 //
 // Keys:
 //
-//	relay:evt:{evt_…}           hash: source, type, received time, content type, payload
+//	relay:evt:{evt_…}           string: a JSON line of metadata (source, type,
+//	                            content type, received time, size), then the
+//	                            payload byte for byte; one SET with the
+//	                            retention as its expiry. (Events stored by
+//	                            earlier versions are hashes; they are still read.)
 //	relay:src:{src_…}:events    zset: event ids, all at score 0, so ordered by
 //	                            id and therefore by time (ids are time-sortable)
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,11 +106,8 @@ func (s *Store) Put(ctx context.Context, e Event) error {
 // lives at least retention after its newest entry, and holds expired
 // entries for at most trimEvery longer than retention (List skips them).
 func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.Cmder {
-	key := eventKey(e.ID)
 	cmds := []redis.Cmder{
-		p.HSet(ctx, key, "source_id", e.SourceID, "type", e.Type, "content_type", e.ContentType,
-			"received_at", e.ReceivedAt.UnixMilli(), "size", len(e.Body), "payload", e.Body),
-		p.Expire(ctx, key, s.retention),
+		p.Set(ctx, eventKey(e.ID), encode(e), s.retention),
 		p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: e.ID}),
 	}
 	if s.trimDue(e.SourceID, e.ReceivedAt) {
@@ -115,26 +119,94 @@ func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.C
 	return cmds
 }
 
-func fromHash(id string, m map[string]string) Event {
-	ms, _ := strconv.ParseInt(m["received_at"], 10, 64)
-	size, _ := strconv.Atoi(m["size"])
-	return Event{
-		ID: id, SourceID: m["source_id"], Type: m["type"], ContentType: m["content_type"],
-		ReceivedAt: time.UnixMilli(ms), Size: size,
+// meta is the first line of a stored event.
+type meta struct {
+	SourceID    string `json:"s"`
+	Type        string `json:"t"`
+	ContentType string `json:"c,omitempty"`
+	ReceivedAt  int64  `json:"r"` // unix milliseconds
+	Size        int    `json:"n"`
+}
+
+// encode lays an event out as it is stored: its metadata as one JSON line
+// (JSON escapes newlines inside strings, so the first newline ends it),
+// then the payload. One string costs Redis less memory and work than a
+// six-field hash, and the metadata alone is a GETRANGE of its start.
+func encode(e Event) []byte {
+	head, _ := json.Marshal(meta{SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UnixMilli(), Size: len(e.Body)})
+	out := make([]byte, 0, len(head)+1+len(e.Body))
+	out = append(out, head...)
+	out = append(out, '\n')
+	return append(out, e.Body...)
+}
+
+// decode reads a stored event. complete is false when raw holds only the
+// start of the value and the metadata line does not end within it.
+func decode(id string, raw []byte) (e Event, complete bool, err error) {
+	i := bytes.IndexByte(raw, '\n')
+	if i < 0 {
+		return Event{}, false, nil
 	}
+	var m meta
+	if err := json.Unmarshal(raw[:i], &m); err != nil {
+		return Event{}, true, fmt.Errorf("event %s: unreadable metadata: %w", id, err)
+	}
+	return Event{ID: id, SourceID: m.SourceID, Type: m.Type, ContentType: m.ContentType, ReceivedAt: time.UnixMilli(m.ReceivedAt), Size: m.Size}, true, nil
+}
+
+// headRange is how much of a stored event List reads for its metadata; a
+// longer metadata line (an absurd content type) is read whole instead.
+const headRange = 1024
+
+// isWrongType reports a hash where a string was expected: an event stored
+// by an earlier version of Relay.
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+var legacyFields = []string{"source_id", "type", "content_type", "received_at", "size"}
+
+func fromHash(id string, v []any) Event {
+	str := func(x any) string { s, _ := x.(string); return s }
+	ms, _ := strconv.ParseInt(str(v[3]), 10, 64)
+	size, _ := strconv.Atoi(str(v[4]))
+	return Event{ID: id, SourceID: str(v[0]), Type: str(v[1]), ContentType: str(v[2]), ReceivedAt: time.UnixMilli(ms), Size: size}
 }
 
 // Get returns an event with its payload.
 func (s *Store) Get(ctx context.Context, id string) (Event, error) {
-	m, err := s.rdb.HGetAll(ctx, eventKey(id)).Result()
+	raw, err := s.rdb.Get(ctx, eventKey(id)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return Event{}, ErrNotFound
+	case isWrongType(err):
+		return s.getLegacy(ctx, id)
+	case err != nil:
+		return Event{}, fmt.Errorf("get event %s: %w", id, err)
+	}
+	e, complete, err := decode(id, raw)
+	if err == nil && !complete {
+		err = fmt.Errorf("event %s: no metadata line", id)
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	e.Body = raw[bytes.IndexByte(raw, '\n')+1:]
+	return e, nil
+}
+
+func (s *Store) getLegacy(ctx context.Context, id string) (Event, error) {
+	v, err := s.rdb.HMGet(ctx, eventKey(id), append(legacyFields, "payload")...).Result()
 	if err != nil {
 		return Event{}, fmt.Errorf("get event %s: %w", id, err)
 	}
-	if len(m) == 0 {
+	if v[0] == nil {
 		return Event{}, ErrNotFound
 	}
-	e := fromHash(id, m)
-	e.Body = []byte(m["payload"])
+	e := fromHash(id, v)
+	if p, ok := v[5].(string); ok {
+		e.Body = []byte(p)
+	}
 	return e, nil
 }
 
@@ -158,26 +230,48 @@ func (s *Store) List(ctx context.Context, src, cursor string, limit int) ([]Even
 		evts = evts[:limit]
 		next = base64.RawURLEncoding.EncodeToString([]byte(evts[limit-1]))
 	}
-	cmds := make([]*redis.SliceCmd, len(evts))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	heads := make([]*redis.StringCmd, len(evts))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range evts {
-			cmds[i] = p.HMGet(ctx, eventKey(id), "source_id", "type", "content_type", "received_at", "size")
+			heads[i] = p.GetRange(ctx, eventKey(id), 0, headRange-1)
 		}
 		return nil
-	})
-	if err != nil {
+	}); err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
 		return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 	}
 	out := make([]Event, 0, len(evts))
-	for i, c := range cmds {
-		v := c.Val()
-		if len(v) != 5 || v[0] == nil {
-			continue // expired between index and hash
+	for i, c := range heads {
+		id := evts[i]
+		raw, err := c.Bytes()
+		switch {
+		case isWrongType(err):
+			e, err := s.getLegacy(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, "", fmt.Errorf("list events of %s: %w", src, err)
+			}
+			e.Body = nil
+			out = append(out, e)
+			continue
+		case err != nil && !errors.Is(err, redis.Nil):
+			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
+		case len(raw) == 0:
+			continue // expired between index and value
 		}
-		str := func(x any) string { s, _ := x.(string); return s }
-		out = append(out, fromHash(evts[i], map[string]string{
-			"source_id": str(v[0]), "type": str(v[1]), "content_type": str(v[2]), "received_at": str(v[3]), "size": str(v[4]),
-		}))
+		e, complete, err := decode(id, raw)
+		if err == nil && !complete {
+			e, err = s.Get(ctx, id)
+			e.Body = nil
+		}
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
+		}
+		out = append(out, e)
 	}
 	return out, next, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +109,63 @@ func TestIndexTrimIsAmortised(t *testing.T) {
 	if len(members) != 3 || slices.Contains(members, stale) {
 		t.Fatalf("index after %v = %v, want the three events without the stale one", trimEvery, members)
 	}
+}
+
+// Events are stored as one string with the retention as its expiry; events
+// an earlier version stored as hashes are still read; a metadata line longer
+// than List reads at once is read whole.
+func TestStorageFormats(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		src := ids.New(ids.Source)
+		at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+
+		current := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "a.b", ContentType: "application/json", ReceivedAt: at, Body: []byte("{\"x\":\"line\\nbreak\"}\n")}
+		if err := s.Put(ctx, current); err != nil {
+			t.Fatal(err)
+		}
+		if typ := rdb.Type(ctx, eventKey(current.ID)).Val(); typ != "string" {
+			t.Fatalf("stored as a %s", typ)
+		}
+		if ttl := rdb.TTL(ctx, eventKey(current.ID)).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("expires in %v, want the retention", ttl)
+		}
+
+		legacyAt := at.Add(time.Second)
+		legacy := ids.NewAt(ids.Event, legacyAt)
+		rdb.HSet(ctx, eventKey(legacy), "source_id", src, "type", "old.kind", "content_type", "text/plain",
+			"received_at", legacyAt.UnixMilli(), "size", 3, "payload", "old")
+		rdb.ZAdd(ctx, indexKey(src), redis.Z{Member: legacy})
+
+		longAt := at.Add(2 * time.Second)
+		long := Event{ID: ids.NewAt(ids.Event, longAt), SourceID: src, Type: "c", ContentType: "text/plain; x=" + strings.Repeat("y", 2*headRange), ReceivedAt: longAt, Body: []byte("z")}
+		if err := s.Put(ctx, long); err != nil {
+			t.Fatal(err)
+		}
+
+		for _, want := range []Event{current, {ID: legacy, SourceID: src, Type: "old.kind", ContentType: "text/plain", ReceivedAt: legacyAt, Size: 3, Body: []byte("old")}, long} {
+			want.Size = len(want.Body)
+			got, err := s.Get(ctx, want.ID)
+			if err != nil || got.SourceID != want.SourceID || got.Type != want.Type || got.ContentType != want.ContentType ||
+				!got.ReceivedAt.Equal(want.ReceivedAt) || got.Size != want.Size || string(got.Body) != string(want.Body) {
+				t.Fatalf("Get(%s) = %+v, %v; want %+v", want.ID, got, err, want)
+			}
+		}
+		page, _, err := s.List(ctx, src, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != 3 || page[0].ID != long.ID || page[1].ID != legacy || page[2].ID != current.ID {
+			t.Fatalf("List = %+v", page)
+		}
+		if page[0].ContentType != long.ContentType || page[1].Type != "old.kind" || page[2].Size != len(current.Body) {
+			t.Fatalf("List metadata = %+v", page)
+		}
+		for _, e := range page {
+			if e.Body != nil {
+				t.Fatalf("List returned the payload of %s", e.ID)
+			}
+		}
+	})
 }
