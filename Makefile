@@ -49,7 +49,7 @@ smoke: ## check a running Relay end to end (RELAY_API, RELAY_ADMIN_TOKEN; start 
 	./bin/relay smoke
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target for FUZZTIME (default 5s) from its committed corpus
+fuzz: ## run every fuzz target for FUZZTIME (default 10000x, inputs) from its committed corpus
 	scripts/fuzz.sh
 
 .PHONY: lint
