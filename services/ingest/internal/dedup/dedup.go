@@ -116,21 +116,13 @@ func (s *Store) Acquire(ctx context.Context, key, evt string) (*Claim, string, e
 	}
 }
 
-// Commit names the accepted event under the key for window, replacing the
-// pending marker. It is a plain SET: the event is accepted whatever the key
-// holds now. Were the marker to have expired (a produce outlasting
-// PendingTTL) and another request claimed the key meanwhile, both events are
-// accepted either way, and a compare-and-set would only leave the key
-// without the id of one that was.
-func (s *Store) Commit(ctx context.Context, c *Claim, window time.Duration) error {
-	if err := s.rdb.Set(ctx, c.key, c.evt, window).Err(); err != nil {
-		return fmt.Errorf("dedup commit: %w", err)
-	}
-	return nil
-}
-
-// QueueCommit adds Commit's command to a pipeline, so the commit shares a
-// round trip with the event's other bookkeeping.
+// QueueCommit adds to a pipeline the command that names the accepted event
+// under the key for window, replacing the pending marker, so the commit
+// shares a round trip with the event's other bookkeeping. It is a plain
+// SET: the event is accepted whatever the key holds now. Were the marker to
+// have expired (a produce outlasting PendingTTL) and another request claimed
+// the key meanwhile, both events are accepted either way, and a
+// compare-and-set would only leave the key without the id of one that was.
 func (s *Store) QueueCommit(ctx context.Context, p redis.Pipeliner, c *Claim, window time.Duration) *redis.StatusCmd {
 	return p.Set(ctx, c.key, c.evt, window)
 }

@@ -36,7 +36,7 @@ func TestProtocol(t *testing.T) {
 		if err != nil || retry == nil {
 			t.Fatalf("acquire after release = %v %v", retry, err)
 		}
-		if err := s.Commit(ctx, retry, time.Hour); err != nil {
+		if err := commit(ctx, rdb, s, retry); err != nil {
 			t.Fatalf("commit = %v", err)
 		}
 		// From now on every duplicate gets the accepted id.
@@ -78,7 +78,7 @@ func TestConcurrentDuplicateWaitsForOutcome(t *testing.T) {
 		}()
 	}
 	time.Sleep(100 * time.Millisecond)
-	if err := s.Commit(ctx, first, time.Hour); err != nil {
+	if err := commit(ctx, rdb, s, first); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -87,4 +87,16 @@ func TestConcurrentDuplicateWaitsForOutcome(t *testing.T) {
 			t.Fatalf("waiter %d got %q, want the first event's id", i, r)
 		}
 	}
+}
+
+// commit runs QueueCommit in a pipeline of its own, for an hour's window.
+func commit(ctx context.Context, rdb redis.UniversalClient, s *Store, c *Claim) error {
+	var cmd *redis.StatusCmd
+	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = s.QueueCommit(ctx, p, c, time.Hour)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return cmd.Err()
 }
