@@ -42,9 +42,11 @@ type Config struct {
 	KafkaPID, RedisPID int
 	// Step is how long each load step lasts.
 	Step time.Duration
-	// WarmUp is how long each system under test gets 1,000 requests/s
+	// WarmUp is how long each system under test gets WarmUpRate requests/s
 	// (deliveries/s in fan-out) before its first measured step.
 	WarmUp time.Duration
+	// WarmUpRate is 1,000 unless set.
+	WarmUpRate float64
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
 	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers.
@@ -102,6 +104,9 @@ func New(cfg Config) *Bench {
 	if cfg.WarmUp == 0 {
 		cfg.WarmUp = 20 * time.Second
 	}
+	if cfg.WarmUpRate <= 0 {
+		cfg.WarmUpRate = 1000
+	}
 	tr := &http.Transport{
 		MaxIdleConns: 8192, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -158,9 +163,10 @@ func (b *Bench) ingestRun(ctx context.Context, url, secret string, rate float64,
 // set-up, topic metadata and first produce requests, and above all the
 // broker's JVM, which on fresh topics burns up to a core for its first half
 // minute (its JIT and new log segments; a long-running broker is past that).
-// fanout is the deliveries per request, so that the endpoints see 1,000/s.
+// fanout is the deliveries per request, so that the endpoints see
+// WarmUpRate deliveries/s.
 func (b *Bench) warmUp(ctx context.Context, url, secret string, fanout int) {
-	b.ingestRun(ctx, url, secret, 1000/float64(fanout), b.cfg.WarmUp)
+	b.ingestRun(ctx, url, secret, b.cfg.WarmUpRate/float64(fanout), b.cfg.WarmUp)
 }
 
 // deliveryRun offers rate/s events for dur and measures deliveries at the

@@ -30,7 +30,8 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	binDir := fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count")
 	step := fs.Duration("step", 4*time.Second, "length of each load step")
 	prefill := fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios")
-	warmUp := fs.Duration("warm-up", 20*time.Second, "how long each system under test gets 1,000 requests/s (deliveries/s in fan-out) before it is measured")
+	warmUp := fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured")
+	warmUpRate := fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under")
 	out := fs.String("out", "", "also write the markdown report here")
 	only := fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers (default all)")
 	if err := fs.Parse(args); err != nil {
@@ -42,7 +43,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 	cfg := bench.Config{
 		Self: self, BinDir: *binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
-		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *step, WarmUp: *warmUp, Prefill: *prefill, Log: a.errOut,
+		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *step, WarmUp: *warmUp, WarmUpRate: *warmUpRate, Prefill: *prefill, Log: a.errOut,
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
