@@ -67,6 +67,9 @@ type Config struct {
 	// (RELAY_KAFKA_TOPIC_PREFIX, default empty), so several deployments can
 	// share one cluster.
 	TopicPrefix string
+	// Compression is the codec of produced batches (RELAY_KAFKA_COMPRESSION:
+	// none, the default, lz4, snappy, zstd or gzip). See ProducerOptions.
+	Compression string
 	// RetryTiers are the delays of the retry ladder (RELAY_RETRY_TIERS,
 	// default 5s,30s,2m,10m,1h,6h). Every service must agree on them, since
 	// each tier is its own topic.
@@ -97,6 +100,7 @@ func LoadConfig(r *envconfig.Reader) Config {
 		DialTimeout:       r.Duration("RELAY_KAFKA_DIAL_TIMEOUT", 10*time.Second),
 		SessionTimeout:    r.Duration("RELAY_KAFKA_SESSION_TIMEOUT", 45*time.Second),
 		TopicPrefix:       r.String("RELAY_KAFKA_TOPIC_PREFIX", ""),
+		Compression:       strings.ToLower(r.String("RELAY_KAFKA_COMPRESSION", "none")),
 		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
 	}
 }
@@ -132,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.SessionTimeout < time.Second {
 		errs = append(errs, errors.New("RELAY_KAFKA_SESSION_TIMEOUT: must be at least 1s (brokers refuse under 6s by default)"))
+	}
+	if _, ok := codecs[c.Compression]; !ok {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_COMPRESSION: %q is not none, lz4, snappy, zstd or gzip", c.Compression))
 	}
 	if _, err := c.Names(); err != nil {
 		errs = append(errs, err)
@@ -213,8 +220,20 @@ func BaseOptions(cfg Config, clientID string, in Instrumentation, tracer *kotel.
 	return opts
 }
 
+// codecs are the values of RELAY_KAFKA_COMPRESSION.
+var codecs = map[string]kgo.CompressionCodec{
+	"none": kgo.NoCompression(), "": kgo.NoCompression(),
+	"lz4": kgo.Lz4Compression(), "snappy": kgo.SnappyCompression(),
+	"zstd": kgo.ZstdCompression(), "gzip": kgo.GzipCompression(),
+}
+
 // ProducerOptions are the producer settings every Relay producer uses.
-func ProducerOptions() []kgo.Opt {
+func ProducerOptions(cfg Config) []kgo.Opt {
+	preferred := []kgo.CompressionCodec{kgo.NoCompression()}
+	if c, ok := codecs[cfg.Compression]; ok && cfg.Compression != "none" && cfg.Compression != "" {
+		// An unknown name never gets here: Validate refuses it at start-up.
+		preferred = []kgo.CompressionCodec{c, kgo.NoCompression()}
+	}
 	return []kgo.Opt{
 		// A 2xx from ingest and a "done" mark in deliver both mean "on every
 		// in-sync replica": acks=all is what makes an acknowledged event durable.
@@ -225,9 +244,14 @@ func ProducerOptions() []kgo.Opt {
 		// which cost the broker CPU per request (the benchmarks' 2-core
 		// machine runs both).
 		kgo.ProducerLinger(5 * time.Millisecond),
-		// Bodies are JSON and compress well. lz4 costs a fraction of zstd's CPU
-		// on the ingest hot path for most of its ratio on small JSON batches.
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.SnappyCompression(), kgo.NoCompression()),
+		// Uncompressed by default, as Kafka's own producer: a compressed batch
+		// costs CPU three times over, in the producer, in the broker (which
+		// decompresses every batch to validate it) and in each of the three
+		// consumer groups, and the benchmarks' 2-core machine is CPU-bound
+		// (docs/BENCHMARKS.md). Where the network or the broker's disk is the
+		// limit instead, JSON bodies compress well: lz4 or zstd. A codec the
+		// broker refuses falls back to none.
+		kgo.ProducerBatchCompression(preferred...),
 		// Webhook bodies are at most RELAY_MAX_BODY_BYTES (1 MiB by default); allow
 		// a batch that size plus headers.
 		kgo.ProducerBatchMaxBytes(2 << 20),

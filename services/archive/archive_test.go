@@ -75,7 +75,7 @@ func (f *fixture) config(extra map[string]string) Config {
 // produce writes n events spread over sources.
 func (f *fixture) produce(n int, sources ...string) {
 	f.t.Helper()
-	cl, err := kafka.NewClient(f.kcfg, "archive-test", kafka.Instrumentation{}, nil, kafka.ProducerOptions()...)
+	cl, err := kafka.NewClient(f.kcfg, "archive-test", kafka.Instrumentation{}, nil, kafka.ProducerOptions(f.kcfg)...)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -70,7 +70,10 @@ func total(t *testing.T, src string) (int64, []counters.DayCount) {
 func TestResetToStartCountsNothingTwice(t *testing.T) {
 	kcfg := testenv.KafkaConfig(t)
 	names := testenv.Names(t, kcfg)
-	cl, err := kafka.NewClient(kcfg, "count-test", kafka.Instrumentation{}, nil, kafka.ProducerOptions()...)
+	// Compressed batches, as a deployment with RELAY_KAFKA_COMPRESSION=lz4 writes.
+	pcfg := kcfg
+	pcfg.Compression = "lz4"
+	cl, err := kafka.NewClient(pcfg, "count-test", kafka.Instrumentation{}, nil, kafka.ProducerOptions(pcfg)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	log := d.Logger
 	reg := d.Telemetry.Registry
 	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
-	producer, err := kafka.NewClient(cfg.Kafka, "relay-deliver-producer", in, in.Tracer("relay-deliver-producer", "", false), kafka.ProducerOptions()...)
+	producer, err := kafka.NewClient(cfg.Kafka, "relay-deliver-producer", in, in.Tracer("relay-deliver-producer", "", false), kafka.ProducerOptions(cfg.Kafka)...)
 	if err != nil {
 		return nil, err
 	}

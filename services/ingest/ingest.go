@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	log := d.Logger
 	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: d.Telemetry.Registry}
 	producer, err := kafka.NewClient(cfg.Kafka, "relay-ingest", in, in.Tracer("relay-ingest", "", false),
-		append(kafka.ProducerOptions(),
+		append(kafka.ProducerOptions(cfg.Kafka),
 			// Ingest answers within RELAY_PRODUCE_TIMEOUT; let that deadline
 			// cancel a record stuck in flight. The price is a possible
 			// duplicate if the sender retries a write the broker did take.
