@@ -37,6 +37,9 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *warmUpRate <= 0 || *warmUp < 0 {
+		return errors.New("--warm-up-rate must be positive and --warm-up not negative")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
