@@ -229,11 +229,6 @@ var codecs = map[string]kgo.CompressionCodec{
 
 // ProducerOptions are the producer settings every Relay producer uses.
 func ProducerOptions(cfg Config) []kgo.Opt {
-	preferred := []kgo.CompressionCodec{kgo.NoCompression()}
-	if c, ok := codecs[cfg.Compression]; ok && cfg.Compression != "none" && cfg.Compression != "" {
-		// An unknown name never gets here: Validate refuses it at start-up.
-		preferred = []kgo.CompressionCodec{c, kgo.NoCompression()}
-	}
 	return []kgo.Opt{
 		// A 2xx from ingest and a "done" mark in deliver both mean "on every
 		// in-sync replica": acks=all is what makes an acknowledged event durable.
@@ -251,7 +246,8 @@ func ProducerOptions(cfg Config) []kgo.Opt {
 		// (docs/BENCHMARKS.md). Where the network or the broker's disk is the
 		// limit instead, JSON bodies compress well: lz4 or zstd. A codec the
 		// broker refuses falls back to none.
-		kgo.ProducerBatchCompression(preferred...),
+		// (Validate refuses an unknown name; franz-go drops the repeated none.)
+		kgo.ProducerBatchCompression(codecs[cfg.Compression], kgo.NoCompression()),
 		// Webhook bodies are at most RELAY_MAX_BODY_BYTES (1 MiB by default); allow
 		// a batch that size plus headers.
 		kgo.ProducerBatchMaxBytes(2 << 20),
