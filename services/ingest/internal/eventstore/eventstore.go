@@ -164,7 +164,8 @@ func isWrongType(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
 }
 
-var legacyFields = []string{"source_id", "type", "content_type", "received_at", "size"}
+// legacyFields are the fields of an event stored as a hash, payload last.
+var legacyFields = []string{"source_id", "type", "content_type", "received_at", "size", "payload"}
 
 func fromHash(id string, v []any) Event {
 	str := func(x any) string { s, _ := x.(string); return s }
@@ -180,7 +181,7 @@ func (s *Store) Get(ctx context.Context, id string) (Event, error) {
 	case errors.Is(err, redis.Nil):
 		return Event{}, ErrNotFound
 	case isWrongType(err):
-		return s.getLegacy(ctx, id)
+		return s.getLegacy(ctx, id, true)
 	case err != nil:
 		return Event{}, fmt.Errorf("get event %s: %w", id, err)
 	}
@@ -195,8 +196,13 @@ func (s *Store) Get(ctx context.Context, id string) (Event, error) {
 	return e, nil
 }
 
-func (s *Store) getLegacy(ctx context.Context, id string) (Event, error) {
-	v, err := s.rdb.HMGet(ctx, eventKey(id), append(legacyFields, "payload")...).Result()
+// getLegacy reads an event stored as a hash; List leaves the payload out.
+func (s *Store) getLegacy(ctx context.Context, id string, payload bool) (Event, error) {
+	fields := legacyFields
+	if !payload {
+		fields = fields[:len(fields)-1]
+	}
+	v, err := s.rdb.HMGet(ctx, eventKey(id), fields...).Result()
 	if err != nil {
 		return Event{}, fmt.Errorf("get event %s: %w", id, err)
 	}
@@ -204,8 +210,10 @@ func (s *Store) getLegacy(ctx context.Context, id string) (Event, error) {
 		return Event{}, ErrNotFound
 	}
 	e := fromHash(id, v)
-	if p, ok := v[5].(string); ok {
-		e.Body = []byte(p)
+	if payload {
+		if p, ok := v[5].(string); ok {
+			e.Body = []byte(p)
+		}
 	}
 	return e, nil
 }
@@ -245,14 +253,13 @@ func (s *Store) List(ctx context.Context, src, cursor string, limit int) ([]Even
 		raw, err := c.Bytes()
 		switch {
 		case isWrongType(err):
-			e, err := s.getLegacy(ctx, id)
+			e, err := s.getLegacy(ctx, id, false)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 			}
-			e.Body = nil
 			out = append(out, e)
 			continue
 		case err != nil && !errors.Is(err, redis.Nil):
