@@ -647,7 +647,7 @@ func (b *Bench) consumersScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := kafka.NewClient(kcfg, "bench-prefill", kafka.Instrumentation{}, nil, append(kafka.ProducerOptions(kcfg), kgo.ProducerLinger(5*time.Millisecond))...)
+	cl, err := kafka.NewClient(kcfg, "bench-prefill", kafka.Instrumentation{}, nil, kafka.ProducerOptions(kcfg)...)
 	if err != nil {
 		return err
 	}
