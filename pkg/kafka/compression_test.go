@@ -12,19 +12,12 @@ import (
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
 func TestCompressionSetting(t *testing.T) {
-	valid := func(vars map[string]string) kafka.Config {
-		t.Helper()
-		r := envconfig.FromMap(vars)
-		cfg := kafka.LoadConfig(r)
-		if err := r.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
+	valid := func(vars map[string]string) kafka.Config { return loadConfig(t, vars) }
 	if got := valid(nil).Compression; got != "none" {
 		t.Fatalf("default compression %q, want none", got)
 	}
@@ -45,22 +38,42 @@ func TestCompressionSetting(t *testing.T) {
 	}
 }
 
+// loadConfig reads vars as the services read their environment.
+func loadConfig(t *testing.T, vars map[string]string) kafka.Config {
+	t.Helper()
+	r := envconfig.FromMap(vars)
+	cfg := kafka.LoadConfig(r)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// createTopics creates a fresh set of Relay's topics on the real broker.
+func createTopics(t *testing.T, cfg kafka.Config) record.Topics {
+	t.Helper()
+	names := testenv.Names(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, err := kafka.NewClient(cfg, "test-admin", kafka.Instrumentation{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := kafka.EnsureTopics(ctx, admin, cfg, kafka.Topics(cfg, names)); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
 // TestEveryCodecReachesTheBroker produces with each setting to the real
 // broker and reads the records back: the bodies and headers arrive byte for
 // byte, in batches of the configured codec.
 func TestEveryCodecReachesTheBroker(t *testing.T) {
 	base := testenv.KafkaConfig(t)
-	names := testenv.Names(t, base)
+	names := createTopics(t, base)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin, err := kafka.NewClient(base, "codec-test-admin", kafka.Instrumentation{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if err := kafka.EnsureTopics(ctx, admin, base, kafka.Topics(base, names)); err != nil {
-		t.Fatal(err)
-	}
 
 	// Attribute values of the record batch header (KIP-98).
 	want := map[string]uint8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

@@ -70,6 +70,10 @@ type Config struct {
 	// Compression is the codec of produced batches (RELAY_KAFKA_COMPRESSION:
 	// none, the default, lz4, snappy, zstd or gzip). See ProducerOptions.
 	Compression string
+	// Linger is how long a produced record waits for others to join its
+	// batch (RELAY_KAFKA_LINGER, default 2ms; 0 sends at once). See
+	// ProducerOptions and ProduceAndWait.
+	Linger time.Duration
 	// RetryTiers are the delays of the retry ladder (RELAY_RETRY_TIERS,
 	// default 5s,30s,2m,10m,1h,6h). Every service must agree on them, since
 	// each tier is its own topic.
@@ -101,6 +105,7 @@ func LoadConfig(r *envconfig.Reader) Config {
 		SessionTimeout:    r.Duration("RELAY_KAFKA_SESSION_TIMEOUT", 45*time.Second),
 		TopicPrefix:       r.String("RELAY_KAFKA_TOPIC_PREFIX", ""),
 		Compression:       strings.ToLower(r.String("RELAY_KAFKA_COMPRESSION", "none")),
+		Linger:            r.Duration("RELAY_KAFKA_LINGER", 2*time.Millisecond),
 		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
 	}
 }
@@ -136,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.SessionTimeout < time.Second {
 		errs = append(errs, errors.New("RELAY_KAFKA_SESSION_TIMEOUT: must be at least 1s (brokers refuse under 6s by default)"))
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("RELAY_KAFKA_LINGER: %v is not between 0 and 1s", c.Linger))
 	}
 	if _, ok := codecs[c.Compression]; !ok {
 		errs = append(errs, fmt.Errorf("RELAY_KAFKA_COMPRESSION: %q is not none, lz4, snappy, zstd or gzip", c.Compression))
@@ -233,12 +241,15 @@ func ProducerOptions(cfg Config) []kgo.Opt {
 		// A 2xx from ingest and a "done" mark in deliver both mean "on every
 		// in-sync replica": acks=all is what makes an acknowledged event durable.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		// 5ms, the Java producer's default since Kafka 4.0 (KIP-1030): ingest
-		// answers senders synchronously, so a longer linger is latency they
-		// wait for, while a shorter one sends many small produce requests,
-		// which cost the broker CPU per request (the benchmarks' 2-core
-		// machine runs both).
-		kgo.ProducerLinger(5 * time.Millisecond),
+		// Records produced within the linger share one produce request.
+		// Ingest answers senders synchronously, so the linger is latency
+		// they wait for; without it each request sends its own tiny batch,
+		// and the broker and the producer pay per request: at 6,000 events/s
+		// a 2ms linger took produce requests from ~2,400/s to ~500/s and
+		// ingest, broker and Redis together from 1.40 to 1.18 cores
+		// (docs/BENCHMARKS.md). ProduceSync would defeat it by draining at
+		// once: Relay waits with ProduceAndWait.
+		kgo.ProducerLinger(cfg.Linger),
 		// Uncompressed by default, as Kafka's own producer: a compressed batch
 		// costs CPU three times over, in the producer, in the broker (which
 		// decompresses every batch to validate it) and in each of the three

@@ -22,6 +22,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
@@ -30,9 +31,7 @@ import (
 )
 
 // Producer is what the engine needs of a Kafka client.
-type Producer interface {
-	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
-}
+type Producer = kafka.Producer
 
 // Alerter hears about deliveries that went dead.
 type Alerter interface {
@@ -245,10 +244,7 @@ func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, del
 func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 	r.Context = ctx
 	return e.retry(ctx, "produce to "+r.Topic, func() error {
-		if err := e.producer.ProduceSync(ctx, r).FirstErr(); err != nil {
-			return err
-		}
-		return nil
+		return kafka.ProduceAndWait(ctx, e.producer, r)
 	})
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
@@ -40,7 +41,11 @@ import (
 )
 
 // Producer is what the API needs of a Kafka client.
+// Webhooks go through Produce, so that concurrent requests share batches
+// (kafka.ProduceAndWait); replays and redrives, which produce many records
+// at once, through ProduceSync, which sends them without lingering.
 type Producer interface {
+	kafka.Producer
 	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
 }
 

@@ -30,6 +30,11 @@ import (
 // memProducer acknowledges every record and keeps it.
 type memProducer struct{ recs []*kgo.Record }
 
+func (m *memProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	m.recs = append(m.recs, r)
+	promise(r, nil)
+}
+
 func (m *memProducer) ProduceSync(_ context.Context, rs ...*kgo.Record) kgo.ProduceResults {
 	out := make(kgo.ProduceResults, len(rs))
 	for i, r := range rs {

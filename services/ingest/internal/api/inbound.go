@@ -16,6 +16,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
@@ -130,7 +131,8 @@ func (a *API) ingest(c *gin.Context) {
 	rec.Context = ctx // the kotel hook parents the produce span on the request's span
 	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
 	start := time.Now()
-	perr := a.producer.ProduceSync(pctx, rec).FirstErr()
+	// Lingers (RELAY_KAFKA_LINGER) so that concurrent requests share a batch.
+	perr := kafka.ProduceAndWait(pctx, a.producer, rec)
 	pcancel()
 	a.m.produceDuration.Observe(time.Since(start).Seconds())
 	if perr != nil {

@@ -1,0 +1,40 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Producer is what code that produces needs of a Kafka client.
+type Producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+var _ Producer = (*kgo.Client)(nil)
+
+// ProduceAndWait produces rs and waits until the broker has acknowledged or
+// refused every one of them, returning the first error.
+//
+// It differs from kgo.Client.ProduceSync in one way that matters: it leaves
+// the client's linger (ProducerOptions) in force. ProduceSync drains the
+// records' partitions at once, so a service where every request waits for
+// its own record, as ingest does, sends the broker one tiny produce request
+// per request or two; here the records of concurrent requests share a
+// batch, which costs the producer and the broker CPU per request, not per
+// record (docs/BENCHMARKS.md).
+func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
+	// franz-go calls every promise exactly once, also when ctx ends first.
+	done := make(chan error, len(rs))
+	promise := func(_ *kgo.Record, err error) { done <- err }
+	for _, r := range rs {
+		p.Produce(ctx, r, promise)
+	}
+	var first error
+	for range rs {
+		if err := <-done; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
