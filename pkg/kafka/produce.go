@@ -17,12 +17,10 @@ var _ Producer = (*kgo.Client)(nil)
 // refused every one of them, returning the first error.
 //
 // It differs from kgo.Client.ProduceSync in one way that matters: it leaves
-// the client's linger (ProducerOptions) in force. ProduceSync drains the
-// records' partitions at once, so a service where every request waits for
-// its own record, as ingest does, sends the broker one tiny produce request
-// per request or two; here the records of concurrent requests share a
-// batch, which costs the producer and the broker CPU per request, not per
-// record (docs/BENCHMARKS.md).
+// the client's linger (RELAY_KAFKA_LINGER) in force. ProduceSync drains the
+// records' partitions at once, so in a service where every request waits
+// for its own record, as ingest does, a linger would never apply and each
+// request or two would still send a produce request of its own.
 func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 	// franz-go calls every promise exactly once, also when ctx ends first.
 	done := make(chan error, len(rs))
