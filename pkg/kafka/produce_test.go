@@ -63,8 +63,8 @@ func TestLingerSetting(t *testing.T) {
 		}
 		return loadConfig(t, vars)
 	}
-	if got := load("").Linger; got != 0 {
-		t.Fatalf("default linger %v, want 0", got)
+	if got := load("").Linger; got != 2*time.Millisecond {
+		t.Fatalf("default linger %v, want 2ms", got)
 	}
 	for _, v := range []string{"0s", "1ms", "100ms", "1s"} {
 		if err := load(v).Validate(); err != nil {
