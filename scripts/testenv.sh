@@ -69,7 +69,7 @@ if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
 	port=$("$relay" free-port)
 	mkdir -p "$run/redis"
 	redis-server --bind 127.0.0.1 --port "$port" --dir "$run/redis" --appendonly yes \
-		--maxmemory-policy noeviction --save "" --daemonize no >"$run/redis.log" 2>&1 &
+		--maxmemory-policy noeviction --save "" --rdbcompression no --daemonize no >"$run/redis.log" 2>&1 &
 	pids+=($!)
 	ok=""
 	for _ in $(seq 1 100); do
@@ -78,7 +78,7 @@ if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
 	done
 	[ -n "$ok" ] || { cat "$run/redis.log" >&2; die "redis-server did not answer on port $port"; }
 	export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port" RELAY_TEST_REDIS_PID="${pids[-1]}"
-	say "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (redis-server, appendonly yes, noeviction) at $RELAY_TEST_REDIS_ADDR"
+	say "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (redis-server, appendonly yes, noeviction, rdbcompression no) at $RELAY_TEST_REDIS_ADDR"
 else
 	say "Redis at $RELAY_TEST_REDIS_ADDR (given)"
 fi

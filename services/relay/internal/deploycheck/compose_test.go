@@ -100,6 +100,9 @@ func TestComposeFile(t *testing.T) {
 	if !strings.Contains(redis, "--appendonly yes") || !strings.Contains(redis, "noeviction") {
 		t.Errorf("redis runs without AOF or with eviction: %s", redis)
 	}
+	if !strings.Contains(redis, "--rdbcompression no") {
+		t.Errorf("redis compresses its AOF rewrites (docs/configuration.md): %s", redis)
+	}
 	for _, path := range []string{"deploy/nginx/nginx.conf", "deploy/otel/collector.yaml", "deploy/tempo/tempo.yaml",
 		"deploy/prometheus/prometheus.yml", "deploy/prometheus/alerts.yml",
 		"deploy/grafana/provisioning/datasources/datasources.yaml", "deploy/grafana/provisioning/dashboards/dashboards.yaml",

@@ -88,7 +88,7 @@ func startRedisServer(ctx context.Context, bin, dataDir string, log *slog.Logger
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", "", "--protected-mode", "yes")
+		"--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", "", "--rdbcompression", "no", "--protected-mode", "yes")
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
