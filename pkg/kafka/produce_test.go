@@ -16,7 +16,9 @@ import (
 )
 
 // asyncProducer answers each record from its own goroutine, after the
-// caller has moved on, failing the records whose value is "fail".
+// caller has moved on. It fails the records whose value is "fail" at once
+// and acknowledges the others well after, so that a caller returning on the
+// first error would return before them.
 type asyncProducer struct {
 	wg       sync.WaitGroup
 	answered atomic.Int32
@@ -26,12 +28,13 @@ func (p *asyncProducer) Produce(_ context.Context, r *kgo.Record, promise func(*
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		time.Sleep(time.Millisecond)
-		p.answered.Add(1)
 		if string(r.Value) == "fail" {
+			p.answered.Add(1)
 			promise(r, errors.New("refused: "+r.Topic))
 			return
 		}
+		time.Sleep(50 * time.Millisecond)
+		p.answered.Add(1)
 		promise(r, nil)
 	}()
 }
