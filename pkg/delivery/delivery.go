@@ -125,8 +125,8 @@ local finished = tonumber(st[2] or '0') or 0
 if st[1] == 'delivered' then return {'delivered', finished} end
 if tonumber(ARGV[2]) <= finished then return {'stale', finished} end
 if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', finished} end
-if not st[1] then redis.call('HSET', KEYS[1], 'status', 'pending') end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
+if st[1] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
+else redis.call('HSET', KEYS[1], 'status', 'pending', 'updated_at', ARGV[6]) end
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[3], ARGV[5])
@@ -153,16 +153,17 @@ func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token s
 }
 
 var finishScript = redis.NewScript(`
-local cur = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+local st = redis.call('HMGET', KEYS[1], 'attempts', 'status')
+local cur = tonumber(st[1] or '0') or 0
 local attempt = tonumber(ARGV[2])
-local status = redis.call('HGET', KEYS[1], 'status')
-if attempt >= cur and status ~= 'delivered' then
-  redis.call('HSET', KEYS[1], 'attempts', attempt, 'status', ARGV[3], 'last_status_code', ARGV[4],
-    'last_error', ARGV[5], 'next_attempt_at', ARGV[6], 'updated_at', ARGV[7], 'last_response', ARGV[10])
-  if ARGV[3] == 'delivered' then redis.call('HSET', KEYS[1], 'delivered_at', ARGV[7]) end
+if attempt >= cur and st[2] ~= 'delivered' then
+  local f = {'attempts', attempt, 'status', ARGV[3], 'last_status_code', ARGV[4], 'last_error', ARGV[5],
+    'next_attempt_at', ARGV[6], 'updated_at', ARGV[7], 'last_response', ARGV[10]}
+  if ARGV[3] == 'delivered' then f[#f+1] = 'delivered_at'; f[#f+1] = ARGV[7] end
+  redis.call('HSET', KEYS[1], unpack(f))
 end
-redis.call('LPUSH', KEYS[3], ARGV[8])
-redis.call('LTRIM', KEYS[3], 0, ARGV[11] - 1)
+-- Trimmed only once the history is over its limit: most deliveries make one attempt.
+if redis.call('LPUSH', KEYS[3], ARGV[8]) > tonumber(ARGV[11]) then redis.call('LTRIM', KEYS[3], 0, ARGV[11] - 1) end
 redis.call('EXPIRE', KEYS[1], ARGV[9])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end

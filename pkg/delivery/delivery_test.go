@@ -86,26 +86,31 @@ func TestAttemptLifecycle(t *testing.T) {
 }
 
 func TestHistoryIsCapped(t *testing.T) {
-	rdb, _ := testenv.MiniRedis(t)
-	ctx := context.Background()
-	s := New(rdb, time.Hour)
-	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
-	for i := 1; i <= HistoryLimit+5; i++ {
-		tok := fmt.Sprint("w", i)
-		if out, _, err := s.Begin(ctx, evt, sub, i, tok, time.Minute, time.Now()); err != nil || out != Proceed {
-			t.Fatalf("begin %d = %s, %v", i, out, err)
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+		for i := 1; i <= HistoryLimit+5; i++ {
+			tok := fmt.Sprint("w", i)
+			if out, _, err := s.Begin(ctx, evt, sub, i, tok, time.Minute, time.Now()); err != nil || out != Proceed {
+				t.Fatalf("begin %d = %s, %v", i, out, err)
+			}
+			if err := s.Finish(ctx, evt, sub, tok, Result{Status: StatusRetrying, Attempt: Attempt{Attempt: i, At: time.Now()}}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := s.Finish(ctx, evt, sub, tok, Result{Status: StatusRetrying, Attempt: Attempt{Attempt: i, At: time.Now()}}); err != nil {
+		all, err := s.ForEvent(ctx, evt)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	all, err := s.ForEvent(ctx, evt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h := all[sub].History; len(h) != HistoryLimit || h[0].Attempt != HistoryLimit+5 {
-		t.Fatalf("history has %d entries, newest %d", len(h), h[0].Attempt)
-	}
+		if h := all[sub].History; len(h) != HistoryLimit || h[0].Attempt != HistoryLimit+5 || h[HistoryLimit-1].Attempt != 6 {
+			t.Fatalf("history has %d entries, newest %d", len(h), h[0].Attempt)
+		}
+		// ForEvent reads only the first HistoryLimit entries: the list itself must be trimmed.
+		if n, err := rdb.LLen(ctx, histKey(evt, sub)).Result(); err != nil || n != HistoryLimit {
+			t.Fatalf("history list holds %d entries (%v), want %d", n, err, HistoryLimit)
+		}
+	})
 }
 
 func TestScheduleNeverTouchesDelivered(t *testing.T) {
