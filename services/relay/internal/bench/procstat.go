@@ -70,12 +70,35 @@ func PeakRSS(pid int) int64 {
 type Usage struct {
 	Cores map[string]float64
 	Peak  map[string]int64
+	// Rewrites is how many of Redis's AOF rewrites (forked children, each
+	// about a core for a second per few hundred MiB of data) ran during the
+	// run, one already running at its start included.
+	Rewrites int
 }
+
+// Rewrites reports Redis's forks so far and whether one is running now
+// (INFO: total_forks, aof_rewrite_in_progress); ok is false when unknown.
+type Rewrites func() (forks int64, running, ok bool)
 
 // Meter samples named processes at the start and end of a run.
 type Meter struct {
 	pids  map[string]int
 	start map[string]ProcSample
+	// rewrites, when set, counts Redis's rewrites from forks0 on.
+	rewrites Rewrites
+	forks0   int64
+	running0 bool
+}
+
+// CountRewrites makes the meter count Redis's AOF rewrites as r reports them.
+func (m *Meter) CountRewrites(r Rewrites) *Meter {
+	if r == nil {
+		return m
+	}
+	if forks, running, ok := r(); ok {
+		m.rewrites, m.forks0, m.running0 = r, forks, running
+	}
+	return m
 }
 
 // NewMeter starts measuring the named processes (PID 0 ones are skipped).
@@ -100,6 +123,14 @@ func (m *Meter) Stop() Usage {
 			u.Cores[name] = Cores(m.start[name], s)
 		}
 		u.Peak[name] = PeakRSS(pid)
+	}
+	if m.rewrites != nil {
+		if forks, _, ok := m.rewrites(); ok {
+			u.Rewrites = int(forks - m.forks0)
+			if m.running0 {
+				u.Rewrites++
+			}
+		}
 	}
 	return u
 }

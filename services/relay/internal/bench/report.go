@@ -52,6 +52,19 @@ func usageCell(u Usage) (string, string) {
 	return strings.Join(cpu, ", "), strings.Join(rss, ", ")
 }
 
+// note is a result's note, plus the Redis AOF rewrites that ran during it:
+// each takes about a core for a second or more, which shows in the latencies.
+func note(res Result) string {
+	if res.Usage.Rewrites == 0 {
+		return res.Note
+	}
+	r := fmt.Sprintf("Redis AOF rewrite ×%d during the step", res.Usage.Rewrites)
+	if res.Note == "" {
+		return r
+	}
+	return res.Note + "; " + r
+}
+
 func dur(d time.Duration) string {
 	if d == 0 {
 		return ""
@@ -83,7 +96,7 @@ func (r Report) Markdown(w io.Writer, command, versions string) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", s.Scenario, s.Relay, s.Baseline, s.Ratio, s.Target, met)
 	}
 	fmt.Fprint(w, "\n### Every measurement\n\n")
-	fmt.Fprint(w, "Latencies run from when a request was due (open loop), to the answer (ingest) or to the arrival at the endpoint (end to end). CPU is in cores over the measured window; peak RSS in MiB (VmHWM: Kafka's and Redis's over their lifetime).\n\n")
+	fmt.Fprint(w, "Latencies run from when a request was due (open loop), to the answer (ingest) or to the arrival at the endpoint (end to end). CPU is in cores over the measured window (Redis's includes its AOF rewrites, forked children, once they end); peak RSS in MiB (VmHWM: Kafka's and Redis's over their lifetime).\n\n")
 	fmt.Fprintln(w, "| scenario | system | offered/s | achieved/s | p50 | p99 | errors | CPU (cores) | peak RSS (MiB) | note |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, res := range r.Results {
@@ -94,6 +107,6 @@ func (r Report) Markdown(w io.Writer, command, versions string) {
 			offered = fmt.Sprintf("%.0f", s.Offered)
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %.0f | %s | %s | %d | %s | %s | %s |\n",
-			res.Scenario, res.System, offered, s.Achieved, dur(s.P50), dur(s.P99), s.Errors+s.Shed, cpu, rss, res.Note)
+			res.Scenario, res.System, offered, s.Achieved, dur(s.P50), dur(s.P99), s.Errors+s.Shed, cpu, rss, note(res))
 	}
 }
