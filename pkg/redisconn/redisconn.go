@@ -38,7 +38,15 @@ type Config struct {
 	WriteTimeout time.Duration
 	// PoolSize is the connection pool size per node (RELAY_REDIS_POOL_SIZE, default 64).
 	PoolSize int
+	// Pipelines is how many shared pipelines a service keeps in flight at
+	// once (RELAY_REDIS_PIPELINES, default 1; see Batcher). One makes the
+	// largest batches, so the fewest round trips and system calls; more
+	// shorten the wait for a busy pipeline where Redis is far away.
+	Pipelines int
 }
+
+// maxPipelines bounds RELAY_REDIS_PIPELINES.
+const maxPipelines = 32
 
 // LoadConfig reads the RELAY_REDIS_* variables.
 func LoadConfig(r *envconfig.Reader) Config {
@@ -53,6 +61,7 @@ func LoadConfig(r *envconfig.Reader) Config {
 		ReadTimeout:  r.Duration("RELAY_REDIS_READ_TIMEOUT", 2*time.Second),
 		WriteTimeout: r.Duration("RELAY_REDIS_WRITE_TIMEOUT", 2*time.Second),
 		PoolSize:     r.Int("RELAY_REDIS_POOL_SIZE", 64),
+		Pipelines:    r.Int("RELAY_REDIS_PIPELINES", 1),
 	}
 }
 
@@ -72,6 +81,11 @@ func (c Config) Validate() error {
 	}
 	if c.PoolSize < 1 {
 		errs = append(errs, fmt.Errorf("RELAY_REDIS_POOL_SIZE: %d is below 1", c.PoolSize))
+	}
+	if c.Pipelines < 1 || c.Pipelines > maxPipelines {
+		errs = append(errs, fmt.Errorf("RELAY_REDIS_PIPELINES: %d is not between 1 and %d", c.Pipelines, maxPipelines))
+	} else if c.Pipelines > c.PoolSize {
+		errs = append(errs, fmt.Errorf("RELAY_REDIS_PIPELINES: %d is more than the pool's %d connections (RELAY_REDIS_POOL_SIZE)", c.Pipelines, c.PoolSize))
 	}
 	return errors.Join(errs...)
 }

@@ -188,8 +188,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, log, reg)
 		alerter = s.alerts
 	}
-	// Begin and finish scripts of concurrent deliveries share pipelines.
-	s.pipe = redisconn.NewBatcher(s.rdb, 4, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
+	// Begin and finish scripts of concurrent deliveries share pipelines
+	// (RELAY_REDIS_PIPELINES of them in flight).
+	s.pipe = redisconn.NewBatcher(s.rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
 		Deliveries: delivery.New(s.rdb, cfg.EventRetention).WithPipeliner(s.pipe),
 		Catalog:    store,

@@ -179,8 +179,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		return nil, fmt.Errorf("RELAY_SECRET_KEY: %w", err)
 	}
 	rdb := redisconn.New(cfg.Redis)
-	// Four pipelines in flight, each carrying up to 128 requests' commands.
-	pipe := redisconn.NewBatcher(rdb, 4, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
+	// RELAY_REDIS_PIPELINES pipelines in flight, each carrying up to 128 requests' commands.
+	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	deliveries := delivery.New(rdb, cfg.EventRetention)
 	ready := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
