@@ -228,33 +228,22 @@ func (b *Bench) redisRewrites() (forks int64, running, ok bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	info, err := b.rdb.Info(ctx, "stats", "persistence").Result()
+	info, err := b.rdb.InfoMap(ctx, "stats", "persistence").Result()
 	if err != nil {
 		return 0, false, false
 	}
 	return parseRewrites(info)
 }
 
-// parseRewrites reads total_forks and aof_rewrite_in_progress from INFO.
-func parseRewrites(info string) (forks int64, running, ok bool) {
-	seen := 0
-	for _, line := range strings.Split(info, "\n") {
-		k, v, found := strings.Cut(strings.TrimSpace(line), ":")
-		if !found {
-			continue
-		}
-		switch k {
-		case "total_forks":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, false, false
-			}
-			forks, seen = n, seen+1
-		case "aof_rewrite_in_progress":
-			running, seen = v == "1", seen+1
-		}
+// parseRewrites reads total_forks and aof_rewrite_in_progress from INFO's
+// sections, as go-redis's InfoMap splits them.
+func parseRewrites(info map[string]map[string]string) (forks int64, running, ok bool) {
+	forks, err := strconv.ParseInt(info["Stats"]["total_forks"], 10, 64)
+	progress, found := info["Persistence"]["aof_rewrite_in_progress"]
+	if err != nil || !found {
+		return 0, false, false
 	}
-	return forks, running, seen == 2
+	return forks, progress == "1", true
 }
 
 // fresh closes the load generator's idle connections, so that every step

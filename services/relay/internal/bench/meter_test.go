@@ -7,14 +7,17 @@ import (
 )
 
 func TestParseRewrites(t *testing.T) {
-	info := "# Persistence\r\nloading:0\r\naof_rewrite_in_progress:1\r\n\r\n# Stats\r\ntotal_connections_received:3\r\ntotal_forks:7\r\n"
+	info := map[string]map[string]string{
+		"Persistence": {"loading": "0", "aof_rewrite_in_progress": "1"},
+		"Stats":       {"total_connections_received": "3", "total_forks": "7"},
+	}
 	if forks, running, ok := parseRewrites(info); !ok || forks != 7 || !running {
 		t.Fatalf("parseRewrites = %d, %v, %v; want 7, true, true", forks, running, ok)
 	}
-	if _, _, ok := parseRewrites("# Stats\r\ntotal_forks:7\r\n"); ok {
+	if _, _, ok := parseRewrites(map[string]map[string]string{"Stats": {"total_forks": "7"}}); ok {
 		t.Fatal("an INFO without aof_rewrite_in_progress was read as complete")
 	}
-	if _, _, ok := parseRewrites("aof_rewrite_in_progress:0\r\ntotal_forks:x\r\n"); ok {
+	if _, _, ok := parseRewrites(map[string]map[string]string{"Persistence": {"aof_rewrite_in_progress": "0"}, "Stats": {"total_forks": "x"}}); ok {
 		t.Fatal("a malformed total_forks was accepted")
 	}
 }
