@@ -60,7 +60,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		// RELAY_DELIVER_PER_SUBSCRIPTION: outbound requests in flight at once to one subscription.
 		PerSubscription: r.Int("RELAY_DELIVER_PER_SUBSCRIPTION", 32),
 		// RELAY_DELIVER_SUBSCRIPTION_BACKLOG: deliveries queued in memory per subscription;
-		// beyond it, new ones are deferred to the first retry tier without spending an attempt.
+		// beyond it, new ones wait for room when they would start within the first retry
+		// tier's delay, and are otherwise deferred to that tier without spending an attempt.
 		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 1000),
 		// RELAY_DELIVER_MAX_INFLIGHT_RECORDS: records worked on at once per consumer group.
 		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 5000),
@@ -205,7 +206,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Metrics:  engine.NewMetrics(reg),
 		Logger:   log,
 	})
-	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, cfg.DeliveryTimeout+5*time.Second)
+	// A delivery waits for room in its subscription's queue for at most what
+	// deferring it would cost: the first tier's delay.
+	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, names.Tiers[0].Delay, cfg.DeliveryTimeout+5*time.Second)
 	cd := consumer.Deps{Engine: eng, Subs: subs, Dispatcher: s.dispatcher, Health: s.health, Logger: log}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
@@ -214,7 +217,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if s.retries, err = consumer.NewRetries(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)
 	}
-	reg.MustRegister(kafka.NewLagCollector(producer, names), dispatchGauge(s.dispatcher))
+	reg.MustRegister(kafka.NewLagCollector(producer, names))
+	reg.MustRegister(dispatchGauges(s.dispatcher)...)
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, s.rdb, health.Timeout) },

@@ -205,6 +205,77 @@ func TestSlowEndpointDoesNotDelayFastOne(t *testing.T) {
 	}
 }
 
+// A subscription's full backlog: deliver waits for room when the endpoint
+// keeps up (it is only behind), and defers to the first tier, without
+// spending an attempt, when the endpoint is stuck.
+func TestFullBacklog(t *testing.T) {
+	sendN := func(t *testing.T, e *env, src source, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if code, _ := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil); code != 202 {
+				t.Fatalf("send %d: %d", i, code)
+			}
+		}
+	}
+	attemptsAllFirst := func(t *testing.T, rc *receiver) {
+		t.Helper()
+		for _, r := range rc.requests() {
+			if a := r.Header.Get("X-Relay-Attempt"); a != "1" {
+				t.Fatalf("a delivery came with attempt %s: deferring spent an attempt", a)
+			}
+		}
+	}
+
+	t.Run("endpoint keeps up: wait, no deferral", func(t *testing.T) {
+		// A deferral would cost 5 s: waiting for room is sooner.
+		e := startStack(t, map[string]string{"RELAY_RETRY_TIERS": "5s,10s",
+			"RELAY_DELIVER_PER_SUBSCRIPTION": "1", "RELAY_DELIVER_SUBSCRIPTION_BACKLOG": "1"})
+		rc := newReceiver(t, func(*http.Request, int) (int, http.Header) {
+			time.Sleep(5 * time.Millisecond)
+			return 200, nil
+		})
+		src := e.createSource("relay")
+		e.subscribe(src.ID, rc.URL, "*")
+		const n = 20
+		sendN(t, e, src, n)
+		testenv.Eventually(t, 30*time.Second, "every event to arrive", func() bool { return len(rc.byWebhookID()) == n })
+		attemptsAllFirst(t, rc)
+		if d := e.endOffsets(e.names.Tiers[0].Topic); d != 0 {
+			t.Fatalf("%d deliveries deferred to %s although the endpoint kept up", d, e.names.Tiers[0].Topic)
+		}
+	})
+
+	t.Run("endpoint stuck: defer without spending an attempt", func(t *testing.T) {
+		e := startStack(t, map[string]string{"RELAY_DELIVER_PER_SUBSCRIPTION": "1", "RELAY_DELIVER_SUBSCRIPTION_BACKLOG": "1"})
+		release := make(chan struct{})
+		rc := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return 200, nil
+		})
+		src := e.createSource("relay")
+		e.subscribe(src.ID, rc.URL, "*")
+		const n = 5
+		sendN(t, e, src, n)
+		// One runs, one is queued; the others wait at most the first tier's
+		// delay (1s here) for room that does not come, and are deferred.
+		testenv.Eventually(t, 30*time.Second, "deliveries deferred to the first tier", func() bool {
+			return e.endOffsets(e.names.Tiers[0].Topic) > 0
+		})
+		close(release)
+		testenv.Eventually(t, 60*time.Second, "every event to arrive", func() bool { return len(rc.byWebhookID()) == n })
+		time.Sleep(2 * time.Second)
+		for id, count := range rc.byWebhookID() {
+			if count != 1 {
+				t.Errorf("%s delivered %d times", id, count)
+			}
+		}
+		attemptsAllFirst(t, rc)
+	})
+}
+
 // TestDeliverRestartRedeliversNothingDelivered stops a deliver replica in
 // the middle of a stream of deliveries and starts another: every event
 // reaches the endpoint exactly once.

@@ -223,8 +223,9 @@ func (g *group) processContext(st *partState, rec *kgo.Record) (context.Context,
 }
 
 // run submits a delivery to the dispatcher and waits for it. When the
-// subscription's backlog is full it calls deferFn instead. It reports
-// whether the delivery is settled.
+// dispatcher will not take it (the subscription's backlog is full and slow
+// to drain) it calls deferFn instead. It reports whether the delivery is
+// settled.
 func run(ctx context.Context, d *dispatch.Dispatcher, key string, deliver func(context.Context) error, deferFn func() error) bool {
 	res := make(chan bool, 1)
 	job := func(jctx context.Context) {
@@ -240,7 +241,10 @@ func run(ctx context.Context, d *dispatch.Dispatcher, key string, deliver func(c
 		cancel()
 		res <- err == nil
 	}
-	if !d.Submit(key, job) {
+	if !d.Submit(ctx, key, job) {
+		if ctx.Err() != nil {
+			return false // partition revoked or shutting down: the record comes back
+		}
 		return deferFn() == nil
 	}
 	return <-res

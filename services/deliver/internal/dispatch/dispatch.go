@@ -3,6 +3,15 @@
 // perKey jobs at once, and workers take subscriptions round-robin. A slow or
 // failing endpoint therefore occupies at most perKey workers, and never holds
 // back another subscription's deliveries.
+//
+// A full queue tells one of two stories. Either the subscription is slow (its
+// endpoint takes seconds), and a new job would wait longer in memory than a
+// deferral to the first retry tier takes: Submit refuses it at once, and the
+// caller defers it. Or the whole process is behind (a burst above what its
+// cores can deliver), and the queue drains fast: Submit waits for room, which
+// holds the caller's record and so slows fetching. Deferring in that case
+// would only add work (a produce, a script, a second fetch) to a process that
+// is short of it, and deliveries would come out a tier late.
 package dispatch
 
 import (
@@ -21,6 +30,13 @@ type queue struct {
 	jobs    []Job
 	running int
 	ready   bool
+	// waiting counts the submitters waiting for room, woken one per job
+	// that leaves jobs.
+	waiting int
+	space   *sync.Cond
+	// took is how long the key's recent jobs took (a moving average; zero
+	// until one has finished).
+	took time.Duration
 }
 
 // Dispatcher is safe for concurrent use.
@@ -28,6 +44,7 @@ type Dispatcher struct {
 	workers  int
 	perKey   int
 	queueCap int
+	maxWait  time.Duration
 	grace    time.Duration
 
 	mu     sync.Mutex
@@ -39,18 +56,22 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher with workers concurrent jobs overall, at most
-// perKey per key, at most queueCap queued jobs per key, and grace for
-// running jobs to finish at shutdown before their context is cancelled.
-func New(workers, perKey, queueCap int, grace time.Duration) *Dispatcher {
-	d := &Dispatcher{workers: workers, perKey: perKey, queueCap: queueCap, grace: grace, keys: map[string]*queue{}}
+// perKey per key, at most queueCap queued jobs per key, maxWait as the
+// longest a submitter waits for room in a full queue (what deferring the job
+// instead would cost it: the first retry tier's delay), and grace for running
+// jobs to finish at shutdown before their context is cancelled.
+func New(workers, perKey, queueCap int, maxWait, grace time.Duration) *Dispatcher {
+	d := &Dispatcher{workers: workers, perKey: perKey, queueCap: queueCap, maxWait: maxWait, grace: grace, keys: map[string]*queue{}}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
 
-// Submit queues job under key. It returns false, without queueing, when the
-// key's queue is full or the dispatcher is stopped: the caller then defers
-// the delivery elsewhere instead of waiting.
-func (d *Dispatcher) Submit(key string, job Job) bool {
+// Submit queues job under key. When the key's queue is full, it waits for
+// room if the job would likely start within maxWait that way, and at most
+// maxWait. It returns false, without queueing, when it did not wait, when
+// the wait ran out, when ctx ended, or when the dispatcher is stopped: the
+// caller then defers the delivery (or, with ctx ended, leaves it unsettled).
+func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -58,16 +79,54 @@ func (d *Dispatcher) Submit(key string, job Job) bool {
 	}
 	q := d.keys[key]
 	if q == nil {
-		q = &queue{key: key}
+		q = &queue{key: key, space: sync.NewCond(&d.mu)}
 		d.keys[key] = q
 	}
-	if len(q.jobs) >= d.queueCap {
+	// Those already waiting go first.
+	if (len(q.jobs) >= d.queueCap || q.waiting > 0) && !d.waitForRoom(ctx, q) {
 		return false
 	}
 	q.jobs = append(q.jobs, job)
 	d.queued++
 	d.makeReady(q)
 	return true
+}
+
+// startsWithin estimates whether one more job of q would start within
+// limit: the jobs queued and waiting ahead of it, perKey at a time, at the
+// pace of q's recent jobs. A key none of whose jobs has finished yet gets
+// the benefit of the doubt (the wait is bounded anyway).
+func (d *Dispatcher) startsWithin(q *queue, limit time.Duration) bool {
+	ahead := len(q.jobs) + q.waiting + 1
+	return time.Duration(ahead)*q.took/time.Duration(d.perKey) <= limit
+}
+
+// waitForRoom waits, with d.mu held, until q has room for a job. It gives
+// up at once when the job would likely not start within maxWait, and
+// otherwise when maxWait has passed, ctx ends or the dispatcher stops.
+func (d *Dispatcher) waitForRoom(ctx context.Context, q *queue) bool {
+	if d.maxWait <= 0 || ctx.Err() != nil || !d.startsWithin(q, d.maxWait) {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.maxWait)
+	defer cancel()
+	// Wake the waiters so that this one sees its deadline; stop does not
+	// wait for the wake-up, which would need d.mu, held here.
+	stop := context.AfterFunc(wctx, func() {
+		d.mu.Lock()
+		q.space.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	q.waiting++
+	defer func() { q.waiting-- }()
+	for len(q.jobs) >= d.queueCap {
+		if d.closed || wctx.Err() != nil {
+			return false
+		}
+		q.space.Wait()
+	}
+	return !d.closed
 }
 
 // makeReady puts q on the ready list when it has work and spare concurrency.
@@ -87,6 +146,17 @@ func (d *Dispatcher) Queued() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.queued
+}
+
+// Waiting is the number of submitters waiting for room in a full queue.
+func (d *Dispatcher) Waiting() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, q := range d.keys {
+		n += q.waiting
+	}
+	return n
 }
 
 // Run runs the workers until ctx is cancelled. Running jobs then get the
@@ -112,6 +182,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.ready, d.queued = nil, 0
 	d.cond.Broadcast()
+	for _, q := range d.keys {
+		q.space.Broadcast()
+	}
 	d.mu.Unlock()
 
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -149,15 +222,25 @@ func (d *Dispatcher) work(ctx context.Context) {
 		q.jobs = q.jobs[1:]
 		d.queued--
 		q.running++
+		if q.waiting > 0 {
+			q.space.Signal()
+		}
 		d.makeReady(q)
 		d.mu.Unlock()
 
+		start := time.Now()
 		job(ctx)
+		took := time.Since(start)
 
 		d.mu.Lock()
 		q.running--
+		if q.took == 0 {
+			q.took = took
+		} else {
+			q.took += (took - q.took) / 8
+		}
 		d.makeReady(q)
-		if len(q.jobs) == 0 && q.running == 0 && !q.ready && d.keys[q.key] == q {
+		if len(q.jobs) == 0 && q.running == 0 && q.waiting == 0 && !q.ready && d.keys[q.key] == q {
 			delete(d.keys, q.key)
 		}
 		d.mu.Unlock()

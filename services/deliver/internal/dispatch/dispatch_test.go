@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
+var bg = context.Background()
+
 func TestPerKeyCapAndFairness(t *testing.T) {
-	d := New(4, 1, 100, time.Second)
+	d := New(4, 1, 100, 0, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -19,7 +21,7 @@ func TestPerKeyCapAndFairness(t *testing.T) {
 	var slowRunning, slowMax atomic.Int32
 	var fastDone sync.WaitGroup
 	for i := 0; i < 5; i++ {
-		d.Submit("slow", func(ctx context.Context) {
+		d.Submit(bg, "slow", func(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -36,7 +38,7 @@ func TestPerKeyCapAndFairness(t *testing.T) {
 	}
 	for i := 0; i < 50; i++ {
 		fastDone.Add(1)
-		if !d.Submit("fast", func(context.Context) { fastDone.Done() }) {
+		if !d.Submit(bg, "fast", func(context.Context) { fastDone.Done() }) {
 			t.Fatal("Submit refused below the queue cap")
 		}
 	}
@@ -50,27 +52,27 @@ func TestPerKeyCapAndFairness(t *testing.T) {
 }
 
 func TestQueueCap(t *testing.T) {
-	d := New(1, 1, 2, time.Second)
+	d := New(1, 1, 2, 0, time.Second)
 	// No Run yet: nothing drains, so the third job is refused.
 	for i := 0; i < 2; i++ {
-		if !d.Submit("k", func(context.Context) {}) {
+		if !d.Submit(bg, "k", func(context.Context) {}) {
 			t.Fatal("Submit refused below the cap")
 		}
 	}
-	if d.Submit("k", func(context.Context) {}) {
+	if d.Submit(bg, "k", func(context.Context) {}) {
 		t.Fatal("Submit accepted above the cap")
 	}
-	if !d.Submit("other", func(context.Context) {}) {
+	if !d.Submit(bg, "other", func(context.Context) {}) {
 		t.Fatal("one key's full queue refused another key")
 	}
 }
 
 func TestShutdownCancelsQueuedAndWaitsForRunning(t *testing.T) {
-	d := New(1, 1, 10, 5*time.Second)
+	d := New(1, 1, 10, 0, 5*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	var finished, abandoned atomic.Int32
-	d.Submit("k", func(ctx context.Context) {
+	d.Submit(bg, "k", func(ctx context.Context) {
 		close(started)
 		time.Sleep(50 * time.Millisecond)
 		if ctx.Err() == nil {
@@ -78,7 +80,7 @@ func TestShutdownCancelsQueuedAndWaitsForRunning(t *testing.T) {
 		}
 	})
 	for i := 0; i < 3; i++ {
-		d.Submit("k", func(ctx context.Context) {
+		d.Submit(bg, "k", func(ctx context.Context) {
 			if ctx.Err() != nil {
 				abandoned.Add(1)
 			}
@@ -95,7 +97,150 @@ func TestShutdownCancelsQueuedAndWaitsForRunning(t *testing.T) {
 	if abandoned.Load() != 3 {
 		t.Fatalf("%d queued jobs were told to abandon, want 3", abandoned.Load())
 	}
-	if d.Submit("k", func(context.Context) {}) {
+	if d.Submit(bg, "k", func(context.Context) {}) {
 		t.Fatal("Submit accepted after shutdown")
 	}
+}
+
+// submitAsync submits job under key from a goroutine and returns Submit's answer.
+func submitAsync(ctx context.Context, d *Dispatcher, key string, job Job) <-chan bool {
+	out := make(chan bool, 1)
+	go func() { out <- d.Submit(ctx, key, job) }()
+	return out
+}
+
+// waitersOn waits until n submitters wait on key.
+func waitersOn(t *testing.T, d *Dispatcher, n int) {
+	t.Helper()
+	for i := 0; d.Waiting() != n; i++ {
+		if i > 5000 {
+			t.Fatalf("%d submitters waiting, want %d", d.Waiting(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFullQueueWaitsForRoomWhenItDrainsFast(t *testing.T) {
+	d := New(1, 1, 2, time.Minute, time.Second)
+	var ran atomic.Int32
+	job := func(ctx context.Context) {
+		if ctx.Err() == nil {
+			ran.Add(1)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if !d.Submit(bg, "k", job) {
+			t.Fatal("Submit refused below the cap")
+		}
+	}
+	// Full, and nothing of "k" has run yet: the next two wait rather than
+	// being refused (deferred).
+	third, fourth := submitAsync(bg, d, "k", job), (<-chan bool)(nil)
+	waitersOn(t, d, 1)
+	fourth = submitAsync(bg, d, "k", job)
+	waitersOn(t, d, 2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	if !<-third || !<-fourth {
+		t.Fatal("a submitter waiting for room was refused although the queue drained")
+	}
+	for i := 0; ran.Load() != 4; i++ {
+		if i > 5000 {
+			t.Fatalf("%d jobs ran, want 4", ran.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d.Waiting() != 0 {
+		t.Fatalf("%d submitters still waiting", d.Waiting())
+	}
+	cancel()
+	<-done
+}
+
+func TestStartsWithin(t *testing.T) {
+	d := New(256, 32, 1000, 5*time.Second, time.Second)
+	for _, tc := range []struct {
+		name    string
+		queued  int
+		waiting int
+		took    time.Duration
+		want    bool
+	}{
+		{"nothing finished yet", 1000, 0, 0, true},
+		// A 5 s endpoint: 1,000 queued, 32 at a time, is 156 s away.
+		{"slow endpoint", 1000, 0, 5 * time.Second, false},
+		// Behind, not slow: 1,000 queued at 60 ms each, 32 at a time, is 1.9 s.
+		{"busy process", 1000, 0, 60 * time.Millisecond, true},
+		{"busy process, many waiting", 1000, 2000, 60 * time.Millisecond, false},
+		{"exactly the limit", 159, 0, time.Second, true},
+		{"just over the limit", 160, 0, time.Second, false},
+	} {
+		q := &queue{jobs: make([]Job, tc.queued), waiting: tc.waiting, took: tc.took}
+		if got := d.startsWithin(q, 5*time.Second); got != tc.want {
+			t.Errorf("%s: startsWithin = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestSlowKeyIsRefusedAtOnce(t *testing.T) {
+	d := New(1, 1, 1, time.Hour, time.Second)
+	d.keys["k"] = &queue{key: "k", jobs: []Job{func(context.Context) {}}, took: 2 * time.Hour}
+	d.keys["k"].space = sync.NewCond(&d.mu)
+	// Nothing runs: a submitter that waited would wait an hour.
+	if d.Submit(bg, "k", func(context.Context) {}) {
+		t.Fatal("a full queue whose jobs take hours took another job")
+	}
+	if d.Waiting() != 0 {
+		t.Fatal("the refused submitter is still counted as waiting")
+	}
+}
+
+func TestWaitForRoomEnds(t *testing.T) {
+	full := func(maxWait time.Duration) *Dispatcher {
+		d := New(1, 1, 1, maxWait, time.Second)
+		if !d.Submit(bg, "k", func(context.Context) {}) {
+			t.Fatal("Submit refused below the cap")
+		}
+		return d
+	}
+	t.Run("after maxWait", func(t *testing.T) {
+		d := full(20 * time.Millisecond)
+		if d.Submit(bg, "k", func(context.Context) {}) {
+			t.Fatal("Submit accepted a job into a queue that never drained")
+		}
+	})
+	t.Run("when the caller's context ends", func(t *testing.T) {
+		d := full(time.Hour)
+		ctx, cancel := context.WithCancel(context.Background())
+		res := submitAsync(ctx, d, "k", func(context.Context) {})
+		waitersOn(t, d, 1)
+		cancel()
+		if <-res {
+			t.Fatal("Submit accepted a job after its context ended")
+		}
+	})
+	t.Run("when the dispatcher stops", func(t *testing.T) {
+		d := New(1, 1, 1, time.Hour, time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = d.Run(ctx); close(done) }()
+		// One job holds the only worker, one fills the queue.
+		running, release := make(chan struct{}), make(chan struct{})
+		d.Submit(bg, "k", func(context.Context) { close(running); <-release })
+		<-running
+		if !d.Submit(bg, "k", func(context.Context) {}) {
+			t.Fatal("Submit refused below the cap")
+		}
+		res := submitAsync(bg, d, "k", func(context.Context) {})
+		res2 := submitAsync(bg, d, "k", func(context.Context) {})
+		waitersOn(t, d, 2)
+		cancel()
+		if <-res || <-res2 {
+			t.Fatal("Submit accepted a job while the dispatcher stopped")
+		}
+		close(release)
+		<-done
+	})
 }
