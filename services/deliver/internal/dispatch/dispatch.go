@@ -82,7 +82,6 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 		q = &queue{key: key, space: sync.NewCond(&d.mu)}
 		d.keys[key] = q
 	}
-	// Those already waiting go first.
 	if (len(q.jobs) >= d.queueCap || q.waiting > 0) && !d.waitForRoom(ctx, q) {
 		return false
 	}
@@ -98,12 +97,15 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 // the benefit of the doubt (the wait is bounded anyway).
 func (d *Dispatcher) startsWithin(q *queue, limit time.Duration) bool {
 	ahead := len(q.jobs) + q.waiting + 1
-	return time.Duration(ahead)*q.took/time.Duration(d.perKey) <= limit
+	return time.Duration(ahead)*q.took/time.Duration(max(d.perKey, 1)) <= limit
 }
 
 // waitForRoom waits, with d.mu held, until q has room for a job. It gives
 // up at once when the job would likely not start within maxWait, and
 // otherwise when maxWait has passed, ctx ends or the dispatcher stops.
+// Waiters are woken in the order they came, one per job that leaves the
+// queue; one that comes while others wait queues behind them, even when the
+// room a wake-up made is there for a moment.
 func (d *Dispatcher) waitForRoom(ctx context.Context, q *queue) bool {
 	if d.maxWait <= 0 || ctx.Err() != nil || !d.startsWithin(q, d.maxWait) {
 		return false
@@ -118,13 +120,15 @@ func (d *Dispatcher) waitForRoom(ctx context.Context, q *queue) bool {
 		d.mu.Unlock()
 	})
 	defer stop()
+	behind := q.waiting > 0
 	q.waiting++
 	defer func() { q.waiting-- }()
-	for len(q.jobs) >= d.queueCap {
+	for behind || len(q.jobs) >= d.queueCap {
 		if d.closed || wctx.Err() != nil {
 			return false
 		}
 		q.space.Wait()
+		behind = false
 	}
 	return !d.closed
 }

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,4 +244,46 @@ func TestWaitForRoomEnds(t *testing.T) {
 		close(release)
 		<-done
 	})
+}
+
+func TestWaitersGoInOrder(t *testing.T) {
+	d := New(1, 1, 1, time.Minute, time.Second)
+	var mu sync.Mutex
+	var order []string
+	job := func(name string) Job {
+		return func(context.Context) { mu.Lock(); order = append(order, name); mu.Unlock() }
+	}
+	if !d.Submit(bg, "k", job("queued")) {
+		t.Fatal("Submit refused below the cap")
+	}
+	var res []<-chan bool
+	for i, name := range []string{"first", "second", "third"} {
+		res = append(res, submitAsync(bg, d, "k", job(name)))
+		waitersOn(t, d, i+1)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	for _, r := range res {
+		if !<-r {
+			t.Fatal("a waiter was refused although the queue drained")
+		}
+	}
+	for i := 0; ; i++ {
+		mu.Lock()
+		n := len(order)
+		mu.Unlock()
+		if n == 4 {
+			break
+		}
+		if i > 5000 {
+			t.Fatalf("%d jobs ran, want 4", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := strings.Join(order, ","); got != "queued,first,second,third" {
+		t.Fatalf("jobs ran in the order %s", got)
+	}
 }
