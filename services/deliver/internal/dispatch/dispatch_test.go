@@ -136,9 +136,9 @@ func TestFullQueueWaitsForRoomWhenItDrainsFast(t *testing.T) {
 	}
 	// Full, and nothing of "k" has run yet: the next two wait rather than
 	// being refused (deferred).
-	third, fourth := submitAsync(bg, d, "k", job), (<-chan bool)(nil)
+	third := submitAsync(bg, d, "k", job)
 	waitersOn(t, d, 1)
-	fourth = submitAsync(bg, d, "k", job)
+	fourth := submitAsync(bg, d, "k", job)
 	waitersOn(t, d, 2)
 
 	ctx, cancel := context.WithCancel(context.Background())
