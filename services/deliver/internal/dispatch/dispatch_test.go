@@ -287,3 +287,45 @@ func TestWaitersGoInOrder(t *testing.T) {
 		t.Fatalf("jobs ran in the order %s", got)
 	}
 }
+
+// A submitter that comes while others wait for room queues behind them,
+// even when it finds room that a wake-up made for the first of them.
+func TestNewcomerQueuesBehindWaiters(t *testing.T) {
+	d := New(1, 1, 1, time.Minute, time.Second)
+	if !d.Submit(bg, "k", func(context.Context) {}) {
+		t.Fatal("Submit refused below the cap")
+	}
+	first := submitAsync(bg, d, "k", func(context.Context) {})
+	waitersOn(t, d, 1)
+	// Room for one, as a worker leaves it just before the waiter it
+	// signals gets the lock; wake is the signal.
+	q := d.keys["k"]
+	makeRoom := func() {
+		d.mu.Lock()
+		q.jobs = q.jobs[1:]
+		d.queued--
+		d.mu.Unlock()
+	}
+	wake := func() {
+		d.mu.Lock()
+		q.space.Signal()
+		d.mu.Unlock()
+	}
+	makeRoom()
+	newcomer := submitAsync(bg, d, "k", func(context.Context) {})
+	waitersOn(t, d, 2) // it waits although there is room
+	wake()             // the room goes to the first waiter
+	if !<-first {
+		t.Fatal("the first waiter was refused")
+	}
+	select {
+	case <-newcomer:
+		t.Fatal("the newcomer got in although the queue was full again")
+	default:
+	}
+	makeRoom()
+	wake()
+	if !<-newcomer {
+		t.Fatal("the newcomer was refused although room came")
+	}
+}
