@@ -212,17 +212,20 @@ func historyEntry(a Attempt) Attempt {
 }
 
 var scheduleScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') == 'delivered' then return 0 end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'delivered' then return 0 end
 redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1], 'updated_at', ARGV[2])
-if not redis.call('HGET', KEYS[1], 'status') then redis.call('HSET', KEYS[1], 'status', 'pending') end
+if not st then redis.call('HSET', KEYS[1], 'status', 'pending')
+elseif st == 'dead' then redis.call('HSET', KEYS[1], 'status', 'retrying') end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 `)
 
-// Schedule records when a delivery that spent no attempt (deferred, replayed)
-// will next be attempted.
+// Schedule records when a delivery that spent no attempt (deferred, replayed,
+// redriven) will next be attempted. A dead delivery queued again is retrying
+// from then on; a delivered one is left alone.
 func (s *Store) Schedule(ctx context.Context, evt, sub string, at, now time.Time) error {
 	err := scheduleScript.Run(ctx, s.rdb, []string{stateKey(evt, sub), indexKey(evt)},
 		at.UnixMilli(), now.UnixMilli(), sub, int64(s.retention.Seconds())).Err()

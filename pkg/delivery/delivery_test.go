@@ -135,6 +135,30 @@ func TestScheduleNeverTouchesDelivered(t *testing.T) {
 	}
 }
 
+// A dead delivery that is replayed or redriven shows as retrying until the
+// new attempt settles it, with the time it is due; its record is untouched.
+func TestScheduleRevivesDead(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+		t.Fatalf("begin = %s, %v", out, err)
+	}
+	if err := s.Finish(ctx, evt, sub, "w", Result{Status: StatusDead, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 400, Error: "HTTP 400 Bad Request"}}); err != nil {
+		t.Fatal(err)
+	}
+	due := now.Add(time.Second)
+	if err := s.Schedule(ctx, evt, sub, due, due); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := s.Get(ctx, evt, sub)
+	if st.Status != StatusRetrying || !st.NextAttemptAt.Equal(due) || st.Attempts != 1 || st.LastStatusCode != 400 || st.LastError != "HTTP 400 Bad Request" {
+		t.Fatalf("dead delivery after schedule = %+v; want retrying at %v, its last attempt kept", st, due)
+	}
+}
+
 func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
 	rdb, _ := testenv.MiniRedis(t)
 	ctx := context.Background()

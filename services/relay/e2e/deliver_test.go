@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,12 +47,19 @@ func TestFlakyEndpointDeliveredOnSecondAttempt(t *testing.T) {
 func TestFailThroughEveryTierThenRedrive(t *testing.T) {
 	e := startStack(t, nil)
 	var healthy atomic.Bool
+	// Once healthy, the endpoint answers only when released, so that the
+	// redriven attempt cannot settle before the test has looked at it.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
 	failing := newReceiver(t, func(*http.Request, int) (int, http.Header) {
 		if healthy.Load() {
+			<-release
 			return 200, nil
 		}
 		return 503, nil
 	})
+	t.Cleanup(free)
 	good := newReceiver(t, ok200)
 	src := e.createSource("relay")
 	bad := e.subscribe(src.ID, failing.URL, "payment.*")
@@ -89,6 +97,11 @@ func TestFailThroughEveryTierThenRedrive(t *testing.T) {
 	if code := e.call("POST", "/replay/dlq?subscription_id="+bad.ID, nil, &res); code != 202 || res.Redriven != 1 || !res.Complete {
 		t.Fatalf("redrive = %d %+v", code, res)
 	}
+	// Queued again: retrying, due now, its four failed attempts kept.
+	if d := e.deliveries(src.ID, rep.EventID)[bad.ID]; d.Status != "retrying" || d.NextAttemptAt == "" || d.Attempts != 4 {
+		t.Fatalf("redriven delivery before its attempt settles = %+v; want retrying with a next attempt", d)
+	}
+	free()
 	d := e.waitStatus(src.ID, rep.EventID, bad.ID, "delivered", 30*time.Second)
 	if d.Attempts != 5 {
 		t.Fatalf("after redrive: %+v", d)

@@ -217,6 +217,7 @@ type deliveryView struct {
 	Attempts       int    `json:"attempts"`
 	LastStatusCode int    `json:"last_status_code"`
 	LastError      string `json:"last_error"`
+	NextAttemptAt  string `json:"next_attempt_at"`
 	History        []struct {
 		Attempt    int `json:"attempt"`
 		StatusCode int `json:"status_code"`

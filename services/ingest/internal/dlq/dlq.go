@@ -412,9 +412,18 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		if err != nil {
 			return fmt.Errorf("redrive markers: %w", err)
 		}
+		// The state shows the redriven deliveries as retrying. They are already
+		// on relay.deliveries and marked, so a failure here costs only that.
+		failed := 0
+		var last error
 		for _, i := range outIdx {
 			d, _ := record.ParseDelivery(batch[i])
-			_ = m.Deliveries.Schedule(ctx, d.ID, d.SubscriptionID, now, now)
+			if err := m.Deliveries.Schedule(ctx, d.ID, d.SubscriptionID, now, now); err != nil {
+				failed, last = failed+1, err
+			}
+		}
+		if failed > 0 {
+			m.Log.Warn("recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", last)
 		}
 		batch, batchOffsets, batchPairs = batch[:0], batchOffsets[:0], batchPairs[:0]
 		return nil
