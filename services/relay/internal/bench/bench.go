@@ -547,8 +547,8 @@ func (b *Bench) endToEndScenario(ctx context.Context) error {
 	b.add(Result{Scenario: "e2e max", System: "baseline", Stats: baseMax.Stats, Usage: baseMax.Usage, Note: "two-hop bare HTTP: proxy verifies, forwards, waits"})
 	b.add(Result{Scenario: "e2e at 1000/s", System: "baseline", Stats: baseFixed})
 
-	// One endpoint takes every delivery, and the baseline proxy puts no
-	// cap on requests to it: lift deliver's per-subscription cap (32 by
+	// One endpoint takes every delivery, and the baseline proxy allows
+	// 1,024 connections to it: lift deliver's per-subscription cap (32 by
 	// default, which protects receivers) to its overall concurrency.
 	r, err := b.startRelay([]string{"ingest", "deliver"}, map[string]string{"RELAY_DELIVER_PER_SUBSCRIPTION": "256"})
 	if err != nil {

@@ -53,9 +53,23 @@ func validHMAC(secret string, body []byte, sig string) bool {
 // target at once, and answers 202 once all have answered 2xx. It is Relay
 // without the broker in between: ingest and deliver fused, synchronous.
 func ProxyHandler(secret string, targets []string) http.Handler {
+	return proxyHandler(secret, targets, proxyConnsPerTarget)
+}
+
+// proxyConnsPerTarget bounds the proxy's connections to each target host
+// (the ten fan-out targets are paths on one sink, so they share it), as a
+// production proxy's pool is bounded; deliver makes at most 256 requests at
+// once by default. Unbounded, an overloaded fan-out step (up to 4,096
+// requests in flight, each POSTing to ten targets) opened connections until
+// the sink's process ran out of file descriptors, and the step failed on
+// accept errors rather than on what the proxy could do.
+const proxyConnsPerTarget = 1024
+
+func proxyHandler(secret string, targets []string, connsPerTarget int) http.Handler {
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: 4096, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
-		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: connsPerTarget, MaxConnsPerHost: connsPerTarget,
+		IdleConnTimeout: 90 * time.Second,
+		DialContext:     (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 	}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
