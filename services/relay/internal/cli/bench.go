@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,22 +23,35 @@ type repeated []string
 func (r *repeated) String() string     { return strings.Join(*r, ",") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
+type benchOpts struct {
+	binDir, out, only *string
+	step, warmUp      *time.Duration
+	prefill           *int
+	warmUpRate        *float64
+}
+
+func benchFlags(errOut io.Writer) (*flag.FlagSet, benchOpts) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	return fs, benchOpts{
+		binDir:     fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count"),
+		step:       fs.Duration("step", 4*time.Second, "length of each load step"),
+		prefill:    fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios"),
+		warmUp:     fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured"),
+		warmUpRate: fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under"),
+		out:        fs.String("out", "", "also write the markdown report here"),
+		only:       fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers (default all)"),
+	}
+}
+
 // runBench runs every benchmark scenario (make bench) against the broker,
 // Redis and S3 that scripts/testenv.sh provides.
 func runBench(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
-	binDir := fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count")
-	step := fs.Duration("step", 4*time.Second, "length of each load step")
-	prefill := fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios")
-	warmUp := fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured")
-	warmUpRate := fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under")
-	out := fs.String("out", "", "also write the markdown report here")
-	only := fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers (default all)")
+	fs, o := benchFlags(a.errOut)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *warmUpRate <= 0 || *warmUp < 0 {
+	if *o.warmUpRate <= 0 || *o.warmUp < 0 {
 		return errors.New("--warm-up-rate must be positive and --warm-up not negative")
 	}
 	self, err := os.Executable()
@@ -45,11 +59,11 @@ func runBench(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	cfg := bench.Config{
-		Self: self, BinDir: *binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
-		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *step, WarmUp: *warmUp, WarmUpRate: *warmUpRate, Prefill: *prefill, Log: a.errOut,
+		Self: self, BinDir: *o.binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
+		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Log: a.errOut,
 	}
-	if *only != "" {
-		cfg.Only = strings.Split(*only, ",")
+	if *o.only != "" {
+		cfg.Only = strings.Split(*o.only, ",")
 	}
 	cfg.KafkaPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_KAFKA_PID"))
 	cfg.RedisPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_REDIS_PID"))
@@ -61,18 +75,19 @@ func runBench(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	versions := fmt.Sprintf("Kafka %s (%s), Redis at %s", a.getenv("RELAY_TEST_KAFKA_VERSION"), a.getenv("RELAY_TEST_KAFKA_KIND"), cfg.Redis)
-	report.Markdown(a.out, "make bench", versions)
-	if *out != "" {
-		if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+	command := benchCommand(fs)
+	report.Markdown(a.out, command, versions)
+	if *o.out != "" {
+		if err := os.MkdirAll(filepath.Dir(*o.out), 0o755); err != nil {
 			return err
 		}
-		f, err := os.Create(*out)
+		f, err := os.Create(*o.out)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		report.Markdown(f, "make bench", versions)
-		fmt.Fprintf(a.errOut, "bench: report written to %s\n", *out)
+		report.Markdown(f, command, versions)
+		fmt.Fprintf(a.errOut, "bench: report written to %s\n", *o.out)
 	}
 	return nil
 }
@@ -108,4 +123,19 @@ func runBenchServer(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	return srv.Run(ctx)
+}
+
+// benchCommand is the command a report names: make bench when the run
+// measured what make bench measures, else the flags that changed it.
+func benchCommand(fs *flag.FlagSet) string {
+	var set []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "out" && f.Name != "bin-dir" {
+			set = append(set, "--"+f.Name+" "+f.Value.String())
+		}
+	})
+	if len(set) == 0 {
+		return "make bench"
+	}
+	return "make build && scripts/testenv.sh ./bin/relay bench " + strings.Join(set, " ")
 }

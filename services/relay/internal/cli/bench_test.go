@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,26 @@ func TestBenchRefusesBadWarmUp(t *testing.T) {
 		err := runBench(context.Background(), a, args)
 		if err == nil || !strings.Contains(err.Error(), "--warm-up") {
 			t.Fatalf("relay bench %v: %v, want an error naming the flag", args, err)
+		}
+	}
+}
+
+// A report names the command that produced it, flags and all.
+func TestBenchCommandNamesTheFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bin-dir", "bin", "--out", "bench-results/latest.md"}, "make bench"},
+		{[]string{"--only", "fanout", "--out", "x.md"}, "make build && scripts/testenv.sh ./bin/relay bench --only fanout"},
+		{[]string{"--warm-up-rate", "3000", "--step", "8s"}, "make build && scripts/testenv.sh ./bin/relay bench --step 8s --warm-up-rate 3000"},
+	} {
+		fs, _ := benchFlags(io.Discard)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := benchCommand(fs); got != c.want {
+			t.Errorf("relay bench %v names %q, want %q", c.args, got, c.want)
 		}
 	}
 }
