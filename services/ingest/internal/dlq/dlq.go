@@ -417,8 +417,8 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		failed := 0
 		var last error
 		for _, i := range outIdx {
-			d, _ := record.ParseDelivery(batch[i])
-			if err := m.Deliveries.Schedule(ctx, d.ID, d.SubscriptionID, now, now); err != nil {
+			evt, sub := batchPairs[i][0], batchPairs[i][1]
+			if err := m.Deliveries.Schedule(ctx, evt, sub, now, now); err != nil {
 				failed, last = failed+1, err
 			}
 		}
