@@ -227,12 +227,71 @@ return 1
 // redriven) will next be attempted. A dead delivery queued again is retrying
 // from then on; a delivered one is left alone.
 func (s *Store) Schedule(ctx context.Context, evt, sub string, at, now time.Time) error {
-	err := scheduleScript.Run(ctx, s.rdb, []string{stateKey(evt, sub), indexKey(evt)},
-		at.UnixMilli(), now.UnixMilli(), sub, int64(s.retention.Seconds())).Err()
-	if err != nil {
-		return fmt.Errorf("schedule delivery %s/%s: %w", evt, sub, err)
+	_, err := s.ScheduleAll(ctx, [][2]string{{evt, sub}}, at, now)
+	return err
+}
+
+// ScheduleAll does what Schedule does for each (event, subscription) pair,
+// in one pipelined round trip, so that a redrive of thousands of parked
+// deliveries does not wait for Redis once per delivery. It returns how many
+// pairs could not be recorded and the first of their errors.
+func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time.Time) (int, error) {
+	if len(pairs) == 0 {
+		return 0, nil
 	}
-	return nil
+	errs := s.scheduleBatch(ctx, pairs, at, now)
+	// After a Redis restart the script cache is empty: load the script once
+	// and run again only what that refused, rather than once per pair.
+	var again []int
+	for i, err := range errs {
+		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		if err := scheduleScript.Load(ctx, s.rdb).Err(); err != nil {
+			for _, i := range again {
+				errs[i] = err
+			}
+		} else {
+			retry := make([][2]string, len(again))
+			for j, i := range again {
+				retry[j] = pairs[i]
+			}
+			for j, err := range s.scheduleBatch(ctx, retry, at, now) {
+				errs[again[j]] = err
+			}
+		}
+	}
+	failed, first := 0, error(nil)
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if failed++; first == nil {
+			first = fmt.Errorf("schedule delivery %s/%s: %w", pairs[i][0], pairs[i][1], err)
+		}
+	}
+	return failed, first
+}
+
+// scheduleBatch runs the schedule script for each pair in one pipeline and
+// returns each pair's error.
+func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at, now time.Time) []error {
+	cmds := make([]*redis.Cmd, len(pairs))
+	// Pipelined's own error is the first command's; each command's is read below.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pr := range pairs {
+			cmds[i] = p.EvalSha(ctx, scheduleScript.Hash(), []string{stateKey(pr[0], pr[1]), indexKey(pr[0])},
+				at.UnixMilli(), now.UnixMilli(), pr[1], int64(s.retention.Seconds()))
+		}
+		return nil
+	})
+	errs := make([]error, len(pairs))
+	for i, c := range cmds {
+		errs[i] = c.Err()
+	}
+	return errs
 }
 
 // Get returns the state of one delivery; ok is false when none is recorded.

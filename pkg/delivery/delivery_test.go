@@ -159,6 +159,71 @@ func TestScheduleRevivesDead(t *testing.T) {
 	}
 }
 
+func TestScheduleAllRecordsEachPairInOneBatch(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt := ids.New(ids.Event)
+		now := time.UnixMilli(time.Now().UnixMilli())
+		settle := func(sub, status string) {
+			t.Helper()
+			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+				t.Fatalf("begin = %s, %v", out, err)
+			}
+			if err := s.Finish(ctx, evt, sub, "w", Result{Status: status, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 500}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fresh, dead, delivered, retrying := ids.New(ids.Subscription), ids.New(ids.Subscription), ids.New(ids.Subscription), ids.New(ids.Subscription)
+		settle(dead, StatusDead)
+		settle(delivered, StatusDelivered)
+		settle(retrying, StatusRetrying)
+		// A restarted Redis has no scripts: the batch must still land whole.
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		due := now.Add(time.Minute)
+		pairs := [][2]string{{evt, fresh}, {evt, dead}, {evt, delivered}, {evt, retrying}}
+		if failed, err := s.ScheduleAll(ctx, pairs, due, now); failed != 0 || err != nil {
+			t.Fatalf("ScheduleAll = %d failed, %v", failed, err)
+		}
+		states, err := s.ForEvent(ctx, evt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{fresh: StatusPending, dead: StatusRetrying, delivered: StatusDelivered, retrying: StatusRetrying}
+		for sub, status := range want {
+			st, ok := states[sub]
+			if !ok || st.Status != status {
+				t.Errorf("%s: status %q (recorded %v), want %q", sub, st.Status, ok, status)
+			}
+			if sub != delivered && !st.NextAttemptAt.Equal(due) {
+				t.Errorf("%s: next attempt %v, want %v", sub, st.NextAttemptAt, due)
+			}
+		}
+		if !states[delivered].NextAttemptAt.IsZero() {
+			t.Errorf("a delivered delivery got a next attempt: %v", states[delivered].NextAttemptAt)
+		}
+	})
+}
+
+func TestScheduleAllCountsWhatRedisRefused(t *testing.T) {
+	_, mr := testenv.MiniRedis(t)
+	// No retries: the client's own would only slow the test down.
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	defer rdb.Close()
+	s := New(rdb, time.Hour)
+	evt := ids.New(ids.Event)
+	mr.Close()
+	pairs := [][2]string{{evt, ids.New(ids.Subscription)}, {evt, ids.New(ids.Subscription)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	failed, err := s.ScheduleAll(ctx, pairs, time.Now(), time.Now())
+	if failed != len(pairs) || err == nil || !strings.Contains(err.Error(), evt) {
+		t.Fatalf("ScheduleAll with Redis gone = %d failed, %v; want %d and an error naming the delivery", failed, err, len(pairs))
+	}
+}
+
 func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
 	rdb, _ := testenv.MiniRedis(t)
 	ctx := context.Background()

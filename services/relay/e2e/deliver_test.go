@@ -329,7 +329,18 @@ func TestDeliverRestartRedeliversNothingDelivered(t *testing.T) {
 func TestReplaySkipsDelivered(t *testing.T) {
 	e := startStack(t, nil)
 	ok := newReceiver(t, ok200)
-	bad := newReceiver(t, func(*http.Request, int) (int, http.Header) { return 400, nil })
+	// The replayed attempt is answered only when released, so that the test
+	// can look at the delivery while it is queued.
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	bad := newReceiver(t, func(_ *http.Request, n int) (int, http.Header) {
+		if n > 1 {
+			<-release
+		}
+		return 400, nil
+	})
+	t.Cleanup(free) // before the receiver's Close, which waits for its handlers
 	src := e.createSource("relay")
 	okSub := e.subscribe(src.ID, ok.URL, "*")
 	badSub := e.subscribe(src.ID, bad.URL, "*")
@@ -350,6 +361,11 @@ func TestReplaySkipsDelivered(t *testing.T) {
 	if len(res.Queued) != 1 || res.Queued[0] != badSub.ID || len(res.Skipped) != 1 || res.Skipped[0].SubscriptionID != okSub.ID {
 		t.Fatalf("replay = %+v", res)
 	}
+	// Queued again: retrying, due now, its failed attempt kept.
+	if d := e.deliveries(src.ID, rep.EventID)[badSub.ID]; d.Status != "retrying" || d.NextAttemptAt == "" || d.Attempts != 1 {
+		t.Fatalf("replayed dead delivery before its attempt settles = %+v; want retrying with a next attempt", d)
+	}
+	free()
 	testenv.Eventually(t, 20*time.Second, "the replayed attempt", func() bool { return len(bad.requests()) == 2 })
 	if got := bad.requests()[1].Header.Get("X-Relay-Attempt"); got != "2" {
 		t.Fatalf("replayed attempt number %s, want 2", got)

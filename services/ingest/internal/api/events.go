@@ -247,10 +247,14 @@ func (a *API) replay(c *gin.Context) {
 			unavailable(c, "broker_unavailable", "the replay could not be queued; nothing was queued, retry", 5*time.Second)
 			return
 		}
-		for _, id := range resp.Queued {
-			if err := a.deliveries.Schedule(ctx, e.ID, id, now, now); err != nil {
-				a.log.WarnContext(ctx, "recording replay schedule failed", "event_id", e.ID, "subscription_id", id, "error", err)
-			}
+		queued := make([][2]string, len(resp.Queued))
+		for i, id := range resp.Queued {
+			queued[i] = [2]string{e.ID, id}
+		}
+		// The records are on the topic; a failure here only leaves the
+		// deliveries API showing their old status until the attempt settles.
+		if failed, err := a.deliveries.ScheduleAll(ctx, queued, now, now); failed > 0 {
+			a.log.WarnContext(ctx, "recording replay schedule failed", "event_id", e.ID, "failed", failed, "queued", len(queued), "error", err)
 		}
 	}
 	c.JSON(http.StatusAccepted, resp)

@@ -414,16 +414,12 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 		// The state shows the redriven deliveries as retrying. They are already
 		// on relay.deliveries and marked, so a failure here costs only that.
-		failed := 0
-		var last error
-		for _, i := range outIdx {
-			evt, sub := batchPairs[i][0], batchPairs[i][1]
-			if err := m.Deliveries.Schedule(ctx, evt, sub, now, now); err != nil {
-				failed, last = failed+1, err
-			}
+		redriven := make([][2]string, len(outIdx))
+		for j, i := range outIdx {
+			redriven[j] = batchPairs[i]
 		}
-		if failed > 0 {
-			m.Log.Warn("recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", last)
+		if failed, err := m.Deliveries.ScheduleAll(ctx, redriven, now, now); failed > 0 {
+			m.Log.Warn("recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", err)
 		}
 		batch, batchOffsets, batchPairs = batch[:0], batchOffsets[:0], batchPairs[:0]
 		return nil
