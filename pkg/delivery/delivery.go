@@ -96,8 +96,8 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 	return &Store{rdb: rdb, pipe: redisconn.Direct{Client: rdb}, retention: retention}
 }
 
-// WithPipeliner returns a Store whose Begin and Finish scripts go through
-// pipe, so that many deliveries' scripts share round trips under load.
+// WithPipeliner returns a Store whose Begin, Finish and Schedule scripts go
+// through pipe, so that many deliveries' scripts share round trips under load.
 func (s *Store) WithPipeliner(pipe redisconn.Pipeliner) *Store {
 	c := *s
 	c.pipe = pipe
@@ -275,21 +275,26 @@ func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time
 	return failed, first
 }
 
-// scheduleBatch runs the schedule script for each pair in one pipeline and
-// returns each pair's error.
+// scheduleBatch runs the schedule script for each pair through the store's
+// pipeliner (shared with other callers' scripts in deliver) and returns each
+// pair's error.
 func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at, now time.Time) []error {
 	cmds := make([]*redis.Cmd, len(pairs))
-	// Pipelined's own error is the first command's; each command's is read below.
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := s.pipe.Do(ctx, func(p redis.Pipeliner) {
 		for i, pr := range pairs {
 			cmds[i] = p.EvalSha(ctx, scheduleScript.Hash(), []string{stateKey(pr[0], pr[1]), indexKey(pr[0])},
 				at.UnixMilli(), now.UnixMilli(), pr[1], int64(s.retention.Seconds()))
 		}
-		return nil
 	})
 	errs := make([]error, len(pairs))
 	for i, c := range cmds {
-		errs[i] = c.Err()
+		if err != nil {
+			// Not sent, or not answered in time: a batch still in flight may
+			// yet write to the commands, so they are not read.
+			errs[i] = err
+		} else {
+			errs[i] = c.Err()
+		}
 	}
 	return errs
 }

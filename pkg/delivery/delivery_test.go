@@ -265,4 +265,13 @@ func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
 	if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered {
 		t.Fatalf("status %s", st.Status)
 	}
+	// A deferral's schedule goes through the same pipeline.
+	other := ids.New(ids.Subscription)
+	_ = rdb.ScriptFlush(ctx).Err()
+	if err := s.Schedule(ctx, evt, other, time.Now().Add(time.Minute), time.Now()); err != nil {
+		t.Fatalf("schedule through a batcher after a flushed script cache: %v", err)
+	}
+	if st, _, _ := s.Get(ctx, evt, other); st.Status != StatusPending || st.NextAttemptAt.IsZero() {
+		t.Fatalf("scheduled delivery = %+v", st)
+	}
 }
