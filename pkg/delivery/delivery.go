@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -113,7 +112,7 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []stri
 		c.SetErr(err)
 		return c
 	}
-	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		return script.Run(ctx, s.rdb, keys, args...)
 	}
 	return cmd
@@ -244,7 +243,7 @@ func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time
 	// and run again only what that refused, rather than once per pair.
 	var again []int
 	for i, err := range errs {
-		if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			again = append(again, i)
 		}
 	}
