@@ -36,24 +36,7 @@ type harness struct {
 	topic   string
 	redis   string
 	tel     *telemetry.Telemetry
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *testenv.LogBuffer
 }
 
 // start runs an ingest replica on the given broker and Redis (the shared
@@ -84,7 +67,7 @@ func start(t testing.TB, brokers []string, redisAddr string, extra map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, brokers: brokers, topic: kcfg.TopicPrefix + "relay.events", redis: redisAddr, logs: &syncBuffer{}}
+	h := &harness{t: t, brokers: brokers, topic: kcfg.TopicPrefix + "relay.events", redis: redisAddr, logs: &testenv.LogBuffer{}}
 	h.tel, err = telemetry.Setup(context.Background(), envconfig.FromMap(nil), "ingest-test", telemetry.Options{})
 	if err != nil {
 		t.Fatal(err)

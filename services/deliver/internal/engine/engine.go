@@ -248,11 +248,16 @@ func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 	})
 }
 
-// release gives the lease back after an abandoned attempt, best effort.
+// release gives the lease back after an abandoned attempt, best effort:
+// a lease left behind lapses by itself, and the record's next owner waits
+// for that, so a failure is only worth a warning that says so.
 func (e *Engine) release(d record.Delivery, sub, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_ = e.deliveries.Release(ctx, d.ID, sub, token)
+	if err := e.deliveries.Release(ctx, d.ID, sub, token); err != nil {
+		e.log.Warn("releasing a delivery's lease failed; its next attempt waits for the lease to lapse",
+			"event_id", d.ID, "subscription_id", sub, "lease", e.cfg.LeaseFor, "error", err)
+	}
 }
 
 func (e *Engine) disable(ctx context.Context, sub, reason string) {

@@ -326,10 +326,26 @@ type RedriveResult struct {
 	Complete bool `json:"complete"`
 }
 
+// lockSlack is how long the redrive lock outlives a redrive's budget, so
+// that a redrive finishing its last batch still holds it.
+const lockSlack = 30 * time.Second
+
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
+
+// unlock releases the redrive lock taken with token. A lock left behind
+// expires by itself; until then every redrive is refused as busy, which the
+// warning explains to whoever sees the refusals.
+func (m *Manager) unlock(ctx context.Context, token string) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := unlockScript.Run(uctx, m.Redis, []string{m.lockKey()}, token).Err(); err != nil {
+		m.Log.WarnContext(ctx, "releasing the DLQ redrive lock failed; redrives are refused until it expires",
+			"expires_within", m.Budget+lockSlack, "error", err)
+	}
+}
 
 // Redrive puts every delivery matching f that was parked when the call
 // started onto relay.deliveries, once: each redriven record is marked in
@@ -337,18 +353,14 @@ return 0
 // offset then moves past every resolved record. One redrive runs at a time.
 func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (RedriveResult, error) {
 	token := ids.New("lock")
-	ok, err := m.Redis.SetNX(ctx, m.lockKey(), token, m.Budget+30*time.Second).Result()
+	ok, err := m.Redis.SetNX(ctx, m.lockKey(), token, m.Budget+lockSlack).Result()
 	if err != nil {
 		return RedriveResult{}, fmt.Errorf("dlq lock: %w", err)
 	}
 	if !ok {
 		return RedriveResult{}, ErrBusy
 	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = unlockScript.Run(uctx, m.Redis, []string{m.lockKey()}, token).Err()
-	}()
+	defer m.unlock(ctx, token)
 
 	budget, cancel := context.WithTimeout(ctx, m.Budget)
 	defer cancel()
