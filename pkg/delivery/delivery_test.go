@@ -252,13 +252,17 @@ func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
 	defer b.Close()
 	s := New(rdb, time.Hour).WithPipeliner(b)
 	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
-	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
+	flush := func() {
+		t.Helper()
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
+	flush()
 	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now()); err != nil || out != Proceed {
 		t.Fatalf("begin after a flushed script cache = %s, %v", out, err)
 	}
-	_ = rdb.ScriptFlush(ctx).Err()
+	flush()
 	if err := s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +271,7 @@ func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
 	}
 	// A deferral's schedule goes through the same pipeline.
 	other := ids.New(ids.Subscription)
-	_ = rdb.ScriptFlush(ctx).Err()
+	flush()
 	if err := s.Schedule(ctx, evt, other, time.Now().Add(time.Minute), time.Now()); err != nil {
 		t.Fatalf("schedule through a batcher after a flushed script cache: %v", err)
 	}

@@ -13,6 +13,7 @@ type LogBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p to the buffer.
 func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -431,7 +431,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 			redriven[j] = batchPairs[i]
 		}
 		if failed, err := m.Deliveries.ScheduleAll(ctx, redriven, now, now); failed > 0 {
-			m.Log.Warn("recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", err)
+			m.Log.WarnContext(ctx, "recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", err)
 		}
 		batch, batchOffsets, batchPairs = batch[:0], batchOffsets[:0], batchPairs[:0]
 		return nil
