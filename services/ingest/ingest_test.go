@@ -433,6 +433,11 @@ func TestSecretsNeverListed(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	h := start(t, nil, "", nil)
 	src := h.source("relay")
+	code, _, raw := h.do("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{"url": "https://example.com"}, admin())
+	var sub created
+	if code != 201 || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("create subscription: %d %s", code, raw)
+	}
 	okBody := []byte(`{"type":"x"}`)
 	tests := []struct {
 		name     string
@@ -469,6 +474,8 @@ func TestBadInput(t *testing.T) {
 		{"bad subscription url", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"ftp://x"}`, admin(), 400, "invalid_field", "url"},
 		{"private url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://169.254.169.254/latest"}`, admin(), 400, "invalid_field", "not allowed"},
 		{"bad glob", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":[""]}`, admin(), 400, "invalid_field", "events"},
+		{"events of the wrong type named", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":5}`, admin(), 400, "invalid_json", `field "events" must be a glob`},
+		{"events list of the wrong type named", "PATCH", "/sources/" + src.ID + "/subscriptions/" + sub.ID, `{"events":[1]}`, admin(), 400, "invalid_json", `field "events" must be a glob`},
 		{"bad limit", "GET", "/sources?limit=0", nil, admin(), 400, "invalid_field", "limit"},
 		{"bad cursor", "GET", "/sources/" + src.ID + "/events?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
 		{"bad day", "GET", "/sources/" + src.ID + "/metrics?from=yesterday", nil, admin(), 400, "invalid_field", "from"},

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -307,7 +308,7 @@ func describeJSONError(err error) string {
 		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ):
 		if typ.Field != "" {
-			return fmt.Sprintf("field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+			return fmt.Sprintf("field %q must be %s", typ.Field, jsonExpected(typ.Type))
 		}
 		return "request body must be a JSON object"
 	case errors.As(err, &big):
@@ -318,6 +319,14 @@ func describeJSONError(err error) string {
 		return "malformed JSON: unexpected end of input"
 	}
 	return "malformed JSON: " + err.Error()
+}
+
+// jsonExpected says what a field of type t accepts.
+func jsonExpected(t reflect.Type) string {
+	if t == reflect.TypeFor[patterns]() {
+		return `a glob string such as "payment.*" or a list of them`
+	}
+	return jsonKind(t.Kind().String())
 }
 
 func jsonKind(k string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -52,7 +53,8 @@ func (p *patterns) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New(`must be a glob string such as "payment.*" or a list of them`)
+		// A type error, so that the decoder fills in the field's name.
+		return &json.UnmarshalTypeError{Value: "events", Type: reflect.TypeFor[patterns]()}
 	}
 	*p = many
 	return nil
