@@ -377,7 +377,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 	}
 	res := RedriveResult{Complete: true}
-	var batch []*kgo.Record
+	var batch []record.Delivery // parsed already
 	var batchOffsets [][2]int64
 	var batchPairs [][2]string
 	flush := func() error {
@@ -390,12 +390,11 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 		var out []*kgo.Record
 		var outIdx []int
-		for i, r := range batch {
+		for i, d := range batch {
 			if states[i].Status == delivery.StatusDelivered {
 				res.AlreadyDelivered++
 				continue
 			}
-			d, _ := record.ParseDelivery(r)
 			// The next attempt number: past every attempt made, whether the
 			// state (which a replay may have advanced) or the record knows more.
 			d.Attempt = max(states[i].Attempts, d.Attempt) + 1
@@ -449,7 +448,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		if !f.match(d) {
 			return true
 		}
-		batch = append(batch, r)
+		batch = append(batch, d)
 		batchOffsets = append(batchOffsets, [2]int64{int64(r.Partition), r.Offset})
 		batchPairs = append(batchPairs, [2]string{d.ID, d.SubscriptionID})
 		if len(batch) >= 200 {
