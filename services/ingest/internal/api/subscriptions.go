@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -54,10 +55,26 @@ func (p *patterns) UnmarshalJSON(b []byte) error {
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
 		// A type error, so that the decoder fills in the field's name.
-		return &json.UnmarshalTypeError{Value: "events", Type: reflect.TypeFor[patterns]()}
+		return &json.UnmarshalTypeError{Value: jsonValueKind(b), Type: reflect.TypeFor[patterns]()}
 	}
 	*p = many
 	return nil
+}
+
+// jsonValueKind names the kind of the JSON value b, as encoding/json's
+// type errors do.
+func jsonValueKind(b []byte) string {
+	switch b = bytes.TrimSpace(b); {
+	case len(b) == 0:
+		return "value"
+	case b[0] == '[':
+		return "array"
+	case b[0] == '{':
+		return "object"
+	case b[0] == 't', b[0] == 'f':
+		return "bool"
+	}
+	return "number"
 }
 
 func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
