@@ -379,12 +379,15 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 	res := RedriveResult{Complete: true}
 	var batch []record.Delivery // parsed already
 	var batchOffsets [][2]int64
-	var batchPairs [][2]string
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		states, err := m.Deliveries.Statuses(ctx, batchPairs)
+		pairs := make([][2]string, len(batch))
+		for i, d := range batch {
+			pairs[i] = [2]string{d.ID, d.SubscriptionID}
+		}
+		states, err := m.Deliveries.Statuses(ctx, pairs)
 		if err != nil {
 			return err
 		}
@@ -427,12 +430,12 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		// on relay.deliveries and marked, so a failure here costs only that.
 		redriven := make([][2]string, len(outIdx))
 		for j, i := range outIdx {
-			redriven[j] = batchPairs[i]
+			redriven[j] = pairs[i]
 		}
 		if failed, err := m.Deliveries.ScheduleAll(ctx, redriven, now, now); failed > 0 {
 			m.Log.WarnContext(ctx, "recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", err)
 		}
-		batch, batchOffsets, batchPairs = batch[:0], batchOffsets[:0], batchPairs[:0]
+		batch, batchOffsets = batch[:0], batchOffsets[:0]
 		return nil
 	}
 	var ferr error
@@ -450,7 +453,6 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 		batch = append(batch, d)
 		batchOffsets = append(batchOffsets, [2]int64{int64(r.Partition), r.Offset})
-		batchPairs = append(batchPairs, [2]string{d.ID, d.SubscriptionID})
 		if len(batch) >= 200 {
 			if ferr = flush(); ferr != nil {
 				return false
