@@ -321,10 +321,14 @@ func describeJSONError(err error) string {
 	return "malformed JSON: " + err.Error()
 }
 
+// expecter is a request field type that decodes more than one JSON kind
+// and so says itself what it accepts.
+type expecter interface{ expects() string }
+
 // jsonExpected says what a field of type t accepts.
 func jsonExpected(t reflect.Type) string {
-	if t == reflect.TypeFor[patterns]() {
-		return `a glob string such as "payment.*" or a list of them`
+	if e, ok := reflect.Zero(t).Interface().(expecter); ok {
+		return e.expects()
 	}
 	return jsonKind(t.Kind().String())
 }

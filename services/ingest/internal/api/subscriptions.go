@@ -61,6 +61,8 @@ func (p *patterns) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+func (patterns) expects() string { return `a glob string such as "payment.*" or a list of them` }
+
 // jsonValueKind names the kind of the JSON value b, as encoding/json's
 // type errors do.
 func jsonValueKind(b []byte) string {
