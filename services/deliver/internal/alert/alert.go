@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -142,6 +143,10 @@ func (n *Notifier) send(ctx context.Context, id string, body []byte) error {
 		}
 		return fmt.Errorf("alert post: %w", err)
 	}
+	// Read what little the endpoint answers, so that the connection goes back
+	// to the pool rather than being closed: a burst of dead deliveries then
+	// costs one connection, not one TCP (and TLS) handshake per alert.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("alert post: HTTP %d", resp.StatusCode)
