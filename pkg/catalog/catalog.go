@@ -27,6 +27,12 @@ import (
 // ErrNotFound means the source or subscription does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrCorrupt means a stored source or subscription has a field Relay did not
+// write that way (edited by hand, or damaged): the record is refused rather
+// than read with a zero in the field's place, which for a subscription's
+// events would silently stop its deliveries.
+var ErrCorrupt = errors.New("stored record is corrupt")
+
 const sourcesIndex = "relay:sources"
 
 func sourceKey(id string) string     { return "relay:src:{" + id + "}" }
@@ -99,6 +105,65 @@ func parseMS(s string) time.Time {
 	return time.UnixMilli(n)
 }
 
+// decoder reads a stored record's fields and keeps the first that does not
+// parse. Only fields that hold no secret go through it, so its error may
+// quote the value found.
+type decoder struct {
+	kind, id string
+	m        map[string]string
+	err      error
+}
+
+func (d *decoder) fail(field, want string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s %s: field %q is %.40q, not %s", ErrCorrupt, d.kind, d.id, field, d.m[field], want)
+	}
+}
+
+// millis reads a non-negative count of milliseconds; absent reads as 0.
+func (d *decoder) millis(field string) int64 {
+	v := d.m[field]
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		d.fail(field, "a count of milliseconds")
+		return 0
+	}
+	return n
+}
+
+// time reads a Unix time in milliseconds; absent or 0 reads as the zero time.
+func (d *decoder) time(field string) time.Time {
+	if n := d.millis(field); n != 0 {
+		return time.UnixMilli(n)
+	}
+	return time.Time{}
+}
+
+// flag reads "1" or "0".
+func (d *decoder) flag(field string) bool {
+	switch d.m[field] {
+	case "1":
+		return true
+	case "0":
+		return false
+	}
+	d.fail(field, `"1" or "0"`)
+	return false
+}
+
+// globs reads a JSON list of event type globs.
+func (d *decoder) globs(field string) []string {
+	var out []string
+	if err := json.Unmarshal([]byte(d.m[field]), &out); err != nil || out == nil {
+		d.fail(field, "a JSON list of event type globs")
+		return nil
+	}
+	return out
+}
+
 // CreateSource stores a new source with its secret.
 func (s *Store) CreateSource(ctx context.Context, src Source, secret string) error {
 	key := sourceKey(src.ID)
@@ -131,19 +196,19 @@ func (s *Store) sourceFields(ctx context.Context, id string) (map[string]string,
 	return m, nil
 }
 
-func sourceFrom(id string, m map[string]string) Source {
-	tol, _ := strconv.ParseInt(m["tolerance_ms"], 10, 64)
-	win, _ := strconv.ParseInt(m["dedup_window_ms"], 10, 64)
+// sourceFrom decodes a stored source; an error wraps ErrCorrupt.
+func sourceFrom(id string, m map[string]string) (Source, error) {
+	d := decoder{kind: "source", id: id, m: m}
 	src := Source{
 		ID: id, Name: m["name"], Scheme: m["scheme"],
-		Tolerance:   time.Duration(tol) * time.Millisecond,
-		DedupWindow: time.Duration(win) * time.Millisecond,
-		CreatedAt:   parseMS(m["created_at"]),
+		Tolerance:   time.Duration(d.millis("tolerance_ms")) * time.Millisecond,
+		DedupWindow: time.Duration(d.millis("dedup_window_ms")) * time.Millisecond,
+		CreatedAt:   d.time("created_at"),
 	}
 	if m["prev_secret"] != "" {
-		src.PreviousSecretExpiresAt = parseMS(m["prev_expires"])
+		src.PreviousSecretExpiresAt = d.time("prev_expires")
 	}
-	return src
+	return src, d.err
 }
 
 // GetSource returns a source without its secrets.
@@ -152,7 +217,7 @@ func (s *Store) GetSource(ctx context.Context, id string) (Source, error) {
 	if err != nil {
 		return Source{}, err
 	}
-	return sourceFrom(id, m), nil
+	return sourceFrom(id, m)
 }
 
 // GetSourceWithSecrets returns a source and its decrypted secrets, for
@@ -166,7 +231,8 @@ func (s *Store) GetSourceWithSecrets(ctx context.Context, id string) (Source, Se
 	if err != nil {
 		return Source{}, Secrets{}, err
 	}
-	return sourceFrom(id, m), sec, nil
+	src, err := sourceFrom(id, m)
+	return src, sec, err
 }
 
 func (s *Store) openSecrets(owner string, m map[string]string) (Secrets, error) {
@@ -196,19 +262,32 @@ type Page[T any] struct {
 
 // ListSources lists sources oldest first, limit at a time, after cursor.
 func (s *Store) ListSources(ctx context.Context, cursor string, limit int) (Page[Source], error) {
-	ids, next, err := s.listIDs(ctx, sourcesIndex, cursor, limit)
+	return listPage(ctx, s, "list sources", sourcesIndex, sourceKey, sourceFrom, cursor, limit)
+}
+
+// listPage reads one page of the records an index lists, decoding each with
+// from; a record deleted since the index was read is left out.
+func listPage[T any](ctx context.Context, s *Store, what, index string, key func(string) string,
+	from func(string, map[string]string) (T, error), cursor string, limit int,
+) (Page[T], error) {
+	ids, next, err := s.listIDs(ctx, index, cursor, limit)
 	if err != nil {
-		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
+		return Page[T]{}, fmt.Errorf("%s: %w", what, err)
 	}
-	ms, err := s.hashes(ctx, ids, sourceKey)
+	ms, err := s.hashes(ctx, ids, key)
 	if err != nil {
-		return Page[Source]{}, fmt.Errorf("list sources: %w", err)
+		return Page[T]{}, fmt.Errorf("%s: %w", what, err)
 	}
-	page := Page[Source]{Next: next}
+	page := Page[T]{Next: next}
 	for i, m := range ms {
-		if len(m) > 0 {
-			page.Items = append(page.Items, sourceFrom(ids[i], m))
+		if len(m) == 0 {
+			continue
 		}
+		item, err := from(ids[i], m)
+		if err != nil {
+			return Page[T]{}, fmt.Errorf("%s: %w", what, err)
+		}
+		page.Items = append(page.Items, item)
 	}
 	return page, nil
 }
@@ -342,19 +421,23 @@ func boolStr(b bool) string {
 	return "0"
 }
 
-func subFrom(id string, m map[string]string) Subscription {
+// subFrom decodes a stored subscription; an error wraps ErrCorrupt, and the
+// subscription returned with it holds what could be read (its id and
+// source at least, so that it can still be repaired or deleted).
+func subFrom(id string, m map[string]string) (Subscription, error) {
+	d := decoder{kind: "subscription", id: id, m: m}
 	sub := Subscription{
 		ID: id, SourceID: m["source_id"], URL: m["url"],
-		Enabled:        m["enabled"] == "1",
+		Events:         d.globs("events"),
+		Enabled:        d.flag("enabled"),
 		DisabledReason: m["disabled_reason"],
-		CreatedAt:      parseMS(m["created_at"]),
-		UpdatedAt:      parseMS(m["updated_at"]),
+		CreatedAt:      d.time("created_at"),
+		UpdatedAt:      d.time("updated_at"),
 	}
-	_ = json.Unmarshal([]byte(m["events"]), &sub.Events)
 	if m["prev_secret"] != "" {
-		sub.PreviousSecretExpiresAt = parseMS(m["prev_expires"])
+		sub.PreviousSecretExpiresAt = d.time("prev_expires")
 	}
-	return sub
+	return sub, d.err
 }
 
 func (s *Store) subFields(ctx context.Context, id string) (map[string]string, error) {
@@ -374,7 +457,7 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, e
 	if err != nil {
 		return Subscription{}, err
 	}
-	return subFrom(id, m), nil
+	return subFrom(id, m)
 }
 
 // GetSubscriptionWithSecrets returns a subscription and its decrypted
@@ -388,7 +471,8 @@ func (s *Store) GetSubscriptionWithSecrets(ctx context.Context, id string) (Subs
 	if err != nil {
 		return Subscription{}, Secrets{}, err
 	}
-	return subFrom(id, m), sec, nil
+	sub, err := subFrom(id, m)
+	return sub, sec, err
 }
 
 // SubscriptionWithSecrets pairs a subscription with its secrets.
@@ -417,28 +501,18 @@ func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]Sub
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, SubscriptionWithSecrets{Subscription: subFrom(ids[i], m), Secrets: sec})
+		sub, err := subFrom(ids[i], m)
+		if err != nil {
+			return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+		}
+		out = append(out, SubscriptionWithSecrets{Subscription: sub, Secrets: sec})
 	}
 	return out, nil
 }
 
 // ListSubscriptions lists a source's subscriptions, oldest first.
 func (s *Store) ListSubscriptions(ctx context.Context, sourceID, cursor string, limit int) (Page[Subscription], error) {
-	ids, next, err := s.listIDs(ctx, sourceSubsKey(sourceID), cursor, limit)
-	if err != nil {
-		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
-	}
-	ms, err := s.hashes(ctx, ids, subKey)
-	if err != nil {
-		return Page[Subscription]{}, fmt.Errorf("list subscriptions: %w", err)
-	}
-	page := Page[Subscription]{Next: next}
-	for i, m := range ms {
-		if len(m) > 0 {
-			page.Items = append(page.Items, subFrom(ids[i], m))
-		}
-	}
-	return page, nil
+	return listPage(ctx, s, "list subscriptions", sourceSubsKey(sourceID), subKey, subFrom, cursor, limit)
 }
 
 // SubscriptionPatch holds the fields a PATCH may change; nil leaves a field alone.

@@ -135,3 +135,78 @@ func TestListSourcesPages(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptRecordsAreRefused: a stored field Relay did not write that way
+// is an error naming the record and the field, never a zero in its place
+// (an events filter read as nothing would silently stop deliveries). It is
+// about decoding, not Redis, and runs on miniredis: a corrupt source in the
+// shared test Redis would fail other packages' listings running alongside.
+func TestCorruptRecordsAreRefused(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := newStore(t, rdb)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	src := Source{ID: ids.New(ids.Source), Name: "shop", Scheme: "shopify", Tolerance: time.Minute, DedupWindow: time.Hour, CreatedAt: now}
+	if err := s.CreateSource(ctx, src, "whsec_src"); err != nil {
+		t.Fatal(err)
+	}
+	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Events: []string{"orders/*"}, Enabled: true, CreatedAt: now}
+	if err := s.CreateSubscription(ctx, sub, "whsec_sub"); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := func(t *testing.T, err error, record, field string) {
+		t.Helper()
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), record) || !strings.Contains(err.Error(), `"`+field+`"`) {
+			t.Fatalf("err = %v, want ErrCorrupt naming %s and field %q", err, record, field)
+		}
+		if strings.Contains(err.Error(), "whsec_") {
+			t.Fatalf("the error shows a secret: %v", err)
+		}
+	}
+
+	for field, value := range map[string]string{"events": "orders/*", "enabled": "yes", "created_at": "yesterday"} {
+		t.Run("subscription "+field, func(t *testing.T) {
+			good, _ := rdb.HGet(ctx, subKey(sub.ID), field).Result()
+			rdb.HSet(ctx, subKey(sub.ID), field, value)
+			defer rdb.HSet(ctx, subKey(sub.ID), field, good)
+
+			got, err := s.GetSubscription(ctx, sub.ID)
+			corrupt(t, err, sub.ID, field)
+			if got.ID != sub.ID || got.SourceID != src.ID {
+				t.Fatalf("a corrupt subscription lost its id or source: %+v", got)
+			}
+			_, _, err = s.GetSubscriptionWithSecrets(ctx, sub.ID)
+			corrupt(t, err, sub.ID, field)
+			_, err = s.ListSubscriptions(ctx, src.ID, "", 10)
+			corrupt(t, err, sub.ID, field)
+			_, err = s.SourceSubscriptions(ctx, src.ID)
+			corrupt(t, err, sub.ID, field)
+		})
+	}
+	t.Run("subscription repaired by an update", func(t *testing.T) {
+		rdb.HSet(ctx, subKey(sub.ID), "events", "not json")
+		got, err := s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Events: []string{"orders/create"}})
+		if err != nil || len(got.Events) != 1 || got.Events[0] != "orders/create" {
+			t.Fatalf("update = %+v, %v", got, err)
+		}
+	})
+	for _, field := range []string{"tolerance_ms", "dedup_window_ms"} {
+		t.Run("source "+field, func(t *testing.T) {
+			good, _ := rdb.HGet(ctx, sourceKey(src.ID), field).Result()
+			rdb.HSet(ctx, sourceKey(src.ID), field, "-5")
+			defer rdb.HSet(ctx, sourceKey(src.ID), field, good)
+			_, err := s.GetSource(ctx, src.ID)
+			corrupt(t, err, src.ID, field)
+			_, _, err = s.GetSourceWithSecrets(ctx, src.ID)
+			corrupt(t, err, src.ID, field)
+			_, err = s.ListSources(ctx, "", 1000)
+			corrupt(t, err, src.ID, field)
+		})
+	}
+	if _, err := s.GetSource(ctx, src.ID); err != nil {
+		t.Fatalf("after the repairs: %v", err)
+	}
+	if _, err := s.SourceSubscriptions(ctx, src.ID); err != nil {
+		t.Fatalf("after the repairs: %v", err)
+	}
+}

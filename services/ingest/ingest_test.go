@@ -574,3 +574,55 @@ func TestEventsAPI(t *testing.T) {
 		t.Fatalf("non-JSON event = %s", raw)
 	}
 }
+
+// TestCorruptSubscriptionIsReportedAndRepairable: a subscription whose
+// stored events filter is damaged answers 500 naming the field (and is logged),
+// rather than being listed as matching nothing; PATCH repairs it and DELETE
+// removes it.
+func TestCorruptSubscriptionIsReportedAndRepairable(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true"})
+	rdb := testenv.Redis(t)
+	src := h.source("stripe")
+	subs := "/sources/" + src.ID + "/subscriptions"
+	code, _, raw := h.do("POST", subs, map[string]any{"url": "http://127.0.0.1:9/x", "events": "invoice.*"}, admin())
+	var sub created
+	if code != 201 || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("create subscription: %d %s", code, raw)
+	}
+	key := "relay:sub:{" + sub.ID + "}" // pkg/catalog's layout
+	damage := func() {
+		if err := rdb.HSet(context.Background(), key, "events", "invoice.*").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damage()
+	for _, path := range []string{subs, subs + "/" + sub.ID} {
+		code, _, raw := h.do("GET", path, nil, admin())
+		r := decode(t, raw)
+		if code != 500 || r.Error.Code != "corrupt_record" || !strings.Contains(r.Error.Message, sub.ID) || !strings.Contains(r.Error.Message, `"events"`) {
+			t.Fatalf("GET %s: %d %s, want 500 corrupt_record naming the subscription and its events field", path, code, raw)
+		}
+		if strings.Contains(string(raw), sub.Secret) {
+			t.Fatalf("GET %s shows the secret: %s", path, raw)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "corrupt record in Redis") {
+		t.Fatal("the corrupt record was not logged")
+	}
+
+	code, _, raw = h.do("PATCH", subs+"/"+sub.ID, map[string]any{"events": []string{"invoice.paid"}}, admin())
+	if code != 200 || !strings.Contains(string(raw), `"invoice.paid"`) {
+		t.Fatalf("PATCH repairing the events: %d %s", code, raw)
+	}
+	if code, _, raw := h.do("GET", subs+"/"+sub.ID, nil, admin()); code != 200 {
+		t.Fatalf("GET after the repair: %d %s", code, raw)
+	}
+
+	damage()
+	if code, _, raw := h.do("DELETE", subs+"/"+sub.ID, nil, admin()); code != 204 {
+		t.Fatalf("DELETE of a corrupt subscription: %d %s", code, raw)
+	}
+	if code, _, raw := h.do("GET", subs, nil, admin()); code != 200 || strings.Contains(string(raw), sub.ID) {
+		t.Fatalf("GET after the delete: %d %s", code, raw)
+	}
+}

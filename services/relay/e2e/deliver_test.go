@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -412,5 +413,32 @@ func TestGlobFilteringAndRotatedSubscriptionSecret(t *testing.T) {
 	sort.Strings(types)
 	if strings.Join(types, ",") != "payment.intent.created,payment.succeeded" {
 		t.Fatalf("delivered types %v", types)
+	}
+}
+
+// TestCorruptSubscriptionHoldsItsEventsUntilRepaired: a subscription whose
+// stored events filter is damaged is not read as matching nothing (which
+// would drop its events for good): deliver holds the event, and delivers it
+// once the subscription is repaired through the API.
+func TestCorruptSubscriptionHoldsItsEventsUntilRepaired(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "order.*")
+	rdb := testenv.Redis(t)
+	if err := rdb.HSet(context.Background(), "relay:sub:{"+sub.ID+"}", "events", "order.*").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, rep := e.send(src, "relay", []byte(`{"type":"order.created"}`), nil)
+	time.Sleep(3 * time.Second) // a healthy delivery takes milliseconds here
+	if n := len(rc.requests()); n != 0 {
+		t.Fatalf("%d deliveries to a subscription whose filter cannot be read", n)
+	}
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"events": []string{"order.*"}}, nil); code != 200 {
+		t.Fatalf("PATCH repairing the subscription = %d", code)
+	}
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 30*time.Second)
+	if n := len(rc.requests()); n != 1 {
+		t.Fatalf("%d deliveries after the repair, want 1", n)
 	}
 }

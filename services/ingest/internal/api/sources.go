@@ -125,6 +125,12 @@ func (a *API) createSource(c *gin.Context) {
 // storeError answers for a failed Redis call: 503 when Redis is
 // unreachable, 500 otherwise.
 func (a *API) storeError(c *gin.Context, what string, err error) {
+	if errors.Is(err, catalog.ErrCorrupt) {
+		// Only fields that hold no secret are decoded, so the cause can be told.
+		a.log.ErrorContext(c.Request.Context(), "corrupt record in Redis", "while", what, "error", err)
+		fail(c, http.StatusInternalServerError, "corrupt_record", err.Error()+"; PATCH the field or DELETE the record")
+		return
+	}
 	if redisconn.IsUnavailable(err) {
 		a.log.WarnContext(c.Request.Context(), "redis unavailable", "while", what, "error", err)
 		unavailable(c, "redis_unavailable", "Redis is unavailable while "+what+"; retry shortly", 5*time.Second)

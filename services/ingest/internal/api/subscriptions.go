@@ -166,13 +166,29 @@ func (a *API) listSubscriptions(c *gin.Context) {
 // loadSubscription finds a subscription of the source in the path, or
 // answers 404.
 func (a *API) loadSubscription(c *gin.Context) (catalog.Subscription, bool) {
+	return a.findSubscription(c, false)
+}
+
+// loadSubscriptionToRepair is loadSubscription for PATCH and DELETE, which
+// also take a subscription whose stored record is corrupt: they are how it
+// is repaired or removed.
+func (a *API) loadSubscriptionToRepair(c *gin.Context) (catalog.Subscription, bool) {
+	return a.findSubscription(c, true)
+}
+
+func (a *API) findSubscription(c *gin.Context, corruptOK bool) (catalog.Subscription, bool) {
 	src, ok := a.loadSource(c)
 	if !ok {
 		return catalog.Subscription{}, false
 	}
 	id := c.Param("sub_id")
 	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) || (err == nil && sub.SourceID != src.ID) || !ids.Valid(ids.Subscription, id) {
+	// A corrupt record still names its source, which is checked first.
+	corrupt := errors.Is(err, catalog.ErrCorrupt)
+	if corrupt && corruptOK {
+		err = nil
+	}
+	if errors.Is(err, catalog.ErrNotFound) || ((err == nil || corrupt) && sub.SourceID != src.ID) || !ids.Valid(ids.Subscription, id) {
 		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id)+" on source "+src.ID)
 		return sub, false
 	}
@@ -198,7 +214,7 @@ type updateSubscriptionRequest struct {
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
-	sub, ok := a.loadSubscription(c)
+	sub, ok := a.loadSubscriptionToRepair(c)
 	if !ok {
 		return
 	}
@@ -234,7 +250,7 @@ func (a *API) updateSubscription(c *gin.Context) {
 }
 
 func (a *API) deleteSubscription(c *gin.Context) {
-	sub, ok := a.loadSubscription(c)
+	sub, ok := a.loadSubscriptionToRepair(c)
 	if !ok {
 		return
 	}
