@@ -139,7 +139,12 @@ func (m *Manager) redriven(ctx context.Context, p int32, from, to int64) (map[in
 	}
 	out := make(map[int64]bool, len(offs))
 	for _, o := range offs {
-		n, _ := strconv.ParseInt(o, 10, 64)
+		n, err := strconv.ParseInt(o, 10, 64)
+		if err != nil {
+			// Read as offset 0, it would mark a parked delivery resolved
+			// that was never redriven.
+			return nil, fmt.Errorf("dlq marker %.40q of partition %d in %s is not an offset: remove it", o, p, m.markerKey(p))
+		}
 		out[n] = true
 	}
 	return out, nil
