@@ -259,7 +259,12 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 			}
 			d.NotBefore = time.UnixMilli(ms)
 		case HeaderLastStatus:
-			d.LastStatus, _ = strconv.Atoi(v)
+			// Informational (the DLQ listing shows it): one that does not
+			// parse reads as 0, "no response", rather than making the whole
+			// delivery unreadable, which would skip it.
+			if d.LastStatus, err = strconv.Atoi(v); err != nil {
+				d.LastStatus = 0
+			}
 		case HeaderLastError:
 			d.LastError = v
 		case HeaderDeadReason:

@@ -91,6 +91,17 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	if len(got.LastError) > maxErrorLen || !strings.HasPrefix(d.LastError, got.LastError) {
 		t.Fatalf("last error not truncated on a rune boundary: %d bytes", len(got.LastError))
 	}
+
+	// The last status is only shown: a damaged one must not make the
+	// delivery unreadable, which would skip it.
+	for i, h := range r.Headers {
+		if h.Key == HeaderLastStatus {
+			r.Headers[i].Value = []byte("5x3")
+		}
+	}
+	if got, err = ParseDelivery(r); err != nil || got.LastStatus != 0 || got.Attempt != 3 {
+		t.Fatalf("with a damaged last status: %+v, %v; want it read, with last status 0", got, err)
+	}
 }
 
 func TestParseRejectsMalformed(t *testing.T) {
