@@ -391,6 +391,10 @@ func (s *Store) RotateSourceSecret(ctx context.Context, id, newSecret string, gr
 
 // CreateSubscription stores a new subscription with its secret.
 func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret string) error {
+	if sub.Events == nil {
+		// Stored as null, it would read back as corrupt (subFrom).
+		return fmt.Errorf("create subscription %s: no event types (use [\"*\"] for all)", sub.ID)
+	}
 	events, err := json.Marshal(sub.Events)
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)

@@ -183,6 +183,10 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 			corrupt(t, err, sub.ID, field)
 		})
 	}
+	noEvents := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Enabled: true, CreatedAt: now}
+	if err := s.CreateSubscription(ctx, noEvents, "whsec_sub"); err == nil {
+		t.Fatal("a subscription without event types was stored, to read back as corrupt")
+	}
 	t.Run("subscription repaired by an update", func(t *testing.T) {
 		rdb.HSet(ctx, subKey(sub.ID), "events", "not json")
 		got, err := s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Events: []string{"orders/create"}})
