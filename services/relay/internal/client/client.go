@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Client calls one Relay API.
@@ -29,13 +30,33 @@ type Error struct {
 	Status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Body is the start of an answer that is not the API's JSON error (a
+	// load balancer's or proxy's page, say), shown as it came.
+	Body string `json:"-"`
 }
 
 func (e *Error) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("HTTP %d", e.Status)
+	switch {
+	case e.Code != "":
+		return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
+	case e.Body != "":
+		return fmt.Sprintf("HTTP %d, not from the Relay API (a proxy in between?): %s", e.Status, e.Body)
 	}
-	return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message)
+	return fmt.Sprintf("HTTP %d", e.Status)
+}
+
+// snippet is the start of a foreign answer on one line.
+func snippet(raw []byte) string {
+	const max = 200
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(raw), "?")), " ")
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 // Do sends a request with a JSON body (nil for none) and decodes a JSON
@@ -70,7 +91,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) ([]
 		var e struct {
 			Error Error `json:"error"`
 		}
-		_ = json.Unmarshal(raw, &e)
+		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+			e.Error = Error{Body: snippet(raw)}
+		}
 		e.Error.Status = resp.StatusCode
 		if resp.StatusCode == http.StatusUnauthorized && e.Error.Code == "unauthorized" {
 			e.Error.Message += " (set RELAY_ADMIN_TOKEN or --token to the token `relay dev` printed)"
