@@ -30,8 +30,25 @@ var ErrNotFound = errors.New("not found")
 // ErrCorrupt means a stored source or subscription has a field Relay did not
 // write that way (edited by hand, or damaged): the record is refused rather
 // than read with a zero in the field's place, which for a subscription's
-// events would silently stop its deliveries.
+// events would silently stop its deliveries. Such errors are *CorruptError.
 var ErrCorrupt = errors.New("stored record is corrupt")
+
+// CorruptError names the record and the field that does not parse. Only
+// fields that hold no secret are decoded, so it may quote the value found.
+type CorruptError struct {
+	Kind  string // "source" or "subscription"
+	ID    string
+	Field string
+	Value string
+	Want  string // what the field should hold
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%v: %s %s: field %q is %.40q, not %s", ErrCorrupt, e.Kind, e.ID, e.Field, e.Value, e.Want)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 
 const sourcesIndex = "relay:sources"
 
@@ -106,8 +123,7 @@ func parseMS(s string) time.Time {
 }
 
 // decoder reads a stored record's fields and keeps the first that does not
-// parse. Only fields that hold no secret go through it, so its error may
-// quote the value found.
+// parse. Only fields that hold no secret go through it.
 type decoder struct {
 	kind, id string
 	m        map[string]string
@@ -116,7 +132,7 @@ type decoder struct {
 
 func (d *decoder) fail(field, want string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s %s: field %q is %.40q, not %s", ErrCorrupt, d.kind, d.id, field, d.m[field], want)
+		d.err = &CorruptError{Kind: d.kind, ID: d.id, Field: field, Value: d.m[field], Want: want}
 	}
 }
 

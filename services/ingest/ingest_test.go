@@ -599,8 +599,9 @@ func TestCorruptSubscriptionIsReportedAndRepairable(t *testing.T) {
 	for _, path := range []string{subs, subs + "/" + sub.ID} {
 		code, _, raw := h.do("GET", path, nil, admin())
 		r := decode(t, raw)
-		if code != 500 || r.Error.Code != "corrupt_record" || !strings.Contains(r.Error.Message, sub.ID) || !strings.Contains(r.Error.Message, `"events"`) {
-			t.Fatalf("GET %s: %d %s, want 500 corrupt_record naming the subscription and its events field", path, code, raw)
+		if code != 500 || r.Error.Code != "corrupt_record" || !strings.Contains(r.Error.Message, sub.ID) ||
+			!strings.Contains(r.Error.Message, `"events"`) || !strings.Contains(r.Error.Message, "PATCH the subscription's events") {
+			t.Fatalf("GET %s: %d %s, want 500 corrupt_record naming the subscription, its events field and the repair", path, code, raw)
 		}
 		if strings.Contains(string(raw), sub.Secret) {
 			t.Fatalf("GET %s shows the secret: %s", path, raw)

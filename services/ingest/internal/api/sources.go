@@ -125,10 +125,10 @@ func (a *API) createSource(c *gin.Context) {
 // storeError answers for a failed Redis call: 503 when Redis is
 // unreachable, 500 otherwise.
 func (a *API) storeError(c *gin.Context, what string, err error) {
-	if errors.Is(err, catalog.ErrCorrupt) {
+	if ce := (*catalog.CorruptError)(nil); errors.As(err, &ce) {
 		// Only fields that hold no secret are decoded, so the cause can be told.
 		a.log.ErrorContext(c.Request.Context(), "corrupt record in Redis", "while", what, "error", err)
-		fail(c, http.StatusInternalServerError, "corrupt_record", err.Error()+"; PATCH the field or DELETE the record")
+		fail(c, http.StatusInternalServerError, "corrupt_record", ce.Error()+"; "+repairHint(ce))
 		return
 	}
 	if redisconn.IsUnavailable(err) {
@@ -137,6 +137,14 @@ func (a *API) storeError(c *gin.Context, what string, err error) {
 		return
 	}
 	a.internal(c, what, err)
+}
+
+// repairHint says how a corrupt record can be mended through the API.
+func repairHint(ce *catalog.CorruptError) string {
+	if ce.Kind == "subscription" && (ce.Field == "events" || ce.Field == "enabled") {
+		return "PATCH the subscription's " + ce.Field + " to repair it, or DELETE it"
+	}
+	return "DELETE the " + ce.Kind + " and create it again, or repair the field in Redis"
 }
 
 func (a *API) listSources(c *gin.Context) {
