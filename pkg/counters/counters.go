@@ -146,7 +146,12 @@ func (s *Store) Read(ctx context.Context, src, from, to string) ([]DayCount, err
 		}
 		sort.Strings(types)
 		for _, t := range types {
-			n, _ := strconv.ParseInt(m[t], 10, 64)
+			n, err := strconv.ParseInt(m[t], 10, 64)
+			if err != nil {
+				// Only HINCRBY writes counts, and it refuses a non-integer: this
+				// one was edited by hand. Shown as 0, it would pass for a count.
+				return nil, fmt.Errorf("counts of %s: %s of %s in %s is %.40q, not a count", src, t, d, p+d, m[t])
+			}
 			out = append(out, DayCount{Day: d, Type: t, Count: n})
 		}
 	}

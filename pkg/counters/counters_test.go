@@ -2,6 +2,7 @@ package counters
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +63,24 @@ func TestApplyIsExactlyOnce(t *testing.T) {
 			t.Fatalf("Read of one day = %v", only)
 		}
 	})
+}
+
+// A count that is not an integer (only a hand edit makes one: HINCRBY
+// refuses them) is an error naming it, not a count of 0.
+func TestReadRefusesADamagedCount(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb)
+	src := ids.New(ids.Source)
+	day := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	if _, err := s.Apply(ctx, src, 0, []Record{{Offset: 1, Type: "order.paid", ReceivedAt: day}}, day); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Read(ctx, src, "", ""); err != nil || len(got) != 1 || got[0].Count != 1 {
+		t.Fatalf("Read = %+v, %v", got, err)
+	}
+	rdb.HSet(ctx, prefix(src)+"2026-11-28", "order.paid", "lots")
+	if _, err := s.Read(ctx, src, "", ""); err == nil || !strings.Contains(err.Error(), `order.paid of 2026-11-28`) || !strings.Contains(err.Error(), `"lots"`) {
+		t.Fatalf("Read of a damaged count: err = %v", err)
+	}
 }
