@@ -47,10 +47,10 @@ func (e *Error) Error() string {
 
 // snippet is the start of a foreign answer on one line.
 func snippet(raw []byte) string {
-	const max = 200
+	const limit = 200
 	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(raw), "?")), " ")
-	if len(s) > max {
-		cut := max
+	if len(s) > limit {
+		cut := limit
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
