@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -77,9 +78,12 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		var out struct {
 			Data []sourceOut `json:"data"`
 		}
-		raw, err := c.Do(ctx, "GET", "/sources?limit=500", nil, &out)
+		raw, err := c.ListAll(ctx, "/sources")
 		if err != nil {
 			return err
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("decode sources: %w", err)
 		}
 		if f.raw() {
 			return a.printRaw(&f, raw)
@@ -184,9 +188,12 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		var out struct {
 			Data []subOut `json:"data"`
 		}
-		raw, err := c.Do(ctx, "GET", base+"?limit=500", nil, &out)
+		raw, err := c.ListAll(ctx, base)
 		if err != nil {
 			return err
+		}
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("decode subscriptions: %w", err)
 		}
 		if f.raw() {
 			return a.printRaw(&f, raw)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -106,4 +107,35 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) ([]
 		}
 	}
 	return raw, nil
+}
+
+// ListAll reads every page of a listing route and returns them as one
+// answer, {"data": [...]}, so that a listing longer than a page is never cut
+// short. path may carry filters of its own.
+func (c *Client) ListAll(ctx context.Context, path string) ([]byte, error) {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	items := []json.RawMessage{}
+	for cursor := ""; ; {
+		var page struct {
+			Data []json.RawMessage `json:"data"`
+			Next string            `json:"next_cursor"`
+		}
+		if _, err := c.Do(ctx, http.MethodGet, path+sep+"limit=500&cursor="+url.QueryEscape(cursor), nil, &page); err != nil {
+			return nil, err
+		}
+		items = append(items, page.Data...)
+		if page.Next == "" {
+			break
+		}
+		if page.Next == cursor {
+			return nil, fmt.Errorf("listing %s: the API answered the same cursor twice", path)
+		}
+		cursor = page.Next
+	}
+	return json.Marshal(struct {
+		Data []json.RawMessage `json:"data"`
+	}{items})
 }

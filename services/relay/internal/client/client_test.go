@@ -46,3 +46,44 @@ func TestErrorAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestListAllFollowsEveryPage: a listing longer than a page comes back whole,
+// in order, with the route's own filters kept on every page.
+func TestListAllFollowsEveryPage(t *testing.T) {
+	var queries []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries = append(queries, r.URL.RawQuery)
+		switch r.URL.Query().Get("cursor") {
+		case "":
+			_, _ = w.Write([]byte(`{"data":[{"id":"a"},{"id":"b"}],"next_cursor":"c1"}`))
+		case "c1":
+			_, _ = w.Write([]byte(`{"data":[{"id":"c"}],"next_cursor":"c2"}`))
+		default:
+			_, _ = w.Write([]byte(`{"data":[],"next_cursor":""}`))
+		}
+	}))
+	defer srv.Close()
+	raw, err := New(srv.URL, "tok").ListAll(context.Background(), "/dlq?source_id=src_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != `{"data":[{"id":"a"},{"id":"b"},{"id":"c"}]}` {
+		t.Fatalf("ListAll = %s", raw)
+	}
+	want := []string{"source_id=src_1&limit=500&cursor=", "source_id=src_1&limit=500&cursor=c1", "source_id=src_1&limit=500&cursor=c2"}
+	if strings.Join(queries, " ") != strings.Join(want, " ") {
+		t.Fatalf("queries = %q, want %q", queries, want)
+	}
+}
+
+// TestListAllStopsOnARepeatedCursor: a server that answers the same cursor
+// again would page forever.
+func TestListAllStopsOnARepeatedCursor(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"data":[{"id":"a"}],"next_cursor":"same"}`))
+	}))
+	defer srv.Close()
+	if _, err := New(srv.URL, "tok").ListAll(context.Background(), "/sources"); err == nil || !strings.Contains(err.Error(), "same cursor") {
+		t.Fatalf("err = %v", err)
+	}
+}
