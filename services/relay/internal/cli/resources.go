@@ -539,31 +539,28 @@ func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args [
 // findSource finds which source an event belongs to, for commands given only
 // an event id: it asks each source in turn.
 func findSource(ctx context.Context, c *client.Client, evt string) (string, error) {
-	cursor := ""
-	for {
-		var page struct {
-			Data []struct {
-				ID string `json:"id"`
-			} `json:"data"`
-			Next string `json:"next_cursor"`
-		}
-		if _, err := c.Do(ctx, "GET", "/sources?limit=500&cursor="+url.QueryEscape(cursor), nil, &page); err != nil {
+	raw, err := c.ListAll(ctx, "/sources")
+	if err != nil {
+		return "", err
+	}
+	var sources struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &sources); err != nil {
+		return "", fmt.Errorf("decode sources: %w", err)
+	}
+	for _, s := range sources.Data {
+		_, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(s.ID)+"/events/"+url.PathEscape(evt), nil, nil)
+		var apiErr *client.Error
+		switch {
+		case err == nil:
+			return s.ID, nil
+		case errors.As(err, &apiErr) && apiErr.Status == 404:
+		default:
 			return "", err
 		}
-		for _, s := range page.Data {
-			_, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(s.ID)+"/events/"+url.PathEscape(evt), nil, nil)
-			var apiErr *client.Error
-			switch {
-			case err == nil:
-				return s.ID, nil
-			case errors.As(err, &apiErr) && apiErr.Status == 404:
-			default:
-				return "", err
-			}
-		}
-		if page.Next == "" {
-			return "", fmt.Errorf("no source has event %s (events are kept for RELAY_EVENT_RETENTION); pass --source", evt)
-		}
-		cursor = page.Next
 	}
+	return "", fmt.Errorf("no source has event %s (events are kept for RELAY_EVENT_RETENTION); pass --source", evt)
 }
