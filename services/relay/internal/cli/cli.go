@@ -123,6 +123,13 @@ func (a *app) apiFlagSet(name string, f *apiFlags) *flag.FlagSet {
 func (f *apiFlags) raw() bool { return f.json || f.format != "" }
 
 // printRaw prints an API answer for --json or --format.
+// more tells, under a table cut at --limit, that the listing goes on.
+func (a *app) more(next, what string) {
+	if next != "" {
+		fmt.Fprintf(a.out, "(more %s: raise --limit to see them)\n", what)
+	}
+}
+
 func (a *app) printRaw(f *apiFlags, raw []byte) error {
 	if f.format == "" {
 		return a.printJSON(raw)

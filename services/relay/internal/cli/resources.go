@@ -294,6 +294,7 @@ func runEvents(ctx context.Context, a *app, args []string) error {
 	case "ls":
 		var out struct {
 			Data []eventOut `json:"data"`
+			Next string     `json:"next_cursor"`
 		}
 		raw, err := c.Do(ctx, "GET", base+"?limit="+strconv.Itoa(*limit), nil, &out)
 		if err != nil {
@@ -307,6 +308,7 @@ func runEvents(ctx context.Context, a *app, args []string) error {
 			rows = append(rows, []string{e.ID, e.Type, e.ReceivedAt.Local().Format(time.DateTime + ".000"), strconv.Itoa(e.Size)})
 		}
 		a.table([]string{"ID", "TYPE", "RECEIVED", "BYTES"}, rows)
+		a.more(out.Next, "older events")
 		return nil
 	case "get":
 		if len(pos) != 1 {
@@ -426,6 +428,7 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 				LastStatusCode int       `json:"last_status_code"`
 				DeadAt         time.Time `json:"dead_at"`
 			} `json:"data"`
+			Next string `json:"next_cursor"`
 		}
 		raw, err := c.Do(ctx, "GET", "/dlq?"+q.Encode(), nil, &out)
 		if err != nil {
@@ -439,6 +442,7 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 			rows = append(rows, []string{d.EventID, d.SubscriptionID, d.EventType, d.Reason, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatusCode), d.DeadAt.Local().Format(time.DateTime)})
 		}
 		a.table([]string{"EVENT", "SUBSCRIPTION", "TYPE", "REASON", "ATTEMPTS", "LAST", "PARKED"}, rows)
+		a.more(out.Next, "parked deliveries")
 		return nil
 	case "redrive":
 		for {
