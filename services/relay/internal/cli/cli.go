@@ -122,7 +122,6 @@ func (a *app) apiFlagSet(name string, f *apiFlags) *flag.FlagSet {
 // rather than as a table.
 func (f *apiFlags) raw() bool { return f.json || f.format != "" }
 
-// printRaw prints an API answer for --json or --format.
 // more tells, under a table cut at --limit, that the listing goes on.
 func (a *app) more(next, what string) {
 	if next != "" {
@@ -130,6 +129,7 @@ func (a *app) more(next, what string) {
 	}
 }
 
+// printRaw prints an API answer for --json or --format.
 func (a *app) printRaw(f *apiFlags, raw []byte) error {
 	if f.format == "" {
 		return a.printJSON(raw)
