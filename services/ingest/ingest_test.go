@@ -478,6 +478,8 @@ func TestBadInput(t *testing.T) {
 		{"events list of the wrong type named", "PATCH", "/sources/" + src.ID + "/subscriptions/" + sub.ID, `{"events":[1]}`, admin(), 400, "invalid_json", `field "events" must be a glob`},
 		{"bad limit", "GET", "/sources?limit=0", nil, admin(), 400, "invalid_field", "limit"},
 		{"bad cursor", "GET", "/sources/" + src.ID + "/events?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
+		{"bad sources cursor", "GET", "/sources?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
+		{"bad subscriptions cursor", "GET", "/sources/" + src.ID + "/subscriptions?cursor=" + src.ID, nil, admin(), 400, "invalid_field", "cursor"},
 		{"bad day", "GET", "/sources/" + src.ID + "/metrics?from=yesterday", nil, admin(), 400, "invalid_field", "from"},
 		{"unknown route", "GET", "/nope", nil, admin(), 404, "route_not_found", ""},
 		{"wrong method", "PUT", "/sources", nil, admin(), 405, "method_not_allowed", ""},
@@ -625,5 +627,46 @@ func TestCorruptSubscriptionIsReportedAndRepairable(t *testing.T) {
 	}
 	if code, _, raw := h.do("GET", subs, nil, admin()); code != 200 || strings.Contains(string(raw), sub.ID) {
 		t.Fatalf("GET after the delete: %d %s", code, raw)
+	}
+}
+
+// TestSubscriptionListingPages: a listing longer than limit comes in pages
+// joined by next_cursor (the last id of a page), in creation order.
+func TestSubscriptionListingPages(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	path := "/sources/" + src.ID + "/subscriptions"
+	var want []string
+	for range 3 {
+		code, _, raw := h.do("POST", path, map[string]any{"url": "https://example.com/h"}, admin())
+		var sub created
+		if code != 201 || json.Unmarshal(raw, &sub) != nil {
+			t.Fatalf("create subscription: %d %s", code, raw)
+		}
+		want = append(want, sub.ID)
+	}
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		code, _, raw := h.do("GET", path+"?limit=2&cursor="+cursor, nil, admin())
+		var page struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+			Next string `json:"next_cursor"`
+		}
+		if code != 200 || json.Unmarshal(raw, &page) != nil || pages > 2 {
+			t.Fatalf("page %d: %d %s", pages, code, raw)
+		}
+		for _, s := range page.Data {
+			got = append(got, s.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paged through %v, want %v", got, want)
 	}
 }

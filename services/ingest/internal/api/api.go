@@ -31,6 +31,7 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
@@ -378,6 +379,18 @@ func pageParams(c *gin.Context) (int, string, bool) {
 		limit = n
 	}
 	return limit, c.Query("cursor"), true
+}
+
+// idPageParams is pageParams for a listing whose cursor is the last id (of
+// kind prefix) of the page before: anything else is refused rather than
+// read as a place in the listing, as the other listings' cursors are.
+func idPageParams(c *gin.Context, prefix string) (int, string, bool) {
+	limit, cursor, ok := pageParams(c)
+	if ok && cursor != "" && !ids.Valid(prefix, cursor) {
+		invalid(c, "cursor", "is not a cursor returned by this listing")
+		return 0, "", false
+	}
+	return limit, cursor, ok
 }
 
 // list is the envelope of every listing.

@@ -148,7 +148,7 @@ func repairHint(ce *catalog.CorruptError) string {
 }
 
 func (a *API) listSources(c *gin.Context) {
-	limit, cursor, ok := pageParams(c)
+	limit, cursor, ok := idPageParams(c, ids.Source)
 	if !ok {
 		return
 	}

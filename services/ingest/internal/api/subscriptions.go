@@ -147,7 +147,7 @@ func (a *API) listSubscriptions(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, cursor, ok := pageParams(c)
+	limit, cursor, ok := idPageParams(c, ids.Subscription)
 	if !ok {
 		return
 	}
