@@ -114,14 +114,6 @@ func New(rdb redis.UniversalClient, box *secretbox.Box) *Store {
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
-func parseMS(s string) time.Time {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(n)
-}
-
 // decoder reads a stored record's fields and keeps the first that does not
 // parse. Only fields that hold no secret go through it.
 type decoder struct {
@@ -243,22 +235,26 @@ func (s *Store) GetSourceWithSecrets(ctx context.Context, id string) (Source, Se
 	if err != nil {
 		return Source{}, Secrets{}, err
 	}
-	sec, err := s.openSecrets(id, m)
+	src, err := sourceFrom(id, m)
 	if err != nil {
 		return Source{}, Secrets{}, err
 	}
-	src, err := sourceFrom(id, m)
-	return src, sec, err
+	sec, err := s.openSecrets(id, m, src.PreviousSecretExpiresAt)
+	if err != nil {
+		return Source{}, Secrets{}, err
+	}
+	return src, sec, nil
 }
 
-func (s *Store) openSecrets(owner string, m map[string]string) (Secrets, error) {
+// openSecrets decrypts a record's secret, and its previous one until exp
+// (the record's decoded prev_expires).
+func (s *Store) openSecrets(owner string, m map[string]string, exp time.Time) (Secrets, error) {
 	var sec Secrets
 	var err error
 	if sec.Current, err = s.box.Open(m["secret"], owner); err != nil {
 		return sec, fmt.Errorf("secret of %s: %w", owner, err)
 	}
 	if m["prev_secret"] != "" {
-		exp := parseMS(m["prev_expires"])
 		if s.now().Before(exp) {
 			if sec.Previous, err = s.box.Open(m["prev_secret"], owner); err != nil {
 				return sec, fmt.Errorf("previous secret of %s: %w", owner, err)
@@ -487,12 +483,15 @@ func (s *Store) GetSubscriptionWithSecrets(ctx context.Context, id string) (Subs
 	if err != nil {
 		return Subscription{}, Secrets{}, err
 	}
-	sec, err := s.openSecrets(id, m)
+	sub, err := subFrom(id, m)
+	if err != nil {
+		return sub, Secrets{}, err
+	}
+	sec, err := s.openSecrets(id, m, sub.PreviousSecretExpiresAt)
 	if err != nil {
 		return Subscription{}, Secrets{}, err
 	}
-	sub, err := subFrom(id, m)
-	return sub, sec, err
+	return sub, sec, nil
 }
 
 // SubscriptionWithSecrets pairs a subscription with its secrets.
@@ -517,13 +516,13 @@ func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]Sub
 		if len(m) == 0 {
 			continue
 		}
-		sec, err := s.openSecrets(ids[i], m)
-		if err != nil {
-			return nil, err
-		}
 		sub, err := subFrom(ids[i], m)
 		if err != nil {
 			return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+		}
+		sec, err := s.openSecrets(ids[i], m, sub.PreviousSecretExpiresAt)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, SubscriptionWithSecrets{Subscription: sub, Secrets: sec})
 	}
