@@ -469,6 +469,9 @@ func TestBadInput(t *testing.T) {
 		{"missing name", "POST", "/sources", `{}`, admin(), 400, "invalid_field", "name"},
 		{"unknown scheme", "POST", "/sources", `{"name":"a","verification":{"scheme":"carrier-pigeon"}}`, admin(), 400, "invalid_field", "verification.scheme"},
 		{"bad tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"soon"}}`, admin(), 400, "invalid_field", "verification.tolerance"},
+		// A zero given is out of range, not the default in disguise.
+		{"zero tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"0s"}}`, admin(), 400, "invalid_field", "verification.tolerance"},
+		{"zero dedup window", "POST", "/sources", `{"name":"a","dedup_window":"0"}`, admin(), 400, "invalid_field", "dedup_window"},
 		{"unusable source secret", "POST", "/sources", `{"name":"a","verification":{"scheme":"standard-webhooks","secret":"whsec_%%%"}}`, admin(), 400, "invalid_field", "verification.secret"},
 		{"unusable rotated secret", "POST", "/sources/" + src.ID + "/rotate-secret", `{"secret":"short"}`, admin(), 400, "invalid_field", "secret"},
 		{"unusable subscription secret", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","secret":"not-whsec"}`, admin(), 400, "invalid_field", "secret"},

@@ -73,14 +73,17 @@ func (a *API) createSource(c *gin.Context) {
 		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
 		return
 	}
-	schemeName, secret, tol := "relay", "", time.Duration(0)
+	// An absent duration takes its default; one given, even 0s, must be in range.
+	schemeName, secret, tol := "relay", "", signature.DefaultTolerance
 	if v := req.Verification; v != nil {
 		if v.Scheme != "" {
 			schemeName = v.Scheme
 		}
 		secret = v.Secret
-		if tol, ok = durationField(c, "verification.tolerance", v.Tolerance); !ok {
-			return
+		if v.Tolerance != "" {
+			if tol, ok = durationField(c, "verification.tolerance", v.Tolerance); !ok {
+				return
+			}
 		}
 	}
 	scheme, ok := signature.Lookup(schemeName)
@@ -91,19 +94,15 @@ func (a *API) createSource(c *gin.Context) {
 	if secret, ok = secretFor(c, scheme, secret, "verification.secret"); !ok {
 		return
 	}
-	if tol == 0 {
-		tol = signature.DefaultTolerance
-	}
 	if tol < time.Second || tol > time.Hour {
 		invalid(c, "verification.tolerance", "must be from 1s to 1h")
 		return
 	}
-	window, ok := durationField(c, "dedup_window", req.DedupWindow)
-	if !ok {
-		return
-	}
-	if window == 0 {
-		window = a.cfg.DefaultDedupWindow
+	window := a.cfg.DefaultDedupWindow
+	if req.DedupWindow != "" {
+		if window, ok = durationField(c, "dedup_window", req.DedupWindow); !ok {
+			return
+		}
 	}
 	if window < time.Minute || window > 30*24*time.Hour {
 		invalid(c, "dedup_window", "must be from 1m to 720h")
