@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,10 +79,11 @@ func Dialer(timeout time.Duration, allowPrivate bool) *net.Dialer {
 	return d
 }
 
-// CheckURL validates a subscription URL: absolute http or https, a host, no
-// credentials (they would show in every listing), at most 2048 bytes; and,
-// unless allowPrivate, no literal forbidden IP. Host names are checked again
-// at every delivery, after resolution.
+// CheckURL validates a subscription URL: absolute http or https, a host, a
+// port (when given) from 1 to 65535, no credentials (they would show in
+// every listing), at most 2048 bytes; and, unless allowPrivate, no literal
+// forbidden IP. Host names are checked again at every delivery, after
+// resolution.
 func CheckURL(raw string, allowPrivate bool) error {
 	if len(raw) > 2048 {
 		return errors.New("url is longer than 2048 bytes")
@@ -95,6 +97,12 @@ func CheckURL(raw string, allowPrivate bool) error {
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return errors.New("url has no host")
+	}
+	if p := u.Port(); p != "" {
+		// url.Parse checks only that a port is digits.
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("url port %s is not from 1 to 65535", p)
+		}
 	}
 	if u.User != nil {
 		return errors.New("url must not carry credentials; receivers verify the webhook signature instead")

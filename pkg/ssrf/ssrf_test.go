@@ -70,6 +70,10 @@ func TestCheckURL(t *testing.T) {
 		{"http://localhost:3000/", true, ""},
 		{"http://127.0.0.1:9000/", true, ""},
 		{"https://example.com/#frag", false, "fragment"},
+		{"https://example.com:65535/", false, ""},
+		{"https://example.com:0/", false, "port 0"},
+		{"https://example.com:99999/", false, "port 99999"},
+		{"http://127.0.0.1:70000/", true, "port 70000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
