@@ -38,3 +38,17 @@ func TestPatternsTypeErrorNamesFieldAndValue(t *testing.T) {
 		t.Fatalf("a list: %v %v", ok.Events, err)
 	}
 }
+
+// A null events is absent: the default "*" on create, unchanged on PATCH;
+// not a list of one empty pattern.
+func TestNullPatternsAreAbsent(t *testing.T) {
+	dst := struct {
+		Events patterns `json:"events"`
+	}{Events: patterns{"kept"}}
+	if err := json.Unmarshal([]byte(`{"events":null}`), &dst); err != nil {
+		t.Fatal(err)
+	}
+	if len(dst.Events) != 1 || dst.Events[0] != "kept" {
+		t.Fatalf("null changed events to %q", dst.Events)
+	}
+}

@@ -47,6 +47,9 @@ func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
 type patterns []string
 
 func (p *patterns) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil // as absent, the convention of encoding/json
+	}
 	var one string
 	if json.Unmarshal(b, &one) == nil {
 		*p = patterns{one}
