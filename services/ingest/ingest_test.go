@@ -488,6 +488,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown route", "GET", "/nope", nil, admin(), 404, "route_not_found", ""},
 		{"wrong method", "PUT", "/sources", nil, admin(), 405, "method_not_allowed", ""},
 		{"unknown event", "GET", "/sources/" + src.ID + "/events/evt_01ARZ3NDEKTSV4RRFFQ69G5FAV", nil, admin(), 404, "event_not_found", ""},
+		// A misspelt filter must not widen a redrive to every parked delivery.
+		{"unknown query parameter", "POST", "/replay/dlq?subscription=" + sub.ID, nil, admin(), 400, "unknown_parameter", `"subscription"; this route takes subscription_id, source_id`},
+		{"query parameter on a route that takes none", "GET", "/sources/" + src.ID + "?limit=5", nil, admin(), 400, "unknown_parameter", "takes none"},
 	}
 	before := h.records()
 	for _, tt := range tests {

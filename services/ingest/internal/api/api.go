@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -158,7 +159,7 @@ func (a *API) routes() *gin.Engine {
 	r.GET("/metrics", gin.WrapH(telemetry.MetricsHandler(a.tel.Registry)))
 	r.POST("/in/:source_id", a.ingest)
 
-	m := r.Group("/", a.auth())
+	m := r.Group("/", a.auth(), knownQuery)
 	m.POST("/sources", a.createSource)
 	m.GET("/sources", a.listSources)
 	m.GET("/sources/:source_id", a.getSource)
@@ -178,6 +179,37 @@ func (a *API) routes() *gin.Engine {
 	m.GET("/dlq", a.listDLQ)
 	m.POST("/replay/dlq", a.redriveDLQ)
 	return r
+}
+
+// queryParams are the query parameters each management route takes
+// (docs/openapi.yaml documents the same, which a test checks). Any other is
+// refused: a typo such as ?subscription=… on POST /replay/dlq would
+// otherwise redrive every parked delivery instead of one subscription's.
+var queryParams = map[string][]string{
+	"GET /sources":                          {"limit", "cursor"},
+	"GET /sources/:source_id/events":        {"limit", "cursor"},
+	"GET /sources/:source_id/metrics":       {"from", "to"},
+	"GET /sources/:source_id/subscriptions": {"limit", "cursor"},
+	"GET /dlq":                              {"subscription_id", "source_id", "limit", "cursor"},
+	"POST /replay/dlq":                      {"subscription_id", "source_id"},
+}
+
+// knownQuery answers 400 for a query parameter its route does not take.
+func knownQuery(c *gin.Context) {
+	if c.Request.URL.RawQuery == "" {
+		return
+	}
+	takes := queryParams[c.Request.Method+" "+c.FullPath()]
+	for name := range c.Request.URL.Query() {
+		if !slices.Contains(takes, name) {
+			what := "takes none"
+			if len(takes) > 0 {
+				what = "takes " + strings.Join(takes, ", ")
+			}
+			fail(c, http.StatusBadRequest, "unknown_parameter", fmt.Sprintf("unknown query parameter %q; this route %s", name, what))
+			return
+		}
+	}
 }
 
 // errorBody is every error response: {"error": {"code", "message"}}.
