@@ -168,6 +168,12 @@ func decode(t *testing.T, raw []byte) reply {
 // records counts the records ever written to the events topic.
 func (h *harness) records() int64 {
 	h.t.Helper()
+	return h.recordsOn(h.topic)
+}
+
+// recordsOn counts the records ever written to topic.
+func (h *harness) recordsOn(topic string) int64 {
+	h.t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
 	if err != nil {
 		h.t.Fatal(err)
@@ -175,7 +181,7 @@ func (h *harness) records() int64 {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, h.topic)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -677,5 +683,74 @@ func TestSubscriptionListingPages(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("paged through %v, want %v", got, want)
+	}
+}
+
+// TestReplayTargets: a replay queues the event's enabled subscriptions, or
+// the one ?subscription_id= names, and says why it skipped any other.
+func TestReplayTargets(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	subs := "/sources/" + src.ID + "/subscriptions"
+	sub := func(body map[string]any) string {
+		t.Helper()
+		body["url"] = "https://example.com/h"
+		code, _, raw := h.do("POST", subs, body, admin())
+		var c created
+		if code != 201 || json.Unmarshal(raw, &c) != nil {
+			t.Fatalf("create subscription: %d %s", code, raw)
+		}
+		return c.ID
+	}
+	on := sub(map[string]any{"events": "payment.*"})
+	off := sub(map[string]any{"events": "*", "enabled": false})
+	other := sub(map[string]any{"events": "invoice.*"})
+	body := []byte(`{"type":"payment.succeeded"}`)
+	code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+	if code != 202 {
+		t.Fatalf("ingest: %d %s", code, raw)
+	}
+	replay := "/sources/" + src.ID + "/events/" + decode(t, raw).EventID + "/replay"
+	deliveries := strings.TrimSuffix(h.topic, "events") + "deliveries"
+	want := func(query, queued, skipped string) {
+		t.Helper()
+		before := h.recordsOn(deliveries)
+		code, _, raw := h.do("POST", replay+query, nil, admin())
+		var res struct {
+			Queued  []string `json:"queued"`
+			Skipped []struct {
+				SubscriptionID string `json:"subscription_id"`
+				Reason         string `json:"reason"`
+			} `json:"skipped"`
+		}
+		if code != 202 || json.Unmarshal(raw, &res) != nil {
+			t.Fatalf("replay%s: %d %s", query, code, raw)
+		}
+		var got []string
+		for _, s := range res.Skipped {
+			got = append(got, s.SubscriptionID+":"+s.Reason)
+		}
+		if strings.Join(res.Queued, ",") != queued || strings.Join(got, ",") != skipped {
+			t.Fatalf("replay%s queued %v skipped %v; want %q and %q", query, res.Queued, got, queued, skipped)
+		}
+		if n := h.recordsOn(deliveries) - before; n != int64(len(res.Queued)) {
+			t.Fatalf("replay%s put %d records on %s, want %d", query, n, deliveries, len(res.Queued))
+		}
+	}
+	want("", on, off+":disabled")
+	want("?subscription_id="+on, on, "")
+	want("?subscription_id="+off, "", off+":disabled")
+	want("?subscription_id="+other, "", other+":not_subscribed")
+
+	elsewhere := h.source("relay")
+	code, _, raw = h.do("POST", "/sources/"+elsewhere.ID+"/subscriptions", map[string]any{"url": "https://example.com/h"}, admin())
+	var foreign created
+	if code != 201 || json.Unmarshal(raw, &foreign) != nil {
+		t.Fatalf("create subscription: %d %s", code, raw)
+	}
+	for _, id := range []string{foreign.ID, "sub_nope"} {
+		if code, _, raw := h.do("POST", replay+"?subscription_id="+id, nil, admin()); code != 404 || decode(t, raw).Error.Code != "subscription_not_found" {
+			t.Fatalf("replay to %s: %d %s, want 404 subscription_not_found", id, code, raw)
+		}
 	}
 }

@@ -186,12 +186,13 @@ func (a *API) routes() *gin.Engine {
 // refused: a typo such as ?subscription=… on POST /replay/dlq would
 // otherwise redrive every parked delivery instead of one subscription's.
 var queryParams = map[string][]string{
-	"GET /sources":                          {"limit", "cursor"},
-	"GET /sources/:source_id/events":        {"limit", "cursor"},
-	"GET /sources/:source_id/metrics":       {"from", "to"},
-	"GET /sources/:source_id/subscriptions": {"limit", "cursor"},
-	"GET /dlq":                              {"subscription_id", "source_id", "limit", "cursor"},
-	"POST /replay/dlq":                      {"subscription_id", "source_id"},
+	"GET /sources":                                     {"limit", "cursor"},
+	"GET /sources/:source_id/events":                   {"limit", "cursor"},
+	"GET /sources/:source_id/metrics":                  {"from", "to"},
+	"GET /sources/:source_id/subscriptions":            {"limit", "cursor"},
+	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id"},
+	"GET /dlq":         {"subscription_id", "source_id", "limit", "cursor"},
+	"POST /replay/dlq": {"subscription_id", "source_id"},
 }
 
 // knownQuery answers 400 for a query parameter its route does not take.

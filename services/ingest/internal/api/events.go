@@ -199,22 +199,38 @@ type replayResponse struct {
 }
 
 // replay is POST /sources/{id}/events/{event_id}/replay: one record on
-// relay.deliveries per enabled, matching subscription not yet delivered.
-// Archive and count never see it.
+// relay.deliveries per enabled, matching subscription not yet delivered (or
+// for the one ?subscription_id= names). Archive and count never see it.
 func (a *API) replay(c *gin.Context) {
 	src, e, ok := a.loadEvent(c)
 	if !ok {
 		return
 	}
-	subs, ok := a.allSubscriptions(c, src.ID)
-	if !ok {
+	var subs []catalog.Subscription
+	one := c.Query("subscription_id")
+	if one != "" {
+		sub, ok := a.subscriptionOf(c, src, one, false)
+		if !ok {
+			return
+		}
+		subs = []catalog.Subscription{sub}
+	} else if subs, ok = a.allSubscriptions(c, src.ID); !ok {
 		return
 	}
 	ctx := c.Request.Context()
+	resp := replayResponse{EventID: e.ID, Queued: []string{}, Skipped: []skipped{}}
 	var targets []catalog.Subscription
 	var pairs [][2]string
 	for _, s := range subs {
-		if s.Enabled && glob.MatchAny(s.Events, e.Type) {
+		switch {
+		case !glob.MatchAny(s.Events, e.Type):
+			// Not one of the event's subscriptions; said only when asked for.
+			if one != "" {
+				resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "not_subscribed"})
+			}
+		case !s.Enabled:
+			resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "disabled"})
+		default:
 			targets = append(targets, s)
 			pairs = append(pairs, [2]string{e.ID, s.ID})
 		}
@@ -225,7 +241,6 @@ func (a *API) replay(c *gin.Context) {
 		return
 	}
 	now := a.now()
-	resp := replayResponse{EventID: e.ID, Queued: []string{}, Skipped: []skipped{}}
 	var recs []*kgo.Record
 	for i, s := range targets {
 		if states[i].Status == delivery.StatusDelivered {
@@ -244,7 +259,9 @@ func (a *API) replay(c *gin.Context) {
 	if len(recs) > 0 {
 		if err := a.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			a.log.ErrorContext(ctx, "replay produce failed", "event_id", e.ID, "error", err)
-			unavailable(c, "broker_unavailable", "the replay could not be queued; nothing was queued, retry", 5*time.Second)
+			// Some records may be on the topic: a retry queues them again, and
+			// each delivery's attempt number lets only one of the two run.
+			unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
 			return
 		}
 		queued := make([][2]string, len(resp.Queued))

@@ -184,7 +184,12 @@ func (a *API) findSubscription(c *gin.Context, corruptOK bool) (catalog.Subscrip
 	if !ok {
 		return catalog.Subscription{}, false
 	}
-	id := c.Param("sub_id")
+	return a.subscriptionOf(c, src, c.Param("sub_id"), corruptOK)
+}
+
+// subscriptionOf reads subscription id of src, answering 404 when there is
+// none (or it belongs to another source) and 5xx when it cannot be read.
+func (a *API) subscriptionOf(c *gin.Context, src catalog.Source, id string, corruptOK bool) (catalog.Subscription, bool) {
 	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
 	// A corrupt record still names its source, which is checked first.
 	corrupt := errors.Is(err, catalog.ErrCorrupt)

@@ -39,7 +39,7 @@ func commands() map[string]command {
 		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
 		"events":         {"relay events ls|get --source ID: list received events", runEvents},
 		"deliveries":     {"relay deliveries [--source ID] EVENT_ID: show an event's deliveries", runDeliveries},
-		"replay":         {"relay replay [--source ID] EVENT_ID: deliver an event again to subscriptions not yet delivered", runReplay},
+		"replay":         {"relay replay [--source ID] [--subscription ID] EVENT_ID: deliver an event again to subscriptions not yet delivered (or to one)", runReplay},
 		"dlq":            {"relay dlq ls|redrive [--subscription ID]: list or redrive parked deliveries", runDLQ},
 		"metrics":        {"relay metrics --source ID [--from DAY] [--to DAY]: events received per day and type", runMetrics},
 		"tail":           {"relay tail [--brokers B] [--from-start]: follow relay.events from Kafka", runTail},

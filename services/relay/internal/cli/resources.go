@@ -335,7 +335,7 @@ type deliveryOut struct {
 
 func runDeliveries(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
-	c, eventPath, err := a.eventCommand(ctx, "deliveries", &f, args)
+	c, eventPath, err := a.eventCommand(ctx, "deliveries", &f, args, nil)
 	if err != nil {
 		return err
 	}
@@ -367,9 +367,16 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 
 func runReplay(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
-	c, eventPath, err := a.eventCommand(ctx, "replay", &f, args)
+	var sub *string
+	c, eventPath, err := a.eventCommand(ctx, "replay", &f, args, func(fs *flag.FlagSet) {
+		sub = fs.String("subscription", "", "replay to this subscription only")
+	})
 	if err != nil {
 		return err
+	}
+	path := eventPath + "/replay"
+	if *sub != "" {
+		path += "?" + url.Values{"subscription_id": {*sub}}.Encode()
 	}
 	var out struct {
 		Queued  []string `json:"queued"`
@@ -378,7 +385,7 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 			Reason         string `json:"reason"`
 		} `json:"skipped"`
 	}
-	raw, err := c.Do(ctx, "POST", eventPath+"/replay", nil, &out)
+	raw, err := c.Do(ctx, "POST", path, nil, &out)
 	if err != nil {
 		return err
 	}
@@ -518,9 +525,15 @@ func runMetrics(ctx context.Context, a *app, args []string) error {
 // eventCommand parses the flags of a command about one event, `relay NAME
 // [--source SOURCE_ID] EVENT_ID`, and returns the API path of that event,
 // finding its source when --source is omitted.
-func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args []string) (*client.Client, string, error) {
+// eventCommand parses the flags and the EVENT_ID of a command about one
+// event, with flags of its own added by more (when not nil), and returns the
+// event's API path.
+func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args []string, more func(*flag.FlagSet)) (*client.Client, string, error) {
 	fs := a.apiFlagSet(name, f)
 	src := fs.String("source", "", "source id (found from the event when omitted)")
+	if more != nil {
+		more(fs)
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, "", err

@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// relay replay --subscription replays to that subscription only, and prints
+// why the API skipped any.
+func TestReplayToOneSubscription(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.Method+" "+r.URL.RequestURI())
+		_, _ = w.Write([]byte(`{"event_id":"evt_1","queued":[],"skipped":[{"subscription_id":"sub_2","reason":"disabled"}]}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	for _, args := range [][]string{
+		{"--source", "src_1", "evt_1"},
+		{"--source", "src_1", "--subscription", "sub_2", "evt_1"},
+	} {
+		if err := commands()["replay"].run(context.Background(), a, args); err != nil {
+			t.Fatalf("relay replay %v: %v", args, err)
+		}
+	}
+	want := []string{
+		"POST /sources/src_1/events/evt_1/replay",
+		"POST /sources/src_1/events/evt_1/replay?subscription_id=sub_2",
+	}
+	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(out.String(), "Skipped sub_2: disabled") {
+		t.Fatalf("printed:\n%s", out)
+	}
+}
