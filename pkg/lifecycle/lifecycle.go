@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,6 +114,11 @@ type HTTPTimeouts struct {
 	Idle time.Duration
 	// Shutdown bounds the graceful drain of in-flight requests.
 	Shutdown time.Duration
+	// DrainDelay is how long the server keeps serving once shutdown begins,
+	// reporting itself draining (see Draining) and closing each connection
+	// after its answer, so that a load balancer stops sending it requests
+	// before it stops listening. Zero stops listening at once.
+	DrainDelay time.Duration
 	// MaxHeaderBytes bounds the request headers.
 	MaxHeaderBytes int
 }
@@ -135,6 +141,8 @@ type HTTPServer struct {
 	srv      *http.Server
 	ln       net.Listener
 	shutdown time.Duration
+	drain    time.Duration
+	draining atomic.Bool
 }
 
 var _ Worker = (*HTTPServer)(nil)
@@ -159,6 +167,7 @@ func NewHTTPServer(name, addr string, h http.Handler, t HTTPTimeouts, log *slog.
 			ErrorLog:          slog.NewLogLogger(log.With("server", name).Handler(), slog.LevelWarn),
 		},
 		shutdown: t.Shutdown,
+		drain:    t.DrainDelay,
 	}, nil
 }
 
@@ -168,8 +177,18 @@ func (s *HTTPServer) Name() string { return s.name }
 // Addr is the address the server listens on.
 func (s *HTTPServer) Addr() string { return s.ln.Addr().String() }
 
-// Run serves until ctx is cancelled, then drains in-flight requests for up to
-// the shutdown timeout.
+// Draining reports an error once shutdown has begun: a readiness check, so
+// that load balancers take the server out while it still answers.
+func (s *HTTPServer) Draining(context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
+	return nil
+}
+
+// Run serves until ctx is cancelled, keeps serving for the drain delay while
+// Draining reports it, then drains in-flight requests for up to the shutdown
+// timeout.
 func (s *HTTPServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
@@ -177,6 +196,17 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	if s.drain > 0 {
+		// Kept-alive clients (a proxy's pool) reconnect, and so find a
+		// replica that is not going away.
+		s.srv.SetKeepAlivesEnabled(false)
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		case <-time.After(s.drain):
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.shutdown)
 	defer cancel()

@@ -90,3 +90,41 @@ func TestHTTPServerServesAndDrains(t *testing.T) {
 		t.Fatal("server still answers after shutdown")
 	}
 }
+
+// With a drain delay, a server told to stop keeps answering, reports itself
+// draining and closes each connection after its answer; then it stops.
+func TestHTTPServerDrainDelay(t *testing.T) {
+	timeouts := DefaultHTTPTimeouts()
+	timeouts.DrainDelay = 3 * time.Second // far longer than the one request made during it
+	srv, err := NewHTTPServer("test", "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), timeouts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- srv.Run(ctx) }()
+	if err := srv.Draining(ctx); err != nil {
+		t.Fatalf("Draining before shutdown = %v", err)
+	}
+	cancel()
+	for srv.Draining(context.Background()) == nil {
+		time.Sleep(time.Millisecond)
+	}
+	resp, err := http.Get("http://" + srv.Addr())
+	if err != nil {
+		t.Fatalf("a request during the drain delay: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" || !resp.Close {
+		t.Fatalf("during the drain: body %q, connection closed after it %v; want ok and closed", body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := http.Get("http://" + srv.Addr()); err == nil {
+		t.Fatal("server still answers after the drain")
+	}
+}

@@ -74,12 +74,15 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		RedriveBudget: r.Duration("RELAY_REDRIVE_BUDGET", 20*time.Second),
 		// RELAY_ALLOW_PRIVATE_DESTINATIONS: allow subscription URLs on private addresses (development only).
 		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
+		// RELAY_HTTP_*: the server's timeouts, and RELAY_HTTP_DRAIN_DELAY, how
+		// long it keeps serving, unready, after SIGTERM.
 		HTTP: lifecycle.HTTPTimeouts{
 			ReadHeader:     r.Duration("RELAY_HTTP_READ_HEADER_TIMEOUT", t.ReadHeader),
 			Read:           r.Duration("RELAY_HTTP_READ_TIMEOUT", t.Read),
 			Write:          r.Duration("RELAY_HTTP_WRITE_TIMEOUT", t.Write),
 			Idle:           r.Duration("RELAY_HTTP_IDLE_TIMEOUT", t.Idle),
 			Shutdown:       r.Duration("RELAY_HTTP_SHUTDOWN_TIMEOUT", t.Shutdown),
+			DrainDelay:     r.Duration("RELAY_HTTP_DRAIN_DELAY", 0),
 			MaxHeaderBytes: r.Int("RELAY_HTTP_MAX_HEADER_BYTES", t.MaxHeaderBytes),
 		},
 		Kafka: kafka.LoadConfig(r),
@@ -129,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.ReadHeader <= 0 || c.HTTP.Read <= 0 || c.HTTP.Idle <= 0 || c.HTTP.Shutdown <= 0 {
 		errs = append(errs, errors.New("RELAY_HTTP_*_TIMEOUT: timeouts must be positive"))
+	}
+	if c.HTTP.DrainDelay < 0 || c.HTTP.DrainDelay > 5*time.Minute {
+		errs = append(errs, errors.New("RELAY_HTTP_DRAIN_DELAY: must be from 0s to 5m"))
 	}
 	if err := c.Kafka.Validate(); err != nil {
 		errs = append(errs, err)
@@ -209,6 +215,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
+	// Unready from SIGTERM on, while RELAY_HTTP_DRAIN_DELAY keeps serving.
+	ready["shutdown"] = server.Draining
 	return &Service{log: log, rdb: rdb, producer: producer, server: server, pipe: pipe}, nil
 }
 

@@ -38,6 +38,8 @@ type harness struct {
 	redis   string
 	tel     *telemetry.Telemetry
 	logs    *testenv.LogBuffer
+	// stop begins the replica's shutdown (as SIGTERM does).
+	stop context.CancelFunc
 }
 
 // start runs an ingest replica on the given broker and Redis (the shared
@@ -80,6 +82,7 @@ func start(t testing.TB, brokers []string, redisAddr string, extra map[string]st
 	}
 	h.base = "http://" + svc.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() {
@@ -752,5 +755,30 @@ func TestReplayTargets(t *testing.T) {
 		if code, _, raw := h.do("POST", replay+"?subscription_id="+id, nil, admin()); code != 404 || decode(t, raw).Error.Code != "subscription_not_found" {
 			t.Fatalf("replay to %s: %d %s, want 404 subscription_not_found", id, code, raw)
 		}
+	}
+}
+
+// TestDrainDelay: after SIGTERM a replica with RELAY_HTTP_DRAIN_DELAY answers
+// /readyz 503 so that its load balancer takes it out, and meanwhile still
+// accepts webhooks.
+func TestDrainDelay(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_HTTP_DRAIN_DELAY": "3s"})
+	src := h.source("relay")
+	if code, _, raw := h.do("GET", "/readyz", nil, nil); code != 200 {
+		t.Fatalf("readyz before shutdown: %d %s", code, raw)
+	}
+	h.stop()
+	var raw []byte
+	testenv.Eventually(t, 2*time.Second, "readyz to say the replica is shutting down", func() bool {
+		var code int
+		code, _, raw = h.do("GET", "/readyz", nil, nil)
+		return code == 503
+	})
+	if !strings.Contains(string(raw), `"shutdown":"shutting down"`) {
+		t.Fatalf("readyz while draining: %s", raw)
+	}
+	body := []byte(`{"type":"drain.test"}`)
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {
+		t.Fatalf("a webhook while draining: %d %s", code, raw)
 	}
 }
