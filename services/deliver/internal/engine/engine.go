@@ -9,9 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -148,7 +146,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	if resp.Err != nil {
 		att.Error = resp.Err.Error()
 	} else if v.Kind != outcome.Delivered {
-		att.Error = fmt.Sprintf("HTTP %d %s", resp.Status, http.StatusText(resp.Status))
+		att.Error = outcome.Describe(resp.Status, resp.Header)
 	}
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
 

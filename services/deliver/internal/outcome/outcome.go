@@ -56,6 +56,27 @@ func Classify(status int, err error, h http.Header, now time.Time) Verdict {
 	}
 }
 
+// Describe is the error recorded for an answer that is not 2xx: its status,
+// and for a redirect where it pointed, since the fix is to point the
+// subscription there (redirects are not followed).
+func Describe(status int, h http.Header) string {
+	msg := "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
+	if status >= 300 && status < 400 {
+		loc := strings.ToValidUTF8(h.Get("Location"), "?")
+		if loc == "" {
+			return msg + " (a redirect without a Location; redirects are not followed)"
+		}
+		if len(loc) > maxLocation {
+			loc = strings.ToValidUTF8(loc[:maxLocation], "") + "…"
+		}
+		return msg + " to " + loc + " (redirects are not followed: update the subscription's url)"
+	}
+	return msg
+}
+
+// maxLocation bounds the redirect target quoted in an error.
+const maxLocation = 300
+
 // RetryAfter parses a Retry-After header: delay-seconds or an HTTP date.
 func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)

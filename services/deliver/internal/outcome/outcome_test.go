@@ -3,6 +3,7 @@ package outcome
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,31 @@ func TestNextTier(t *testing.T) {
 		got, ok := NextTier(tiers, tt.current, tt.ra)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("NextTier(%d, %v) = %d %v, want %d %v", tt.current, tt.ra, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// An error says what the endpoint answered; for a redirect, also where to,
+// since redirects are not followed.
+func TestDescribe(t *testing.T) {
+	long := "https://example.com/" + strings.Repeat("a", 400)
+	for _, c := range []struct {
+		status   int
+		location string
+		want     string
+	}{
+		{500, "", "HTTP 500 Internal Server Error"},
+		{404, "https://ignored.example", "HTTP 404 Not Found"},
+		{301, "https://hooks.example.com/new", "HTTP 301 Moved Permanently to https://hooks.example.com/new (redirects are not followed: update the subscription's url)"},
+		{308, "", "HTTP 308 Permanent Redirect (a redirect without a Location; redirects are not followed)"},
+		{302, long, "HTTP 302 Found to " + long[:maxLocation] + "… (redirects are not followed: update the subscription's url)"},
+	} {
+		h := http.Header{}
+		if c.location != "" {
+			h.Set("Location", c.location)
+		}
+		if got := Describe(c.status, h); got != c.want {
+			t.Errorf("Describe(%d, %q) = %q, want %q", c.status, c.location, got, c.want)
 		}
 	}
 }
