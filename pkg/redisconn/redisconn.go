@@ -151,6 +151,19 @@ func IsUnavailable(err error) bool {
 	return false
 }
 
+// IsWriteRefused reports whether Redis answered but refused to write: out of
+// memory under noeviction (OOM), a replica after a failover (READONLY), or
+// persistence failing (MISCONF). Reads still work; writes fail until an
+// operator acts or the failover completes.
+func IsWriteRefused(err error) bool {
+	for _, prefix := range []string{"OOM", "READONLY", "MISCONF"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // RouteLogs sends go-redis's own log lines (dial failures and the like,
 // which it otherwise prints to stderr) to log at debug level: Relay reports
 // Redis outages itself, once, through its health gates and metrics.

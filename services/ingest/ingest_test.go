@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/logging"
+	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/telemetry"
@@ -357,6 +359,39 @@ func TestRedisDownAcceptsWithoutDedup(t *testing.T) {
 		t.Fatalf("fail-open counted %v, want 1", got)
 	}
 	redis.Start()
+}
+
+// TestRedisRefusingWritesAcceptsWithoutDedup: a Redis that answers but
+// refuses writes (here out of memory under noeviction; also read-only or
+// failing to persist) is treated like one that is down, not as a 500 that
+// a sender without retries would lose its event to.
+func TestRedisRefusingWritesAcceptsWithoutDedup(t *testing.T) {
+	rs := testenv.StartRedis(t) // its own: the shared one must keep accepting writes
+	h := start(t, nil, rs.Addr, nil)
+	src := h.source("relay")
+	rdb := goredis.NewClient(&goredis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.ConfigSet(ctx, "maxmemory", "0")
+	if err := rdb.Set(ctx, "probe", "x", 0).Err(); !redisconn.IsWriteRefused(err) {
+		t.Fatalf("a write to the full Redis answered %v, want OOM", err)
+	}
+	body := []byte(`{"type":"full"}`)
+	code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+	if code != 202 {
+		t.Fatalf("with Redis refusing writes: %d %s, want 202 (fail open)", code, raw)
+	}
+	if got := metricVec(t, h, "relay_ingest_dedup_fail_open_total").value(); got != 1 {
+		t.Fatalf("fail-open counted %v, want 1", got)
+	}
+	// The management API says why it cannot write, rather than a bare 500.
+	code, hdr, raw := h.do("POST", "/sources", map[string]any{"name": "more"}, admin())
+	if r := decode(t, raw); code != 503 || r.Error.Code != "redis_refuses_writes" || !strings.Contains(r.Error.Message, "OOM") || hdr.Get("Retry-After") == "" {
+		t.Fatalf("creating a source in a full Redis: %d %s, want 503 redis_refuses_writes naming OOM, with Retry-After", code, raw)
+	}
 }
 
 func TestRotationGrace(t *testing.T) {

@@ -110,8 +110,10 @@ func (a *API) ingest(c *gin.Context) {
 	case errors.Is(err, dedup.ErrInFlight):
 		unavailable(c, "duplicate_in_flight", "an identical request is being accepted right now; retry shortly", time.Second)
 		return
-	case err != nil && redisconn.IsUnavailable(err):
+	case err != nil && (redisconn.IsUnavailable(err) || redisconn.IsWriteRefused(err)):
 		// An event lost is worse than a rare duplicate: accept without dedup.
+		// Redis refusing writes (full, read-only, failing to persist) counts:
+		// a 500 would lose the event of a sender that does not retry.
 		a.m.dedupFailOpen.Inc()
 		span.SetAttributes(attribute.Bool("relay.dedup.fail_open", true))
 		a.log.WarnContext(ctx, "dedup unavailable, accepting without dedup", "source_id", src.ID, "error", err)

@@ -135,6 +135,12 @@ func (a *API) storeError(c *gin.Context, what string, err error) {
 		unavailable(c, "redis_unavailable", "Redis is unavailable while "+what+"; retry shortly", 5*time.Second)
 		return
 	}
+	if redisconn.IsWriteRefused(err) {
+		// Redis's own answer (OOM, READONLY, MISCONF) says what to fix and holds no secret.
+		a.log.ErrorContext(c.Request.Context(), "redis refuses writes", "while", what, "error", err)
+		unavailable(c, "redis_refuses_writes", "Redis refuses writes while "+what+": "+err.Error(), 30*time.Second)
+		return
+	}
 	a.internal(c, what, err)
 }
 
