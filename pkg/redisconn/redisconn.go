@@ -118,12 +118,17 @@ func New(c Config) redis.UniversalClient {
 	return redis.NewUniversalClient(opts)
 }
 
-// Ping checks that Redis answers within d.
-func Ping(ctx context.Context, c redis.UniversalClient, d time.Duration) error {
+// healthKey is the key Writable writes; it expires by itself.
+const healthKey = "relay:health"
+
+// Writable checks that Redis answers within d and accepts a write: a
+// PING also succeeds while Redis refuses writes (see IsWriteRefused), which
+// to Relay is as good as down.
+func Writable(ctx context.Context, c redis.UniversalClient, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis ping: %w", err)
+	if err := c.Set(ctx, healthKey, "ok", time.Minute).Err(); err != nil {
+		return fmt.Errorf("redis write check: %w", err)
 	}
 	return nil
 }

@@ -96,7 +96,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	c.cl = cl
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
-		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, rdb, health.Timeout) },
+		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	admin, err := lifecycle.NewHTTPServer("count-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), d.Logger)
 	if err != nil {

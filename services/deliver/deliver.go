@@ -221,7 +221,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	reg.MustRegister(dispatchGauges(s.dispatcher)...)
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
-		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, s.rdb, health.Timeout) },
+		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, s.rdb, health.Timeout) },
 	}
 	if s.admin, err = lifecycle.NewHTTPServer("deliver-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), log); err != nil {
 		return fail(err)

@@ -190,7 +190,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	deliveries := delivery.New(rdb, cfg.EventRetention)
 	ready := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
-		"redis": func(ctx context.Context) error { return redisconn.Ping(ctx, rdb, health.Timeout) },
+		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,

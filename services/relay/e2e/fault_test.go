@@ -508,6 +508,43 @@ func TestFaultRedisStoppedAndStarted(t *testing.T) {
 	s.verify(src, rec, sent, accepted, refused)
 }
 
+// TestFaultRedisRefusesWrites: Redis answering but refusing writes (here
+// out of memory under noeviction) is an outage to Relay: deliver pauses
+// until a write succeeds again, ingest accepts without dedup, and once Redis
+// has room every accepted event is delivered, archived and counted once.
+func TestFaultRedisRefusesWrites(t *testing.T) {
+	s := startFaultStack(t)
+	rec := newRecorder(t, s.rdb)
+	src := s.setup(rec)
+	l := s.startLoad(src, 40)
+	time.Sleep(4 * time.Second)
+	ctx := context.Background()
+	if err := s.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	paused := false
+	for i := 0; i < 25; i++ { // 5s of a full Redis, watching deliver pause
+		time.Sleep(200 * time.Millisecond)
+		if metricValue(t, "http://"+s.deliver.addr+"/metrics", "relay_deliver_paused") == 1 {
+			paused = true
+		}
+	}
+	failOpen := metricValue(t, s.api+"/metrics", "relay_ingest_dedup_fail_open_total")
+	if err := s.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second)
+	sent, accepted, refused := l.stop()
+	t.Logf("while Redis refused writes: deliver paused=%v, ingest accepted %v events without dedup", paused, failOpen)
+	if !paused {
+		t.Error("deliver never reported itself paused while Redis refused writes")
+	}
+	if failOpen == 0 {
+		t.Error("ingest counted no fail-open acceptance while Redis refused writes")
+	}
+	s.verify(src, rec, sent, accepted, refused)
+}
+
 func TestFaultReceiverDownThenBack(t *testing.T) {
 	s := startFaultStack(t)
 	rec := newRecorder(t, s.rdb)

@@ -286,7 +286,7 @@ func (e *Engine) retry(ctx context.Context, what string, fn func() error) error 
 }
 
 // Retry runs fn until it succeeds or ctx ends, backing off from 100ms to 5s
-// and reporting Redis outages to h.
+// and reporting Redis outages (unreachable, or refusing writes) to h.
 func Retry(ctx context.Context, log *slog.Logger, h *Health, what string, fn func() error) error {
 	backoff := 100 * time.Millisecond
 	for failures := 0; ; failures++ {
@@ -300,7 +300,7 @@ func Retry(ctx context.Context, log *slog.Logger, h *Health, what string, fn fun
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if redisconn.IsUnavailable(err) {
+		if redisconn.IsUnavailable(err) || redisconn.IsWriteRefused(err) {
 			h.RedisDown(err)
 		}
 		if failures == 0 || failures%20 == 0 {

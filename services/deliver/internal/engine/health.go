@@ -12,10 +12,11 @@ import (
 	"github.com/relayhq/relay/pkg/redisconn"
 )
 
-// Health tracks whether Redis is reachable. While it is not, the consumers
+// Health tracks whether Redis is reachable and accepts writes. While it does
+// not, the consumers
 // stop fetching, so no new attempt starts (and no retry tier is spent on an
 // outage of Relay's own), and nothing is committed; work in flight keeps
-// retrying its Redis calls. A Run loop pings until Redis answers again.
+// retrying its Redis calls. A Run loop probes with a write until one succeeds.
 type Health struct {
 	rdb   redis.UniversalClient
 	log   *slog.Logger
@@ -32,7 +33,7 @@ func NewHealth(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Regis
 	h := &Health{
 		rdb: rdb, log: log, kick: make(chan struct{}, 1),
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "relay_deliver_paused", Help: "1 while deliver has paused fetching because Redis is unreachable.",
+			Name: "relay_deliver_paused", Help: "1 while deliver has paused fetching because Redis is unreachable or refuses writes.",
 		}),
 	}
 	reg.MustRegister(h.gauge)
@@ -42,7 +43,8 @@ func NewHealth(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Regis
 // Name implements lifecycle.Worker.
 func (h *Health) Name() string { return "redis-health" }
 
-// RedisDown reports a failed Redis call that looked like an outage.
+// RedisDown reports a failed Redis call that looked like an outage: Redis
+// unreachable, or refusing writes.
 func (h *Health) RedisDown(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -52,7 +54,7 @@ func (h *Health) RedisDown(err error) {
 	h.down = true
 	h.up = make(chan struct{})
 	h.gauge.Set(1)
-	h.log.Error("redis unreachable: pausing consumption", "error", err)
+	h.log.Error("redis unreachable or refusing writes: pausing consumption", "error", err)
 	select {
 	case h.kick <- struct{}{}:
 	default:
@@ -79,7 +81,7 @@ func (h *Health) WaitUp(ctx context.Context, pause, resume func()) error {
 	}
 }
 
-// Run pings Redis once a second while it is down.
+// Run probes Redis with a write once a second while it is down.
 func (h *Health) Run(ctx context.Context) error {
 	for {
 		select {
@@ -91,7 +93,7 @@ func (h *Health) Run(ctx context.Context) error {
 			if !sleep(ctx, time.Second) {
 				return nil
 			}
-			if err := redisconn.Ping(ctx, h.rdb, time.Second); err == nil {
+			if err := redisconn.Writable(ctx, h.rdb, time.Second); err == nil {
 				break
 			}
 		}
@@ -100,6 +102,6 @@ func (h *Health) Run(ctx context.Context) error {
 		close(h.up)
 		h.gauge.Set(0)
 		h.mu.Unlock()
-		h.log.Info("redis reachable again: resuming consumption")
+		h.log.Info("redis accepts writes again: resuming consumption")
 	}
 }
