@@ -3,8 +3,12 @@
 # from the official jars on Maven Central, with the machine's Java 17+.
 #
 #   scripts/kafka.sh install                 resolve the jars once into .cache/kafka/<version>/libs; print that dir
-#   scripts/kafka.sh start DIR PORT CPORT    format DIR once, then run the broker in the foreground
-#                                            (PORT for clients, CPORT for the controller)
+#   scripts/kafka.sh start DIR PORT CPORT [TLSDIR IPORT]
+#                                            format DIR once, then run the broker in the foreground
+#                                            (PORT for clients, CPORT for the controller). With
+#                                            TLSDIR (ca.pem, server.pem, server-key.pem in PKCS#8),
+#                                            PORT speaks only mutual TLS and the broker talks to
+#                                            itself in plain text on IPORT.
 #
 # The test harness (scripts/testenv.sh) and the fault-injection tests use it;
 # start execs java, so the caller's PID is the broker's.
@@ -43,18 +47,30 @@ install() {
 }
 
 start() {
-	local dir=$1 port=$2 cport=$3
+	local dir=$1 port=$2 cport=$3 tls=${4:-} iport=${5:-}
 	install >/dev/null
 	mkdir -p "$dir/data"
+	local listeners="PLAINTEXT://127.0.0.1:$port" internal=PLAINTEXT tlsprops=""
+	if [ -n "$tls" ]; then
+		cat "$tls/server-key.pem" "$tls/server.pem" >"$dir/keystore.pem"
+		listeners="SSL://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport"
+		internal=INTERNAL
+		tlsprops="listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$dir/keystore.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$tls/ca.pem
+listener.name.ssl.ssl.client.auth=required"
+	fi
 	cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=$internal
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SSL:SSL
+$tlsprops
 log.dirs=$dir/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -86,5 +102,5 @@ case "${1:-}" in
 install) install ;;
 start) shift; start "$@" ;;
 java-ok) java_ok ;;
-*) echo "usage: $0 install | start DIR PORT CONTROLLER_PORT" >&2; exit 2 ;;
+*) echo "usage: $0 install | start DIR PORT CONTROLLER_PORT [TLS_DIR INTERNAL_PORT]" >&2; exit 2 ;;
 esac

@@ -27,6 +27,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/tlsconf"
 )
 
 // Config says how to reach the Kafka (or Redpanda) cluster and how to shape
@@ -36,6 +37,11 @@ type Config struct {
 	Brokers []string
 	// TLS enables TLS to the brokers (RELAY_KAFKA_TLS).
 	TLS bool
+	// TLSConfig is the client's TLS settings when TLS is on: a private CA
+	// (RELAY_KAFKA_TLS_CA_FILE) and a client certificate for mutual TLS
+	// (RELAY_KAFKA_TLS_CERT_FILE, RELAY_KAFKA_TLS_KEY_FILE). Nil means the
+	// system roots and no client certificate.
+	TLSConfig *tls.Config
 	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (RELAY_KAFKA_SASL_MECHANISM);
 	// empty disables SASL. User and password come from RELAY_KAFKA_SASL_USERNAME
 	// and RELAY_KAFKA_SASL_PASSWORD.
@@ -91,9 +97,13 @@ func (c Config) Names() (record.Topics, error) {
 
 // LoadConfig reads the RELAY_KAFKA_* variables.
 func LoadConfig(r *envconfig.Reader) Config {
+	tlsOn, tlsConfig := tlsconf.Load(r, tlsconf.Vars{
+		On: "RELAY_KAFKA_TLS", CA: "RELAY_KAFKA_TLS_CA_FILE", Cert: "RELAY_KAFKA_TLS_CERT_FILE", Key: "RELAY_KAFKA_TLS_KEY_FILE",
+	})
 	return Config{
 		Brokers:           r.List("RELAY_KAFKA_BROKERS", []string{"localhost:9092"}),
-		TLS:               r.Bool("RELAY_KAFKA_TLS", false),
+		TLS:               tlsOn,
+		TLSConfig:         tlsConfig,
 		SASLMechanism:     strings.ToUpper(r.String("RELAY_KAFKA_SASL_MECHANISM", "")),
 		SASLUsername:      r.String("RELAY_KAFKA_SASL_USERNAME", ""),
 		SASLPassword:      r.String("RELAY_KAFKA_SASL_PASSWORD", ""),
@@ -199,7 +209,7 @@ func BaseOptions(cfg Config, clientID string, in Instrumentation, tracer *kotel.
 		kgo.UnknownTopicRetries(3),
 	}
 	if cfg.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+		opts = append(opts, kgo.DialTLSConfig(tlsconf.Or(cfg.TLSConfig)))
 	}
 	switch cfg.SASLMechanism {
 	case "PLAIN":

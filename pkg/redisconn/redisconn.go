@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/tlsconf"
 )
 
 // Config says how to reach Redis.
@@ -29,6 +30,11 @@ type Config struct {
 	Password   string // RELAY_REDIS_PASSWORD
 	DB         int    // RELAY_REDIS_DB (single server and Sentinel only)
 	TLS        bool   // RELAY_REDIS_TLS
+	// TLSConfig is the client's TLS settings when TLS is on: a private CA
+	// (RELAY_REDIS_TLS_CA_FILE) and a client certificate for mutual TLS
+	// (RELAY_REDIS_TLS_CERT_FILE, RELAY_REDIS_TLS_KEY_FILE). Nil means the
+	// system roots and no client certificate.
+	TLSConfig *tls.Config
 	// DialTimeout, ReadTimeout and WriteTimeout bound every network call
 	// (RELAY_REDIS_DIAL_TIMEOUT 3s, RELAY_REDIS_READ_TIMEOUT 2s,
 	// RELAY_REDIS_WRITE_TIMEOUT 2s): a hung Redis must surface as an error the
@@ -50,13 +56,17 @@ const maxPipelines = 32
 
 // LoadConfig reads the RELAY_REDIS_* variables.
 func LoadConfig(r *envconfig.Reader) Config {
+	tlsOn, tlsConfig := tlsconf.Load(r, tlsconf.Vars{
+		On: "RELAY_REDIS_TLS", CA: "RELAY_REDIS_TLS_CA_FILE", Cert: "RELAY_REDIS_TLS_CERT_FILE", Key: "RELAY_REDIS_TLS_KEY_FILE",
+	})
 	return Config{
 		Addrs:        r.List("RELAY_REDIS_ADDRS", []string{"localhost:6379"}),
 		MasterName:   r.String("RELAY_REDIS_SENTINEL_MASTER", ""),
 		Username:     r.String("RELAY_REDIS_USERNAME", ""),
 		Password:     r.String("RELAY_REDIS_PASSWORD", ""),
 		DB:           r.Int("RELAY_REDIS_DB", 0),
-		TLS:          r.Bool("RELAY_REDIS_TLS", false),
+		TLS:          tlsOn,
+		TLSConfig:    tlsConfig,
 		DialTimeout:  r.Duration("RELAY_REDIS_DIAL_TIMEOUT", 3*time.Second),
 		ReadTimeout:  r.Duration("RELAY_REDIS_READ_TIMEOUT", 2*time.Second),
 		WriteTimeout: r.Duration("RELAY_REDIS_WRITE_TIMEOUT", 2*time.Second),
@@ -90,7 +100,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// New returns a client for c. It does not connect; call Ping to check.
+// New returns a client for c. It does not connect; call Writable to check.
 func New(c Config) redis.UniversalClient {
 	opts := &redis.UniversalOptions{
 		Addrs:        c.Addrs,
@@ -113,7 +123,7 @@ func New(c Config) redis.UniversalClient {
 		Protocol: 2,
 	}
 	if c.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		opts.TLSConfig = tlsconf.Or(c.TLSConfig)
 	}
 	return redis.NewUniversalClient(opts)
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -47,10 +48,27 @@ func freePort(t testing.TB) int {
 // with a data directory.
 func StartKafka(t testing.TB) *Process {
 	t.Helper()
+	return startKafka(t, nil)
+}
+
+// StartKafkaTLS starts an Apache Kafka broker of the test's own whose client
+// listener speaks only TLS with the certificates of f and requires a client
+// certificate its CA signed (mutual TLS). It skips in kfake-fallback runs.
+func StartKafkaTLS(t testing.TB, f TLSFiles) *Process {
+	t.Helper()
+	if os.Getenv("RELAY_TEST_KAFKA_KIND") == "kfake" {
+		t.Skip("the kfake stand-in has no TLS listener")
+	}
+	return startKafka(t, &f)
+}
+
+func startKafka(t testing.TB, f *TLSFiles) *Process {
+	t.Helper()
 	KafkaBrokers(t) // skips or fails like every integration test
 	dir := t.TempDir()
 	port := freePort(t)
 	p := &Process{t: t, name: "kafka", Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	probe := []kgo.Opt{kgo.SeedBrokers(p.Addr), kgo.DialTimeout(time.Second)}
 	if os.Getenv("RELAY_TEST_KAFKA_KIND") == "kfake" {
 		bin := need(t, "RELAY_TEST_BIN", "relay binary")
 		p.start = func() *exec.Cmd {
@@ -58,13 +76,22 @@ func StartKafka(t testing.TB) *Process {
 		}
 	} else {
 		scripts := need(t, "RELAY_TEST_SCRIPTS", "scripts directory")
-		cport := freePort(t)
+		args := []string{"start", dir, strconv.Itoa(port), strconv.Itoa(freePort(t))}
+		if f != nil {
+			p.name = "kafka-tls"
+			args = append(args, filepath.Dir(f.CA), strconv.Itoa(freePort(t)))
+			cfg, err := clientTLS(*f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			probe = append(probe, kgo.DialTLSConfig(cfg))
+		}
 		p.start = func() *exec.Cmd {
-			return exec.Command(filepath.Join(scripts, "kafka.sh"), "start", dir, strconv.Itoa(port), strconv.Itoa(cport))
+			return exec.Command(filepath.Join(scripts, "kafka.sh"), args...)
 		}
 	}
 	p.ready = func(ctx context.Context) error {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr), kgo.DialTimeout(time.Second))
+		cl, err := kgo.NewClient(probe...)
 		if err != nil {
 			return err
 		}
@@ -81,6 +108,28 @@ func StartKafka(t testing.TB) *Process {
 // whose data survives Kill and Start.
 func StartRedis(t testing.TB) *Process {
 	t.Helper()
+	return startRedis(t, "redis", nil, func(port string) []string { return []string{"--port", port} })
+}
+
+// StartRedisTLS starts a redis-server of the test's own that speaks only TLS
+// with the certificates of f and requires a client certificate its CA signed
+// (mutual TLS).
+func StartRedisTLS(t testing.TB, f TLSFiles) *Process {
+	t.Helper()
+	cfg, err := clientTLS(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRedis(t, "redis-tls", cfg, func(port string) []string {
+		return []string{"--port", "0", "--tls-port", port, "--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey,
+			"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes"}
+	})
+}
+
+// startRedis runs redis-server with listen's arguments for its port; the
+// readiness probe dials with tlsCfg when it is not nil.
+func startRedis(t testing.TB, name string, tlsCfg *tls.Config, listen func(port string) []string) *Process {
+	t.Helper()
 	RedisAddr(t)
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -90,15 +139,21 @@ func StartRedis(t testing.TB) *Process {
 		t.Skip("redis-server not found")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
-	p := &Process{t: t, name: "redis", Addr: "127.0.0.1:" + strconv.Itoa(port)}
+	port := strconv.Itoa(freePort(t))
+	p := &Process{t: t, name: name, Addr: "127.0.0.1:" + port}
 	p.start = func() *exec.Cmd {
-		return exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-			"--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--save", "")
+		args := append([]string{"--bind", "127.0.0.1"}, listen(port)...)
+		args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--maxmemory-policy", "noeviction", "--save", "")
+		return exec.Command(bin, args...)
 	}
 	p.ready = func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", p.Addr)
+		var c net.Conn
+		var err error
+		if tlsCfg != nil {
+			c, err = (&tls.Dialer{Config: tlsCfg}).DialContext(ctx, "tcp", p.Addr)
+		} else {
+			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", p.Addr)
+		}
 		if err != nil {
 			return err
 		}
