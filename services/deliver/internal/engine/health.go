@@ -13,10 +13,10 @@ import (
 )
 
 // Health tracks whether Redis is reachable and accepts writes. While it does
-// not, the consumers
-// stop fetching, so no new attempt starts (and no retry tier is spent on an
-// outage of Relay's own), and nothing is committed; work in flight keeps
-// retrying its Redis calls. A Run loop probes with a write until one succeeds.
+// not, the consumers stop fetching, so no new attempt starts (and no retry
+// tier is spent on an outage of Relay's own), and nothing is committed; work
+// in flight keeps retrying its Redis calls. A Run loop probes with a write
+// until one succeeds.
 type Health struct {
 	rdb   redis.UniversalClient
 	log   *slog.Logger
