@@ -34,6 +34,7 @@ type Config struct {
 	HTTPAddr                 string
 	PublicURL                string
 	AdminToken               string
+	PreviousAdminToken       string
 	SecretKey                []byte
 	MaxBodyBytes             int64
 	DedupWindow              time.Duration
@@ -58,6 +59,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		PublicURL: r.String("RELAY_PUBLIC_URL", ""),
 		// RELAY_ADMIN_TOKEN: the bearer token of the management routes. Required.
 		AdminToken: r.String("RELAY_ADMIN_TOKEN", ""),
+		// RELAY_ADMIN_TOKEN_PREVIOUS: a token still accepted while clients move to a new one.
+		PreviousAdminToken: r.String("RELAY_ADMIN_TOKEN_PREVIOUS", ""),
 		// RELAY_MAX_BODY_BYTES: the largest inbound body; larger ones get 413.
 		MaxBodyBytes: r.Int64("RELAY_MAX_BODY_BYTES", 1<<20),
 		// RELAY_DEDUP_WINDOW: how long a dedup key is remembered, unless a source sets its own.
@@ -108,6 +111,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("RELAY_ADMIN_TOKEN: required (the management API must not be open)"))
 	} else if len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("RELAY_ADMIN_TOKEN: use at least 16 characters"))
+	}
+	if c.PreviousAdminToken != "" && len(c.PreviousAdminToken) < 16 {
+		errs = append(errs, errors.New("RELAY_ADMIN_TOKEN_PREVIOUS: use at least 16 characters"))
 	}
 	if len(c.SecretKey) != secretbox.KeySize {
 		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, 32 bytes in base64 (make one with: openssl rand -base64 32)"))
@@ -193,7 +199,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	a := api.New(api.Config{
-		AdminToken: cfg.AdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{

@@ -817,3 +817,21 @@ func TestDrainDelay(t *testing.T) {
 		t.Fatalf("a webhook while draining: %d %s", code, raw)
 	}
 }
+
+// TestAdminTokenRotation: during a rotation the previous admin token is
+// accepted alongside the new one, and no other is.
+func TestAdminTokenRotation(t *testing.T) {
+	const previous = "ingest-test-previous-token-0123"
+	h := start(t, nil, "", map[string]string{"RELAY_ADMIN_TOKEN_PREVIOUS": previous})
+	for tok, want := range map[string]int{token: 200, previous: 200, "ingest-test-other-token-012345": 401, "": 401} {
+		code, _, raw := h.do("GET", "/sources?limit=1", nil, http.Header{"Authorization": {"Bearer " + tok}})
+		if code != want {
+			t.Errorf("token %q: %d %s, want %d", tok, code, raw, want)
+		}
+	}
+	if _, err := LoadConfig(envconfig.FromMap(map[string]string{
+		"RELAY_ADMIN_TOKEN": token, "RELAY_SECRET_KEY": secretbox.GenerateKey(), "RELAY_ADMIN_TOKEN_PREVIOUS": "short",
+	})); err == nil || !strings.Contains(err.Error(), "RELAY_ADMIN_TOKEN_PREVIOUS") {
+		t.Fatalf("a short previous token: %v, want an error naming RELAY_ADMIN_TOKEN_PREVIOUS", err)
+	}
+}

@@ -56,7 +56,10 @@ var _ Producer = (*kgo.Client)(nil)
 
 // Config is the API's share of ingest's configuration.
 type Config struct {
+	// AdminToken is the management routes' bearer token; PreviousAdminToken
+	// is accepted too during a rotation (empty for none).
 	AdminToken               string
+	PreviousAdminToken       string
 	MaxBodyBytes             int64
 	DefaultDedupWindow       time.Duration
 	RotationGrace            time.Duration
@@ -290,9 +293,18 @@ func (a *API) observe() gin.HandlerFunc {
 // auth requires the admin bearer token, compared in constant time.
 func (a *API) auth() gin.HandlerFunc {
 	want := []byte("Bearer " + a.cfg.AdminToken)
+	var previous []byte
+	if a.cfg.PreviousAdminToken != "" {
+		previous = []byte("Bearer " + a.cfg.PreviousAdminToken)
+	}
 	return func(c *gin.Context) {
 		got := []byte(c.GetHeader("Authorization"))
-		if a.cfg.AdminToken == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+		// Both compared every time, so the answer's timing says nothing of which.
+		ok := subtle.ConstantTimeCompare(got, want)
+		if previous != nil {
+			ok |= subtle.ConstantTimeCompare(got, previous)
+		}
+		if a.cfg.AdminToken == "" || ok != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="relay"`)
 			fail(c, http.StatusUnauthorized, "unauthorized", "missing or wrong Authorization: Bearer token (RELAY_ADMIN_TOKEN)")
 			return
