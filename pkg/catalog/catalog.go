@@ -395,6 +395,100 @@ func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace 
 	return nil
 }
 
+// RewrapResult is what RewrapSecrets did.
+type RewrapResult struct {
+	// Rewrapped secrets were sealed under the previous key and are now
+	// sealed under the current one; Current ones already were.
+	Rewrapped, Current int
+	// ChangedMeanwhile secrets were rotated or deleted while the run read
+	// them and were left as they are: run again.
+	ChangedMeanwhile int
+	// Undecryptable are the ids of records with a secret that neither key
+	// opens. Only ids: never a secret or ciphertext.
+	Undecryptable []string
+}
+
+// Complete reports whether every secret seen is sealed under the current key,
+// so that RELAY_SECRET_KEY_PREVIOUS can be dropped.
+func (r RewrapResult) Complete() bool { return r.ChangedMeanwhile == 0 && len(r.Undecryptable) == 0 }
+
+// swapField sets a field only while it still holds what was read.
+// KEYS[1] record; ARGV: field, value read, new value.
+var swapField = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`)
+
+// RewrapSecrets seals every stored secret that only the previous key
+// (RELAY_SECRET_KEY_PREVIOUS) opens anew under the current key: sources'
+// and subscriptions' secrets, and rotated-out ones still in their grace
+// period. Each is swapped only if unchanged since it was read, so a
+// concurrent rotation wins. Run it once every replica seals with the new
+// key; when the result is Complete, the previous key can go.
+func (s *Store) RewrapSecrets(ctx context.Context) (RewrapResult, error) {
+	var res RewrapResult
+	now := s.now().UnixMilli()
+	rewrap := func(index string, key func(string) string, each func(id string) error) error {
+		for cursor := ""; ; {
+			ids, next, err := s.listIDs(ctx, index, cursor, 500)
+			if err != nil {
+				return err
+			}
+			ms, err := s.hashes(ctx, ids, key)
+			if err != nil {
+				return err
+			}
+			for i, m := range ms {
+				id := ids[i]
+				for _, field := range []string{"secret", "prev_secret"} {
+					sealed := m[field]
+					if sealed == "" {
+						continue
+					}
+					if exp, err := strconv.ParseInt(m["prev_expires"], 10, 64); field == "prev_secret" && err == nil && exp <= now {
+						continue // past its grace period: never opened again
+					}
+					out, changed, err := s.box.Rewrap(sealed, id)
+					switch {
+					case err != nil:
+						res.Undecryptable = append(res.Undecryptable, id)
+						continue
+					case !changed:
+						res.Current++
+						continue
+					}
+					n, err := swapField.Run(ctx, s.rdb, []string{key(id)}, field, sealed, out).Int()
+					if err != nil {
+						return fmt.Errorf("rewrap %s of %s: %w", field, id, err)
+					}
+					if n == 1 {
+						res.Rewrapped++
+					} else {
+						res.ChangedMeanwhile++
+					}
+				}
+				if len(m) > 0 && each != nil {
+					if err := each(id); err != nil {
+						return err
+					}
+				}
+			}
+			if next == "" {
+				return nil
+			}
+			cursor = next
+		}
+	}
+	err := rewrap(sourcesIndex, sourceKey, func(src string) error {
+		return rewrap(sourceSubsKey(src), subKey, nil)
+	})
+	if err != nil {
+		return res, fmt.Errorf("rewrap secrets: %w", err)
+	}
+	return res, nil
+}
+
 // RotateSourceSecret makes newSecret current; the previous secret keeps
 // verifying for grace.
 func (s *Store) RotateSourceSecret(ctx context.Context, id, newSecret string, grace time.Duration) error {

@@ -16,7 +16,7 @@ import (
 
 func newStore(t *testing.T, rdb redis.UniversalClient) *Store {
 	t.Helper()
-	box, err := secretbox.New(make([]byte, secretbox.KeySize))
+	box, err := secretbox.New(make([]byte, secretbox.KeySize), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,5 +212,87 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 	}
 	if _, err := s.SourceSubscriptions(ctx, src.ID); err != nil {
 		t.Fatalf("after the repairs: %v", err)
+	}
+}
+
+// TestRewrapSecrets: after RELAY_SECRET_KEY changes, RewrapSecrets seals
+// every secret still under the previous key anew, so the previous key can be
+// dropped. It runs on miniredis: it walks every source in its Redis, and the
+// shared test Redis holds other tests' sources under other keys.
+func TestRewrapSecrets(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	oldKey, newKey := make([]byte, secretbox.KeySize), make([]byte, secretbox.KeySize)
+	newKey[0] = 7
+	store := func(key, previous []byte) *Store {
+		box, err := secretbox.New(key, previous)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(rdb, box)
+	}
+	before, during, after := store(oldKey, nil), store(newKey, oldKey), store(newKey, nil)
+	now := time.Now()
+
+	src1 := Source{ID: ids.New(ids.Source), Name: "a", Scheme: "relay", CreatedAt: now}
+	src2 := Source{ID: ids.New(ids.Source), Name: "b", Scheme: "relay", CreatedAt: now}
+	for _, src := range []Source{src1, src2} {
+		if err := before.CreateSource(ctx, src, "secret-of-"+src.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// src1's secret rotated: the old one still verifies for an hour.
+	if err := before.RotateSourceSecret(ctx, src1.ID, "secret-of-a-2", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src2.ID, URL: "https://example.com", Events: []string{"*"}, Enabled: true, CreatedAt: now}
+	if err := before.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA=="); err != nil {
+		t.Fatal(err)
+	}
+	// Sealed by a replica already on the new key: left as it is.
+	subNew := Subscription{ID: ids.New(ids.Subscription), SourceID: src2.ID, URL: "https://example.com/2", Events: []string{"*"}, Enabled: true, CreatedAt: now}
+	if err := during.CreateSubscription(ctx, subNew, "whsec_bmV3LXNlY3JldA=="); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := during.RewrapSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rewrapped != 4 || res.Current != 1 || !res.Complete() {
+		t.Fatalf("first run = %+v; want 4 rewrapped (two source secrets, a rotated-out one, a subscription's), 1 current", res)
+	}
+	// The new key alone now opens every secret, each the same as before.
+	_, sec, err := after.GetSourceWithSecrets(ctx, src1.ID)
+	if err != nil || sec.Current != "secret-of-a-2" || sec.Previous != "secret-of-a" {
+		t.Fatalf("src1 under the new key alone: %+v %v", sec, err)
+	}
+	if _, sec, err := after.GetSourceWithSecrets(ctx, src2.ID); err != nil || sec.Current != "secret-of-b" {
+		t.Fatalf("src2 under the new key alone: %+v %v", sec, err)
+	}
+	subs, err := after.SourceSubscriptions(ctx, src2.ID)
+	if err != nil || len(subs) != 2 {
+		t.Fatalf("subscriptions under the new key alone: %v %v", subs, err)
+	}
+	if res, err := during.RewrapSecrets(ctx); err != nil || res.Rewrapped != 0 || res.Current != 5 || !res.Complete() {
+		t.Fatalf("second run = %+v %v; want nothing left to rewrap", res, err)
+	}
+
+	// A field changed since it was read (a rotation) is left to the writer.
+	cur, _ := rdb.HGet(ctx, sourceKey(src2.ID), "secret").Result()
+	if n, err := swapField.Run(ctx, rdb, []string{sourceKey(src2.ID)}, "secret", "stale", "replacement").Int(); err != nil || n != 0 {
+		t.Fatalf("swap of a changed field = %d %v, want 0", n, err)
+	}
+	if now, _ := rdb.HGet(ctx, sourceKey(src2.ID), "secret").Result(); now != cur {
+		t.Fatal("a changed field was overwritten")
+	}
+
+	// A secret neither key opens is named by its record, never shown.
+	if err := rdb.HSet(ctx, subKey(sub.ID), "secret", "v1:garbage").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = during.RewrapSecrets(ctx)
+	if err != nil || res.Complete() || len(res.Undecryptable) != 1 || res.Undecryptable[0] != sub.ID {
+		t.Fatalf("with an undecryptable secret: %+v %v", res, err)
 	}
 }

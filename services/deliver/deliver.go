@@ -34,6 +34,7 @@ import (
 type Config struct {
 	AdminAddr                string
 	SecretKey                []byte
+	PreviousSecretKey        []byte
 	Concurrency              int
 	PerSubscription          int
 	SubscriptionBacklog      int
@@ -84,13 +85,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		Kafka:              kafka.LoadConfig(r),
 		Redis:              redisconn.LoadConfig(r),
 	}
-	if v, ok := r.Lookup("RELAY_SECRET_KEY"); ok {
-		key, err := secretbox.ParseKey(v)
-		if err != nil {
-			r.Fail("RELAY_SECRET_KEY", "%v", err)
-		}
-		c.SecretKey = key
-	}
+	c.SecretKey, c.PreviousSecretKey = secretbox.LoadKeys(r)
 	if err := r.Err(); err != nil {
 		return c, err
 	}
@@ -176,7 +171,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
 		return fail(err)
 	}
-	box, err := secretbox.New(cfg.SecretKey)
+	box, err := secretbox.New(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
 		return fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))
 	}

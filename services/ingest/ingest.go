@@ -36,6 +36,7 @@ type Config struct {
 	AdminToken               string
 	PreviousAdminToken       string
 	SecretKey                []byte
+	PreviousSecretKey        []byte
 	MaxBodyBytes             int64
 	DedupWindow              time.Duration
 	DedupWait                time.Duration
@@ -91,13 +92,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		Kafka: kafka.LoadConfig(r),
 		Redis: redisconn.LoadConfig(r),
 	}
-	if v, ok := r.Lookup("RELAY_SECRET_KEY"); ok {
-		key, err := secretbox.ParseKey(v)
-		if err != nil {
-			r.Fail("RELAY_SECRET_KEY", "%v", err)
-		}
-		c.SecretKey = key
-	}
+	c.SecretKey, c.PreviousSecretKey = secretbox.LoadKeys(r)
 	if err := r.Err(); err != nil {
 		return c, err
 	}
@@ -185,7 +180,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		producer.Close()
 		return nil, err
 	}
-	box, err := secretbox.New(cfg.SecretKey)
+	box, err := secretbox.New(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
 		producer.Close()
 		return nil, fmt.Errorf("RELAY_SECRET_KEY: %w", err)

@@ -835,3 +835,52 @@ func TestAdminTokenRotation(t *testing.T) {
 		t.Fatalf("a short previous token: %v, want an error naming RELAY_ADMIN_TOKEN_PREVIOUS", err)
 	}
 }
+
+// TestSecretKeyRotation: replicas given RELAY_SECRET_KEY_PREVIOUS verify
+// with secrets sealed under the old key; POST /secrets/rewrap seals them
+// anew, after which the new key alone does.
+func TestSecretKeyRotation(t *testing.T) {
+	rs := testenv.StartRedis(t) // its own: the rewrap walks every source in Redis
+	oldKey, newKey := secretbox.GenerateKey(), secretbox.GenerateKey()
+	before := start(t, nil, rs.Addr, map[string]string{"RELAY_SECRET_KEY": oldKey})
+	src := before.source("relay")
+	body := []byte(`{"type":"rotation.test"}`)
+	send := func(h *harness) int {
+		t.Helper()
+		code, _, _ := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+		return code
+	}
+	if code := send(before); code != 202 {
+		t.Fatalf("before the rotation: %d", code)
+	}
+	during := start(t, nil, rs.Addr, map[string]string{"RELAY_SECRET_KEY": newKey, "RELAY_SECRET_KEY_PREVIOUS": oldKey})
+	if code := send(during); code != 200 { // the same body again: a duplicate, verified
+		t.Fatalf("with the old key as previous: %d, want 200 (a verified duplicate)", code)
+	}
+	// A replica given the new key alone too early cannot verify: 503, so the
+	// sender retries, and the log says why.
+	early := start(t, nil, rs.Addr, map[string]string{"RELAY_SECRET_KEY": newKey})
+	code, hdr, raw := early.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+	if r := decode(t, raw); code != 503 || r.Error.Code != "source_unreadable" || hdr.Get("Retry-After") == "" {
+		t.Fatalf("the new key alone before the rewrap: %d %s, want 503 source_unreadable", code, raw)
+	}
+	if !strings.Contains(early.logs.String(), "cannot be decrypted with RELAY_SECRET_KEY") {
+		t.Fatal("the undecryptable secret was not logged")
+	}
+	var res struct {
+		Rewrapped     int      `json:"rewrapped"`
+		Undecryptable []string `json:"undecryptable"`
+		Complete      bool     `json:"complete"`
+	}
+	code, _, raw = during.do("POST", "/secrets/rewrap", nil, admin())
+	if code != 200 || json.Unmarshal(raw, &res) != nil || res.Rewrapped != 1 || !res.Complete || res.Undecryptable == nil {
+		t.Fatalf("rewrap: %d %s", code, raw)
+	}
+	if strings.Contains(string(raw), src.Secret) {
+		t.Fatalf("the rewrap answer shows the secret: %s", raw)
+	}
+	after := start(t, nil, rs.Addr, map[string]string{"RELAY_SECRET_KEY": newKey})
+	if code := send(after); code != 200 {
+		t.Fatalf("with the new key alone after the rewrap: %d, want 200", code)
+	}
+}

@@ -181,6 +181,7 @@ func (a *API) routes() *gin.Engine {
 	m.POST("/sources/:source_id/subscriptions/:sub_id/rotate-secret", a.rotateSubscriptionSecret)
 	m.GET("/dlq", a.listDLQ)
 	m.POST("/replay/dlq", a.redriveDLQ)
+	m.POST("/secrets/rewrap", a.rewrapSecrets)
 	return r
 }
 

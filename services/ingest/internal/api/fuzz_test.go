@@ -47,7 +47,7 @@ func (m *memProducer) ProduceSync(_ context.Context, rs ...*kgo.Record) kgo.Prod
 // newTestAPI builds the API on miniredis and an in-memory producer.
 func newTestAPI(t testing.TB) (*API, *memProducer) {
 	rdb, _ := testenv.MiniRedis(t)
-	box, _ := secretbox.New(make([]byte, secretbox.KeySize))
+	box, _ := secretbox.New(make([]byte, secretbox.KeySize), nil)
 	names, _ := record.NewTopics("", record.DefaultTierDelays)
 	p := &memProducer{}
 	a := New(Config{

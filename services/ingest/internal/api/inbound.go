@@ -19,6 +19,7 @@ import (
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
+	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/services/ingest/internal/classify"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
@@ -60,6 +61,14 @@ func (a *API) ingest(c *gin.Context) {
 	src, secrets, err := a.sources.get(ctx, id)
 	if errors.Is(err, catalog.ErrNotFound) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return
+	}
+	if errors.Is(err, secretbox.ErrDecrypt) || errors.Is(err, catalog.ErrCorrupt) {
+		// Stored, but unusable until an operator acts (a RELAY_SECRET_KEY
+		// that does not open its secret, a damaged record): the sender's
+		// retries outlast the fix, so 503, and an error in the log.
+		a.log.ErrorContext(ctx, "source unreadable", "source_id", id, "error", err)
+		unavailable(c, "source_unreadable", "this source's stored record cannot be read; the operator is told, retry later", 30*time.Second)
 		return
 	}
 	if err != nil {

@@ -337,3 +337,28 @@ func (sc *sourceCache) forget(id string) {
 	delete(sc.m, id)
 	sc.mu.Unlock()
 }
+
+type rewrapResponse struct {
+	Rewrapped        int      `json:"rewrapped"`
+	Current          int      `json:"current"`
+	ChangedMeanwhile int      `json:"changed_meanwhile"`
+	Undecryptable    []string `json:"undecryptable"`
+	Complete         bool     `json:"complete"`
+}
+
+// rewrapSecrets is POST /secrets/rewrap: every stored secret that only
+// RELAY_SECRET_KEY_PREVIOUS opens is sealed anew under RELAY_SECRET_KEY.
+func (a *API) rewrapSecrets(c *gin.Context) {
+	res, err := a.catalog.RewrapSecrets(c.Request.Context())
+	if err != nil {
+		a.storeError(c, "rewrapping secrets", err)
+		return
+	}
+	out := rewrapResponse{
+		Rewrapped: res.Rewrapped, Current: res.Current, ChangedMeanwhile: res.ChangedMeanwhile,
+		Undecryptable: append([]string{}, res.Undecryptable...), Complete: res.Complete(),
+	}
+	a.log.InfoContext(c.Request.Context(), "secrets rewrapped", "rewrapped", out.Rewrapped, "current", out.Current,
+		"changed_meanwhile", out.ChangedMeanwhile, "undecryptable", out.Undecryptable)
+	c.JSON(http.StatusOK, out)
+}

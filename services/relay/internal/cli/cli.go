@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"replay":         {"relay replay [--source ID] [--subscription ID] EVENT_ID: deliver an event again to subscriptions not yet delivered (or to one)", runReplay},
 		"dlq":            {"relay dlq ls|redrive [--subscription ID]: list or redrive parked deliveries", runDLQ},
 		"metrics":        {"relay metrics --source ID [--from DAY] [--to DAY]: events received per day and type", runMetrics},
+		"secrets":        {"relay secrets rewrap: re-encrypt stored secrets under RELAY_SECRET_KEY (a key rotation's step 3)", runSecrets},
 		"tail":           {"relay tail [--brokers B] [--from-start]: follow relay.events from Kafka", runTail},
 		"archive":        {"relay archive ls|cat --source ID [--from DAY] [--to DAY] [--payload]: read the S3 archive", runArchive},
 		"standin":        {"relay standin kafka|redis|s3 [--addr ADDR]: run one embedded stand-in as its own process (tests)", runStandin},

@@ -581,3 +581,46 @@ func findSource(ctx context.Context, c *client.Client, evt string) (string, erro
 	}
 	return "", fmt.Errorf("no source has event %s (events are kept for RELAY_EVENT_RETENTION); pass --source", evt)
 }
+
+// runSecrets is relay secrets rewrap: step 3 of rotating RELAY_SECRET_KEY
+// (docs/configuration.md). It fails unless the rewrap is complete, so that a
+// script does not drop the previous key too early.
+func runSecrets(ctx context.Context, a *app, args []string) error {
+	if len(args) == 0 || args[0] != "rewrap" {
+		return errors.New("want a subcommand: rewrap")
+	}
+	var f apiFlags
+	fs := a.apiFlagSet("secrets rewrap", &f)
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Rewrapped        int      `json:"rewrapped"`
+		Current          int      `json:"current"`
+		ChangedMeanwhile int      `json:"changed_meanwhile"`
+		Undecryptable    []string `json:"undecryptable"`
+		Complete         bool     `json:"complete"`
+	}
+	raw, err := c.Do(ctx, "POST", "/secrets/rewrap", nil, &out)
+	if err != nil {
+		return err
+	}
+	if f.raw() {
+		if err := a.printRaw(&f, raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.out, "Rewrapped %d, already under the current key %d, changed meanwhile %d.\n", out.Rewrapped, out.Current, out.ChangedMeanwhile)
+		for _, id := range out.Undecryptable {
+			fmt.Fprintf(a.out, "Undecryptable with either key: %s\n", id)
+		}
+	}
+	if !out.Complete {
+		return errors.New("not complete: keep RELAY_SECRET_KEY_PREVIOUS, look into any undecryptable record, and run it again")
+	}
+	return nil
+}

@@ -40,3 +40,28 @@ func TestReplayToOneSubscription(t *testing.T) {
 		t.Fatalf("printed:\n%s", out)
 	}
 }
+
+// relay secrets rewrap fails unless the API says the rewrap is complete, so
+// that a script does not drop the previous key too early.
+func TestSecretsRewrapFailsUntilComplete(t *testing.T) {
+	answer := `{"rewrapped":3,"current":1,"changed_meanwhile":0,"undecryptable":["sub_x"],"complete":false}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/secrets/rewrap" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(answer))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	err := commands()["secrets"].run(context.Background(), a, []string{"rewrap"})
+	if err == nil || !strings.Contains(out.String(), "Undecryptable with either key: sub_x") {
+		t.Fatalf("an incomplete rewrap: %v, printed:\n%s", err, out)
+	}
+	answer = `{"rewrapped":0,"current":4,"changed_meanwhile":0,"undecryptable":[],"complete":true}`
+	if err := commands()["secrets"].run(context.Background(), a, []string{"rewrap"}); err != nil {
+		t.Fatalf("a complete rewrap: %v", err)
+	}
+}
