@@ -406,11 +406,17 @@ type RewrapResult struct {
 	// Undecryptable are the ids of records with a secret that neither key
 	// opens. Only ids: never a secret or ciphertext.
 	Undecryptable []string
+	// Next is where a run that reached its deadline stopped: pass it as
+	// after to continue. Empty when every source was seen.
+	Next string
 }
 
-// Complete reports whether every secret seen is sealed under the current key,
-// so that RELAY_SECRET_KEY_PREVIOUS can be dropped.
-func (r RewrapResult) Complete() bool { return r.ChangedMeanwhile == 0 && len(r.Undecryptable) == 0 }
+// Complete reports whether every secret seen is sealed under the current
+// key and every source was seen, so that RELAY_SECRET_KEY_PREVIOUS can be
+// dropped (given a run from the start, or runs chained by Next).
+func (r RewrapResult) Complete() bool {
+	return r.Next == "" && r.ChangedMeanwhile == 0 && len(r.Undecryptable) == 0
+}
 
 // swapField sets a field only while it still holds what was read.
 // KEYS[1] record; ARGV: field, value read, new value.
@@ -426,11 +432,16 @@ return 1
 // period. Each is swapped only if unchanged since it was read, so a
 // concurrent rotation wins. Run it once every replica seals with the new
 // key; when the result is Complete, the previous key can go.
-func (s *Store) RewrapSecrets(ctx context.Context) (RewrapResult, error) {
+//
+// It starts after the source id after ("" for the first) and stops at the
+// first source boundary past deadline (zero for none), returning Next.
+func (s *Store) RewrapSecrets(ctx context.Context, after string, deadline time.Time) (RewrapResult, error) {
 	var res RewrapResult
 	now := s.now().UnixMilli()
-	rewrap := func(index string, key func(string) string, each func(id string) error) error {
-		for cursor := ""; ; {
+	// rewrap walks an index from cursor; each, when set, is called after
+	// every record, and may stop the walk by returning errStop.
+	rewrap := func(index, cursor string, key func(string) string, each func(id string) error) error {
+		for {
 			ids, next, err := s.listIDs(ctx, index, cursor, 500)
 			if err != nil {
 				return err
@@ -480,14 +491,24 @@ func (s *Store) RewrapSecrets(ctx context.Context) (RewrapResult, error) {
 			cursor = next
 		}
 	}
-	err := rewrap(sourcesIndex, sourceKey, func(src string) error {
-		return rewrap(sourceSubsKey(src), subKey, nil)
+	err := rewrap(sourcesIndex, after, sourceKey, func(src string) error {
+		if err := rewrap(sourceSubsKey(src), "", subKey, nil); err != nil {
+			return err
+		}
+		if !deadline.IsZero() && s.now().After(deadline) {
+			res.Next = src
+			return errStop
+		}
+		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errStop) {
 		return res, fmt.Errorf("rewrap secrets: %w", err)
 	}
 	return res, nil
 }
+
+// errStop ends a walk early, without an error to report.
+var errStop = errors.New("stop")
 
 // RotateSourceSecret makes newSecret current; the previous secret keeps
 // verifying for grace.

@@ -255,7 +255,7 @@ func TestRewrapSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := during.RewrapSecrets(ctx)
+	res, err := during.RewrapSecrets(ctx, "", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,8 +274,23 @@ func TestRewrapSecrets(t *testing.T) {
 	if err != nil || len(subs) != 2 {
 		t.Fatalf("subscriptions under the new key alone: %v %v", subs, err)
 	}
-	if res, err := during.RewrapSecrets(ctx); err != nil || res.Rewrapped != 0 || res.Current != 5 || !res.Complete() {
+	if res, err := during.RewrapSecrets(ctx, "", time.Time{}); err != nil || res.Rewrapped != 0 || res.Current != 5 || !res.Complete() {
 		t.Fatalf("second run = %+v %v; want nothing left to rewrap", res, err)
+	}
+
+	// Past its deadline a run stops after the source it is on, and the
+	// next run continues after it.
+	first, second := src1.ID, src2.ID
+	if second < first {
+		first, second = second, first
+	}
+	past := time.Unix(1, 0)
+	for i, want := range []string{first, second, ""} {
+		after := []string{"", first, second}[i]
+		res, err := during.RewrapSecrets(ctx, after, past)
+		if err != nil || res.Next != want || res.Complete() != (want == "") {
+			t.Fatalf("run %d after %q: next %q complete %v (%v), want next %q", i, after, res.Next, res.Complete(), err, want)
+		}
 	}
 
 	// A field changed since it was read (a rotation) is left to the writer.
@@ -291,7 +306,7 @@ func TestRewrapSecrets(t *testing.T) {
 	if err := rdb.HSet(ctx, subKey(sub.ID), "secret", "v1:garbage").Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err = during.RewrapSecrets(ctx)
+	res, err = during.RewrapSecrets(ctx, "", time.Time{})
 	if err != nil || res.Complete() || len(res.Undecryptable) != 1 || res.Undecryptable[0] != sub.ID {
 		t.Fatalf("with an undecryptable secret: %+v %v", res, err)
 	}

@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
-		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout,
+		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{
 		Catalog:    catalog.New(rdb, box),

@@ -527,6 +527,7 @@ func TestBadInput(t *testing.T) {
 		{"bad limit", "GET", "/sources?limit=0", nil, admin(), 400, "invalid_field", "limit"},
 		{"bad cursor", "GET", "/sources/" + src.ID + "/events?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
 		{"bad sources cursor", "GET", "/sources?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
+		{"bad rewrap cursor", "POST", "/secrets/rewrap?cursor=zzz", nil, admin(), 400, "invalid_field", "cursor"},
 		{"bad subscriptions cursor", "GET", "/sources/" + src.ID + "/subscriptions?cursor=" + src.ID, nil, admin(), 400, "invalid_field", "cursor"},
 		{"bad day", "GET", "/sources/" + src.ID + "/metrics?from=yesterday", nil, admin(), 400, "invalid_field", "from"},
 		{"unknown route", "GET", "/nope", nil, admin(), 404, "route_not_found", ""},

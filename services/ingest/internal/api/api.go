@@ -58,12 +58,15 @@ var _ Producer = (*kgo.Client)(nil)
 type Config struct {
 	// AdminToken is the management routes' bearer token; PreviousAdminToken
 	// is accepted too during a rotation (empty for none).
-	AdminToken               string
-	PreviousAdminToken       string
-	MaxBodyBytes             int64
-	DefaultDedupWindow       time.Duration
-	RotationGrace            time.Duration
-	ProduceTimeout           time.Duration
+	AdminToken         string
+	PreviousAdminToken string
+	MaxBodyBytes       int64
+	DefaultDedupWindow time.Duration
+	RotationGrace      time.Duration
+	ProduceTimeout     time.Duration
+	// WorkBudget bounds one call of a long walk (POST /secrets/rewrap), as
+	// RELAY_REDRIVE_BUDGET bounds a redrive, within the write timeout.
+	WorkBudget               time.Duration
 	AllowPrivateDestinations bool
 	// PublicURL, when set, makes responses carry absolute ingest URLs.
 	PublicURL string
@@ -195,8 +198,9 @@ var queryParams = map[string][]string{
 	"GET /sources/:source_id/metrics":                  {"from", "to"},
 	"GET /sources/:source_id/subscriptions":            {"limit", "cursor"},
 	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id"},
-	"GET /dlq":         {"subscription_id", "source_id", "limit", "cursor"},
-	"POST /replay/dlq": {"subscription_id", "source_id"},
+	"GET /dlq":             {"subscription_id", "source_id", "limit", "cursor"},
+	"POST /replay/dlq":     {"subscription_id", "source_id"},
+	"POST /secrets/rewrap": {"cursor"},
 }
 
 // knownQuery answers 400 for a query parameter its route does not take.

@@ -344,19 +344,27 @@ type rewrapResponse struct {
 	ChangedMeanwhile int      `json:"changed_meanwhile"`
 	Undecryptable    []string `json:"undecryptable"`
 	Complete         bool     `json:"complete"`
+	NextCursor       string   `json:"next_cursor,omitempty"`
 }
 
 // rewrapSecrets is POST /secrets/rewrap: every stored secret that only
 // RELAY_SECRET_KEY_PREVIOUS opens is sealed anew under RELAY_SECRET_KEY.
+// One call works for at most RELAY_REDRIVE_BUDGET and then answers a
+// next_cursor to continue from.
 func (a *API) rewrapSecrets(c *gin.Context) {
-	res, err := a.catalog.RewrapSecrets(c.Request.Context())
+	after := c.Query("cursor")
+	if after != "" && !ids.Valid(ids.Source, after) {
+		invalid(c, "cursor", "is not a cursor this route answered")
+		return
+	}
+	res, err := a.catalog.RewrapSecrets(c.Request.Context(), after, a.now().Add(a.cfg.WorkBudget))
 	if err != nil {
 		a.storeError(c, "rewrapping secrets", err)
 		return
 	}
 	out := rewrapResponse{
 		Rewrapped: res.Rewrapped, Current: res.Current, ChangedMeanwhile: res.ChangedMeanwhile,
-		Undecryptable: append([]string{}, res.Undecryptable...), Complete: res.Complete(),
+		Undecryptable: append([]string{}, res.Undecryptable...), Complete: res.Complete(), NextCursor: res.Next,
 	}
 	a.log.InfoContext(c.Request.Context(), "secrets rewrapped", "rewrapped", out.Rewrapped, "current", out.Current,
 		"changed_meanwhile", out.ChangedMeanwhile, "undecryptable", out.Undecryptable)

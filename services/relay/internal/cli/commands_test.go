@@ -41,27 +41,42 @@ func TestReplayToOneSubscription(t *testing.T) {
 	}
 }
 
-// relay secrets rewrap fails unless the API says the rewrap is complete, so
-// that a script does not drop the previous key too early.
-func TestSecretsRewrapFailsUntilComplete(t *testing.T) {
-	answer := `{"rewrapped":3,"current":1,"changed_meanwhile":0,"undecryptable":["sub_x"],"complete":false}`
+// relay secrets rewrap follows next_cursor to the end, and fails unless the
+// whole walk found nothing left, so that a script does not drop the
+// previous key too early.
+func TestSecretsRewrapFollowsTheWalkAndFailsUntilComplete(t *testing.T) {
+	pages := map[string]string{}
+	var asked []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != "POST" || r.URL.Path != "/secrets/rewrap" {
+		page, ok := pages[r.URL.Query().Get("cursor")]
+		if r.Method != "POST" || r.URL.Path != "/secrets/rewrap" || !ok {
 			http.NotFound(w, r)
 			return
 		}
-		_, _ = w.Write([]byte(answer))
+		asked = append(asked, r.URL.Query().Get("cursor"))
+		_, _ = w.Write([]byte(page))
 	}))
 	t.Cleanup(srv.Close)
 	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
 	out := &bytes.Buffer{}
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
-	err := commands()["secrets"].run(context.Background(), a, []string{"rewrap"})
-	if err == nil || !strings.Contains(out.String(), "Undecryptable with either key: sub_x") {
-		t.Fatalf("an incomplete rewrap: %v, printed:\n%s", err, out)
+	run := func() error { return commands()["secrets"].run(context.Background(), a, []string{"rewrap"}) }
+
+	// The first call stopped at its budget with a record it could not open;
+	// the second finished.
+	pages[""] = `{"rewrapped":3,"current":1,"changed_meanwhile":0,"undecryptable":["sub_x"],"complete":false,"next_cursor":"src_1"}`
+	pages["src_1"] = `{"rewrapped":2,"current":0,"changed_meanwhile":0,"undecryptable":[],"complete":true}`
+	err := run()
+	if err == nil || strings.Join(asked, ",") != ",src_1" || !strings.Contains(out.String(), "Rewrapped 5, already under the current key 1") ||
+		!strings.Contains(out.String(), "Undecryptable with either key: sub_x") {
+		t.Fatalf("asked %q; %v; printed:\n%s", asked, err, out)
 	}
-	answer = `{"rewrapped":0,"current":4,"changed_meanwhile":0,"undecryptable":[],"complete":true}`
-	if err := commands()["secrets"].run(context.Background(), a, []string{"rewrap"}); err != nil {
-		t.Fatalf("a complete rewrap: %v", err)
+	pages[""] = `{"rewrapped":0,"current":4,"changed_meanwhile":0,"undecryptable":[],"complete":false,"next_cursor":"src_1"}`
+	if err := run(); err != nil {
+		t.Fatalf("a complete walk: %v", err)
+	}
+	pages["src_1"] = `{"rewrapped":0,"current":0,"changed_meanwhile":0,"undecryptable":[],"complete":false,"next_cursor":"src_1"}`
+	if err := run(); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("a cursor answered twice: %v", err)
 	}
 }

@@ -598,28 +598,46 @@ func runSecrets(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Rewrapped        int      `json:"rewrapped"`
-		Current          int      `json:"current"`
-		ChangedMeanwhile int      `json:"changed_meanwhile"`
-		Undecryptable    []string `json:"undecryptable"`
-		Complete         bool     `json:"complete"`
-	}
-	raw, err := c.Do(ctx, "POST", "/secrets/rewrap", nil, &out)
-	if err != nil {
-		return err
-	}
-	if f.raw() {
-		if err := a.printRaw(&f, raw); err != nil {
+	// One call works for a bounded time; follow next_cursor to the end and
+	// judge the whole walk.
+	var total struct{ rewrapped, current, changed int }
+	var undecryptable []string
+	for cursor := ""; ; {
+		var out struct {
+			Rewrapped        int      `json:"rewrapped"`
+			Current          int      `json:"current"`
+			ChangedMeanwhile int      `json:"changed_meanwhile"`
+			Undecryptable    []string `json:"undecryptable"`
+			Next             string   `json:"next_cursor"`
+		}
+		raw, err := c.Do(ctx, "POST", "/secrets/rewrap?"+url.Values{"cursor": {cursor}}.Encode(), nil, &out)
+		if err != nil {
 			return err
 		}
-	} else {
-		fmt.Fprintf(a.out, "Rewrapped %d, already under the current key %d, changed meanwhile %d.\n", out.Rewrapped, out.Current, out.ChangedMeanwhile)
-		for _, id := range out.Undecryptable {
+		if f.raw() {
+			if err := a.printRaw(&f, raw); err != nil {
+				return err
+			}
+		}
+		total.rewrapped += out.Rewrapped
+		total.current += out.Current
+		total.changed += out.ChangedMeanwhile
+		undecryptable = append(undecryptable, out.Undecryptable...)
+		if out.Next == "" {
+			break
+		}
+		if out.Next == cursor {
+			return fmt.Errorf("the API answered cursor %q twice", cursor)
+		}
+		cursor = out.Next
+	}
+	if !f.raw() {
+		fmt.Fprintf(a.out, "Rewrapped %d, already under the current key %d, changed meanwhile %d.\n", total.rewrapped, total.current, total.changed)
+		for _, id := range undecryptable {
 			fmt.Fprintf(a.out, "Undecryptable with either key: %s\n", id)
 		}
 	}
-	if !out.Complete {
+	if total.changed > 0 || len(undecryptable) > 0 {
 		return errors.New("not complete: keep RELAY_SECRET_KEY_PREVIOUS, look into any undecryptable record, and run it again")
 	}
 	return nil
