@@ -471,12 +471,34 @@ func TestFaultDeliverKilledMidFlight(t *testing.T) {
 }
 
 func TestFaultRedisStoppedAndStarted(t *testing.T) {
+	redisFault(t, "Redis was down", func(s *faultStack) { s.redis.Kill() }, func(s *faultStack) { s.redis.Start() })
+}
+
+// TestFaultRedisRefusesWrites: Redis answering but refusing writes (here
+// out of memory under noeviction) is an outage to Relay: deliver pauses
+// until a write succeeds again, ingest accepts without dedup, and once Redis
+// has room every accepted event is delivered, archived and counted once.
+func TestFaultRedisRefusesWrites(t *testing.T) {
+	maxmemory := func(v string) func(s *faultStack) {
+		return func(s *faultStack) {
+			if err := s.rdb.ConfigSet(context.Background(), "maxmemory", v).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	redisFault(t, "Redis refused writes", maxmemory("1"), maxmemory("0"))
+}
+
+// redisFault runs the fault stack under load, breaks Redis with inject for
+// 5 s, watching deliver pause, ingest fail open and stay ready, then mends
+// it and checks that nothing accepted was lost or repeated.
+func redisFault(t *testing.T, what string, inject, mend func(s *faultStack)) {
 	s := startFaultStack(t)
 	rec := newRecorder(t, s.rdb)
 	src := s.setup(rec)
 	l := s.startLoad(src, 40)
 	time.Sleep(4 * time.Second)
-	s.redis.Kill()
+	inject(s)
 	paused, ingestUnready := false, 0
 	for i := 0; i < 25; i++ { // 5s of outage, watching deliver pause
 		time.Sleep(200 * time.Millisecond)
@@ -492,55 +514,18 @@ func TestFaultRedisStoppedAndStarted(t *testing.T) {
 		}
 	}
 	failOpen := metricValue(t, s.api+"/metrics", "relay_ingest_dedup_fail_open_total")
-	s.redis.Start()
+	mend(s)
 	time.Sleep(6 * time.Second)
 	sent, accepted, refused := l.stop()
-	t.Logf("during the outage: deliver paused=%v, ingest accepted %v events without dedup", paused, failOpen)
+	t.Logf("while %s: deliver paused=%v, ingest accepted %v events without dedup", what, paused, failOpen)
 	if !paused {
-		t.Error("deliver never reported itself paused while Redis was down")
+		t.Errorf("deliver never reported itself paused while %s", what)
 	}
 	if failOpen == 0 {
-		t.Error("ingest counted no fail-open acceptance while Redis was down")
+		t.Errorf("ingest counted no fail-open acceptance while %s", what)
 	}
 	if ingestUnready > 0 {
-		t.Errorf("ingest /readyz answered non-200 %d times while only Redis was down", ingestUnready)
-	}
-	s.verify(src, rec, sent, accepted, refused)
-}
-
-// TestFaultRedisRefusesWrites: Redis answering but refusing writes (here
-// out of memory under noeviction) is an outage to Relay: deliver pauses
-// until a write succeeds again, ingest accepts without dedup, and once Redis
-// has room every accepted event is delivered, archived and counted once.
-func TestFaultRedisRefusesWrites(t *testing.T) {
-	s := startFaultStack(t)
-	rec := newRecorder(t, s.rdb)
-	src := s.setup(rec)
-	l := s.startLoad(src, 40)
-	time.Sleep(4 * time.Second)
-	ctx := context.Background()
-	if err := s.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
-		t.Fatal(err)
-	}
-	paused := false
-	for i := 0; i < 25; i++ { // 5s of a full Redis, watching deliver pause
-		time.Sleep(200 * time.Millisecond)
-		if metricValue(t, "http://"+s.deliver.addr+"/metrics", "relay_deliver_paused") == 1 {
-			paused = true
-		}
-	}
-	failOpen := metricValue(t, s.api+"/metrics", "relay_ingest_dedup_fail_open_total")
-	if err := s.rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(6 * time.Second)
-	sent, accepted, refused := l.stop()
-	t.Logf("while Redis refused writes: deliver paused=%v, ingest accepted %v events without dedup", paused, failOpen)
-	if !paused {
-		t.Error("deliver never reported itself paused while Redis refused writes")
-	}
-	if failOpen == 0 {
-		t.Error("ingest counted no fail-open acceptance while Redis refused writes")
+		t.Errorf("ingest /readyz answered non-200 %d times while %s", ingestUnready, what)
 	}
 	s.verify(src, rec, sent, accepted, refused)
 }
