@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +36,7 @@ type Config struct {
 	PublicURL                string
 	AdminToken               string
 	PreviousAdminToken       string
+	TrustedProxies           []string
 	SecretKey                []byte
 	PreviousSecretKey        []byte
 	MaxBodyBytes             int64
@@ -58,6 +60,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		HTTPAddr: r.String("RELAY_HTTP_ADDR", ":8080"),
 		// RELAY_PUBLIC_URL: the base URL senders use, for absolute ingest URLs in responses.
 		PublicURL: r.String("RELAY_PUBLIC_URL", ""),
+		// RELAY_TRUSTED_PROXIES: load balancers (IPs or CIDRs) whose X-Forwarded-For names the client.
+		TrustedProxies: r.List("RELAY_TRUSTED_PROXIES", nil),
 		// RELAY_ADMIN_TOKEN: the bearer token of the management routes. Required.
 		AdminToken: r.String("RELAY_ADMIN_TOKEN", ""),
 		// RELAY_ADMIN_TOKEN_PREVIOUS: a token still accepted while clients move to a new one.
@@ -134,6 +138,13 @@ func (c Config) Validate() error {
 	if c.HTTP.ReadHeader <= 0 || c.HTTP.Read <= 0 || c.HTTP.Idle <= 0 || c.HTTP.Shutdown <= 0 {
 		errs = append(errs, errors.New("RELAY_HTTP_*_TIMEOUT: timeouts must be positive"))
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				errs = append(errs, fmt.Errorf("RELAY_TRUSTED_PROXIES: %q is neither an IP address nor a CIDR", p))
+			}
+		}
+	}
 	if c.HTTP.DrainDelay < 0 || c.HTTP.DrainDelay > 5*time.Minute {
 		errs = append(errs, errors.New("RELAY_HTTP_DRAIN_DELAY: must be from 0s to 5m"))
 	}
@@ -194,7 +205,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	a := api.New(api.Config{
-		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{

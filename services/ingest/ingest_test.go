@@ -885,3 +885,24 @@ func TestSecretKeyRotation(t *testing.T) {
 		t.Fatalf("with the new key alone after the rewrap: %d, want 200", code)
 	}
 }
+
+// TestTrustedProxies: the client address logged for a failed request is
+// X-Forwarded-For's only when the request came from a trusted load
+// balancer; otherwise it is the connection's, whatever the header says.
+func TestTrustedProxies(t *testing.T) {
+	for trusted, want := range map[string]string{"": `"remote":"127.0.0.1"`, "10.0.0.0/8,127.0.0.1": `"remote":"203.0.113.9"`} {
+		h := start(t, nil, "", map[string]string{"RELAY_TRUSTED_PROXIES": trusted})
+		code, _, _ := h.do("GET", "/sources", nil, http.Header{"X-Forwarded-For": {"203.0.113.9"}})
+		if code != 401 {
+			t.Fatalf("status %d", code)
+		}
+		if !strings.Contains(h.logs.String(), want) {
+			t.Errorf("trusting %q: the log line lacks %s:\n%s", trusted, want, h.logs.String())
+		}
+	}
+	if _, err := LoadConfig(envconfig.FromMap(map[string]string{
+		"RELAY_ADMIN_TOKEN": token, "RELAY_SECRET_KEY": secretbox.GenerateKey(), "RELAY_TRUSTED_PROXIES": "10.0.0.0/33",
+	})); err == nil || !strings.Contains(err.Error(), "RELAY_TRUSTED_PROXIES") {
+		t.Fatalf("a bad CIDR: %v, want an error naming RELAY_TRUSTED_PROXIES", err)
+	}
+}

@@ -60,6 +60,9 @@ type Config struct {
 	// is accepted too during a rotation (empty for none).
 	AdminToken         string
 	PreviousAdminToken string
+	// TrustedProxies are the load balancers (IPs, CIDRs) whose
+	// X-Forwarded-For gives the client address logged; none by default.
+	TrustedProxies     []string
 	MaxBodyBytes       int64
 	DefaultDedupWindow time.Duration
 	RotationGrace      time.Duration
@@ -148,9 +151,10 @@ func (a *API) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	// Relay runs behind load balancers it does not know; never trust
-	// X-Forwarded-For for anything.
-	_ = r.SetTrustedProxies(nil)
+	// X-Forwarded-For names the client (in logs) only when it comes from a
+	// load balancer the operator named; it decides nothing else. Config
+	// validation has checked the list, so this cannot fail.
+	_ = r.SetTrustedProxies(a.cfg.TrustedProxies)
 	r.Use(a.recoverer(), a.observe())
 	r.NoRoute(func(c *gin.Context) {
 		fail(c, http.StatusNotFound, "route_not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
