@@ -463,7 +463,9 @@ func (s *Store) RewrapSecrets(ctx context.Context, after string, deadline time.T
 					out, changed, err := s.box.Rewrap(sealed, id)
 					switch {
 					case err != nil:
-						res.Undecryptable = append(res.Undecryptable, id)
+						if n := len(res.Undecryptable); n == 0 || res.Undecryptable[n-1] != id {
+							res.Undecryptable = append(res.Undecryptable, id) // once, whichever field
+						}
 						continue
 					case !changed:
 						res.Current++

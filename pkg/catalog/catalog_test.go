@@ -303,7 +303,7 @@ func TestRewrapSecrets(t *testing.T) {
 	}
 
 	// A secret neither key opens is named by its record, never shown.
-	if err := rdb.HSet(ctx, subKey(sub.ID), "secret", "v1:garbage").Err(); err != nil {
+	if err := rdb.HSet(ctx, subKey(sub.ID), "secret", "v1:garbage", "prev_secret", "v1:garbage too", "prev_expires", ms(now.Add(time.Hour))).Err(); err != nil {
 		t.Fatal(err)
 	}
 	res, err = during.RewrapSecrets(ctx, "", time.Time{})
