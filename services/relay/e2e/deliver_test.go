@@ -442,3 +442,74 @@ func TestCorruptSubscriptionHoldsItsEventsUntilRepaired(t *testing.T) {
 		t.Fatalf("%d deliveries after the repair, want 1", n)
 	}
 }
+
+// TestDisabledSubscription: a disabled subscription gets no new event; a
+// delivery already in its retry chain is parked in the DLQ (reason
+// subscription_disabled) rather than attempted; once it is enabled again, a
+// redrive delivers the parked one and a replay to it the events it missed.
+func TestDisabledSubscription(t *testing.T) {
+	e := startStack(t, nil)
+	var healthy atomic.Bool
+	rc := newReceiver(t, func(*http.Request, int) (int, http.Header) {
+		if healthy.Load() {
+			return 200, nil
+		}
+		// The retry comes on the last tier (3s), after deliver's subscription
+		// cache (2s) has seen the PATCH below.
+		return 503, http.Header{"Retry-After": {"3"}}
+	})
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	_, first := e.send(src, "relay", []byte(`{"type":"order.created","n":1}`), nil)
+	e.waitStatus(src.ID, first.EventID, sub.ID, "retrying", 20*time.Second)
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"enabled": false}, nil); code != 200 {
+		t.Fatalf("disable = %d", code)
+	}
+	d := e.waitStatus(src.ID, first.EventID, sub.ID, "dead", 20*time.Second)
+	var parked struct {
+		Data []struct {
+			EventID string `json:"event_id"`
+			Reason  string `json:"reason"`
+		} `json:"data"`
+	}
+	testenv.Eventually(t, 10*time.Second, "the parked delivery to be listed", func() bool {
+		e.call("GET", "/dlq?subscription_id="+sub.ID, nil, &parked)
+		return len(parked.Data) == 1
+	})
+	if p := parked.Data[0]; p.EventID != first.EventID || p.Reason != "subscription_disabled" || d.Attempts != 1 {
+		t.Fatalf("parked %+v after %d attempts; want subscription_disabled after the one made before", p, d.Attempts)
+	}
+
+	_, missed := e.send(src, "relay", []byte(`{"type":"order.created","n":2}`), nil)
+	var replay struct {
+		Queued  []string `json:"queued"`
+		Skipped []struct {
+			Reason string `json:"reason"`
+		} `json:"skipped"`
+	}
+	replayMissed := "/sources/" + src.ID + "/events/" + missed.EventID + "/replay?subscription_id=" + sub.ID
+	if code := e.call("POST", replayMissed, nil, &replay); code != 202 || len(replay.Queued) != 0 || len(replay.Skipped) != 1 || replay.Skipped[0].Reason != "disabled" {
+		t.Fatalf("replay to the disabled subscription = %d %+v, want it skipped as disabled", code, replay)
+	}
+	time.Sleep(2 * time.Second) // time for a delivery that should not happen
+	if n := rc.byWebhookID()[missed.EventID]; n != 0 {
+		t.Fatalf("the disabled subscription got the new event %d times", n)
+	}
+
+	healthy.Store(true)
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"enabled": true}, nil); code != 200 {
+		t.Fatalf("enable = %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	if code := e.call("POST", "/replay/dlq?subscription_id="+sub.ID, nil, nil); code != 202 {
+		t.Fatalf("redrive = %d", code)
+	}
+	if code := e.call("POST", replayMissed, nil, &replay); code != 202 || len(replay.Queued) != 1 {
+		t.Fatalf("replay to the enabled subscription = %d %+v", code, replay)
+	}
+	e.waitStatus(src.ID, first.EventID, sub.ID, "delivered", 20*time.Second)
+	e.waitStatus(src.ID, missed.EventID, sub.ID, "delivered", 20*time.Second)
+	if got := rc.byWebhookID(); got[first.EventID] != 2 || got[missed.EventID] != 1 {
+		t.Fatalf("requests per event %v; want the parked one twice (failed, then redriven) and the missed one once", got)
+	}
+}
