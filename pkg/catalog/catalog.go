@@ -370,14 +370,19 @@ func (s *Store) DeleteSource(ctx context.Context, id string) error {
 }
 
 // rotateScript replaces the current secret, keeping the old one until its
-// grace period ends. KEYS[1] record; ARGV: new sealed secret, expiry ms, re-sealed old secret.
+// grace period ends. KEYS[1] record; ARGV: new sealed secret, expiry ms,
+// re-sealed old secret, and the time for updated_at ("" for records
+// without one).
 var rotateScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'prev_secret', ARGV[3], 'prev_expires', ARGV[2], 'secret', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'updated_at', ARGV[4]) end
 return 1
 `)
 
-func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace time.Duration) error {
+// rotate makes newSecret current on the record at key; touch also sets its
+// updated_at (subscriptions have one, sources do not).
+func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace time.Duration, touch bool) error {
 	old, err := s.rdb.HGet(ctx, key, "secret").Result()
 	if errors.Is(err, redis.Nil) {
 		return ErrNotFound
@@ -385,7 +390,11 @@ func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace 
 	if err != nil {
 		return fmt.Errorf("rotate secret of %s: %w", owner, err)
 	}
-	n, err := rotateScript.Run(ctx, s.rdb, []string{key}, s.box.Seal(newSecret, owner), ms(s.now().Add(grace)), old).Int()
+	now, updated := s.now(), ""
+	if touch {
+		updated = ms(now)
+	}
+	n, err := rotateScript.Run(ctx, s.rdb, []string{key}, s.box.Seal(newSecret, owner), ms(now.Add(grace)), old, updated).Int()
 	if err != nil {
 		return fmt.Errorf("rotate secret of %s: %w", owner, err)
 	}
@@ -515,7 +524,7 @@ var errStop = errors.New("stop")
 // RotateSourceSecret makes newSecret current; the previous secret keeps
 // verifying for grace.
 func (s *Store) RotateSourceSecret(ctx context.Context, id, newSecret string, grace time.Duration) error {
-	return s.rotate(ctx, sourceKey(id), id, newSecret, grace)
+	return s.rotate(ctx, sourceKey(id), id, newSecret, grace, false)
 }
 
 // CreateSubscription stores a new subscription with its secret.
@@ -669,6 +678,9 @@ return 1
 
 // UpdateSubscription applies a patch and returns the updated subscription.
 func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
+	if p.URL == nil && p.Events == nil && p.Enabled == nil {
+		return s.GetSubscription(ctx, id) // nothing to change, updated_at included
+	}
 	args := []any{"updated_at", ms(s.now())}
 	if p.URL != nil {
 		args = append(args, "url", *p.URL)
@@ -717,5 +729,5 @@ func (s *Store) DeleteSubscription(ctx context.Context, sourceID, id string) err
 // RotateSubscriptionSecret makes newSecret current; deliveries are signed
 // with both secrets for grace.
 func (s *Store) RotateSubscriptionSecret(ctx context.Context, id, newSecret string, grace time.Duration) error {
-	return s.rotate(ctx, subKey(id), id, newSecret, grace)
+	return s.rotate(ctx, subKey(id), id, newSecret, grace, true)
 }

@@ -311,3 +311,31 @@ func TestRewrapSecrets(t *testing.T) {
 		t.Fatalf("with an undecryptable secret: %+v %v", res, err)
 	}
 }
+
+// updated_at moves when a subscription changes, secret included, and only
+// then.
+func TestSubscriptionUpdatedAt(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := newStore(t, rdb)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	s.now = func() time.Time { return now }
+	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: ids.New(ids.Source), URL: "https://example.com", Events: []string{"*"}, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA=="); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	got, err := s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{})
+	if err != nil || !got.UpdatedAt.Equal(sub.CreatedAt) {
+		t.Fatalf("an empty patch: updated_at %v (%v), want it unchanged at %v", got.UpdatedAt, err, sub.CreatedAt)
+	}
+	if err := s.RotateSubscriptionSecret(ctx, sub.ID, "whsec_bmV3LXNlY3JldA==", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetSubscription(ctx, sub.ID); err != nil || !got.UpdatedAt.Equal(now) || !got.PreviousSecretExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("after a rotation: updated_at %v, previous secret until %v (%v); want %v and an hour later", got.UpdatedAt, got.PreviousSecretExpiresAt, err, now)
+	}
+	if _, err := s.UpdateSubscription(ctx, ids.New(ids.Subscription), SubscriptionPatch{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an empty patch of a missing subscription: %v, want ErrNotFound", err)
+	}
+}

@@ -290,7 +290,17 @@ func (a *API) rotateSubscriptionSecret(c *gin.Context) {
 		a.storeError(c, "rotating the secret", err)
 		return
 	}
-	sub.PreviousSecretExpiresAt = a.now().Add(grace)
+	// Read back: the answer shows the stored grace period and updated_at.
+	id := sub.ID
+	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
+	if errors.Is(err, catalog.ErrNotFound) { // deleted meanwhile
+		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id))
+		return
+	}
+	if err != nil {
+		a.storeError(c, "reading the rotated subscription", err)
+		return
+	}
 	out := a.subOut(sub)
 	out.Secret = secret
 	c.JSON(http.StatusOK, out)
