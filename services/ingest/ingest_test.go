@@ -665,6 +665,15 @@ func TestCorruptSubscriptionIsReportedAndRepairable(t *testing.T) {
 		t.Fatal("the corrupt record was not logged")
 	}
 
+	// A PATCH that leaves the damaged field alone is refused, and applies nothing.
+	code, _, raw = h.do("PATCH", subs+"/"+sub.ID, map[string]any{"url": "http://127.0.0.1:9/other"}, admin())
+	if r := decode(t, raw); code != 500 || r.Error.Code != "corrupt_record" || !strings.Contains(r.Error.Message, "PATCH the subscription's events") {
+		t.Fatalf("PATCH of another field: %d %s, want 500 corrupt_record saying what to PATCH", code, raw)
+	}
+	if url, _ := rdb.HGet(context.Background(), key, "url").Result(); url != "http://127.0.0.1:9/x" {
+		t.Fatalf("the refused PATCH changed the url to %q", url)
+	}
+
 	code, _, raw = h.do("PATCH", subs+"/"+sub.ID, map[string]any{"events": []string{"invoice.paid"}}, admin())
 	if code != 200 || !strings.Contains(string(raw), `"invoice.paid"`) {
 		t.Fatalf("PATCH repairing the events: %d %s", code, raw)

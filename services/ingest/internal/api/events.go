@@ -209,7 +209,7 @@ func (a *API) replay(c *gin.Context) {
 	var subs []catalog.Subscription
 	one := c.Query("subscription_id")
 	if one != "" {
-		sub, ok := a.subscriptionOf(c, src, one, false)
+		sub, _, ok := a.subscriptionOf(c, src, one, false)
 		if !ok {
 			return
 		}

@@ -169,42 +169,45 @@ func (a *API) listSubscriptions(c *gin.Context) {
 // loadSubscription finds a subscription of the source in the path, or
 // answers 404.
 func (a *API) loadSubscription(c *gin.Context) (catalog.Subscription, bool) {
-	return a.findSubscription(c, false)
+	sub, _, ok := a.findSubscription(c, false)
+	return sub, ok
 }
 
 // loadSubscriptionToRepair is loadSubscription for PATCH and DELETE, which
 // also take a subscription whose stored record is corrupt: they are how it
-// is repaired or removed.
-func (a *API) loadSubscriptionToRepair(c *gin.Context) (catalog.Subscription, bool) {
+// is repaired or removed. damaged says what is wrong with it, nil if nothing.
+func (a *API) loadSubscriptionToRepair(c *gin.Context) (sub catalog.Subscription, damaged *catalog.CorruptError, ok bool) {
 	return a.findSubscription(c, true)
 }
 
-func (a *API) findSubscription(c *gin.Context, corruptOK bool) (catalog.Subscription, bool) {
+func (a *API) findSubscription(c *gin.Context, corruptOK bool) (catalog.Subscription, *catalog.CorruptError, bool) {
 	src, ok := a.loadSource(c)
 	if !ok {
-		return catalog.Subscription{}, false
+		return catalog.Subscription{}, nil, false
 	}
 	return a.subscriptionOf(c, src, c.Param("sub_id"), corruptOK)
 }
 
 // subscriptionOf reads subscription id of src, answering 404 when there is
 // none (or it belongs to another source) and 5xx when it cannot be read.
-func (a *API) subscriptionOf(c *gin.Context, src catalog.Source, id string, corruptOK bool) (catalog.Subscription, bool) {
+// With corruptOK a corrupt record is returned with what is wrong with it.
+func (a *API) subscriptionOf(c *gin.Context, src catalog.Source, id string, corruptOK bool) (catalog.Subscription, *catalog.CorruptError, bool) {
 	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
 	// A corrupt record still names its source, which is checked first.
-	corrupt := errors.Is(err, catalog.ErrCorrupt)
+	var damaged *catalog.CorruptError
+	corrupt := errors.As(err, &damaged)
 	if corrupt && corruptOK {
 		err = nil
 	}
 	if errors.Is(err, catalog.ErrNotFound) || ((err == nil || corrupt) && sub.SourceID != src.ID) || !ids.Valid(ids.Subscription, id) {
 		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id)+" on source "+src.ID)
-		return sub, false
+		return sub, nil, false
 	}
 	if err != nil {
 		a.storeError(c, "reading the subscription", err)
-		return sub, false
+		return sub, nil, false
 	}
-	return sub, true
+	return sub, damaged, true
 }
 
 func (a *API) getSubscription(c *gin.Context) {
@@ -222,7 +225,7 @@ type updateSubscriptionRequest struct {
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
-	sub, ok := a.loadSubscriptionToRepair(c)
+	sub, damaged, ok := a.loadSubscriptionToRepair(c)
 	if !ok {
 		return
 	}
@@ -245,6 +248,12 @@ func (a *API) updateSubscription(c *gin.Context) {
 	if req.Enabled != nil && !*req.Enabled {
 		patch.DisabledReason = "disabled through the API"
 	}
+	if damaged != nil && !(damaged.Field == "events" && req.Events != nil) && !(damaged.Field == "enabled" && req.Enabled != nil) {
+		// A patch that leaves the damaged field as it is would not make the
+		// record readable: refuse it, applying nothing, and say what would.
+		a.storeError(c, "updating the subscription", damaged)
+		return
+	}
 	updated, err := a.catalog.UpdateSubscription(c.Request.Context(), sub.ID, patch)
 	if errors.Is(err, catalog.ErrNotFound) {
 		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(sub.ID))
@@ -258,7 +267,7 @@ func (a *API) updateSubscription(c *gin.Context) {
 }
 
 func (a *API) deleteSubscription(c *gin.Context) {
-	sub, ok := a.loadSubscriptionToRepair(c)
+	sub, _, ok := a.loadSubscriptionToRepair(c)
 	if !ok {
 		return
 	}
