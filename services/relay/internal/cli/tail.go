@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/relayhq/relay/pkg/envconfig"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -31,11 +33,17 @@ func runTail(ctx context.Context, a *app, args []string) error {
 	if *fromStart {
 		start = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
+	// The services' own Kafka settings (RELAY_KAFKA_TLS*, RELAY_KAFKA_SASL_*),
+	// so that tail reaches any cluster they do.
+	r := envconfig.New(func(k string) (string, bool) { v := a.getenv(k); return v, v != "" })
+	cfg := kafka.LoadConfig(r)
+	if err := r.Err(); err != nil {
+		return err
+	}
+	cfg.Brokers = strings.Split(*brokers, ",")
+	cl, err := kafka.NewClient(cfg, "relay-tail", kafka.Instrumentation{}, nil,
 		kgo.ConsumeTopics(*prefix+*topic),
 		kgo.ConsumeResetOffset(start),
-		kgo.DialTimeout(5*time.Second),
 	)
 	if err != nil {
 		return err
