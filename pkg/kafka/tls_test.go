@@ -18,13 +18,7 @@ import (
 // RELAY_KAFKA_TLS_CA_FILE and the client certificate variables, create their
 // topics and produce; leaving the client certificate out is refused.
 func TestMutualTLS(t *testing.T) {
-	f := testenv.WriteTLSFiles(t)
-	broker := testenv.StartKafkaTLS(t, f)
-	vars := map[string]string{
-		"RELAY_KAFKA_BROKERS": broker.Addr, "RELAY_KAFKA_TLS": "true", "RELAY_KAFKA_PARTITIONS": "1",
-		"RELAY_KAFKA_DIAL_TIMEOUT": "2s", "RELAY_KAFKA_TLS_CA_FILE": f.CA,
-		"RELAY_KAFKA_TLS_CERT_FILE": f.ClientCert, "RELAY_KAFKA_TLS_KEY_FILE": f.ClientKey,
-	}
+	vars := testenv.KafkaTLSEnv(t)
 	cfg := loadConfig(t, vars)
 	names, err := cfg.Names()
 	if err != nil {

@@ -62,6 +62,20 @@ func StartKafkaTLS(t testing.TB, f TLSFiles) *Process {
 	return startKafka(t, &f)
 }
 
+// KafkaTLSEnv starts a broker of the test's own that requires mutual TLS
+// (StartKafkaTLS) and returns the RELAY_KAFKA_* variables that reach it: its
+// address, TLS on, the CA and a client certificate, one partition a topic.
+func KafkaTLSEnv(t testing.TB) map[string]string {
+	t.Helper()
+	f := WriteTLSFiles(t)
+	broker := StartKafkaTLS(t, f)
+	return map[string]string{
+		"RELAY_KAFKA_BROKERS": broker.Addr, "RELAY_KAFKA_PARTITIONS": "1", "RELAY_KAFKA_DIAL_TIMEOUT": "2s",
+		"RELAY_KAFKA_TLS": "true", "RELAY_KAFKA_TLS_CA_FILE": f.CA,
+		"RELAY_KAFKA_TLS_CERT_FILE": f.ClientCert, "RELAY_KAFKA_TLS_KEY_FILE": f.ClientKey,
+	}
+}
+
 func startKafka(t testing.TB, f *TLSFiles) *Process {
 	t.Helper()
 	KafkaBrokers(t) // skips or fails like every integration test

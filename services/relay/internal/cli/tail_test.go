@@ -17,12 +17,7 @@ import (
 // relay tail reads with the services' Kafka settings, so it reaches a
 // cluster that requires mutual TLS, as they do.
 func TestTailReadsAMutualTLSCluster(t *testing.T) {
-	f := testenv.WriteTLSFiles(t)
-	broker := testenv.StartKafkaTLS(t, f)
-	env := map[string]string{
-		"RELAY_KAFKA_BROKERS": broker.Addr, "RELAY_KAFKA_PARTITIONS": "1", "RELAY_KAFKA_TLS": "true",
-		"RELAY_KAFKA_TLS_CA_FILE": f.CA, "RELAY_KAFKA_TLS_CERT_FILE": f.ClientCert, "RELAY_KAFKA_TLS_KEY_FILE": f.ClientKey,
-	}
+	env := testenv.KafkaTLSEnv(t)
 	r := envconfig.FromMap(env)
 	cfg := kafka.LoadConfig(r)
 	if err := r.Err(); err != nil {
