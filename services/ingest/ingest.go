@@ -205,7 +205,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	a := api.New(api.Config{
-		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies, MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
+		MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{

@@ -523,11 +523,9 @@ func runMetrics(ctx context.Context, a *app, args []string) error {
 }
 
 // eventCommand parses the flags of a command about one event, `relay NAME
-// [--source SOURCE_ID] EVENT_ID`, and returns the API path of that event,
-// finding its source when --source is omitted.
-// eventCommand parses the flags and the EVENT_ID of a command about one
-// event, with flags of its own added by more (when not nil), and returns the
-// event's API path.
+// [--source SOURCE_ID] EVENT_ID`, with flags of its own added by more (when
+// not nil), and returns the API path of that event, finding its source when
+// --source is omitted.
 func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args []string, more func(*flag.FlagSet)) (*client.Client, string, error) {
 	fs := a.apiFlagSet(name, f)
 	src := fs.String("source", "", "source id (found from the event when omitted)")
