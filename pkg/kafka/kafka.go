@@ -35,12 +35,10 @@ import (
 type Config struct {
 	// Brokers are the seed brokers (RELAY_KAFKA_BROKERS, default localhost:9092).
 	Brokers []string
-	// TLS enables TLS to the brokers (RELAY_KAFKA_TLS).
-	TLS bool
-	// TLSConfig is the client's TLS settings when TLS is on: a private CA
-	// (RELAY_KAFKA_TLS_CA_FILE) and a client certificate for mutual TLS
-	// (RELAY_KAFKA_TLS_CERT_FILE, RELAY_KAFKA_TLS_KEY_FILE). Nil means the
-	// system roots and no client certificate.
+	// TLSConfig, when not nil, turns TLS to the brokers on
+	// (RELAY_KAFKA_TLS): the system roots or a private CA
+	// (RELAY_KAFKA_TLS_CA_FILE), and a client certificate for mutual TLS
+	// (RELAY_KAFKA_TLS_CERT_FILE, RELAY_KAFKA_TLS_KEY_FILE).
 	TLSConfig *tls.Config
 	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (RELAY_KAFKA_SASL_MECHANISM);
 	// empty disables SASL. User and password come from RELAY_KAFKA_SASL_USERNAME
@@ -97,12 +95,11 @@ func (c Config) Names() (record.Topics, error) {
 
 // LoadConfig reads the RELAY_KAFKA_* variables.
 func LoadConfig(r *envconfig.Reader) Config {
-	tlsOn, tlsConfig := tlsconf.Load(r, tlsconf.Vars{
+	tlsConfig := tlsconf.Load(r, tlsconf.Vars{
 		On: "RELAY_KAFKA_TLS", CA: "RELAY_KAFKA_TLS_CA_FILE", Cert: "RELAY_KAFKA_TLS_CERT_FILE", Key: "RELAY_KAFKA_TLS_KEY_FILE",
 	})
 	return Config{
 		Brokers:           r.List("RELAY_KAFKA_BROKERS", []string{"localhost:9092"}),
-		TLS:               tlsOn,
 		TLSConfig:         tlsConfig,
 		SASLMechanism:     strings.ToUpper(r.String("RELAY_KAFKA_SASL_MECHANISM", "")),
 		SASLUsername:      r.String("RELAY_KAFKA_SASL_USERNAME", ""),
@@ -208,8 +205,8 @@ func BaseOptions(cfg Config, clientID string, in Instrumentation, tracer *kotel.
 		// loudly instead of auto-creating a topic nobody reads.
 		kgo.UnknownTopicRetries(3),
 	}
-	if cfg.TLS {
-		opts = append(opts, kgo.DialTLSConfig(tlsconf.Or(cfg.TLSConfig)))
+	if cfg.TLSConfig != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLSConfig))
 	}
 	switch cfg.SASLMechanism {
 	case "PLAIN":

@@ -29,11 +29,10 @@ type Config struct {
 	Username   string // RELAY_REDIS_USERNAME
 	Password   string // RELAY_REDIS_PASSWORD
 	DB         int    // RELAY_REDIS_DB (single server and Sentinel only)
-	TLS        bool   // RELAY_REDIS_TLS
-	// TLSConfig is the client's TLS settings when TLS is on: a private CA
-	// (RELAY_REDIS_TLS_CA_FILE) and a client certificate for mutual TLS
-	// (RELAY_REDIS_TLS_CERT_FILE, RELAY_REDIS_TLS_KEY_FILE). Nil means the
-	// system roots and no client certificate.
+	// TLSConfig, when not nil, turns TLS to Redis on (RELAY_REDIS_TLS): the
+	// system roots or a private CA (RELAY_REDIS_TLS_CA_FILE), and a client
+	// certificate for mutual TLS (RELAY_REDIS_TLS_CERT_FILE,
+	// RELAY_REDIS_TLS_KEY_FILE).
 	TLSConfig *tls.Config
 	// DialTimeout, ReadTimeout and WriteTimeout bound every network call
 	// (RELAY_REDIS_DIAL_TIMEOUT 3s, RELAY_REDIS_READ_TIMEOUT 2s,
@@ -56,7 +55,7 @@ const maxPipelines = 32
 
 // LoadConfig reads the RELAY_REDIS_* variables.
 func LoadConfig(r *envconfig.Reader) Config {
-	tlsOn, tlsConfig := tlsconf.Load(r, tlsconf.Vars{
+	tlsConfig := tlsconf.Load(r, tlsconf.Vars{
 		On: "RELAY_REDIS_TLS", CA: "RELAY_REDIS_TLS_CA_FILE", Cert: "RELAY_REDIS_TLS_CERT_FILE", Key: "RELAY_REDIS_TLS_KEY_FILE",
 	})
 	return Config{
@@ -65,7 +64,6 @@ func LoadConfig(r *envconfig.Reader) Config {
 		Username:     r.String("RELAY_REDIS_USERNAME", ""),
 		Password:     r.String("RELAY_REDIS_PASSWORD", ""),
 		DB:           r.Int("RELAY_REDIS_DB", 0),
-		TLS:          tlsOn,
 		TLSConfig:    tlsConfig,
 		DialTimeout:  r.Duration("RELAY_REDIS_DIAL_TIMEOUT", 3*time.Second),
 		ReadTimeout:  r.Duration("RELAY_REDIS_READ_TIMEOUT", 2*time.Second),
@@ -122,9 +120,7 @@ func New(c Config) redis.UniversalClient {
 		// pending push notifications, a few percent of deliver's CPU.
 		Protocol: 2,
 	}
-	if c.TLS {
-		opts.TLSConfig = tlsconf.Or(c.TLSConfig)
-	}
+	opts.TLSConfig = c.TLSConfig
 	return redis.NewUniversalClient(opts)
 }
 

@@ -23,11 +23,11 @@ type Vars struct {
 	Cert, Key string
 }
 
-// Load reads the variables v names. It returns whether TLS is on and the
-// client config to use, nil when TLS is off. Problems are reported on r,
+// Load reads the variables v names and returns the client config to use,
+// nil when TLS is off. Problems are reported on r,
 // naming their variable: an unreadable or unparsable file, a certificate
 // without its key (or the reverse), or files given while TLS is off.
-func Load(r *envconfig.Reader, v Vars) (bool, *tls.Config) {
+func Load(r *envconfig.Reader, v Vars) *tls.Config {
 	on := r.Bool(v.On, false)
 	caVar, certVar, keyVar := v.CA, v.Cert, v.Key
 	ca, cert, key := r.String(caVar, ""), r.String(certVar, ""), r.String(keyVar, "")
@@ -37,7 +37,7 @@ func Load(r *envconfig.Reader, v Vars) (bool, *tls.Config) {
 				r.Fail(name, "is set but %s is not true", v.On)
 			}
 		}
-		return false, nil
+		return nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca != "" {
@@ -64,14 +64,5 @@ func Load(r *envconfig.Reader, v Vars) (bool, *tls.Config) {
 	case cert != "" || key != "":
 		r.Fail(certVar, "and %s: set both for a client certificate, or neither", keyVar)
 	}
-	return true, cfg
-}
-
-// Or returns cfg, or the default client config when cfg is nil (a Config
-// built in code rather than loaded).
-func Or(cfg *tls.Config) *tls.Config {
-	if cfg != nil {
-		return cfg
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12}
+	return cfg
 }
