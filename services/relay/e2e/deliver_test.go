@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/testenv"
 )
@@ -511,5 +514,32 @@ func TestDisabledSubscription(t *testing.T) {
 	e.waitStatus(src.ID, missed.EventID, sub.ID, "delivered", 20*time.Second)
 	if got := rc.byWebhookID(); got[first.EventID] != 2 || got[missed.EventID] != 1 {
 		t.Fatalf("requests per event %v; want the parked one twice (failed, then redriven) and the missed one once", got)
+	}
+}
+
+// TestDeliverOpensSecretsSealedUnderThePreviousKey: during a RELAY_SECRET_KEY
+// rotation deliver signs with a subscription secret that only
+// RELAY_SECRET_KEY_PREVIOUS opens, as ingest verifies with one.
+func TestDeliverOpensSecretsSealedUnderThePreviousKey(t *testing.T) {
+	oldKey, newKey := secretbox.GenerateKey(), secretbox.GenerateKey()
+	e := startStack(t, map[string]string{"RELAY_SECRET_KEY": newKey, "RELAY_SECRET_KEY_PREVIOUS": oldKey})
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	// Written as a replica still on the old key would have: sealed under it.
+	raw, _ := secretbox.ParseKey(oldKey)
+	box, err := secretbox.New(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "whsec_b2xkLWtleS1zdWJzY3JpcHRpb24="
+	sub := catalog.Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: rc.URL, Events: []string{"*"}, Enabled: true, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := catalog.New(testenv.Redis(t), box).CreateSubscription(context.Background(), sub, secret); err != nil {
+		t.Fatal(err)
+	}
+	_, rep := e.send(src, "relay", []byte(`{"type":"rotation.test"}`), nil)
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 20*time.Second)
+	got := rc.requests()[0]
+	if err := (signature.StandardWebhooks{}).Verify(signature.Request{Header: got.Header, Body: got.Body}, []string{secret}, time.Now(), 0); err != nil {
+		t.Fatalf("the delivery is not signed with the subscription's secret: %v", err)
 	}
 }
