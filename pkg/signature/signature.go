@@ -75,6 +75,21 @@ type Scheme interface {
 	CheckSecret(secret string) error
 }
 
+// Handshaker is implemented by schemes whose provider proves an endpoint
+// before it sends events, with a signed request that expects a particular
+// answer: Slack's url_verification. Such a request is not an event.
+type Handshaker interface {
+	// Handshake returns the answer to req, a request already verified, when
+	// req is the provider's endpoint verification.
+	Handshake(req Request) (Answer, bool)
+}
+
+// Answer is the response a handshake expects, sent with status 200.
+type Answer struct {
+	ContentType string
+	Body        []byte
+}
+
 // schemes is the fixed table of supported schemes, by name.
 var schemes = func() map[string]Scheme {
 	m := map[string]Scheme{}

@@ -1,6 +1,7 @@
 package signature
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -223,6 +224,38 @@ func TestMalformedHeaders(t *testing.T) {
 		err := s.Verify(Request{Header: h, Body: []byte("{}")}, []string{"secret-secret"}, time.Unix(1, 0), 0)
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s %v: err = %v, want ErrMalformed", c.scheme, c.h, err)
+		}
+	}
+}
+
+func TestSlackHandshake(t *testing.T) {
+	// The payload of Slack's url_verification event, from its documentation.
+	const doc = `{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`
+	ans, ok := Slack{}.Handshake(Request{Header: http.Header{}, Body: []byte(doc)})
+	if !ok || ans.ContentType != "application/json" || string(ans.Body) != `{"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}` {
+		t.Fatalf("url_verification: %v %q %s", ok, ans.ContentType, ans.Body)
+	}
+	// The challenge goes back as data, whatever it holds.
+	ans, ok = Slack{}.Handshake(Request{Body: []byte(`{"type":"url_verification","challenge":"a\"<b>\\c"}`)})
+	var back struct{ Challenge string }
+	if !ok || json.Unmarshal(ans.Body, &back) != nil || back.Challenge != `a"<b>\c` {
+		t.Fatalf("escaped challenge: %v %s", ok, ans.Body)
+	}
+	for name, body := range map[string]string{
+		"an event":                 `{"type":"event_callback","event":{"type":"message","text":"url_verification"}}`,
+		"no challenge":             `{"type":"url_verification"}`,
+		"challenge not a string":   `{"type":"url_verification","challenge":42}`,
+		"not JSON":                 `type=url_verification&challenge=x`,
+		"the word in another type": `{"type":"url_verification_v2","challenge":"x"}`,
+	} {
+		if ans, ok := (Slack{}).Handshake(Request{Body: []byte(body)}); ok {
+			t.Errorf("%s: answered %s", name, ans.Body)
+		}
+	}
+	for _, name := range Names() {
+		s, _ := Lookup(name)
+		if _, ok := s.(Handshaker); ok != (name == "slack") {
+			t.Errorf("%s: Handshaker = %v", name, ok)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package signature
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
@@ -21,7 +22,10 @@ const (
 // timestamp is X-Slack-Request-Timestamp.
 type Slack struct{}
 
-var _ Scheme = Slack{}
+var (
+	_ Scheme     = Slack{}
+	_ Handshaker = Slack{}
+)
 
 // Name implements Scheme.
 func (Slack) Name() string { return "slack" }
@@ -73,6 +77,30 @@ func (Slack) DeliveryID(req Request) string {
 		return ""
 	}
 	return ev.EventID
+}
+
+// Handshake implements Handshaker: Slack verifies an Events API Request URL
+// with `{"type": "url_verification", "challenge": …}`, signed like any
+// event, and accepts the URL only when the answer (200, within 3 seconds)
+// carries the challenge back.
+func (Slack) Handshake(req Request) (Answer, bool) {
+	if !bytes.Contains(req.Body, []byte("url_verification")) {
+		return Answer{}, false // not worth decoding: every event but this one
+	}
+	var v struct {
+		Type      string  `json:"type"`
+		Challenge *string `json:"challenge"`
+	}
+	if json.Unmarshal(req.Body, &v) != nil || v.Type != "url_verification" || v.Challenge == nil {
+		return Answer{}, false
+	}
+	body, err := json.Marshal(struct {
+		Challenge string `json:"challenge"`
+	}{*v.Challenge})
+	if err != nil {
+		return Answer{}, false
+	}
+	return Answer{ContentType: "application/json", Body: body}, true
 }
 
 // NewSecret implements Scheme.

@@ -629,6 +629,74 @@ func TestEventsAPI(t *testing.T) {
 	}
 }
 
+// TestSlackEndpointVerification: Slack accepts an Events API Request URL
+// only once a signed url_verification request has been answered with its
+// challenge; that request is not an event. Slack's events then take the
+// type of the event inside their envelope.
+func TestSlackEndpointVerification(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("slack")
+	before := h.records()
+	handshakes := func() float64 {
+		mfs, _ := h.tel.Registry.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != "relay_ingest_events_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "handshake" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+
+	challenge := []byte(`{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}`)
+	code, hdr, raw := h.do("POST", "/in/"+src.ID, challenge, signed(t, "slack", src.Secret, challenge, time.Now()))
+	var answer struct{ Challenge string }
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") || json.Unmarshal(raw, &answer) != nil ||
+		answer.Challenge != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {
+		t.Fatalf("url_verification: %d %s %s", code, hdr.Get("Content-Type"), raw)
+	}
+	// Unsigned, or signed too long ago, it is refused like any request.
+	code, _, raw = h.do("POST", "/in/"+src.ID, challenge, http.Header{"Content-Type": {"application/json"}})
+	if r := decode(t, raw); code != 401 || r.Error.Code != "missing_signature" {
+		t.Fatalf("unsigned url_verification: %d %s", code, raw)
+	}
+	code, _, raw = h.do("POST", "/in/"+src.ID, challenge, signed(t, "slack", src.Secret, challenge, time.Now().Add(-time.Hour)))
+	if r := decode(t, raw); code != 401 || r.Error.Code != "timestamp_out_of_tolerance" {
+		t.Fatalf("stale url_verification: %d %s", code, raw)
+	}
+	if n := h.records() - before; n != 0 {
+		t.Fatalf("the handshake produced %d records", n)
+	}
+	if got := handshakes(); got != 1 {
+		t.Fatalf("handshakes counted %v, want 1", got)
+	}
+
+	for body, want := range map[string]string{
+		`{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention","text":"<@U1> hi","channel":"C1"}}`:              "app_mention",
+		`{"type":"event_callback","event_id":"Ev2","event":{"type":"message","subtype":"bot_message","text":"url_verification"}}`: "message.bot_message",
+	} {
+		code, _, raw = h.do("POST", "/in/"+src.ID, []byte(body), signed(t, "slack", src.Secret, []byte(body), time.Now()))
+		r := decode(t, raw)
+		if code != 202 || r.EventID == "" {
+			t.Fatalf("slack event: %d %s", code, raw)
+		}
+		var ev struct {
+			Type string `json:"type"`
+		}
+		_, _, raw = h.do("GET", "/sources/"+src.ID+"/events/"+r.EventID, nil, admin())
+		if json.Unmarshal(raw, &ev) != nil || ev.Type != want {
+			t.Fatalf("event type of %s = %s, want %q", body, raw, want)
+		}
+	}
+	if n := h.records() - before; n != 2 {
+		t.Fatalf("two events produced %d records", n)
+	}
+}
+
 // TestCorruptSubscriptionIsReportedAndRepairable: a subscription whose
 // stored events filter is damaged answers 500 naming the field (and is logged),
 // rather than being listed as matching nothing; PATCH repairs it and DELETE

@@ -493,7 +493,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "relay_ingest_verification_failures_total", Help: "Inbound requests rejected by signature verification, by scheme and reason.",
 		}, []string{"scheme", "reason"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "relay_ingest_events_total", Help: "Inbound events by result: accepted, or duplicate (a dedup hit).",
+			Name: "relay_ingest_events_total", Help: "Inbound requests that passed verification, by result: accepted, duplicate (a dedup hit), or handshake (a sender's endpoint verification, answered and not kept).",
 		}, []string{"result"}),
 		dedupFailOpen: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_dedup_fail_open_total", Help: "Events accepted without dedup because Redis was unreachable.",
@@ -510,7 +510,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures)
-	for _, r := range []string{"accepted", "duplicate"} {
+	for _, r := range []string{"accepted", "duplicate", "handshake"} {
 		m.events.WithLabelValues(r)
 	}
 	return m

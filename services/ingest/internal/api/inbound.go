@@ -94,6 +94,17 @@ func (a *API) ingest(c *gin.Context) {
 		a.rejectSignature(c, scheme.Name(), err)
 		return
 	}
+	if hs, ok := scheme.(signature.Handshaker); ok {
+		if ans, ok := hs.Handshake(req); ok {
+			// The provider checking the endpoint before it sends events
+			// (Slack's url_verification): answer it; there is no event to keep.
+			a.m.events.WithLabelValues("handshake").Inc()
+			span.SetAttributes(attribute.Bool("relay.handshake", true))
+			a.log.InfoContext(ctx, "answered the sender's endpoint verification", "source_id", src.ID, "scheme", scheme.Name())
+			c.Data(http.StatusOK, ans.ContentType, ans.Body)
+			return
+		}
+	}
 	if k := c.GetHeader(classify.HeaderIdempotencyKey); len(k) > classify.MaxIdempotencyKey {
 		fail(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("%s is longer than %d bytes", classify.HeaderIdempotencyKey, classify.MaxIdempotencyKey))
 		return
@@ -101,7 +112,7 @@ func (a *API) ingest(c *gin.Context) {
 
 	ev := record.Event{
 		ID: ids.NewAt(ids.Event, now), SourceID: src.ID,
-		Type:        classify.EventType(c.Request.Header, body),
+		Type:        classify.EventType(c.Request.Header, body, scheme),
 		ReceivedAt:  now,
 		ContentType: c.GetHeader("Content-Type"),
 		Body:        body,

@@ -25,8 +25,12 @@ const maxTypeLen = 200
 
 // EventType returns the event type: X-GitHub-Event (plus "." and the body's
 // `action` when present), X-Shopify-Topic, else the JSON body's `type`, else
-// "unknown".
-func EventType(h http.Header, body []byte) string {
+// "unknown". For a source of the slack scheme, an Events API envelope
+// (`"type": "event_callback"`, which every Slack event arrives in) has the
+// type of the event inside it, plus "." and its `subtype` when it has one
+// (`app_mention`, `message`, `message.bot_message`), so that subscriptions
+// can choose among Slack's events.
+func EventType(h http.Header, body []byte, scheme signature.Scheme) string {
 	if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
 		if action, ok := stringField(body, "action"); ok && action != "" {
 			return clean(ev + "." + action)
@@ -37,9 +41,35 @@ func EventType(h http.Header, body []byte) string {
 		return clean(t)
 	}
 	if t, ok := stringField(body, "type"); ok {
+		if _, slack := scheme.(signature.Slack); slack && t == slackEnvelope {
+			if inner, ok := slackEventType(body); ok {
+				return clean(inner)
+			}
+		}
 		return clean(t)
 	}
 	return Unknown
+}
+
+// slackEnvelope is the `type` of the Slack Events API's outer payload.
+const slackEnvelope = "event_callback"
+
+// slackEventType returns the `type` of the `event` object in a Slack
+// envelope, with "." and the event's `subtype` when that is a non-empty
+// string. body is valid JSON.
+func slackEventType(body []byte) (string, bool) {
+	ev, ok := member(body, "event")
+	if !ok || ev[0] != '{' {
+		return "", false
+	}
+	t, ok := str(member(ev, "type"))
+	if !ok || strings.TrimSpace(t) == "" {
+		return "", false
+	}
+	if sub, ok := str(member(ev, "subtype")); ok && sub != "" {
+		t += "." + sub
+	}
+	return t, true
 }
 
 // clean bounds a type's length and keeps it printable, so it is safe in

@@ -10,21 +10,35 @@ import (
 )
 
 func TestEventType(t *testing.T) {
+	const slackEvent = `{"token":"x","team_id":"T1","type":"event_callback","event_id":"Ev1","event":`
 	tests := []struct {
 		name    string
+		scheme  string
 		headers map[string]string
 		body    string
 		want    string
 	}{
-		{"stripe json type", nil, `{"id":"evt_1","type":"payment_intent.succeeded"}`, "payment_intent.succeeded"},
-		{"github with action", map[string]string{"X-GitHub-Event": "pull_request"}, `{"action":"opened"}`, "pull_request.opened"},
-		{"github without action", map[string]string{"X-GitHub-Event": "push"}, `{"ref":"main"}`, "push"},
-		{"shopify topic", map[string]string{"X-Shopify-Topic": "orders/create"}, `{"id":1}`, "orders/create"},
-		{"not json", nil, "token=abc&x=1", "unknown"},
-		{"type not a string", nil, `{"type":42}`, "unknown"},
-		{"empty type", nil, `{"type":""}`, "unknown"},
-		{"control chars dropped", nil, `{"type":"a\u0000b\nc"}`, "abc"},
-		{"long type bounded", nil, `{"type":"` + strings.Repeat("x", 500) + `"}`, strings.Repeat("x", maxTypeLen)},
+		{"stripe json type", "stripe", nil, `{"id":"evt_1","type":"payment_intent.succeeded"}`, "payment_intent.succeeded"},
+		{"github with action", "github", map[string]string{"X-GitHub-Event": "pull_request"}, `{"action":"opened"}`, "pull_request.opened"},
+		{"github without action", "github", map[string]string{"X-GitHub-Event": "push"}, `{"ref":"main"}`, "push"},
+		{"shopify topic", "shopify", map[string]string{"X-Shopify-Topic": "orders/create"}, `{"id":1}`, "orders/create"},
+		{"not json", "relay", nil, "token=abc&x=1", "unknown"},
+		{"type not a string", "relay", nil, `{"type":42}`, "unknown"},
+		{"empty type", "relay", nil, `{"type":""}`, "unknown"},
+		{"control chars dropped", "relay", nil, `{"type":"a\u0000b\nc"}`, "abc"},
+		{"long type bounded", "relay", nil, `{"type":"` + strings.Repeat("x", 500) + `"}`, strings.Repeat("x", maxTypeLen)},
+		// Slack's Events API wraps every event in one envelope type.
+		{"slack event", "slack", nil, slackEvent + `{"type":"app_mention","text":"hi","channel":"C1"}}`, "app_mention"},
+		{"slack event with subtype", "slack", nil, slackEvent + `{"type":"message","subtype":"bot_message","bot_id":"B1"}}`, "message.bot_message"},
+		{"slack event, empty subtype", "slack", nil, slackEvent + `{"subtype":"","type":"message"}}`, "message"},
+		{"slack event, subtype not a string", "slack", nil, slackEvent + `{"type":"message","subtype":{"type":"x"}}}`, "message"},
+		{"slack event first", "slack", nil, `{"event":{"type":"reaction_added"},"type":"event_callback"}`, "reaction_added"},
+		{"slack envelope without event", "slack", nil, `{"type":"event_callback"}`, "event_callback"},
+		{"slack envelope, event not an object", "slack", nil, `{"type":"event_callback","event":"app_mention"}`, "event_callback"},
+		{"slack envelope, event without type", "slack", nil, slackEvent + `{"subtype":"bot_message"}}`, "event_callback"},
+		{"slack envelope, blank event type", "slack", nil, slackEvent + `{"type":" "}}`, "event_callback"},
+		{"slack, not an envelope", "slack", nil, `{"type":"app_rate_limited","event":{"type":"x"}}`, "app_rate_limited"},
+		{"slack envelope on another scheme", "relay", nil, slackEvent + `{"type":"app_mention"}}`, "event_callback"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,7 +46,11 @@ func TestEventType(t *testing.T) {
 			for k, v := range tt.headers {
 				h.Set(k, v)
 			}
-			if got := EventType(h, []byte(tt.body)); got != tt.want {
+			scheme, ok := signature.Lookup(tt.scheme)
+			if !ok {
+				t.Fatalf("no scheme %q", tt.scheme)
+			}
+			if got := EventType(h, []byte(tt.body), scheme); got != tt.want {
 				t.Fatalf("EventType = %q, want %q", got, tt.want)
 			}
 		})
@@ -105,6 +123,55 @@ func FuzzStringField(f *testing.F) {
 		want, wantOK := referenceType(body)
 		if got != want || gotOK != wantOK {
 			t.Fatalf("%q: stringField = %q, %v; json.Unmarshal gives %q, %v", body, got, gotOK, want, wantOK)
+		}
+	})
+}
+
+// referenceSlackType is what slackEventType must agree with: encoding/json
+// decoding the envelope's event, then its type and subtype.
+func referenceSlackType(body []byte) (string, bool) {
+	var env struct {
+		Event json.RawMessage `json:"event"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Event) == 0 || env.Event[0] != '{' {
+		return "", false
+	}
+	var ev struct {
+		Type    json.RawMessage `json:"type"`
+		Subtype json.RawMessage `json:"subtype"`
+	}
+	if json.Unmarshal(env.Event, &ev) != nil {
+		return "", false
+	}
+	rawString := func(raw json.RawMessage) (string, bool) {
+		var s string
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+			return "", false
+		}
+		return s, true
+	}
+	t, ok := rawString(ev.Type)
+	if !ok || strings.TrimSpace(t) == "" {
+		return "", false
+	}
+	if sub, ok := rawString(ev.Subtype); ok && sub != "" {
+		t += "." + sub
+	}
+	return t, true
+}
+
+func FuzzSlackEventType(f *testing.F) {
+	f.Add([]byte(`{"type":"event_callback","event":{"type":"message","subtype":"bot_message"}}`))
+	f.Add([]byte(`{"event":{"TYPE":"a","type":"b","Subtype":"c"},"Event":{"type":"d"}}`))
+	f.Add([]byte(`{"event":{"type":"a\u00e9","subtype":null}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return // slackEventType is only given valid JSON
+		}
+		got, gotOK := slackEventType(body)
+		want, wantOK := referenceSlackType(body)
+		if got != want || gotOK != wantOK {
+			t.Fatalf("%q: slackEventType = %q, %v; encoding/json gives %q, %v", body, got, gotOK, want, wantOK)
 		}
 	})
 }

@@ -18,9 +18,17 @@ func stringField(body []byte, name string) (string, bool) {
 	if !json.Valid(body) {
 		return "", false
 	}
+	return str(member(body, name))
+}
+
+// member returns the raw value of the member of the JSON object in body
+// that encoding/json would decode into a field called name (the last whose
+// name matches case-insensitively). It reports false when body is not an
+// object or lacks the member. body must be valid JSON.
+func member(body []byte, name string) ([]byte, bool) {
 	i := skipSpace(body, 0)
 	if i == len(body) || body[i] != '{' {
-		return "", false
+		return nil, false
 	}
 	var val []byte
 	found := false
@@ -44,11 +52,16 @@ func stringField(body []byte, name string) (string, bool) {
 		}
 		i++ // the comma
 	}
-	if !found || val[0] != '"' {
+	return val, found
+}
+
+// str decodes raw, a JSON value found by member, when it is a string.
+func str(raw []byte, found bool) (string, bool) {
+	if !found || raw[0] != '"' {
 		return "", false
 	}
 	var s string
-	if json.Unmarshal(val, &s) != nil {
+	if json.Unmarshal(raw, &s) != nil {
 		return "", false
 	}
 	return s, true

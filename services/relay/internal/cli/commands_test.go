@@ -3,10 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/relayhq/relay/pkg/signature"
 )
 
 // relay replay --subscription replays to that subscription only, and prints
@@ -78,5 +83,54 @@ func TestSecretsRewrapFollowsTheWalkAndFailsUntilComplete(t *testing.T) {
 	pages["src_1"] = `{"rewrapped":0,"current":0,"changed_meanwhile":0,"undecryptable":[],"complete":false,"next_cursor":"src_1"}`
 	if err := run(); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Fatalf("a cursor answered twice: %v", err)
+	}
+}
+
+// relay send --scheme slack posts what Slack's Events API posts, signed as
+// Slack signs it: the event inside its envelope, or with --type
+// url_verification the handshake, whose answer it reports.
+func TestSendSlack(t *testing.T) {
+	const secret = "8f742231b10e8888abcd99yyyzzz85a5"
+	var bodies []map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		if err := (signature.Slack{}).Verify(signature.Request{Header: r.Header, Body: raw}, []string{secret}, time.Now(), time.Minute); err != nil {
+			t.Errorf("not signed as Slack signs: %v", err)
+		}
+		var b map[string]any
+		if err := json.Unmarshal(raw, &b); err != nil {
+			t.Errorf("body %s: %v", raw, err)
+		}
+		bodies = append(bodies, b)
+		if b["type"] == "url_verification" {
+			_, _ = w.Write([]byte(`{"challenge":"` + b["challenge"].(string) + `"}`))
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"event_id":"evt_1","duplicate":false}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	for _, typ := range []string{"app_mention", "message.bot_message", "url_verification"} {
+		if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_1", "--secret", secret, "--scheme", "slack", "--type", typ}); err != nil {
+			t.Fatalf("relay send --type %s: %v", typ, err)
+		}
+	}
+	if len(bodies) != 3 {
+		t.Fatalf("%d requests", len(bodies))
+	}
+	for i, want := range []map[string]string{{"type": "app_mention"}, {"type": "message", "subtype": "bot_message"}} {
+		ev, _ := bodies[i]["event"].(map[string]any)
+		if bodies[i]["type"] != "event_callback" || bodies[i]["event_id"] == "" || ev["type"] != want["type"] || (want["subtype"] != "" && ev["subtype"] != want["subtype"]) {
+			t.Errorf("event %d: %v, want an envelope around %v", i, bodies[i], want)
+		}
+		if _, has := ev["subtype"]; has != (want["subtype"] != "") {
+			t.Errorf("event %d: subtype %v", i, ev["subtype"])
+		}
+	}
+	if c, _ := bodies[2]["challenge"].(string); c == "" || !strings.Contains(out.String(), "Endpoint verification answered (HTTP 200) with challenge \""+c+"\"") {
+		t.Fatalf("url_verification %v; printed:\n%s", bodies[2], out)
 	}
 }

@@ -25,7 +25,7 @@ func runSend(ctx context.Context, a *app, args []string) error {
 	src := fs.String("source", "", "source id (required)")
 	secret := fs.String("secret", a.getenv("RELAY_SOURCE_SECRET"), "the source's signing secret (RELAY_SOURCE_SECRET)")
 	scheme := fs.String("scheme", "relay", "how to sign: "+strings.Join(signature.Names(), ", "))
-	typ := fs.String("type", "test.event", "event type (the body's \"type\"; X-GitHub-Event for github, X-Shopify-Topic for shopify)")
+	typ := fs.String("type", "test.event", "event type (the body's \"type\"; X-GitHub-Event for github, X-Shopify-Topic for shopify; the inner event's type for slack, url_verification for its handshake)")
 	data := fs.String("data", "", "the body: JSON, or @file; default a small event of --type")
 	idem := fs.String("idempotency-key", "", "x-idempotency-key header")
 	if _, err := parse(fs, args); err != nil {
@@ -77,10 +77,15 @@ func runSend(ctx context.Context, a *app, args []string) error {
 		return a.printRaw(&f, raw)
 	}
 	var out struct {
-		EventID   string `json:"event_id"`
-		Duplicate bool   `json:"duplicate"`
+		EventID   string  `json:"event_id"`
+		Duplicate bool    `json:"duplicate"`
+		Challenge *string `json:"challenge"`
 	}
 	_ = json.Unmarshal(raw, &out)
+	if out.Challenge != nil {
+		fmt.Fprintf(a.out, "Endpoint verification answered (HTTP %d) with challenge %q; nothing was stored.\n", resp.StatusCode, *out.Challenge)
+		return nil
+	}
 	if out.Duplicate {
 		fmt.Fprintf(a.out, "Duplicate of %s (HTTP %d): not delivered again.\n", out.EventID, resp.StatusCode)
 		return nil
@@ -105,6 +110,9 @@ func sendBody(data, scheme, typ string) ([]byte, error) {
 	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
+	if scheme == "slack" {
+		return slackBody(typ, hex.EncodeToString(id))
+	}
 	ev := map[string]any{
 		"id": "evt_" + hex.EncodeToString(id), "type": typ, "created": time.Now().Unix(),
 		"data": map[string]any{"object": map[string]any{"amount": 4200, "currency": "eur"}},
@@ -113,4 +121,23 @@ func sendBody(data, scheme, typ string) ([]byte, error) {
 		delete(ev, "type")
 	}
 	return json.Marshal(ev)
+}
+
+// slackBody is what Slack's Events API posts: the event (--type, as
+// `type.subtype` for a subtype) inside the envelope every event arrives in;
+// --type url_verification is the request Slack proves a Request URL with.
+func slackBody(typ, id string) ([]byte, error) {
+	if typ == "url_verification" {
+		return json.Marshal(map[string]any{"token": "relay-send", "challenge": "challenge_" + id, "type": typ})
+	}
+	now := time.Now()
+	ev := map[string]any{"type": typ, "user": "U0000000001", "text": "sent by relay send", "channel": "C0000000001",
+		"ts": fmt.Sprintf("%d.000100", now.Unix()), "event_ts": fmt.Sprintf("%d.000100", now.Unix())}
+	if t, sub, ok := strings.Cut(typ, "."); ok {
+		ev["type"], ev["subtype"] = t, sub
+	}
+	return json.Marshal(map[string]any{
+		"token": "relay-send", "team_id": "T0000000001", "api_app_id": "A0000000001", "event": ev,
+		"type": "event_callback", "event_id": "Ev" + strings.ToUpper(id), "event_time": now.Unix(),
+	})
 }
