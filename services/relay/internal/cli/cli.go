@@ -65,7 +65,7 @@ func Main(ctx context.Context, args []string) int {
 
 func (a *app) main(ctx context.Context, args []string) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		a.usage(cmds)
 		return 2
 	}
@@ -73,6 +73,11 @@ func (a *app) main(ctx context.Context, args []string) int {
 	if !ok {
 		fmt.Fprintf(a.errOut, "relay: unknown command %q\n\n", args[0])
 		a.usage(cmds)
+		return 2
+	}
+	if verb, ok := c.verb(); ok && len(args) == 2 && isHelp(args[1]) {
+		// Without a verb there are no flags to list yet: say what comes next.
+		fmt.Fprintf(a.errOut, "Usage: %s\n\nEach of them lists its flags with -h: relay %s %s -h\n", c.usage, args[0], strings.SplitN(verb, "|", 2)[0])
 		return 2
 	}
 	if err := c.run(ctx, a, args[1:]); err != nil {
@@ -83,6 +88,20 @@ func (a *app) main(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// verb returns the verbs a command takes first ("create|ls|get"), as its
+// usage spells them.
+func (c command) verb() (string, bool) {
+	f := strings.Fields(c.usage)
+	if len(f) < 3 || strings.HasPrefix(f[2], "[") || strings.HasPrefix(f[2], "-") || strings.ToUpper(f[2]) == f[2] {
+		return "", false
+	}
+	return strings.TrimSuffix(f[2], ":"), true
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
 }
 
 func (a *app) usage(cmds map[string]command) {

@@ -134,3 +134,24 @@ func TestSendSlack(t *testing.T) {
 		t.Fatalf("url_verification %v; printed:\n%s", bodies[2], out)
 	}
 }
+
+// A command that takes a verb first answers -h with its verbs rather than
+// taking -h for one (which ran `relay sources -h` as a call to the API).
+func TestHelpBeforeTheVerb(t *testing.T) {
+	for _, args := range [][]string{{"sources", "-h"}, {"subs", "--help"}, {"dlq", "help"}, {"archive", "-h"}} {
+		errOut := &bytes.Buffer{}
+		a := &app{out: &bytes.Buffer{}, errOut: errOut, getenv: func(string) string { return "" }}
+		if code := a.main(context.Background(), args); code != 2 {
+			t.Errorf("relay %v: exit %d", args, code)
+		}
+		if !strings.HasPrefix(errOut.String(), "Usage: relay "+args[0]+" ") || !strings.Contains(errOut.String(), " -h") {
+			t.Errorf("relay %v printed:\n%s", args, errOut)
+		}
+	}
+	// Commands without verbs keep their flag usage.
+	errOut := &bytes.Buffer{}
+	a := &app{out: &bytes.Buffer{}, errOut: errOut, getenv: func(string) string { return "" }}
+	if code := a.main(context.Background(), []string{"send", "-h"}); code != 2 || !strings.Contains(errOut.String(), "-scheme") {
+		t.Errorf("relay send -h: exit %d, printed:\n%s", code, errOut)
+	}
+}
