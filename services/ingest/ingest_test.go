@@ -629,6 +629,98 @@ func TestEventsAPI(t *testing.T) {
 	}
 }
 
+// TestSourcePatch: a source is renamed and its tolerance and dedup window
+// changed in place, so its sender keeps the same ingest URL; what PATCH
+// cannot change (scheme, secret) is refused naming the field, and a damaged
+// tolerance is repaired by setting it.
+func TestSourcePatch(t *testing.T) {
+	h := start(t, nil, "", nil)
+	rdb := testenv.Redis(t)
+	src := h.source("stripe")
+	path := "/sources/" + src.ID
+	body := []byte(`{"id":"evt_patch_1","type":"invoice.paid"}`)
+	halfHourAgo := func() http.Header { return signed(t, "stripe", src.Secret, body, time.Now().Add(-30*time.Minute)) }
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, halfHourAgo()); code != 401 {
+		t.Fatalf("signed 30 minutes ago, default tolerance: %d %s", code, raw)
+	}
+
+	type sourceReply struct {
+		ID           string `json:"id"`
+		Name         string `json:"name"`
+		Verification struct {
+			Scheme, Tolerance string
+		} `json:"verification"`
+		DedupWindow string `json:"dedup_window"`
+		IngestURL   string `json:"ingest_url"`
+	}
+	code, _, raw := h.do("PATCH", path, map[string]any{"name": " renamed ", "verification": map[string]any{"tolerance": "1h"}, "dedup_window": "2h"}, admin())
+	var got sourceReply
+	if code != 200 || json.Unmarshal(raw, &got) != nil || got.ID != src.ID || got.Name != "renamed" || got.Verification.Scheme != "stripe" ||
+		got.Verification.Tolerance != "1h" || got.DedupWindow != "2h" || !strings.HasSuffix(got.IngestURL, "/in/"+src.ID) || strings.Contains(string(raw), `"secret"`) {
+		t.Fatalf("PATCH: %d %s", code, raw)
+	}
+	// The new tolerance verifies at once, and the new window bounds the dedup key.
+	code, _, raw = h.do("POST", "/in/"+src.ID, body, halfHourAgo())
+	if code != 202 {
+		t.Fatalf("signed 30 minutes ago, tolerance 1h: %d %s", code, raw)
+	}
+	ttl, err := rdb.TTL(context.Background(), dedup.Key(src.ID, "dlv:evt_patch_1")).Result()
+	if err != nil || ttl <= time.Hour || ttl > 2*time.Hour {
+		t.Fatalf("dedup key TTL %v %v, want the 2h window", ttl, err)
+	}
+
+	for _, tc := range []struct {
+		body  string
+		field string
+	}{
+		{`{"verification":{"scheme":"github"}}`, "verification.scheme"},
+		{`{"verification":{"secret":"whsec_x"}}`, "verification.secret"},
+		{`{"verification":{"tolerance":""}}`, "verification.tolerance"},
+		{`{"verification":{"tolerance":"2h"}}`, "verification.tolerance"},
+		{`{"dedup_window":"30s"}`, "dedup_window"},
+		{`{"dedup_window":"soon"}`, "dedup_window"},
+		{`{"name":"  "}`, "name"},
+	} {
+		code, _, raw := h.do("PATCH", path, tc.body, admin())
+		if r := decode(t, raw); code != 400 || r.Error.Code != "invalid_field" || !strings.HasPrefix(r.Error.Message, tc.field+":") {
+			t.Errorf("PATCH %s: %d %s, want 400 naming %s", tc.body, code, raw, tc.field)
+		}
+	}
+	if code, _, raw := h.do("PATCH", path, `{"nmae":"x"}`, admin()); code != 400 || decode(t, raw).Error.Code != "invalid_json" {
+		t.Errorf("PATCH with an unknown field: %d %s", code, raw)
+	}
+	if code, _, raw := h.do("PATCH", "/sources/src_01M0000000000000000000000A", `{"name":"x"}`, admin()); code != 404 {
+		t.Errorf("PATCH of an unknown source: %d %s", code, raw)
+	}
+	// The same scheme, or nothing, changes nothing.
+	for _, b := range []string{`{"verification":{"scheme":"stripe"}}`, `{}`} {
+		code, _, raw = h.do("PATCH", path, b, admin())
+		if json.Unmarshal(raw, &got) != nil || code != 200 || got.Name != "renamed" || got.Verification.Tolerance != "1h" {
+			t.Fatalf("PATCH %s: %d %s", b, code, raw)
+		}
+	}
+
+	// A damaged tolerance: refused until a PATCH sets it.
+	if err := rdb.HSet(context.Background(), "relay:src:{"+src.ID+"}", "tolerance_ms", "soon").Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, _, raw = h.do("GET", path, nil, admin())
+	if r := decode(t, raw); code != 500 || r.Error.Code != "corrupt_record" || !strings.Contains(r.Error.Message, "PATCH the source's verification.tolerance") {
+		t.Fatalf("GET a damaged source: %d %s", code, raw)
+	}
+	code, _, raw = h.do("PATCH", path, `{"name":"other"}`, admin())
+	if r := decode(t, raw); code != 500 || r.Error.Code != "corrupt_record" {
+		t.Fatalf("PATCH leaving the damage: %d %s", code, raw)
+	}
+	if name, _ := rdb.HGet(context.Background(), "relay:src:{"+src.ID+"}", "name").Result(); name != "renamed" {
+		t.Fatalf("a refused PATCH renamed the source to %q", name)
+	}
+	code, _, raw = h.do("PATCH", path, `{"verification":{"tolerance":"10m"}}`, admin())
+	if json.Unmarshal(raw, &got) != nil || code != 200 || got.Verification.Tolerance != "10m" {
+		t.Fatalf("PATCH repairing the tolerance: %d %s", code, raw)
+	}
+}
+
 // TestSlackEndpointVerification: Slack accepts an Events API Request URL
 // only once a signed url_verification request has been answered with its
 // challenge; that request is not an event. Slack's events then take the

@@ -173,6 +173,7 @@ func (a *API) routes() *gin.Engine {
 	m.POST("/sources", a.createSource)
 	m.GET("/sources", a.listSources)
 	m.GET("/sources/:source_id", a.getSource)
+	m.PATCH("/sources/:source_id", a.updateSource)
 	m.DELETE("/sources/:source_id", a.deleteSource)
 	m.POST("/sources/:source_id/rotate-secret", a.rotateSourceSecret)
 	m.GET("/sources/:source_id/events", a.listEvents)

@@ -67,10 +67,8 @@ func (a *API) createSource(c *gin.Context) {
 	if !bindJSON(c, &req, false) {
 		return
 	}
-	var ok bool
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 200 || !utf8.ValidString(req.Name) {
-		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
+	name, ok := sourceName(c, req.Name)
+	if !ok {
 		return
 	}
 	// An absent duration takes its default; one given, even 0s, must be in range.
@@ -94,8 +92,7 @@ func (a *API) createSource(c *gin.Context) {
 	if secret, ok = secretFor(c, scheme, secret, "verification.secret"); !ok {
 		return
 	}
-	if tol < time.Second || tol > time.Hour {
-		invalid(c, "verification.tolerance", "must be from 1s to 1h")
+	if !toleranceInRange(c, tol) {
 		return
 	}
 	window := a.cfg.DefaultDedupWindow
@@ -104,12 +101,11 @@ func (a *API) createSource(c *gin.Context) {
 			return
 		}
 	}
-	if window < time.Minute || window > 30*24*time.Hour {
-		invalid(c, "dedup_window", "must be from 1m to 720h")
+	if !windowInRange(c, window) {
 		return
 	}
 	src := catalog.Source{
-		ID: ids.New(ids.Source), Name: req.Name, Scheme: scheme.Name(),
+		ID: ids.New(ids.Source), Name: name, Scheme: scheme.Name(),
 		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
 	}
 	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
@@ -119,6 +115,116 @@ func (a *API) createSource(c *gin.Context) {
 	out := a.sourceOut(src)
 	out.Secret = secret
 	c.JSON(http.StatusCreated, out)
+}
+
+// sourceName trims a source's name and answers 400 unless it is 1 to 200
+// bytes of UTF-8.
+func sourceName(c *gin.Context, v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" || len(v) > 200 || !utf8.ValidString(v) {
+		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
+		return "", false
+	}
+	return v, true
+}
+
+func toleranceInRange(c *gin.Context, tol time.Duration) bool {
+	if tol < time.Second || tol > time.Hour {
+		invalid(c, "verification.tolerance", "must be from 1s to 1h")
+		return false
+	}
+	return true
+}
+
+func windowInRange(c *gin.Context, window time.Duration) bool {
+	if window < time.Minute || window > 30*24*time.Hour {
+		invalid(c, "dedup_window", "must be from 1m to 720h")
+		return false
+	}
+	return true
+}
+
+// setDuration parses a duration a PATCH gives (null leaves it as it is;
+// "" is not a duration there) and checks its range.
+func setDuration(c *gin.Context, field string, v *string, inRange func(*gin.Context, time.Duration) bool) (*time.Duration, bool) {
+	if v == nil {
+		return nil, true
+	}
+	if *v == "" {
+		invalid(c, field, `"" is not a duration (examples: 30s, 5m, 72h); leave the field out to keep it as it is`)
+		return nil, false
+	}
+	d, ok := durationField(c, field, *v)
+	if !ok || !inRange(c, d) {
+		return nil, false
+	}
+	return &d, true
+}
+
+type updateSourceRequest struct {
+	Name         *string `json:"name"`
+	Verification *struct {
+		Scheme    *string `json:"scheme"`
+		Secret    *string `json:"secret"`
+		Tolerance *string `json:"tolerance"`
+	} `json:"verification"`
+	DedupWindow *string `json:"dedup_window"`
+}
+
+// updateSource is PATCH /sources/{id}: rename a source, or change its
+// tolerance or dedup window, keeping its id and so the ingest URL its sender
+// is configured with. Every replica uses the change within its source
+// cache's 2 s; a new dedup window applies to events accepted from then on.
+func (a *API) updateSource(c *gin.Context) {
+	src, damaged, ok := a.findSource(c, true)
+	if !ok {
+		return
+	}
+	var req updateSourceRequest
+	if !bindJSON(c, &req, false) {
+		return
+	}
+	var patch catalog.SourcePatch
+	if req.Name != nil {
+		name, ok := sourceName(c, *req.Name)
+		if !ok {
+			return
+		}
+		patch.Name = &name
+	}
+	if v := req.Verification; v != nil {
+		if v.Scheme != nil && *v.Scheme != src.Scheme {
+			invalid(c, "verification.scheme", "cannot be changed: it decides the secret's format and the sender's headers; create a new source for "+quoteID(*v.Scheme))
+			return
+		}
+		if v.Secret != nil {
+			invalid(c, "verification.secret", "is changed by POST /sources/{id}/rotate-secret, which keeps the old secret verifying for a grace period")
+			return
+		}
+		if patch.Tolerance, ok = setDuration(c, "verification.tolerance", v.Tolerance, toleranceInRange); !ok {
+			return
+		}
+	}
+	if patch.DedupWindow, ok = setDuration(c, "dedup_window", req.DedupWindow, windowInRange); !ok {
+		return
+	}
+	if damaged != nil && !(damaged.Field == "tolerance_ms" && patch.Tolerance != nil) && !(damaged.Field == "dedup_window_ms" && patch.DedupWindow != nil) {
+		// A patch that leaves the damaged field as it is would not make the
+		// record readable: refuse it, applying nothing, and say what would.
+		a.storeError(c, "updating the source", damaged)
+		return
+	}
+	updated, err := a.catalog.UpdateSource(c.Request.Context(), src.ID, patch)
+	if errors.Is(err, catalog.ErrNotFound) {
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(src.ID))
+		return
+	}
+	if err != nil {
+		a.storeError(c, "updating the source", err)
+		return
+	}
+	a.sources.forget(src.ID)
+	c.JSON(http.StatusOK, a.sourceOut(updated))
 }
 
 // storeError answers for a failed Redis call: 503 when Redis is
@@ -149,6 +255,9 @@ func repairHint(ce *catalog.CorruptError) string {
 	if ce.Kind == "subscription" && (ce.Field == "events" || ce.Field == "enabled") {
 		return "PATCH the subscription's " + ce.Field + " to repair it, or DELETE it"
 	}
+	if field, ok := map[string]string{"tolerance_ms": "verification.tolerance", "dedup_window_ms": "dedup_window"}[ce.Field]; ok && ce.Kind == "source" {
+		return "PATCH the source's " + field + " to repair it, or DELETE it"
+	}
 	return "DELETE the " + ce.Kind + " and create it again, or repair the field in Redis"
 }
 
@@ -171,21 +280,33 @@ func (a *API) listSources(c *gin.Context) {
 
 // loadSource answers 404 for an unknown source and returns false.
 func (a *API) loadSource(c *gin.Context) (catalog.Source, bool) {
+	src, _, ok := a.findSource(c, false)
+	return src, ok
+}
+
+// findSource reads the source of the route, answering 404 when there is
+// none and 5xx when it cannot be read. With corruptOK a corrupt record is
+// returned with what is wrong with it.
+func (a *API) findSource(c *gin.Context, corruptOK bool) (catalog.Source, *catalog.CorruptError, bool) {
 	id := c.Param("source_id")
 	if !ids.Valid(ids.Source, id) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
-		return catalog.Source{}, false
+		return catalog.Source{}, nil, false
 	}
 	src, err := a.catalog.GetSource(c.Request.Context(), id)
+	var damaged *catalog.CorruptError
+	if errors.As(err, &damaged) && corruptOK {
+		return src, damaged, true
+	}
 	if errors.Is(err, catalog.ErrNotFound) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
-		return src, false
+		return src, nil, false
 	}
 	if err != nil {
 		a.storeError(c, "reading the source", err)
-		return src, false
+		return src, nil, false
 	}
-	return src, true
+	return src, nil, true
 }
 
 // quoteID bounds and quotes an id from a URL for an error message.

@@ -155,3 +155,30 @@ func TestHelpBeforeTheVerb(t *testing.T) {
 		t.Errorf("relay send -h: exit %d, printed:\n%s", code, errOut)
 	}
 }
+
+// relay sources patch sends only the settings given, and refuses to send
+// nothing.
+func TestSourcesPatch(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		asked = append(asked, r.Method+" "+r.URL.Path+" "+string(raw))
+		_, _ = w.Write([]byte(`{"id":"src_1","name":"shop","verification":{"scheme":"stripe","tolerance":"10m"},"dedup_window":"24h"}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1", "--tolerance", "10m", "--dedup-window", "24h"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `PATCH /sources/src_1 {"dedup_window":"24h","verification":{"tolerance":"10m"}}`; len(asked) != 1 || asked[0] != want {
+		t.Fatalf("asked %q, want %q", asked, want)
+	}
+	if !strings.Contains(out.String(), "Updated source src_1 (shop, scheme stripe, tolerance 10m, dedup window 24h).") {
+		t.Fatalf("printed:\n%s", out)
+	}
+	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1"}); err == nil || len(asked) != 1 {
+		t.Fatalf("patch without a change: %v, asked %q", err, asked)
+	}
+}

@@ -29,15 +29,15 @@ type sourceOut struct {
 
 func runSources(ctx context.Context, a *app, args []string) error {
 	if len(args) == 0 {
-		return errors.New("want a subcommand: create, ls, get, rm or rotate")
+		return errors.New("want a subcommand: create, ls, get, patch, rm or rotate")
 	}
 	var f apiFlags
 	fs := a.apiFlagSet("sources "+args[0], &f)
-	name := fs.String("name", "", "source name (create)")
+	name := fs.String("name", "", "source name (create, patch)")
 	scheme := fs.String("scheme", "relay", "verification scheme: relay, standard-webhooks, stripe, github, shopify, slack (create)")
 	secret := fs.String("secret", "", "the provider's signing secret; generated when empty (create, rotate)")
-	tolerance := fs.String("tolerance", "", "timestamp tolerance, e.g. 5m (create)")
-	window := fs.String("dedup-window", "", "dedup window, e.g. 72h (create)")
+	tolerance := fs.String("tolerance", "", "timestamp tolerance, e.g. 5m (create, patch)")
+	window := fs.String("dedup-window", "", "dedup window, e.g. 72h (create, patch)")
 	grace := fs.String("grace", "", "how long the old secret keeps verifying, e.g. 24h (rotate)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -94,7 +94,7 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		}
 		a.table([]string{"ID", "NAME", "SCHEME", "DEDUP", "CREATED"}, rows)
 		return nil
-	case "get", "rm", "rotate":
+	case "get", "patch", "rm", "rotate":
 		if len(pos) != 1 {
 			return fmt.Errorf("usage: relay sources %s SOURCE_ID", args[0])
 		}
@@ -106,6 +106,34 @@ func runSources(ctx context.Context, a *app, args []string) error {
 				return err
 			}
 			return a.printJSON(raw)
+		case "patch":
+			body := map[string]any{}
+			if *name != "" {
+				body["name"] = *name
+			}
+			if *tolerance != "" {
+				body["verification"] = map[string]any{"tolerance": *tolerance}
+			}
+			if *window != "" {
+				body["dedup_window"] = *window
+			}
+			if len(body) == 0 {
+				return errors.New("nothing to change: give --name, --tolerance or --dedup-window")
+			}
+			var s sourceOut
+			raw, err := c.Do(ctx, "PATCH", path, body, &s)
+			if err != nil {
+				return err
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			tol := ""
+			if s.Verification.Tolerance != "" {
+				tol = ", tolerance " + s.Verification.Tolerance
+			}
+			fmt.Fprintf(a.out, "Updated source %s (%s, scheme %s%s, dedup window %s).\n", s.ID, s.Name, s.Verification.Scheme, tol, s.DedupWindow)
+			return nil
 		case "rm":
 			if _, err := c.Do(ctx, "DELETE", path, nil, nil); err != nil {
 				return err
@@ -132,7 +160,7 @@ func runSources(ctx context.Context, a *app, args []string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown subcommand %q: want create, ls, get, rm or rotate", args[0])
+	return fmt.Errorf("unknown subcommand %q: want create, ls, get, patch, rm or rotate", args[0])
 }
 
 type subOut struct {
