@@ -7,7 +7,8 @@
 //
 //	relay:src:{src_…}         hash: the source
 //	relay:src:{src_…}:subs    zset: its subscription ids (lexicographic, so by creation time)
-//	relay:sub:{sub_…}         hash: the subscription
+//	relay:sub:{sub_…}         hash: the subscription (its custom headers'
+//	                          values sealed in one field, like its secret)
 //	relay:sources             zset: every source id
 package catalog
 
@@ -16,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"time"
 
@@ -98,6 +100,10 @@ type Subscription struct {
 	// PreviousSecretExpiresAt is when a rotated-out secret stops signing;
 	// zero when there is none.
 	PreviousSecretExpiresAt time.Time
+	// HeaderNames are the names of the headers every delivery carries
+	// besides Relay's own (an endpoint's Authorization, say), canonical and
+	// sorted. Their values are secrets: see SubscriptionWithSecrets.
+	HeaderNames []string
 }
 
 // Store keeps the catalog in Redis.
@@ -160,6 +166,19 @@ func (d *decoder) flag(field string) bool {
 	}
 	d.fail(field, `"1" or "0"`)
 	return false
+}
+
+// names reads an optional JSON list of header names; absent reads as none.
+func (d *decoder) names(field string) []string {
+	if d.m[field] == "" {
+		return nil
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(d.m[field]), &out); err != nil {
+		d.fail(field, "a JSON list of header names")
+		return nil
+	}
+	return out
 }
 
 // globs reads a JSON list of event type globs.
@@ -472,8 +491,8 @@ return 1
 
 // RewrapSecrets seals every stored secret that only the previous key
 // (RELAY_SECRET_KEY_PREVIOUS) opens anew under the current key: sources'
-// and subscriptions' secrets, and rotated-out ones still in their grace
-// period. Each is swapped only if unchanged since it was read, so a
+// and subscriptions' secrets, rotated-out ones still in their grace period,
+// and subscriptions' custom headers. Each is swapped only if unchanged since it was read, so a
 // concurrent rotation wins. Run it once every replica seals with the new
 // key; when the result is Complete, the previous key can go.
 //
@@ -496,7 +515,11 @@ func (s *Store) RewrapSecrets(ctx context.Context, after string, deadline time.T
 			}
 			for i, m := range ms {
 				id := ids[i]
-				for _, field := range []string{"secret", "prev_secret"} {
+				for _, field := range []string{"secret", "prev_secret", "headers"} {
+					owner := id
+					if field == "headers" {
+						owner = headersOwner(id)
+					}
 					sealed := m[field]
 					if sealed == "" {
 						continue
@@ -504,7 +527,7 @@ func (s *Store) RewrapSecrets(ctx context.Context, after string, deadline time.T
 					if exp, err := strconv.ParseInt(m["prev_expires"], 10, 64); field == "prev_secret" && err == nil && exp <= now {
 						continue // past its grace period: never opened again
 					}
-					out, changed, err := s.box.Rewrap(sealed, id)
+					out, changed, err := s.box.Rewrap(sealed, owner)
 					switch {
 					case err != nil:
 						if n := len(res.Undecryptable); n == 0 || res.Undecryptable[n-1] != id {
@@ -562,8 +585,53 @@ func (s *Store) RotateSourceSecret(ctx context.Context, id, newSecret string, gr
 	return s.rotate(ctx, sourceKey(id), id, newSecret, grace, false)
 }
 
-// CreateSubscription stores a new subscription with its secret.
-func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret string) error {
+// headersOwner is what a subscription's sealed headers are bound to: not
+// the id alone, so that they cannot be read as its secret or the reverse.
+func headersOwner(id string) string { return id + "/headers" }
+
+// headerFields returns the stored fields of a subscription's custom
+// headers: their names in the clear, for listings, and the headers sealed.
+// No headers are stored as empty fields.
+func (s *Store) headerFields(id string, h map[string]string) (names, sealed string, err error) {
+	if len(h) == 0 {
+		return "", "", nil
+	}
+	list := make([]string, 0, len(h))
+	for k := range h {
+		list = append(list, k)
+	}
+	sort.Strings(list)
+	n, err := json.Marshal(list)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := json.Marshal(h)
+	if err != nil {
+		return "", "", err
+	}
+	return string(n), s.box.Seal(string(v), headersOwner(id)), nil
+}
+
+// openHeaders decrypts a subscription's custom headers (nil for none).
+func (s *Store) openHeaders(id string, m map[string]string) (map[string]string, error) {
+	if m["headers"] == "" {
+		return nil, nil
+	}
+	plain, err := s.box.Open(m["headers"], headersOwner(id))
+	if err != nil {
+		return nil, fmt.Errorf("headers of %s: %w", id, err)
+	}
+	var h map[string]string
+	if err := json.Unmarshal([]byte(plain), &h); err != nil {
+		// It decrypted, so Relay wrote it: a bug, not damage. Say which, never what.
+		return nil, fmt.Errorf("headers of %s: %w: %v", id, ErrCorrupt, err)
+	}
+	return h, nil
+}
+
+// CreateSubscription stores a new subscription with its secret and the
+// custom headers its deliveries carry (nil for none).
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret string, headers map[string]string) error {
 	if sub.Events == nil {
 		// Stored as null, it would read back as corrupt (subFrom).
 		return fmt.Errorf("create subscription %s: no event types (use [\"*\"] for all)", sub.ID)
@@ -572,16 +640,24 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
+	names, sealed, err := s.headerFields(sub.ID, headers)
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	fields := map[string]any{
+		"source_id":  sub.SourceID,
+		"url":        sub.URL,
+		"events":     string(events),
+		"enabled":    boolStr(sub.Enabled),
+		"created_at": ms(sub.CreatedAt),
+		"updated_at": ms(sub.CreatedAt),
+		"secret":     s.box.Seal(secret, sub.ID),
+	}
+	if sealed != "" {
+		fields["header_names"], fields["headers"] = names, sealed
+	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, subKey(sub.ID), map[string]any{
-			"source_id":  sub.SourceID,
-			"url":        sub.URL,
-			"events":     string(events),
-			"enabled":    boolStr(sub.Enabled),
-			"created_at": ms(sub.CreatedAt),
-			"updated_at": ms(sub.CreatedAt),
-			"secret":     s.box.Seal(secret, sub.ID),
-		})
+		p.HSet(ctx, subKey(sub.ID), fields)
 		p.ZAdd(ctx, sourceSubsKey(sub.SourceID), redis.Z{Member: sub.ID})
 		return nil
 	})
@@ -610,6 +686,7 @@ func subFrom(id string, m map[string]string) (Subscription, error) {
 		DisabledReason: m["disabled_reason"],
 		CreatedAt:      d.time("created_at"),
 		UpdatedAt:      d.time("updated_at"),
+		HeaderNames:    d.names("header_names"),
 	}
 	if m["prev_secret"] != "" {
 		sub.PreviousSecretExpiresAt = d.time("prev_expires")
@@ -637,28 +714,41 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, e
 	return subFrom(id, m)
 }
 
-// GetSubscriptionWithSecrets returns a subscription and its decrypted
-// secrets, for signing deliveries.
-func (s *Store) GetSubscriptionWithSecrets(ctx context.Context, id string) (Subscription, Secrets, error) {
+// GetSubscriptionWithSecrets returns a subscription with its decrypted
+// secrets and headers, for deliveries.
+func (s *Store) GetSubscriptionWithSecrets(ctx context.Context, id string) (SubscriptionWithSecrets, error) {
 	m, err := s.subFields(ctx, id)
 	if err != nil {
-		return Subscription{}, Secrets{}, err
+		return SubscriptionWithSecrets{}, err
 	}
 	sub, err := subFrom(id, m)
 	if err != nil {
-		return sub, Secrets{}, err
+		return SubscriptionWithSecrets{Subscription: sub}, err
 	}
-	sec, err := s.openSecrets(id, m, sub.PreviousSecretExpiresAt)
-	if err != nil {
-		return Subscription{}, Secrets{}, err
-	}
-	return sub, sec, nil
+	return s.withSecrets(sub, m)
 }
 
-// SubscriptionWithSecrets pairs a subscription with its secrets.
+// withSecrets opens what a delivery needs of a decoded subscription.
+func (s *Store) withSecrets(sub Subscription, m map[string]string) (SubscriptionWithSecrets, error) {
+	sec, err := s.openSecrets(sub.ID, m, sub.PreviousSecretExpiresAt)
+	if err != nil {
+		return SubscriptionWithSecrets{}, err
+	}
+	h, err := s.openHeaders(sub.ID, m)
+	if err != nil {
+		return SubscriptionWithSecrets{}, err
+	}
+	return SubscriptionWithSecrets{Subscription: sub, Secrets: sec, Headers: h}, nil
+}
+
+// SubscriptionWithSecrets pairs a subscription with its secrets and the
+// values of its custom headers.
 type SubscriptionWithSecrets struct {
 	Subscription
 	Secrets Secrets
+	// Headers are the custom headers every delivery carries, by canonical
+	// name; nil for none.
+	Headers map[string]string
 }
 
 // SourceSubscriptions returns every subscription of a source with its
@@ -681,11 +771,11 @@ func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]Sub
 		if err != nil {
 			return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
 		}
-		sec, err := s.openSecrets(ids[i], m, sub.PreviousSecretExpiresAt)
+		ws, err := s.withSecrets(sub, m)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, SubscriptionWithSecrets{Subscription: sub, Secrets: sec})
+		out = append(out, ws)
 	}
 	return out, nil
 }
@@ -702,6 +792,8 @@ type SubscriptionPatch struct {
 	Enabled *bool
 	// DisabledReason is recorded when Enabled is set to false.
 	DisabledReason string
+	// Headers, when not nil, replace the custom headers (an empty map: none).
+	Headers *map[string]string
 }
 
 // hsetIfExists sets fields on KEYS[1] only when it exists. ARGV: field, value, ….
@@ -713,7 +805,7 @@ return 1
 
 // UpdateSubscription applies a patch and returns the updated subscription.
 func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
-	if p.URL == nil && p.Events == nil && p.Enabled == nil {
+	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil {
 		return s.GetSubscription(ctx, id) // nothing to change, updated_at included
 	}
 	args := []any{"updated_at", ms(s.now())}
@@ -733,6 +825,13 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, p Subscriptio
 			reason = p.DisabledReason
 		}
 		args = append(args, "enabled", boolStr(*p.Enabled), "disabled_reason", reason)
+	}
+	if p.Headers != nil {
+		names, sealed, err := s.headerFields(id, *p.Headers)
+		if err != nil {
+			return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
+		}
+		args = append(args, "header_names", names, "headers", sealed)
 	}
 	n, err := hsetIfExists.Run(ctx, s.rdb, []string{subKey(id)}, args...).Int()
 	if err != nil {

@@ -66,7 +66,7 @@ func TestCatalog(t *testing.T) {
 		}
 
 		sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/hook", Events: []string{"payment.*"}, Enabled: true, CreatedAt: now}
-		if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldC1zdWItc2VjcmV0"); err != nil {
+		if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldC1zdWItc2VjcmV0", nil); err != nil {
 			t.Fatal(err)
 		}
 		subs, err := s.SourceSubscriptions(ctx, src.ID)
@@ -151,7 +151,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Events: []string{"orders/*"}, Enabled: true, CreatedAt: now}
-	if err := s.CreateSubscription(ctx, sub, "whsec_sub"); err != nil {
+	if err := s.CreateSubscription(ctx, sub, "whsec_sub", nil); err != nil {
 		t.Fatal(err)
 	}
 	corrupt := func(t *testing.T, err error, record, field string) {
@@ -164,7 +164,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 		}
 	}
 
-	for field, value := range map[string]string{"events": "orders/*", "enabled": "yes", "created_at": "yesterday"} {
+	for field, value := range map[string]string{"events": "orders/*", "enabled": "yes", "created_at": "yesterday", "header_names": "Authorization"} {
 		t.Run("subscription "+field, func(t *testing.T) {
 			good, _ := rdb.HGet(ctx, subKey(sub.ID), field).Result()
 			rdb.HSet(ctx, subKey(sub.ID), field, value)
@@ -175,7 +175,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 			if got.ID != sub.ID || got.SourceID != src.ID {
 				t.Fatalf("a corrupt subscription lost its id or source: %+v", got)
 			}
-			_, _, err = s.GetSubscriptionWithSecrets(ctx, sub.ID)
+			_, err = s.GetSubscriptionWithSecrets(ctx, sub.ID)
 			corrupt(t, err, sub.ID, field)
 			_, err = s.ListSubscriptions(ctx, src.ID, "", 10)
 			corrupt(t, err, sub.ID, field)
@@ -184,7 +184,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 		})
 	}
 	noEvents := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Enabled: true, CreatedAt: now}
-	if err := s.CreateSubscription(ctx, noEvents, "whsec_sub"); err == nil {
+	if err := s.CreateSubscription(ctx, noEvents, "whsec_sub", nil); err == nil {
 		t.Fatal("a subscription without event types was stored, to read back as corrupt")
 	}
 	t.Run("subscription repaired by an update", func(t *testing.T) {
@@ -246,12 +246,12 @@ func TestRewrapSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src2.ID, URL: "https://example.com", Events: []string{"*"}, Enabled: true, CreatedAt: now}
-	if err := before.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA=="); err != nil {
+	if err := before.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA==", map[string]string{"Authorization": "Bearer endpoint-token"}); err != nil {
 		t.Fatal(err)
 	}
 	// Sealed by a replica already on the new key: left as it is.
 	subNew := Subscription{ID: ids.New(ids.Subscription), SourceID: src2.ID, URL: "https://example.com/2", Events: []string{"*"}, Enabled: true, CreatedAt: now}
-	if err := during.CreateSubscription(ctx, subNew, "whsec_bmV3LXNlY3JldA=="); err != nil {
+	if err := during.CreateSubscription(ctx, subNew, "whsec_bmV3LXNlY3JldA==", nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -259,8 +259,8 @@ func TestRewrapSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Rewrapped != 4 || res.Current != 1 || !res.Complete() {
-		t.Fatalf("first run = %+v; want 4 rewrapped (two source secrets, a rotated-out one, a subscription's), 1 current", res)
+	if res.Rewrapped != 5 || res.Current != 1 || !res.Complete() {
+		t.Fatalf("first run = %+v; want 5 rewrapped (two source secrets, a rotated-out one, a subscription's secret and headers), 1 current", res)
 	}
 	// The new key alone now opens every secret, each the same as before.
 	_, sec, err := after.GetSourceWithSecrets(ctx, src1.ID)
@@ -271,10 +271,10 @@ func TestRewrapSecrets(t *testing.T) {
 		t.Fatalf("src2 under the new key alone: %+v %v", sec, err)
 	}
 	subs, err := after.SourceSubscriptions(ctx, src2.ID)
-	if err != nil || len(subs) != 2 {
-		t.Fatalf("subscriptions under the new key alone: %v %v", subs, err)
+	if err != nil || len(subs) != 2 || subs[0].Headers["Authorization"] != "Bearer endpoint-token" {
+		t.Fatalf("subscriptions under the new key alone: %+v %v", subs, err)
 	}
-	if res, err := during.RewrapSecrets(ctx, "", time.Time{}); err != nil || res.Rewrapped != 0 || res.Current != 5 || !res.Complete() {
+	if res, err := during.RewrapSecrets(ctx, "", time.Time{}); err != nil || res.Rewrapped != 0 || res.Current != 6 || !res.Complete() {
 		t.Fatalf("second run = %+v %v; want nothing left to rewrap", res, err)
 	}
 
@@ -312,6 +312,56 @@ func TestRewrapSecrets(t *testing.T) {
 	}
 }
 
+// A subscription's custom headers: their names are listed, their values
+// are sealed like a secret and read only with the secrets; a patch replaces
+// or removes them.
+func TestSubscriptionHeaders(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := newStore(t, rdb)
+		now := time.UnixMilli(time.Now().UnixMilli())
+		sub := Subscription{ID: ids.New(ids.Subscription), SourceID: ids.New(ids.Source), URL: "https://example.com", Events: []string{"*"},
+			Enabled: true, CreatedAt: now, HeaderNames: []string{"Authorization", "X-Api-Key"}}
+		headers := map[string]string{"X-Api-Key": "key-value-1", "Authorization": "Bearer token-value-1"}
+		if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA==", headers); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetSubscription(ctx, sub.ID)
+		if err != nil || strings.Join(got.HeaderNames, ",") != "Authorization,X-Api-Key" {
+			t.Fatalf("header names %q (%v)", got.HeaderNames, err)
+		}
+		raw, _ := rdb.HGetAll(ctx, subKey(sub.ID)).Result()
+		for field, v := range raw {
+			if strings.Contains(v, "value-1") {
+				t.Fatalf("field %s holds a header value in the clear", field)
+			}
+		}
+		ws, err := s.GetSubscriptionWithSecrets(ctx, sub.ID)
+		if err != nil || len(ws.Headers) != 2 || ws.Headers["Authorization"] != "Bearer token-value-1" || ws.Headers["X-Api-Key"] != "key-value-1" {
+			t.Fatalf("headers %v (%v)", ws.Headers, err)
+		}
+		// Sealed for the headers of this subscription: not readable as its secret.
+		if _, err := s.box.Open(raw["headers"], sub.ID); err == nil {
+			t.Fatal("the sealed headers open as the subscription's secret")
+		}
+
+		replaced := map[string]string{"Authorization": "Bearer token-value-2"}
+		if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Headers: &replaced}); err != nil || strings.Join(got.HeaderNames, ",") != "Authorization" {
+			t.Fatalf("after replacing: %q (%v)", got.HeaderNames, err)
+		}
+		if ws, err = s.GetSubscriptionWithSecrets(ctx, sub.ID); err != nil || len(ws.Headers) != 1 || ws.Headers["Authorization"] != "Bearer token-value-2" {
+			t.Fatalf("replaced headers %v (%v)", ws.Headers, err)
+		}
+		none := map[string]string{}
+		if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Headers: &none}); err != nil || len(got.HeaderNames) != 0 {
+			t.Fatalf("after removing: %q (%v)", got.HeaderNames, err)
+		}
+		if ws, err = s.GetSubscriptionWithSecrets(ctx, sub.ID); err != nil || ws.Headers != nil || ws.Secrets.Current != "whsec_c3ViLXNlY3JldA==" {
+			t.Fatalf("removed headers %v, secret %q (%v)", ws.Headers, ws.Secrets.Current, err)
+		}
+	})
+}
+
 // updated_at moves when a subscription changes, secret included, and only
 // then.
 func TestSubscriptionUpdatedAt(t *testing.T) {
@@ -321,7 +371,7 @@ func TestSubscriptionUpdatedAt(t *testing.T) {
 	now := time.UnixMilli(time.Now().UnixMilli())
 	s.now = func() time.Time { return now }
 	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: ids.New(ids.Source), URL: "https://example.com", Events: []string{"*"}, Enabled: true, CreatedAt: now, UpdatedAt: now}
-	if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA=="); err != nil {
+	if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA==", nil); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Minute)

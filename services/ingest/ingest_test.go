@@ -446,9 +446,13 @@ func TestSuppliedSecretsAreUsed(t *testing.T) {
 func TestSecretsNeverListed(t *testing.T) {
 	h := start(t, nil, "", map[string]string{"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true"})
 	src := h.source("stripe")
-	code, _, raw := h.do("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{"url": "http://127.0.0.1:9/x", "events": []string{"a.*"}}, admin())
+	const endpointToken = "Bearer endpoint-token-7f3a"
+	code, _, raw := h.do("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{
+		"url": "http://127.0.0.1:9/x", "events": []string{"a.*"}, "headers": map[string]string{"authorization": endpointToken},
+	}, admin())
 	var sub created
-	if code != 201 || json.Unmarshal(raw, &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") {
+	if code != 201 || json.Unmarshal(raw, &sub) != nil || !strings.HasPrefix(sub.Secret, "whsec_") ||
+		!strings.Contains(string(raw), `"header_names":["Authorization"]`) || strings.Contains(string(raw), endpointToken) {
 		t.Fatalf("create subscription: %d %s", code, raw)
 	}
 	body := []byte(`{"id":"evt_1","type":"a.b"}`)
@@ -462,13 +466,18 @@ func TestSecretsNeverListed(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("GET %s: %d", path, code)
 		}
-		for _, secret := range []string{src.Secret, sub.Secret} {
+		for _, secret := range []string{src.Secret, sub.Secret, endpointToken} {
 			if bytes.Contains(raw, []byte(secret)) || bytes.Contains(raw, []byte(`"secret"`)) {
 				t.Fatalf("GET %s shows a secret: %s", path, raw)
 			}
 		}
 	}
-	for _, secret := range []string{src.Secret, sub.Secret, token} {
+	// A PATCH of the headers answers their names only.
+	code, _, raw = h.do("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"headers": map[string]string{"X-Api-Key": "key-value-9c1d"}}, admin())
+	if code != 200 || !strings.Contains(string(raw), `"header_names":["X-Api-Key"]`) || strings.Contains(string(raw), "key-value-9c1d") {
+		t.Fatalf("PATCH headers: %d %s", code, raw)
+	}
+	for _, secret := range []string{src.Secret, sub.Secret, token, endpointToken, "key-value-9c1d"} {
 		if strings.Contains(h.logs.String(), secret) {
 			t.Fatalf("a secret is in the logs")
 		}
@@ -521,6 +530,12 @@ func TestBadInput(t *testing.T) {
 		{"unusable subscription secret", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","secret":"not-whsec"}`, admin(), 400, "invalid_field", "secret"},
 		{"bad subscription url", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"ftp://x"}`, admin(), 400, "invalid_field", "url"},
 		{"private url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://169.254.169.254/latest"}`, admin(), 400, "invalid_field", "not allowed"},
+		{"reserved header", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"webhook-signature":"v1,x"}}`, admin(), 400, "invalid_field", "Webhook-Signature is set by Relay"},
+		{"relay's header prefix", "PATCH", "/sources/" + src.ID + "/subscriptions/" + sub.ID, `{"headers":{"X-Relay-Attempt":"1"}}`, admin(), 400, "invalid_field", "X-Relay-Attempt is set by Relay"},
+		{"header name not a token", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"Bad Name":"x"}}`, admin(), 400, "invalid_field", `"Bad Name" is not a header name`},
+		{"header value with a line break", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"X-Key":"a\r\nInjected: 1"}}`, admin(), 400, "invalid_field", "the value of X-Key must be"},
+		{"header given twice", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"x-key":"a","X-Key":"b"}}`, admin(), 400, "invalid_field", "X-Key is given twice"},
+		{"header value not a string", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"X-Key":1}}`, admin(), 400, "invalid_json", "headers"},
 		{"bad glob", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":[""]}`, admin(), 400, "invalid_field", "events"},
 		{"events of the wrong type named", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","events":5}`, admin(), 400, "invalid_json", `field "events" must be a glob`},
 		{"events list of the wrong type named", "PATCH", "/sources/" + src.ID + "/subscriptions/" + sub.ID, `{"events":[1]}`, admin(), 400, "invalid_json", `field "events" must be a glob`},

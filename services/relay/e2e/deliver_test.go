@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -419,6 +420,63 @@ func TestGlobFilteringAndRotatedSubscriptionSecret(t *testing.T) {
 	}
 }
 
+// TestCustomHeadersReachTheEndpoint: an endpoint behind a gateway that
+// wants its own credential gets it on every delivery. A credential the
+// endpoint refuses (401) parks the delivery; once the subscription's
+// headers are fixed, a redrive carries the new one.
+func TestCustomHeadersReachTheEndpoint(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		if r.Header.Get("Authorization") != "Bearer gateway-token-2" {
+			return 401, nil
+		}
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	var sub subscription
+	if code := e.call("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{
+		"url": rc.URL, "headers": map[string]string{"authorization": "Bearer gateway-token-1", "X-Tenant": "acme"},
+	}, &sub); code != 201 {
+		t.Fatalf("create subscription: %d", code)
+	}
+	_, rep := e.send(src, "relay", []byte(`{"type":"order.paid"}`), nil)
+	dead := e.waitStatus(src.ID, rep.EventID, sub.ID, "dead", 30*time.Second)
+	if dead.LastStatusCode != 401 || dead.Attempts != 1 {
+		t.Fatalf("with the old credential: %+v, want dead on its first attempt (401)", dead)
+	}
+	got := rc.requests()
+	if len(got) != 1 || got[0].Header.Get("Authorization") != "Bearer gateway-token-1" || got[0].Header.Get("X-Tenant") != "acme" ||
+		got[0].Header.Get("Webhook-Id") != rep.EventID {
+		t.Fatalf("the endpoint got %d requests, the first with %v", len(got), got[0].Header)
+	}
+
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{
+		"headers": map[string]string{"Authorization": "Bearer gateway-token-2"},
+	}, nil); code != 200 {
+		t.Fatalf("PATCH headers: %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	var res struct {
+		Redriven int `json:"redriven"`
+	}
+	testenv.Eventually(t, 10*time.Second, "the parked delivery to be redriven", func() bool {
+		e.call("POST", "/replay/dlq?subscription_id="+sub.ID, nil, &res)
+		return res.Redriven == 1
+	})
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 30*time.Second)
+	got = rc.requests()
+	last := got[len(got)-1].Header
+	if last.Get("Authorization") != "Bearer gateway-token-2" || last.Get("X-Tenant") != "" {
+		t.Fatalf("after the PATCH the endpoint got %v; want the new set of headers only", last)
+	}
+	// The credential never shows in what Relay keeps of the attempts.
+	var raw json.RawMessage
+	e.call("GET", "/sources/"+src.ID+"/events/"+rep.EventID+"/deliveries", nil, &raw)
+	if strings.Contains(string(raw), "gateway-token") {
+		t.Fatalf("a delivery's state shows the credential: %s", raw)
+	}
+}
+
 // TestCorruptSubscriptionHoldsItsEventsUntilRepaired: a subscription whose
 // stored events filter is damaged is not read as matching nothing (which
 // would drop its events for good): deliver holds the event, and delivers it
@@ -533,7 +591,7 @@ func TestDeliverOpensSecretsSealedUnderThePreviousKey(t *testing.T) {
 	}
 	const secret = "whsec_b2xkLWtleS1zdWJzY3JpcHRpb24="
 	sub := catalog.Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: rc.URL, Events: []string{"*"}, Enabled: true, CreatedAt: time.Now(), UpdatedAt: time.Now()}
-	if err := catalog.New(testenv.Redis(t), box).CreateSubscription(context.Background(), sub, secret); err != nil {
+	if err := catalog.New(testenv.Redis(t), box).CreateSubscription(context.Background(), sub, secret, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, rep := e.send(src, "relay", []byte(`{"type":"rotation.test"}`), nil)

@@ -131,7 +131,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	now := e.now()
 	resp := e.sender.Send(ctx, sender.Request{
 		URL: sub.URL, Body: d.Body, ContentType: d.ContentType, EventID: d.ID, EventType: d.Type,
-		Attempt: d.Attempt, Secrets: sub.Secrets.Active(now), Now: now,
+		Attempt: d.Attempt, Secrets: sub.Secrets.Active(now), Header: sub.Headers, Now: now,
 	})
 	if resp.Err != nil && ctx.Err() != nil {
 		// Shutting down or revoked mid-attempt: nothing is settled, the
@@ -431,7 +431,7 @@ func (c *SubCache) Get(ctx context.Context, id string) (catalog.SubscriptionWith
 	if ok && now.Sub(e.at) < c.ttl {
 		return e.sub, !e.missing, nil
 	}
-	sub, sec, err := c.store.GetSubscriptionWithSecrets(ctx, id)
+	sub, err := c.store.GetSubscriptionWithSecrets(ctx, id)
 	missing := false
 	switch {
 	case err == nil:
@@ -440,7 +440,7 @@ func (c *SubCache) Get(ctx context.Context, id string) (catalog.SubscriptionWith
 	default:
 		return catalog.SubscriptionWithSecrets{}, false, err
 	}
-	entry := cachedSub{sub: catalog.SubscriptionWithSecrets{Subscription: sub, Secrets: sec}, missing: missing, at: now}
+	entry := cachedSub{sub: sub, missing: missing, at: now}
 	c.mu.Lock()
 	if len(c.byID) > 100000 {
 		c.byID = map[string]cachedSub{}

@@ -107,7 +107,10 @@ type Request struct {
 	// Secrets sign the request: every one in webhook-signature (several while
 	// a rotated secret is in its grace period), the first in x-relay-signature.
 	Secrets []string
-	Now     time.Time
+	// Header holds the subscription's custom headers (canonical names, none
+	// of Relay's own: the API refuses those).
+	Header map[string]string
+	Now    time.Time
 }
 
 // Response is what came back.
@@ -132,6 +135,9 @@ func (s *Sender) Send(ctx context.Context, r Request) Response {
 		return Response{Err: fmt.Errorf("sign: %w", err), Latency: time.Since(start)}
 	}
 	h := req.Header
+	for k, v := range r.Header {
+		h[k] = []string{v}
+	}
 	ct := r.ContentType
 	if ct == "" {
 		ct = "application/octet-stream"

@@ -31,6 +31,9 @@ func TestSendSignsAndKeepsResponse(t *testing.T) {
 	body := []byte(`{"type":"invoice.paid"}`)
 	resp := s.Send(context.Background(), Request{
 		URL: srv.URL + "/hook", Body: body, EventID: "evt_1", EventType: "invoice.paid", Attempt: 3, Secrets: []string{secret}, Now: now,
+		// A subscription's own headers go along; Relay's own are Relay's
+		// even were one given (the API refuses them).
+		Header: map[string]string{"Authorization": "Bearer endpoint-token", "X-Relay-Event-Id": "forged", "Webhook-Id": "forged"},
 	})
 	if resp.Err != nil || resp.Status != 503 {
 		t.Fatalf("resp = %+v", resp)
@@ -43,7 +46,7 @@ func TestSendSignsAndKeepsResponse(t *testing.T) {
 	}
 	for h, want := range map[string]string{
 		"Webhook-Id": "evt_1", "X-Relay-Event-Id": "evt_1", "X-Relay-Event-Type": "invoice.paid",
-		"X-Relay-Attempt": "3", "Content-Type": "application/json",
+		"X-Relay-Attempt": "3", "Content-Type": "application/json", "Authorization": "Bearer endpoint-token",
 	} {
 		if v := got.Header.Get(h); v != want {
 			t.Errorf("%s = %q, want %q", h, v, want)

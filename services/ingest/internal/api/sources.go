@@ -255,6 +255,9 @@ func repairHint(ce *catalog.CorruptError) string {
 	if ce.Kind == "subscription" && (ce.Field == "events" || ce.Field == "enabled") {
 		return "PATCH the subscription's " + ce.Field + " to repair it, or DELETE it"
 	}
+	if ce.Kind == "subscription" && ce.Field == "header_names" {
+		return "PATCH the subscription's headers to repair it, or DELETE it"
+	}
 	if field, ok := map[string]string{"tolerance_ms": "verification.tolerance", "dedup_window_ms": "dedup_window"}[ce.Field]; ok && ce.Kind == "source" {
 		return "PATCH the source's " + field + " to repair it, or DELETE it"
 	}

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
+	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/glob"
@@ -27,6 +32,8 @@ type subscriptionJSON struct {
 	CreatedAt               time.Time  `json:"created_at"`
 	UpdatedAt               time.Time  `json:"updated_at"`
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
+	// HeaderNames name the custom headers; their values are never shown.
+	HeaderNames []string `json:"header_names"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -35,6 +42,7 @@ func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
 	out := subscriptionJSON{
 		ID: s.ID, SourceID: s.SourceID, URL: s.URL, Events: s.Events, Enabled: s.Enabled,
 		DisabledReason: s.DisabledReason, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+		HeaderNames: append([]string{}, s.HeaderNames...),
 	}
 	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
 		t := s.PreviousSecretExpiresAt.UTC()
@@ -100,11 +108,65 @@ func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
 	return p, true
 }
 
+// Limits of a subscription's custom headers.
+const (
+	maxHeaders          = 20
+	maxHeaderValueBytes = 4 << 10
+	maxHeadersBytes     = 16 << 10
+)
+
+// reservedHeaders are the headers Relay writes itself or HTTP's framing
+// owns: a subscription's own value would forge or break them.
+var reservedHeaders = map[string]bool{
+	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true, "Keep-Alive": true,
+	"Proxy-Connection": true, "Proxy-Authorization": true, "Te": true, "Trailer": true, "Upgrade": true, "Expect": true,
+	"Content-Type": true, "Content-Encoding": true, "User-Agent": true, "Traceparent": true, "Tracestate": true,
+	http.CanonicalHeaderKey(signature.HeaderWebhookID):        true,
+	http.CanonicalHeaderKey(signature.HeaderWebhookTimestamp): true,
+	http.CanonicalHeaderKey(signature.HeaderWebhookSignature): true,
+}
+
+// checkHeaders validates the custom headers of a subscription and returns
+// them by canonical name. Values are never quoted back: they are secrets.
+func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool) {
+	if len(h) > maxHeaders {
+		invalid(c, "headers", fmt.Sprintf("has %d headers; at most %d", len(h), maxHeaders))
+		return nil, false
+	}
+	out := make(map[string]string, len(h))
+	total := 0
+	for name, value := range h {
+		canon := http.CanonicalHeaderKey(name)
+		switch {
+		case !httpguts.ValidHeaderFieldName(name) || len(name) > 256:
+			invalid(c, "headers", fmt.Sprintf("%s is not a header name", quoteID(name)))
+			return nil, false
+		case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Relay-"):
+			invalid(c, "headers", fmt.Sprintf("%s is set by Relay or by HTTP itself and cannot be given", canon))
+			return nil, false
+		case out[canon] != "":
+			invalid(c, "headers", fmt.Sprintf("%s is given twice", canon))
+			return nil, false
+		case value == "" || len(value) > maxHeaderValueBytes || !httpguts.ValidHeaderFieldValue(value) || !utf8.ValidString(value):
+			invalid(c, "headers", fmt.Sprintf("the value of %s must be 1 to %d bytes of text without line breaks", canon, maxHeaderValueBytes))
+			return nil, false
+		}
+		total += len(canon) + len(value)
+		out[canon] = value
+	}
+	if total > maxHeadersBytes {
+		invalid(c, "headers", fmt.Sprintf("are %d bytes together; at most %d", total, maxHeadersBytes))
+		return nil, false
+	}
+	return out, true
+}
+
 type createSubscriptionRequest struct {
-	URL     string   `json:"url"`
-	Events  patterns `json:"events"`
-	Enabled *bool    `json:"enabled"`
-	Secret  string   `json:"secret"`
+	URL     string            `json:"url"`
+	Events  patterns          `json:"events"`
+	Enabled *bool             `json:"enabled"`
+	Secret  string            `json:"secret"`
+	Headers map[string]string `json:"headers"`
 }
 
 func (a *API) createSubscription(c *gin.Context) {
@@ -131,12 +193,20 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
+	headers, ok := checkHeaders(c, req.Headers)
+	if !ok {
+		return
+	}
 	sub := catalog.Subscription{
 		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: req.URL, Events: events,
 		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: a.now().Truncate(time.Millisecond),
 	}
 	sub.UpdatedAt = sub.CreatedAt
-	if err := a.catalog.CreateSubscription(c.Request.Context(), sub, secret); err != nil {
+	for name := range headers {
+		sub.HeaderNames = append(sub.HeaderNames, name)
+	}
+	sort.Strings(sub.HeaderNames)
+	if err := a.catalog.CreateSubscription(c.Request.Context(), sub, secret, headers); err != nil {
 		a.storeError(c, "creating the subscription", err)
 		return
 	}
@@ -222,6 +292,9 @@ type updateSubscriptionRequest struct {
 	URL     *string  `json:"url"`
 	Events  patterns `json:"events"`
 	Enabled *bool    `json:"enabled"`
+	// Headers replace the custom headers ({} removes them); null or absent
+	// leaves them.
+	Headers *map[string]string `json:"headers"`
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
@@ -248,7 +321,15 @@ func (a *API) updateSubscription(c *gin.Context) {
 	if req.Enabled != nil && !*req.Enabled {
 		patch.DisabledReason = "disabled through the API"
 	}
-	if damaged != nil && !(damaged.Field == "events" && req.Events != nil) && !(damaged.Field == "enabled" && req.Enabled != nil) {
+	if req.Headers != nil {
+		h, ok := checkHeaders(c, *req.Headers)
+		if !ok {
+			return
+		}
+		patch.Headers = &h
+	}
+	if damaged != nil && !(damaged.Field == "events" && req.Events != nil) && !(damaged.Field == "enabled" && req.Enabled != nil) &&
+		!(damaged.Field == "header_names" && req.Headers != nil) {
 		// A patch that leaves the damaged field as it is would not make the
 		// record readable: refuse it, applying nothing, and say what would.
 		a.storeError(c, "updating the subscription", damaged)

@@ -182,3 +182,46 @@ func TestSourcesPatch(t *testing.T) {
 		t.Fatalf("patch without a change: %v, asked %q", err, asked)
 	}
 }
+
+// relay subs create and patch --header send the headers a subscription's
+// deliveries carry; --no-headers removes them.
+func TestSubsHeaders(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		asked = append(asked, r.Method+" "+string(raw))
+		_, _ = w.Write([]byte(`{"id":"sub_1","url":"https://example.com","events":["*"],"header_names":["Authorization"],"secret":"whsec_x"}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	for _, args := range [][]string{
+		{"create", "--source", "src_1", "--url", "https://example.com", "--header", "Authorization: Bearer a:b", "--header", "X-Tenant:acme"},
+		{"patch", "--source", "src_1", "sub_1", "--header", "Authorization: Bearer c"},
+		{"patch", "--source", "src_1", "sub_1", "--no-headers"},
+	} {
+		if err := commands()["subs"].run(context.Background(), a, args); err != nil {
+			t.Fatalf("relay subs %v: %v", args, err)
+		}
+	}
+	want := []string{
+		`POST {"events":["*"],"headers":{"Authorization":"Bearer a:b","X-Tenant":"acme"},"url":"https://example.com"}`,
+		`PATCH {"headers":{"Authorization":"Bearer c"}}`,
+		`PATCH {"headers":{}}`,
+	}
+	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(out.String(), "headers Authorization   (values kept encrypted, never shown)") {
+		t.Fatalf("printed:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"patch", "--source", "src_1", "sub_1", "--no-headers", "--header", "A: b"},
+		{"create", "--source", "src_1", "--url", "https://example.com", "--header", "no colon"},
+	} {
+		if err := commands()["subs"].run(context.Background(), a, args); err == nil {
+			t.Errorf("relay subs %v: no error", args)
+		}
+	}
+}

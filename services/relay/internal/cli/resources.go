@@ -171,6 +171,7 @@ type subOut struct {
 	Enabled        bool      `json:"enabled"`
 	DisabledReason string    `json:"disabled_reason"`
 	CreatedAt      time.Time `json:"created_at"`
+	HeaderNames    []string  `json:"header_names"`
 	Secret         string    `json:"secret"`
 }
 
@@ -184,6 +185,16 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 	target := fs.String("url", "", "endpoint URL (create, patch)")
 	events := fs.String("events", "*", "comma-separated event type globs, e.g. 'payment.*,invoice.paid' (create, patch)")
 	grace := fs.String("grace", "", "how long the old secret keeps signing, e.g. 24h (rotate)")
+	headers := map[string]string{}
+	fs.Func("header", "'Name: value', a header every delivery carries, e.g. an endpoint's credential; repeat for more (create; on patch, replaces them all)", func(v string) error {
+		name, value, ok := strings.Cut(v, ":")
+		if name, value = strings.TrimSpace(name), strings.TrimSpace(value); !ok || name == "" {
+			return errors.New("want 'Name: value'")
+		}
+		headers[name] = value
+		return nil
+	})
+	noHeaders := fs.Bool("no-headers", false, "remove every custom header (patch)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err
@@ -201,8 +212,12 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		if err := need("url", *target); err != nil {
 			return err
 		}
+		body := map[string]any{"url": *target, "events": splitGlobs(*events)}
+		if len(headers) > 0 {
+			body["headers"] = headers
+		}
 		var s subOut
-		raw, err := c.Do(ctx, "POST", base, map[string]any{"url": *target, "events": splitGlobs(*events)}, &s)
+		raw, err := c.Do(ctx, "POST", base, body, &s)
 		if err != nil {
 			return err
 		}
@@ -211,6 +226,9 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		}
 		fmt.Fprintf(a.out, "Created subscription %s → %s for %s.\n\n  secret  %s   (shown once: the endpoint verifies deliveries with it)\n",
 			s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
+		if len(s.HeaderNames) > 0 {
+			fmt.Fprintf(a.out, "  headers %s   (values kept encrypted, never shown)\n", strings.Join(s.HeaderNames, ", "))
+		}
 		return nil
 	case "ls":
 		var out struct {
@@ -260,10 +278,15 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 					body["url"] = *target
 				case "events":
 					body["events"] = splitGlobs(*events)
+				case "header", "no-headers":
+					body["headers"] = headers
 				}
 			})
+			if *noHeaders && len(headers) > 0 {
+				return errors.New("patch: --header and --no-headers together")
+			}
 			if len(body) == 0 {
-				return errors.New("patch: give --url and/or --events")
+				return errors.New("patch: give --url, --events, --header or --no-headers")
 			}
 			raw, err = c.Do(ctx, "PATCH", path, body, nil)
 		default:
