@@ -62,7 +62,7 @@ lint: ## gofmt check, go vet, every module tidy and building on its own, actionl
 
 .PHONY: proto
 proto: ## regenerate pkg/relaypb from proto/ (protoc from Debian's protobuf-compiler)
-	@command -v protoc >/dev/null || scripts/install-deps.sh protoc
+	scripts/install-deps.sh protoc
 	GOBIN=$(TOOLS) go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	PATH=$(TOOLS):$$PATH protoc -I proto --go_out=pkg --go_opt=module=github.com/relayhq/relay/pkg proto/relay/v1/record.proto
 

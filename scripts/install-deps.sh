@@ -9,6 +9,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 missing=()
 if [ "${1:-}" = protoc ]; then
 	command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+	# record.proto imports the well-known types (descriptor, struct,
+	# timestamp), which Debian ships apart from protoc.
+	[ -f /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
 else
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 	if ! "$here/kafka.sh" java-ok; then missing+=(openjdk-17-jre-headless); fi
