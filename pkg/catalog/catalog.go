@@ -85,6 +85,9 @@ type Source struct {
 	// PreviousSecretExpiresAt is when a rotated-out secret stops verifying;
 	// zero when there is none.
 	PreviousSecretExpiresAt time.Time
+	// ForwardHeaders name the sender's request headers that go with each
+	// event to the subscribers (X-GitHub-Event, say), canonical.
+	ForwardHeaders []string
 }
 
 // Subscription is an endpoint that receives a source's events.
@@ -194,15 +197,23 @@ func (d *decoder) globs(field string) []string {
 // CreateSource stores a new source with its secret.
 func (s *Store) CreateSource(ctx context.Context, src Source, secret string) error {
 	key := sourceKey(src.ID)
+	fields := map[string]any{
+		"name":            src.Name,
+		"scheme":          src.Scheme,
+		"tolerance_ms":    src.Tolerance.Milliseconds(),
+		"dedup_window_ms": src.DedupWindow.Milliseconds(),
+		"created_at":      ms(src.CreatedAt),
+		"secret":          s.box.Seal(secret, src.ID),
+	}
+	if len(src.ForwardHeaders) > 0 {
+		b, err := json.Marshal(src.ForwardHeaders)
+		if err != nil {
+			return fmt.Errorf("create source %s: %w", src.ID, err)
+		}
+		fields["forward_headers"] = string(b)
+	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, key, map[string]any{
-			"name":            src.Name,
-			"scheme":          src.Scheme,
-			"tolerance_ms":    src.Tolerance.Milliseconds(),
-			"dedup_window_ms": src.DedupWindow.Milliseconds(),
-			"created_at":      ms(src.CreatedAt),
-			"secret":          s.box.Seal(secret, src.ID),
-		})
+		p.HSet(ctx, key, fields)
 		p.ZAdd(ctx, sourcesIndex, redis.Z{Member: src.ID})
 		return nil
 	})
@@ -228,9 +239,10 @@ func sourceFrom(id string, m map[string]string) (Source, error) {
 	d := decoder{kind: "source", id: id, m: m}
 	src := Source{
 		ID: id, Name: m["name"], Scheme: m["scheme"],
-		Tolerance:   time.Duration(d.millis("tolerance_ms")) * time.Millisecond,
-		DedupWindow: time.Duration(d.millis("dedup_window_ms")) * time.Millisecond,
-		CreatedAt:   d.time("created_at"),
+		Tolerance:      time.Duration(d.millis("tolerance_ms")) * time.Millisecond,
+		DedupWindow:    time.Duration(d.millis("dedup_window_ms")) * time.Millisecond,
+		CreatedAt:      d.time("created_at"),
+		ForwardHeaders: d.names("forward_headers"),
 	}
 	if m["prev_secret"] != "" {
 		src.PreviousSecretExpiresAt = d.time("prev_expires")
@@ -368,6 +380,9 @@ type SourcePatch struct {
 	Name        *string
 	Tolerance   *time.Duration
 	DedupWindow *time.Duration
+	// ForwardHeaders, when not nil, replace the forwarded headers' names
+	// (empty: none).
+	ForwardHeaders *[]string
 }
 
 // UpdateSource applies a patch and returns the updated source. Its id, and
@@ -382,6 +397,17 @@ func (s *Store) UpdateSource(ctx context.Context, id string, p SourcePatch) (Sou
 	}
 	if p.DedupWindow != nil {
 		args = append(args, "dedup_window_ms", p.DedupWindow.Milliseconds())
+	}
+	if p.ForwardHeaders != nil {
+		v := ""
+		if len(*p.ForwardHeaders) > 0 {
+			b, err := json.Marshal(*p.ForwardHeaders)
+			if err != nil {
+				return Source{}, fmt.Errorf("update source %s: %w", id, err)
+			}
+			v = string(b)
+		}
+		args = append(args, "forward_headers", v)
 	}
 	if len(args) == 0 {
 		return s.GetSource(ctx, id)

@@ -7,7 +7,9 @@ package record
 import (
 	"errors"
 	"fmt"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -102,6 +104,9 @@ const (
 	HeaderLastError      = "relay-last-error"
 	HeaderDeadReason     = "relay-dead-reason"
 	HeaderOrigin         = "relay-origin"
+	// HeaderForwardedPrefix starts the header of each sender request header
+	// a source forwards to its subscribers: relay-fwd-x-github-event.
+	HeaderForwardedPrefix = "relay-fwd-"
 )
 
 // Origins of a delivery record (the relay-origin header).
@@ -136,7 +141,16 @@ type Event struct {
 	Type        string
 	ReceivedAt  time.Time
 	ContentType string
-	Body        []byte
+	// Forwarded are the sender's request headers its source forwards to
+	// subscribers, in the order the source names them.
+	Forwarded []ForwardedHeader
+	Body      []byte
+}
+
+// ForwardedHeader is one forwarded request header: its canonical name
+// (X-Github-Event) and its value, several joined by ", ".
+type ForwardedHeader struct {
+	Name, Value string
 }
 
 // Record returns the record for e on the events topic. The traceparent
@@ -160,6 +174,9 @@ func (e Event) headers(h []kgo.RecordHeader) []kgo.RecordHeader {
 	if e.ContentType != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(e.ContentType)})
 	}
+	for _, f := range e.Forwarded {
+		h = append(h, kgo.RecordHeader{Key: HeaderForwardedPrefix + strings.ToLower(f.Name), Value: []byte(f.Value)})
+	}
 	return h
 }
 
@@ -179,6 +196,10 @@ func ParseEvent(r *kgo.Record) (Event, error) {
 			received = string(h.Value)
 		case HeaderContentType:
 			e.ContentType = string(h.Value)
+		default:
+			if name, ok := strings.CutPrefix(h.Key, HeaderForwardedPrefix); ok && name != "" {
+				e.Forwarded = append(e.Forwarded, ForwardedHeader{Name: textproto.CanonicalMIMEHeaderKey(name), Value: string(h.Value)})
+			}
 		}
 	}
 	switch {

@@ -22,6 +22,7 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 		"relay.v1.EventHeaders.received_at":        HeaderReceivedAt,
 		"relay.v1.EventHeaders.content_type":       HeaderContentType,
 		"relay.v1.EventHeaders.traceparent":        HeaderTraceparent,
+		"relay.v1.EventHeaders.forwarded":          HeaderForwardedPrefix,
 		"relay.v1.DeliveryHeaders.subscription_id": HeaderSubscriptionID,
 		"relay.v1.DeliveryHeaders.attempt":         HeaderAttempt,
 		"relay.v1.DeliveryHeaders.not_before":      HeaderNotBefore,
@@ -57,8 +58,12 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 
 func TestEventRoundTrip(t *testing.T) {
 	at := time.UnixMilli(1_700_000_000_000)
-	e := Event{ID: "evt_1", SourceID: "src_1", Type: "payment.succeeded", ReceivedAt: at, ContentType: "application/json", Body: []byte(`{"a":1}`)}
+	e := Event{ID: "evt_1", SourceID: "src_1", Type: "payment.succeeded", ReceivedAt: at, ContentType: "application/json", Body: []byte(`{"a":1}`),
+		Forwarded: []ForwardedHeader{{"X-Github-Event", "push"}, {"X-Hub-Signature-256", "sha256=ab"}}}
 	r := e.Record(TopicEvents)
+	if got := Header(r, "relay-fwd-x-github-event"); got != "push" {
+		t.Fatalf("forwarded header on the record = %q, want it under relay-fwd-x-github-event", got)
+	}
 	if r.Topic != TopicEvents || string(r.Key) != "evt_1" {
 		t.Fatalf("topic/key = %s/%s", r.Topic, r.Key)
 	}
@@ -68,6 +73,14 @@ func TestEventRoundTrip(t *testing.T) {
 	}
 	if got.ID != e.ID || got.SourceID != e.SourceID || got.Type != e.Type || !got.ReceivedAt.Equal(at) || got.ContentType != e.ContentType || string(got.Body) != string(e.Body) {
 		t.Fatalf("round trip = %+v", got)
+	}
+	if len(got.Forwarded) != 2 || got.Forwarded[0] != e.Forwarded[0] || got.Forwarded[1] != e.Forwarded[1] {
+		t.Fatalf("forwarded headers round trip = %v, want %v", got.Forwarded, e.Forwarded)
+	}
+	// A delivery of the event (a retry, the DLQ) carries them on.
+	d, err := ParseDelivery(Delivery{Event: got, SubscriptionID: "sub_1", Attempt: 2}.Record(TopicDLQ))
+	if err != nil || len(d.Forwarded) != 2 || d.Forwarded[1] != e.Forwarded[1] {
+		t.Fatalf("a delivery's forwarded headers = %v (%v)", d.Forwarded, err)
 	}
 }
 

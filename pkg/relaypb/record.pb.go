@@ -47,7 +47,12 @@ type EventHeaders struct {
 	// The sender's Content-Type, passed on to subscribers.
 	ContentType string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// W3C trace context of the ingest request (written by the kotel plugin).
-	Traceparent   string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Traceparent string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// The sender's request headers the source forwards to its subscribers
+	// (its `forward_headers`), one record header each: the prefix and the
+	// header's name in lower case (`relay-fwd-x-github-event`), the value as
+	// received (several joined by ", ").
+	Forwarded     map[string]string `protobuf:"bytes,7,rep,name=forwarded,proto3" json:"forwarded,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -122,6 +127,13 @@ func (x *EventHeaders) GetTraceparent() string {
 		return x.Traceparent
 	}
 	return ""
+}
+
+func (x *EventHeaders) GetForwarded() map[string]string {
+	if x != nil {
+		return x.Forwarded
+	}
+	return nil
 }
 
 // DeliveryHeaders are the headers of a record on `relay.retry.<delay>`,
@@ -404,7 +416,7 @@ var File_relay_v1_record_proto protoreflect.FileDescriptor
 
 const file_relay_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x15relay/v1/record.proto\x12\brelay.v1\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x02\n" +
+	"\x15relay/v1/record.proto\x12\brelay.v1\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n" +
 	"\fEventHeaders\x12-\n" +
 	"\bevent_id\x18\x01 \x01(\tB\x12\x92\x82\x19\x0erelay-event-idR\aeventId\x120\n" +
 	"\tsource_id\x18\x02 \x01(\tB\x13\x92\x82\x19\x0frelay-source-idR\bsourceId\x123\n" +
@@ -413,7 +425,12 @@ const file_relay_v1_record_proto_rawDesc = "" +
 	"\vreceived_at\x18\x04 \x01(\x03B\x15\x92\x82\x19\x11relay-received-atR\n" +
 	"receivedAt\x123\n" +
 	"\fcontent_type\x18\x05 \x01(\tB\x10\x92\x82\x19\fcontent-typeR\vcontentType\x121\n" +
-	"\vtraceparent\x18\x06 \x01(\tB\x0f\x92\x82\x19\vtraceparentR\vtraceparent\"\x86\x03\n" +
+	"\vtraceparent\x18\x06 \x01(\tB\x0f\x92\x82\x19\vtraceparentR\vtraceparent\x12S\n" +
+	"\tforwarded\x18\a \x03(\v2%.relay.v1.EventHeaders.ForwardedEntryB\x0e\x92\x82\x19\n" +
+	"relay-fwd-R\tforwarded\x1a<\n" +
+	"\x0eForwardedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x03\n" +
 	"\x0fDeliveryHeaders\x12B\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tB\x19\x92\x82\x19\x15relay-subscription-idR\x0esubscriptionId\x12+\n" +
 	"\aattempt\x18\x02 \x01(\x05B\x11\x92\x82\x19\rrelay-attemptR\aattempt\x123\n" +
@@ -458,26 +475,28 @@ func file_relay_v1_record_proto_rawDescGZIP() []byte {
 	return file_relay_v1_record_proto_rawDescData
 }
 
-var file_relay_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_relay_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_relay_v1_record_proto_goTypes = []any{
 	(*EventHeaders)(nil),              // 0: relay.v1.EventHeaders
 	(*DeliveryHeaders)(nil),           // 1: relay.v1.DeliveryHeaders
 	(*ArchiveLine)(nil),               // 2: relay.v1.ArchiveLine
-	nil,                               // 3: relay.v1.ArchiveLine.HeadersEntry
-	(*timestamppb.Timestamp)(nil),     // 4: google.protobuf.Timestamp
-	(*structpb.Value)(nil),            // 5: google.protobuf.Value
-	(*descriptorpb.FieldOptions)(nil), // 6: google.protobuf.FieldOptions
+	nil,                               // 3: relay.v1.EventHeaders.ForwardedEntry
+	nil,                               // 4: relay.v1.ArchiveLine.HeadersEntry
+	(*timestamppb.Timestamp)(nil),     // 5: google.protobuf.Timestamp
+	(*structpb.Value)(nil),            // 6: google.protobuf.Value
+	(*descriptorpb.FieldOptions)(nil), // 7: google.protobuf.FieldOptions
 }
 var file_relay_v1_record_proto_depIdxs = []int32{
-	4, // 0: relay.v1.ArchiveLine.received_at:type_name -> google.protobuf.Timestamp
-	3, // 1: relay.v1.ArchiveLine.headers:type_name -> relay.v1.ArchiveLine.HeadersEntry
-	5, // 2: relay.v1.ArchiveLine.payload_json:type_name -> google.protobuf.Value
-	6, // 3: relay.v1.header:extendee -> google.protobuf.FieldOptions
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	3, // [3:4] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 0: relay.v1.EventHeaders.forwarded:type_name -> relay.v1.EventHeaders.ForwardedEntry
+	5, // 1: relay.v1.ArchiveLine.received_at:type_name -> google.protobuf.Timestamp
+	4, // 2: relay.v1.ArchiveLine.headers:type_name -> relay.v1.ArchiveLine.HeadersEntry
+	6, // 3: relay.v1.ArchiveLine.payload_json:type_name -> google.protobuf.Value
+	7, // 4: relay.v1.header:extendee -> google.protobuf.FieldOptions
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	4, // [4:5] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_relay_v1_record_proto_init() }
@@ -495,7 +514,7 @@ func file_relay_v1_record_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relay_v1_record_proto_rawDesc), len(file_relay_v1_record_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 1,
 			NumServices:   0,
 		},

@@ -736,6 +736,91 @@ func TestSourcePatch(t *testing.T) {
 	}
 }
 
+// TestForwardHeaders: a source forwards the sender's request headers it
+// names with each event (on the record, in the events API, on replays);
+// credentials for Relay's own endpoint and Relay's own headers are refused.
+func TestForwardHeaders(t *testing.T) {
+	h := start(t, nil, "", nil)
+	code, _, raw := h.do("POST", "/sources", map[string]any{
+		"name": "gh", "verification": map[string]any{"scheme": "github"},
+		"forward_headers": []string{"x-github-event", "X-GitHub-Delivery", "X-Hub-Signature-256"},
+	}, admin())
+	var src struct {
+		created
+		ForwardHeaders []string `json:"forward_headers"`
+	}
+	if code != 201 || json.Unmarshal(raw, &src) != nil || strings.Join(src.ForwardHeaders, ",") != "X-Github-Event,X-Github-Delivery,X-Hub-Signature-256" {
+		t.Fatalf("create source: %d %s", code, raw)
+	}
+	send := func(extra map[string]string) string {
+		t.Helper()
+		body := []byte(`{"action":"opened","number":` + fmt.Sprint(len(extra)) + `}`)
+		hd := signed(t, "github", src.Secret, body, time.Now())
+		for k, v := range extra {
+			hd.Set(k, v)
+		}
+		code, _, raw := h.do("POST", "/in/"+src.ID, body, hd)
+		r := decode(t, raw)
+		if code != 202 {
+			t.Fatalf("send: %d %s", code, raw)
+		}
+		return r.EventID
+	}
+	forwarded := func(evt string) map[string]string {
+		t.Helper()
+		var ev struct {
+			Forwarded map[string]string `json:"forwarded_headers"`
+		}
+		_, _, raw := h.do("GET", "/sources/"+src.ID+"/events/"+evt, nil, admin())
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatal(err)
+		}
+		return ev.Forwarded
+	}
+
+	evt := send(map[string]string{"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d-1", "X-Other": "not forwarded"})
+	got := forwarded(evt)
+	if len(got) != 3 || got["X-Github-Event"] != "pull_request" || got["X-Github-Delivery"] != "d-1" || !strings.HasPrefix(got["X-Hub-Signature-256"], "sha256=") {
+		t.Fatalf("forwarded headers %v", got)
+	}
+	// A value too long to carry is left out, and the event still accepted.
+	evt = send(map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": strings.Repeat("d", 9<<10)})
+	if got := forwarded(evt); len(got) != 2 || got["X-Github-Event"] != "push" || !strings.Contains(h.logs.String(), "forwarded header too long") {
+		t.Fatalf("with an over-long value: %v", got)
+	}
+
+	for body, field := range map[string]string{
+		`{"forward_headers":["Authorization"]}`:     "Authorization carries a credential",
+		`{"forward_headers":["content-type"]}`:      "Content-Type is set by Relay",
+		`{"forward_headers":["X-Relay-Event-Id"]}`:  "X-Relay-Event-Id is set by Relay",
+		`{"forward_headers":["X-A","x-a"]}`:         "X-A is given twice",
+		`{"forward_headers":["bad name"]}`:          `"bad name" is not a header name`,
+		`{"forward_headers":` + manyNames(21) + `}`: "at most 20",
+	} {
+		code, _, raw := h.do("PATCH", "/sources/"+src.ID, body, admin())
+		if r := decode(t, raw); code != 400 || !strings.Contains(r.Error.Message, field) {
+			t.Errorf("PATCH %s: %d %s, want 400 saying %q", body, code, raw, field)
+		}
+	}
+	code, _, raw = h.do("PATCH", "/sources/"+src.ID, `{"forward_headers":[]}`, admin())
+	if code != 200 || !strings.Contains(string(raw), `"forward_headers":[]`) {
+		t.Fatalf("PATCH forward_headers []: %d %s", code, raw)
+	}
+	if got := forwarded(send(map[string]string{"X-GitHub-Event": "push"})); len(got) != 0 {
+		t.Fatalf("after forwarding nothing: %v", got)
+	}
+}
+
+// manyNames is a JSON list of n distinct header names.
+func manyNames(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("X-H%d", i)
+	}
+	b, _ := json.Marshal(names)
+	return string(b)
+}
+
 // TestSlackEndpointVerification: Slack accepts an Events API Request URL
 // only once a signed url_verification request has been answered with its
 // challenge; that request is not an event. Slack's events then take the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -474,6 +475,49 @@ func TestCustomHeadersReachTheEndpoint(t *testing.T) {
 	e.call("GET", "/sources/"+src.ID+"/events/"+rep.EventID+"/deliveries", nil, &raw)
 	if strings.Contains(string(raw), "gateway-token") {
 		t.Fatalf("a delivery's state shows the credential: %s", raw)
+	}
+}
+
+// TestForwardedHeadersKeepAnAppUnchanged: an app written against GitHub's
+// webhooks, behind Relay, still gets X-GitHub-Event and X-GitHub-Delivery and
+// can check GitHub's own signature, on a first delivery as on a replay.
+func TestForwardedHeadersKeepAnAppUnchanged(t *testing.T) {
+	e := startStack(t, nil)
+	var src source
+	if code := e.call("POST", "/sources", map[string]any{
+		"name": "github", "verification": map[string]any{"scheme": "github"},
+		"forward_headers": []string{"X-GitHub-Event", "X-GitHub-Delivery", "X-Hub-Signature-256"},
+	}, &src); code != 201 {
+		t.Fatalf("create source: %d", code)
+	}
+	// The app: GitHub's checks, with the secret GitHub signs with.
+	app := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		body, _ := io.ReadAll(r.Body)
+		if err := (signature.GitHub{}).Verify(signature.Request{Header: r.Header, Body: body}, []string{src.Secret}, time.Now(), 0); err != nil ||
+			r.Header.Get("X-GitHub-Event") != "issues" || r.Header.Get("X-GitHub-Delivery") != "72d3162e-cc78-11e3-81ab-4c9367dc0958" {
+			return 400, nil
+		}
+		return 200, nil
+	})
+	first := e.subscribe(src.ID, app.URL, "*")
+	_, rep := e.send(src, "github", []byte(`{"action":"opened","issue":{"number":1}}`), map[string]string{
+		"X-GitHub-Event": "issues", "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+	})
+	e.waitStatus(src.ID, rep.EventID, first.ID, "delivered", 30*time.Second)
+
+	// A subscription added later gets the event by replay, headers and all.
+	later := e.subscribe(src.ID, app.URL, "issues.*")
+	var replayed struct {
+		Queued []string `json:"queued"`
+	}
+	if code := e.call("POST", "/sources/"+src.ID+"/events/"+rep.EventID+"/replay", nil, &replayed); code != 202 || len(replayed.Queued) != 1 {
+		t.Fatalf("replay: %d %+v", code, replayed)
+	}
+	if d := e.waitStatus(src.ID, rep.EventID, later.ID, "delivered", 30*time.Second); d.Attempts != 1 {
+		t.Fatalf("replayed delivery: %+v", d)
+	}
+	if n := len(app.requests()); n != 2 {
+		t.Fatalf("the app got %d requests, want 2 (each accepted on its first attempt)", n)
 	}
 }
 

@@ -291,6 +291,7 @@ func newReceiver(t *testing.T, reply func(r *http.Request, n int) (int, http.Hea
 		rc.got = append(rc.got, received{Header: r.Header.Clone(), Body: body, At: time.Now()})
 		n := len(rc.got)
 		rc.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body)) // for reply, as the endpoint would read it
 		status, h := 200, http.Header(nil)
 		if rc.reply != nil {
 			status, h = rc.reply(r, n)

@@ -131,7 +131,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	now := e.now()
 	resp := e.sender.Send(ctx, sender.Request{
 		URL: sub.URL, Body: d.Body, ContentType: d.ContentType, EventID: d.ID, EventType: d.Type,
-		Attempt: d.Attempt, Secrets: sub.Secrets.Active(now), Header: sub.Headers, Now: now,
+		Attempt: d.Attempt, Secrets: sub.Secrets.Active(now), Forwarded: d.Forwarded, Header: sub.Headers, Now: now,
 	})
 	if resp.Err != nil && ctx.Err() != nil {
 		// Shutting down or revoked mid-attempt: nothing is settled, the

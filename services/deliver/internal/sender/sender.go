@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/ssrf"
 	"github.com/relayhq/relay/pkg/telemetry"
@@ -107,10 +108,13 @@ type Request struct {
 	// Secrets sign the request: every one in webhook-signature (several while
 	// a rotated secret is in its grace period), the first in x-relay-signature.
 	Secrets []string
-	// Header holds the subscription's custom headers (canonical names, none
-	// of Relay's own: the API refuses those).
-	Header map[string]string
-	Now    time.Time
+	// Forwarded are the sender's request headers the event's source
+	// forwards; Header, the subscription's custom headers, which win over
+	// them. Both have canonical names and none of Relay's own (the API
+	// refuses those), and Relay's own are set after them anyway.
+	Forwarded []record.ForwardedHeader
+	Header    map[string]string
+	Now       time.Time
 }
 
 // Response is what came back.
@@ -135,6 +139,9 @@ func (s *Sender) Send(ctx context.Context, r Request) Response {
 		return Response{Err: fmt.Errorf("sign: %w", err), Latency: time.Since(start)}
 	}
 	h := req.Header
+	for _, f := range r.Forwarded {
+		h[f.Name] = []string{f.Value}
+	}
 	for k, v := range r.Header {
 		h[k] = []string{v}
 	}

@@ -21,19 +21,27 @@ import (
 )
 
 type eventJSON struct {
-	ID          string          `json:"id"`
-	SourceID    string          `json:"source_id"`
-	Type        string          `json:"type"`
-	ContentType string          `json:"content_type,omitempty"`
-	ReceivedAt  time.Time       `json:"received_at"`
-	Size        int             `json:"size"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
+	ID          string    `json:"id"`
+	SourceID    string    `json:"source_id"`
+	Type        string    `json:"type"`
+	ContentType string    `json:"content_type,omitempty"`
+	ReceivedAt  time.Time `json:"received_at"`
+	Size        int       `json:"size"`
+	// ForwardedHeaders are the request headers its source forwards.
+	ForwardedHeaders map[string]string `json:"forwarded_headers,omitempty"`
+	Payload          json.RawMessage   `json:"payload,omitempty"`
 	// PayloadBase64 carries a body that is not JSON.
 	PayloadBase64 string `json:"payload_base64,omitempty"`
 }
 
 func eventOut(e eventstore.Event) eventJSON {
 	out := eventJSON{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UTC(), Size: e.Size}
+	if len(e.Forwarded) > 0 {
+		out.ForwardedHeaders = make(map[string]string, len(e.Forwarded))
+		for _, f := range e.Forwarded {
+			out.ForwardedHeaders[f.Name] = f.Value
+		}
+	}
 	if e.Body != nil {
 		if json.Valid(e.Body) {
 			out.Payload = e.Body
@@ -248,7 +256,10 @@ func (a *API) replay(c *gin.Context) {
 			continue
 		}
 		d := record.Delivery{
-			Event:          record.Event{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ReceivedAt: e.ReceivedAt, ContentType: e.ContentType, Body: e.Body},
+			Event: record.Event{
+				ID: e.ID, SourceID: e.SourceID, Type: e.Type, ReceivedAt: e.ReceivedAt, ContentType: e.ContentType,
+				Forwarded: e.Forwarded, Body: e.Body,
+			},
 			SubscriptionID: s.ID, Attempt: states[i].Attempts + 1, NotBefore: now, Origin: record.OriginReplay,
 		}
 		r := d.Record(a.cfg.Names.Deliveries)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -117,6 +118,9 @@ func (a *API) ingest(c *gin.Context) {
 		ContentType: c.GetHeader("Content-Type"),
 		Body:        body,
 	}
+	if len(src.ForwardHeaders) > 0 {
+		ev.Forwarded = a.forwarded(ctx, c.Request.Header, src)
+	}
 	span.SetAttributes(attribute.String("relay.event_type", ev.Type))
 
 	// From here on the request is worked to completion even if the sender
@@ -173,10 +177,36 @@ func (a *API) ingest(c *gin.Context) {
 	// Accepted. What follows is bookkeeping, in one Redis round trip: its
 	// failure must not fail the request.
 	a.bookkeep(work, claim, src.DedupWindow, eventstore.Event{
-		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt, Body: body,
+		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt,
+		Forwarded: ev.Forwarded, Body: body,
 	})
 	a.m.events.WithLabelValues("accepted").Inc()
 	answer(c, http.StatusAccepted, ingestResponse{EventID: ev.ID})
+}
+
+// maxForwardedValue bounds a forwarded header's value: a record header is
+// not the place for a sender's megabyte of cookies.
+const maxForwardedValue = 8 << 10
+
+// forwarded returns the request headers src forwards to its subscribers, in
+// the order it names them; several values of one are joined by ", ". One
+// longer than maxForwardedValue is left out, with a warning: the event is
+// accepted either way.
+func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) []record.ForwardedHeader {
+	var out []record.ForwardedHeader
+	for _, name := range src.ForwardHeaders {
+		vs := h[name]
+		if len(vs) == 0 {
+			continue
+		}
+		v := strings.Join(vs, ", ")
+		if len(v) > maxForwardedValue {
+			a.log.WarnContext(ctx, "forwarded header too long, left out", "source_id", src.ID, "header", name, "bytes", len(v), "limit", maxForwardedValue)
+			continue
+		}
+		out = append(out, record.ForwardedHeader{Name: name, Value: v})
+	}
+	return out
 }
 
 // readBody reads the raw body, at most MaxBodyBytes, without ever buffering

@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,7 @@ type sourceJSON struct {
 	IngestURL               string           `json:"ingest_url"`
 	CreatedAt               time.Time        `json:"created_at"`
 	PreviousSecretExpiresAt *time.Time       `json:"previous_secret_expires_at,omitempty"`
+	ForwardHeaders          []string         `json:"forward_headers"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -37,10 +40,11 @@ type sourceJSON struct {
 func (a *API) sourceOut(s catalog.Source) sourceJSON {
 	out := sourceJSON{
 		ID: s.ID, Name: s.Name,
-		Verification: verificationJSON{Scheme: s.Scheme},
-		DedupWindow:  formatDuration(s.DedupWindow),
-		IngestURL:    strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
-		CreatedAt:    s.CreatedAt.UTC(),
+		Verification:   verificationJSON{Scheme: s.Scheme},
+		DedupWindow:    formatDuration(s.DedupWindow),
+		IngestURL:      strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
+		CreatedAt:      s.CreatedAt.UTC(),
+		ForwardHeaders: append([]string{}, s.ForwardHeaders...),
 	}
 	if s.Scheme == "standard-webhooks" || s.Scheme == "stripe" || s.Scheme == "slack" {
 		out.Verification.Tolerance = formatDuration(s.Tolerance)
@@ -59,7 +63,8 @@ type createSourceRequest struct {
 		Secret    string `json:"secret"`
 		Tolerance string `json:"tolerance"`
 	} `json:"verification"`
-	DedupWindow string `json:"dedup_window"`
+	DedupWindow    string   `json:"dedup_window"`
+	ForwardHeaders []string `json:"forward_headers"`
 }
 
 func (a *API) createSource(c *gin.Context) {
@@ -104,9 +109,14 @@ func (a *API) createSource(c *gin.Context) {
 	if !windowInRange(c, window) {
 		return
 	}
+	forward, ok := checkForwardHeaders(c, req.ForwardHeaders)
+	if !ok {
+		return
+	}
 	src := catalog.Source{
 		ID: ids.New(ids.Source), Name: name, Scheme: scheme.Name(),
 		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
+		ForwardHeaders: forward,
 	}
 	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
 		a.storeError(c, "creating the source", err)
@@ -144,6 +154,39 @@ func windowInRange(c *gin.Context, window time.Duration) bool {
 	return true
 }
 
+// maxForwardHeaders bounds the headers a source forwards.
+const maxForwardHeaders = 20
+
+// notForwarded are credentials meant for Relay's endpoint: a subscriber
+// authenticates Relay by its signature, and an endpoint's own credential is
+// a subscription header.
+var notForwarded = map[string]bool{"Authorization": true, "Cookie": true}
+
+// checkForwardHeaders validates the names of the request headers a source
+// forwards and returns them canonical.
+func checkForwardHeaders(c *gin.Context, names []string) ([]string, bool) {
+	if len(names) > maxForwardHeaders {
+		invalid(c, "forward_headers", fmt.Sprintf("has %d names; at most %d", len(names), maxForwardHeaders))
+		return nil, false
+	}
+	var out []string
+	for _, n := range names {
+		canon, ok := headerName(c, "forward_headers", n)
+		switch {
+		case !ok:
+			return nil, false
+		case notForwarded[canon]:
+			invalid(c, "forward_headers", canon+" carries a credential for Relay's endpoint and is not forwarded; give an endpoint's own credential as a subscription header")
+			return nil, false
+		case slices.Contains(out, canon):
+			invalid(c, "forward_headers", canon+" is given twice")
+			return nil, false
+		}
+		out = append(out, canon)
+	}
+	return out, true
+}
+
 // setDuration parses a duration a PATCH gives (null leaves it as it is;
 // "" is not a duration there) and checks its range.
 func setDuration(c *gin.Context, field string, v *string, inRange func(*gin.Context, time.Duration) bool) (*time.Duration, bool) {
@@ -168,11 +211,12 @@ type updateSourceRequest struct {
 		Secret    *string `json:"secret"`
 		Tolerance *string `json:"tolerance"`
 	} `json:"verification"`
-	DedupWindow *string `json:"dedup_window"`
+	DedupWindow    *string   `json:"dedup_window"`
+	ForwardHeaders *[]string `json:"forward_headers"`
 }
 
 // updateSource is PATCH /sources/{id}: rename a source, or change its
-// tolerance or dedup window, keeping its id and so the ingest URL its sender
+// tolerance, dedup window or forwarded headers, keeping its id and so the ingest URL its sender
 // is configured with. Every replica uses the change within its source
 // cache's 2 s; a new dedup window applies to events accepted from then on.
 func (a *API) updateSource(c *gin.Context) {
@@ -207,6 +251,13 @@ func (a *API) updateSource(c *gin.Context) {
 	}
 	if patch.DedupWindow, ok = setDuration(c, "dedup_window", req.DedupWindow, windowInRange); !ok {
 		return
+	}
+	if req.ForwardHeaders != nil {
+		names, ok := checkForwardHeaders(c, *req.ForwardHeaders)
+		if !ok {
+			return
+		}
+		patch.ForwardHeaders = &names
 	}
 	if damaged != nil && !(damaged.Field == "tolerance_ms" && patch.Tolerance != nil) && !(damaged.Field == "dedup_window_ms" && patch.DedupWindow != nil) {
 		// A patch that leaves the damaged field as it is would not make the

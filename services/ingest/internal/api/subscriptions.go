@@ -126,6 +126,21 @@ var reservedHeaders = map[string]bool{
 	http.CanonicalHeaderKey(signature.HeaderWebhookSignature): true,
 }
 
+// headerName checks the name of a header that a subscription sets or a
+// source forwards, and returns it canonical.
+func headerName(c *gin.Context, field, name string) (string, bool) {
+	canon := http.CanonicalHeaderKey(name)
+	switch {
+	case !httpguts.ValidHeaderFieldName(name) || len(name) > 256:
+		invalid(c, field, fmt.Sprintf("%s is not a header name", quoteID(name)))
+		return "", false
+	case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Relay-"):
+		invalid(c, field, fmt.Sprintf("%s is set by Relay or by HTTP itself", canon))
+		return "", false
+	}
+	return canon, true
+}
+
 // checkHeaders validates the custom headers of a subscription and returns
 // them by canonical name. Values are never quoted back: they are secrets.
 func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool) {
@@ -136,13 +151,9 @@ func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool)
 	out := make(map[string]string, len(h))
 	total := 0
 	for name, value := range h {
-		canon := http.CanonicalHeaderKey(name)
+		canon, ok := headerName(c, "headers", name)
 		switch {
-		case !httpguts.ValidHeaderFieldName(name) || len(name) > 256:
-			invalid(c, "headers", fmt.Sprintf("%s is not a header name", quoteID(name)))
-			return nil, false
-		case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Relay-"):
-			invalid(c, "headers", fmt.Sprintf("%s is set by Relay or by HTTP itself and cannot be given", canon))
+		case !ok:
 			return nil, false
 		case out[canon] != "":
 			invalid(c, "headers", fmt.Sprintf("%s is given twice", canon))

@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 )
 
 // ErrNotFound means the event is unknown or past retention.
@@ -49,6 +50,8 @@ type Event struct {
 	ContentType string
 	ReceivedAt  time.Time
 	Size        int
+	// Forwarded are the request headers its source forwards to subscribers.
+	Forwarded []record.ForwardedHeader
 	// Body is set by Get, not by List.
 	Body []byte
 }
@@ -126,6 +129,8 @@ type meta struct {
 	ContentType string `json:"c,omitempty"`
 	ReceivedAt  int64  `json:"r"` // unix milliseconds
 	Size        int    `json:"n"`
+	// Forwarded headers as [name, value] pairs, in order.
+	Forwarded [][2]string `json:"f,omitempty"`
 }
 
 // encode lays an event out as it is stored: its metadata as one JSON line
@@ -133,7 +138,11 @@ type meta struct {
 // then the payload. One string costs Redis less memory and work than a
 // six-field hash, and the metadata alone is a GETRANGE of its start.
 func encode(e Event) []byte {
-	head, _ := json.Marshal(meta{SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UnixMilli(), Size: len(e.Body)})
+	m := meta{SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UnixMilli(), Size: len(e.Body)}
+	for _, f := range e.Forwarded {
+		m.Forwarded = append(m.Forwarded, [2]string{f.Name, f.Value})
+	}
+	head, _ := json.Marshal(m)
 	out := make([]byte, 0, len(head)+1+len(e.Body))
 	out = append(out, head...)
 	out = append(out, '\n')
@@ -151,7 +160,11 @@ func decode(id string, raw []byte) (e Event, complete bool, err error) {
 	if err := json.Unmarshal(raw[:i], &m); err != nil {
 		return Event{}, true, fmt.Errorf("event %s: unreadable metadata: %w", id, err)
 	}
-	return Event{ID: id, SourceID: m.SourceID, Type: m.Type, ContentType: m.ContentType, ReceivedAt: time.UnixMilli(m.ReceivedAt), Size: m.Size}, true, nil
+	e = Event{ID: id, SourceID: m.SourceID, Type: m.Type, ContentType: m.ContentType, ReceivedAt: time.UnixMilli(m.ReceivedAt), Size: m.Size}
+	for _, f := range m.Forwarded {
+		e.Forwarded = append(e.Forwarded, record.ForwardedHeader{Name: f[0], Value: f[1]})
+	}
+	return e, true, nil
 }
 
 // headRange is how much of a stored event List reads for its metadata; a

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
@@ -23,14 +24,16 @@ func TestPutGetList(t *testing.T) {
 		var made []string
 		for i := 0; i < 5; i++ {
 			at := base.Add(time.Duration(i) * time.Second)
-			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ContentType: "application/json", ReceivedAt: at, Body: []byte(`{"n":1}`)}
+			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ContentType: "application/json", ReceivedAt: at, Body: []byte(`{"n":1}`),
+				Forwarded: []record.ForwardedHeader{{Name: "X-Github-Event", Value: "push"}, {Name: "X-Github-Delivery", Value: "d-\n1"}}}
 			if err := s.Put(ctx, e); err != nil {
 				t.Fatal(err)
 			}
 			made = append(made, e.ID)
 		}
 		got, err := s.Get(ctx, made[2])
-		if err != nil || string(got.Body) != `{"n":1}` || got.SourceID != src || got.Size != 7 {
+		if err != nil || string(got.Body) != `{"n":1}` || got.SourceID != src || got.Size != 7 ||
+			len(got.Forwarded) != 2 || got.Forwarded[1] != (record.ForwardedHeader{Name: "X-Github-Delivery", Value: "d-\n1"}) {
 			t.Fatalf("Get = %+v, %v", got, err)
 		}
 		if _, err := s.Get(ctx, ids.New(ids.Event)); !errors.Is(err, ErrNotFound) {
@@ -46,6 +49,9 @@ func TestPutGetList(t *testing.T) {
 			for _, e := range page {
 				if e.Body != nil {
 					t.Fatal("List returned a payload")
+				}
+				if len(e.Forwarded) != 2 || e.Forwarded[0].Value != "push" {
+					t.Fatalf("List lost the forwarded headers: %v", e.Forwarded)
 				}
 				listed = append(listed, e.ID)
 			}

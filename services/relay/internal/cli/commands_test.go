@@ -181,6 +181,14 @@ func TestSourcesPatch(t *testing.T) {
 	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1"}); err == nil || len(asked) != 1 {
 		t.Fatalf("patch without a change: %v, asked %q", err, asked)
 	}
+	for _, fwd := range []string{"X-GitHub-Event, X-GitHub-Delivery", ""} {
+		if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1", "--forward-headers", fwd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{`PATCH /sources/src_1 {"forward_headers":["X-GitHub-Event","X-GitHub-Delivery"]}`, `PATCH /sources/src_1 {"forward_headers":[]}`}; strings.Join(asked[1:], "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asked %q, want %q", asked[1:], want)
+	}
 }
 
 // relay subs create and patch --header send the headers a subscription's

@@ -39,6 +39,7 @@ func runSources(ctx context.Context, a *app, args []string) error {
 	tolerance := fs.String("tolerance", "", "timestamp tolerance, e.g. 5m (create, patch)")
 	window := fs.String("dedup-window", "", "dedup window, e.g. 72h (create, patch)")
 	grace := fs.String("grace", "", "how long the old secret keeps verifying, e.g. 24h (rotate)")
+	forward := fs.String("forward-headers", "", "comma-separated request headers of the sender's to forward to subscribers, e.g. 'X-GitHub-Event,X-GitHub-Delivery'; on patch, '' forwards none (create, patch)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err
@@ -62,6 +63,9 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		body := map[string]any{"name": *name, "verification": ver}
 		if *window != "" {
 			body["dedup_window"] = *window
+		}
+		if *forward != "" {
+			body["forward_headers"] = splitGlobs(*forward)
 		}
 		var s sourceOut
 		raw, err := c.Do(ctx, "POST", "/sources", body, &s)
@@ -117,8 +121,13 @@ func runSources(ctx context.Context, a *app, args []string) error {
 			if *window != "" {
 				body["dedup_window"] = *window
 			}
+			fs.Visit(func(fl *flag.Flag) {
+				if fl.Name == "forward-headers" {
+					body["forward_headers"] = append([]string{}, splitGlobs(*forward)...)
+				}
+			})
 			if len(body) == 0 {
-				return errors.New("nothing to change: give --name, --tolerance or --dedup-window")
+				return errors.New("nothing to change: give --name, --tolerance, --dedup-window or --forward-headers")
 			}
 			var s sourceOut
 			raw, err := c.Do(ctx, "PATCH", path, body, &s)
