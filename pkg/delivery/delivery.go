@@ -298,6 +298,44 @@ func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at, now ti
 	return errs
 }
 
+var reopenScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'status') ~= 'delivered' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'retrying', 'next_attempt_at', ARGV[1], 'updated_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`)
+
+// Reopen makes each delivered (event, subscription) pair retrying again,
+// due at, so that an operator's resend of it is attempted rather than
+// dropped as delivered. It must run before the resend's record is produced,
+// and that record must ask for the attempt after the last one: a redelivery
+// of any earlier record is then stale, so Kafka still never makes a
+// delivered pair POST again; only the resend does. A pair not delivered is
+// left alone. It returns how many pairs could not be reopened and the first
+// of their errors.
+func (s *Store) Reopen(ctx context.Context, pairs [][2]string, at, now time.Time) (int, error) {
+	cmds := make([]*redis.Cmd, len(pairs))
+	// EVAL, not EVALSHA: an operator's call, rare enough not to mind the
+	// script's bytes, and never refused for a script cache lost in a restart.
+	// Pipelined's error is each command's own, read below.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pr := range pairs {
+			cmds[i] = reopenScript.Eval(ctx, p, []string{stateKey(pr[0], pr[1])}, at.UnixMilli(), now.UnixMilli(), int64(s.retention.Seconds()))
+		}
+		return nil
+	})
+	failed, first := 0, error(nil)
+	for i, c := range cmds {
+		if c.Err() == nil {
+			continue
+		}
+		if failed++; first == nil {
+			first = fmt.Errorf("reopen delivery %s/%s: %w", pairs[i][0], pairs[i][1], c.Err())
+		}
+	}
+	return failed, first
+}
+
 // Get returns the state of one delivery; ok is false when none is recorded.
 func (s *Store) Get(ctx context.Context, evt, sub string) (State, bool, error) {
 	m, err := s.rdb.HGetAll(ctx, stateKey(evt, sub)).Result()

@@ -135,6 +135,41 @@ func TestScheduleNeverTouchesDelivered(t *testing.T) {
 	}
 }
 
+// A resend reopens a delivered delivery: the next attempt proceeds, a
+// record of an attempt already made is still stale, and a pair not
+// delivered is left as it is.
+func TestReopenForAResend(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, done, dead := ids.New(ids.Event), ids.New(ids.Subscription), ids.New(ids.Subscription)
+		now := time.UnixMilli(time.Now().UnixMilli())
+		for sub, status := range map[string]string{done: StatusDelivered, dead: StatusDead} {
+			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+				t.Fatalf("begin: %s %v", out, err)
+			}
+			if err := s.Finish(ctx, evt, sub, "w", Result{Status: status, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 200}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if failed, err := s.Reopen(ctx, [][2]string{{evt, done}, {evt, dead}}, now.Add(time.Second), now); failed != 0 || err != nil {
+			t.Fatalf("reopen: %d %v", failed, err)
+		}
+		if st, _, _ := s.Get(ctx, evt, done); st.Status != StatusRetrying || st.Attempts != 1 || !st.NextAttemptAt.Equal(now.Add(time.Second)) || st.DeliveredAt.IsZero() {
+			t.Fatalf("reopened delivery = %+v; want retrying, its first delivery kept", st)
+		}
+		if st, _, _ := s.Get(ctx, evt, dead); st.Status != StatusDead {
+			t.Fatalf("reopen changed a dead delivery: %+v", st)
+		}
+		if out, _, _ := s.Begin(ctx, evt, done, 1, "w2", time.Minute, now); out != Stale {
+			t.Fatalf("the first attempt's record after a reopen = %s, want stale", out)
+		}
+		if out, _, _ := s.Begin(ctx, evt, done, 2, "w3", time.Minute, now); out != Proceed {
+			t.Fatalf("the resend's attempt = %s, want ok", out)
+		}
+	})
+}
+
 // A dead delivery that is replayed or redriven shows as retrying until the
 // new attempt settles it, with the time it is due; its record is untouched.
 func TestScheduleRevivesDead(t *testing.T) {

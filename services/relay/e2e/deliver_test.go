@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/testenv"
@@ -329,6 +332,63 @@ func TestDeliverRestartRedeliversNothingDelivered(t *testing.T) {
 		if count != 1 {
 			t.Errorf("%s delivered %d times", id, count)
 		}
+	}
+}
+
+// TestForcedResend: an operator resends a delivered event to an endpoint
+// that acknowledged it and then lost it. It is POSTed once more, with the
+// same webhook-id and the next attempt number; a stale copy of the first
+// attempt's record, as Kafka could redeliver it, still POSTs nothing.
+func TestForcedResend(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	body := []byte(`{"type":"order.paid"}`)
+	_, rep := e.send(src, "relay", body, nil)
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 20*time.Second)
+
+	var res struct {
+		Queued  []string `json:"queued"`
+		Skipped []struct {
+			Reason string `json:"reason"`
+		} `json:"skipped"`
+	}
+	replay := "/sources/" + src.ID + "/events/" + rep.EventID + "/replay"
+	if code := e.call("POST", replay, nil, &res); code != 202 || len(res.Queued) != 0 || len(res.Skipped) != 1 || res.Skipped[0].Reason != "already_delivered" {
+		t.Fatalf("replay without force: %d %+v", code, res)
+	}
+	if code := e.call("POST", replay+"?force=yes", nil, nil); code != 400 {
+		t.Fatalf("force=yes: %d, want 400", code)
+	}
+	if code := e.call("POST", replay+"?force=true", nil, &res); code != 202 || len(res.Queued) != 1 || res.Queued[0] != sub.ID {
+		t.Fatalf("forced replay: %d %+v", code, res)
+	}
+	testenv.Eventually(t, 20*time.Second, "the resend", func() bool { return len(rc.requests()) == 2 })
+	d := e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 20*time.Second)
+	got := rc.requests()[1].Header
+	if d.Attempts != 2 || len(d.History) != 2 || got.Get("Webhook-Id") != rep.EventID || got.Get("X-Relay-Attempt") != "2" {
+		t.Fatalf("after the resend: %+v, headers %v", d, got)
+	}
+
+	// The first attempt's record once more: stale, so not POSTed.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kcfg.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	old := record.Delivery{
+		Event:          record.Event{ID: rep.EventID, SourceID: src.ID, Type: "order.paid", ReceivedAt: time.Now(), ContentType: "application/json", Body: body},
+		SubscriptionID: sub.ID, Attempt: 1, NotBefore: time.Now(), Origin: record.OriginReplay,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, old.Record(e.names.Deliveries)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if n := len(rc.requests()); n != 2 {
+		t.Fatalf("a stale record of the first attempt made the endpoint get %d requests, want 2", n)
 	}
 }
 

@@ -202,7 +202,7 @@ var queryParams = map[string][]string{
 	"GET /sources/:source_id/events":                   {"limit", "cursor"},
 	"GET /sources/:source_id/metrics":                  {"from", "to"},
 	"GET /sources/:source_id/subscriptions":            {"limit", "cursor"},
-	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id"},
+	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id", "force"},
 	"GET /dlq":             {"subscription_id", "source_id", "limit", "cursor"},
 	"POST /replay/dlq":     {"subscription_id", "source_id"},
 	"POST /secrets/rewrap": {"cursor"},

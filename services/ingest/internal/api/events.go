@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -208,8 +209,19 @@ type replayResponse struct {
 
 // replay is POST /sources/{id}/events/{event_id}/replay: one record on
 // relay.deliveries per enabled, matching subscription not yet delivered (or
-// for the one ?subscription_id= names). Archive and count never see it.
+// for the one ?subscription_id= names). With ?force=true the delivered ones
+// are sent again too: an operator's resend, after an endpoint acknowledged
+// what it then lost. Archive and count never see it.
 func (a *API) replay(c *gin.Context) {
+	var force bool
+	switch v := c.Query("force"); v {
+	case "", "false":
+	case "true":
+		force = true
+	default:
+		invalid(c, "force", fmt.Sprintf("must be true or false, not %s", quoteID(v)))
+		return
+	}
 	src, e, ok := a.loadEvent(c)
 	if !ok {
 		return
@@ -250,10 +262,14 @@ func (a *API) replay(c *gin.Context) {
 	}
 	now := a.now()
 	var recs []*kgo.Record
+	var reopen [][2]string
 	for i, s := range targets {
 		if states[i].Status == delivery.StatusDelivered {
-			resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "already_delivered"})
-			continue
+			if !force {
+				resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "already_delivered"})
+				continue
+			}
+			reopen = append(reopen, [2]string{e.ID, s.ID})
 		}
 		d := record.Delivery{
 			Event: record.Event{
@@ -266,6 +282,14 @@ func (a *API) replay(c *gin.Context) {
 		r.Context = ctx
 		recs = append(recs, r)
 		resp.Queued = append(resp.Queued, s.ID)
+	}
+	if len(reopen) > 0 {
+		// Before the records exist: deliver drops a record of a pair it finds delivered.
+		if failed, err := a.deliveries.Reopen(ctx, reopen, now, now); failed > 0 {
+			a.storeError(c, "reopening delivered deliveries for a resend (nothing was queued)", err)
+			return
+		}
+		a.log.InfoContext(ctx, "resending delivered deliveries", "event_id", e.ID, "subscriptions", len(reopen))
 	}
 	if len(recs) > 0 {
 		if err := a.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {

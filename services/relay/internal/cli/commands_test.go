@@ -29,6 +29,7 @@ func TestReplayToOneSubscription(t *testing.T) {
 	for _, args := range [][]string{
 		{"--source", "src_1", "evt_1"},
 		{"--source", "src_1", "--subscription", "sub_2", "evt_1"},
+		{"--source", "src_1", "--force", "evt_1"},
 	} {
 		if err := commands()["replay"].run(context.Background(), a, args); err != nil {
 			t.Fatalf("relay replay %v: %v", args, err)
@@ -37,6 +38,7 @@ func TestReplayToOneSubscription(t *testing.T) {
 	want := []string{
 		"POST /sources/src_1/events/evt_1/replay",
 		"POST /sources/src_1/events/evt_1/replay?subscription_id=sub_2",
+		"POST /sources/src_1/events/evt_1/replay?force=true",
 	}
 	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))

@@ -428,15 +428,24 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 func runReplay(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
 	var sub *string
+	var force *bool
 	c, eventPath, err := a.eventCommand(ctx, "replay", &f, args, func(fs *flag.FlagSet) {
 		sub = fs.String("subscription", "", "replay to this subscription only")
+		force = fs.Bool("force", false, "also resend where it was delivered (the endpoint acknowledged it, then lost it)")
 	})
 	if err != nil {
 		return err
 	}
 	path := eventPath + "/replay"
+	q := url.Values{}
 	if *sub != "" {
-		path += "?" + url.Values{"subscription_id": {*sub}}.Encode()
+		q.Set("subscription_id", *sub)
+	}
+	if *force {
+		q.Set("force", "true")
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	var out struct {
 		Queued  []string `json:"queued"`
