@@ -271,8 +271,13 @@ func TestRewrapSecrets(t *testing.T) {
 		t.Fatalf("src2 under the new key alone: %+v %v", sec, err)
 	}
 	subs, err := after.SourceSubscriptions(ctx, src2.ID)
-	if err != nil || len(subs) != 2 || subs[0].Headers["Authorization"] != "Bearer endpoint-token" {
+	if err != nil || len(subs) != 2 {
 		t.Fatalf("subscriptions under the new key alone: %+v %v", subs, err)
+	}
+	for _, s := range subs { // in id order, which is creation order only to the millisecond
+		if s.ID == sub.ID && s.Headers["Authorization"] != "Bearer endpoint-token" {
+			t.Fatalf("headers under the new key alone: %v", s.Headers)
+		}
 	}
 	if res, err := during.RewrapSecrets(ctx, "", time.Time{}); err != nil || res.Rewrapped != 0 || res.Current != 6 || !res.Complete() {
 		t.Fatalf("second run = %+v %v; want nothing left to rewrap", res, err)
