@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -1059,6 +1060,81 @@ func TestReplayTargets(t *testing.T) {
 	for _, id := range []string{foreign.ID, "sub_nope"} {
 		if code, _, raw := h.do("POST", replay+"?subscription_id="+id, nil, admin()); code != 404 || decode(t, raw).Error.Code != "subscription_not_found" {
 			t.Fatalf("replay to %s: %d %s, want 404 subscription_not_found", id, code, raw)
+		}
+	}
+}
+
+// TestReplayRange: every event of a time range is queued again for the
+// subscriptions not yet delivered it, a page at a time within the budget,
+// continuing from next_cursor; the range and its parameters are checked.
+func TestReplayRange(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_REDRIVE_BUDGET": "1ms"})
+	src := h.source("relay")
+	code, _, raw := h.do("POST", "/sources/"+src.ID+"/subscriptions", map[string]any{"url": "https://example.com/h", "events": "order.*"}, admin())
+	var sub created
+	if code != 201 || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("create subscription: %d %s", code, raw)
+	}
+	from := time.Now().Add(-time.Second).UTC()
+	const n = 250 // more than one page
+	for i := 0; i < n; i++ {
+		typ := "order.paid"
+		if i%50 == 0 {
+			typ = "invoice.paid" // not the subscription's
+		}
+		body := []byte(`{"type":"` + typ + `","n":` + fmt.Sprint(i) + `}`)
+		if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {
+			t.Fatalf("ingest: %d %s", code, raw)
+		}
+	}
+	deliveries := strings.TrimSuffix(h.topic, "events") + "deliveries"
+	before := h.recordsOn(deliveries)
+	type result struct {
+		Events, Queued int
+		Skipped        map[string]int
+		Complete       bool
+		NextCursor     string `json:"next_cursor"`
+	}
+	query := url.Values{"from": {from.Format(time.RFC3339Nano)}, "subscription_id": {sub.ID}}
+	total := result{Skipped: map[string]int{}}
+	for calls := 1; ; calls++ {
+		code, _, raw := h.do("POST", "/sources/"+src.ID+"/replay?"+query.Encode(), nil, admin())
+		var r result
+		if code != 202 || json.Unmarshal(raw, &r) != nil {
+			t.Fatalf("range replay: %d %s", code, raw)
+		}
+		total.Events, total.Queued = total.Events+r.Events, total.Queued+r.Queued
+		for k, v := range r.Skipped {
+			total.Skipped[k] += v
+		}
+		if r.Complete {
+			if calls < 2 {
+				t.Fatalf("%d events done in one call within a 1ms budget: %s", n, raw)
+			}
+			break
+		}
+		if r.NextCursor == "" || calls > 5 {
+			t.Fatalf("call %d: %s", calls, raw)
+		}
+		query.Set("cursor", r.NextCursor)
+	}
+	if total.Events != n || total.Queued != n-5 || total.Skipped["not_subscribed"] != 5 {
+		t.Fatalf("range replay went through %+v; want %d events, %d queued, 5 not subscribed", total, n, n-5)
+	}
+	if got := h.recordsOn(deliveries) - before; got != int64(n-5) {
+		t.Fatalf("%d records on %s, want %d", got, deliveries, n-5)
+	}
+
+	for q, field := range map[string]string{
+		"":                "from",
+		"?from=yesterday": "from",
+		"?from=2026-12-04T10:00:00Z&to=2026-12-04T09:00:00Z": "from",
+		"?from=2026-12-04T10:00:00Z&cursor=zzz":              "cursor",
+		"?from=2026-12-04T10:00:00Z&force=1":                 "force",
+	} {
+		code, _, raw := h.do("POST", "/sources/"+src.ID+"/replay"+q, nil, admin())
+		if r := decode(t, raw); code != 400 || !strings.HasPrefix(r.Error.Message, field+":") {
+			t.Errorf("POST replay%s: %d %s, want 400 naming %s", q, code, raw, field)
 		}
 	}
 }

@@ -679,6 +679,56 @@ func TestDisabledSubscription(t *testing.T) {
 	}
 }
 
+// TestRangeReplayCatchesUp: the events a disabled subscription missed are
+// sent to it, each once, by one replay of the time range once it is enabled
+// again; a second replay of the range sends nothing more.
+func TestRangeReplayCatchesUp(t *testing.T) {
+	e := startStack(t, nil)
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "order.*")
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"enabled": false}, nil); code != 200 {
+		t.Fatalf("disable = %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	from := time.Now().UTC()
+	var missed []string
+	for i := 0; i < 12; i++ {
+		_, rep := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"order.created","n":%d}`, i)), nil)
+		missed = append(missed, rep.EventID)
+	}
+	time.Sleep(2 * time.Second) // time for a delivery that should not happen
+	if n := len(rc.requests()); n != 0 {
+		t.Fatalf("the disabled subscription got %d requests", n)
+	}
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"enabled": true}, nil); code != 200 {
+		t.Fatalf("enable = %d", code)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	path := "/sources/" + src.ID + "/replay?from=" + from.Format(time.RFC3339Nano) + "&subscription_id=" + sub.ID
+	var res struct {
+		Events, Queued int
+		Skipped        map[string]int
+		Complete       bool
+	}
+	if code := e.call("POST", path, nil, &res); code != 202 || res.Events != 12 || res.Queued != 12 || !res.Complete {
+		t.Fatalf("range replay = %d %+v", code, res)
+	}
+	for _, evt := range missed {
+		e.waitStatus(src.ID, evt, sub.ID, "delivered", 20*time.Second)
+	}
+	if code := e.call("POST", path, nil, &res); code != 202 || res.Queued != 0 || res.Skipped["already_delivered"] != 12 {
+		t.Fatalf("second range replay = %d %+v", code, res)
+	}
+	time.Sleep(time.Second)
+	got := rc.byWebhookID()
+	for _, evt := range missed {
+		if got[evt] != 1 {
+			t.Fatalf("requests per event %v; want each missed event once", got)
+		}
+	}
+}
+
 // TestDeliverOpensSecretsSealedUnderThePreviousKey: during a RELAY_SECRET_KEY
 // rotation deliver signs with a subscription secret that only
 // RELAY_SECRET_KEY_PREVIOUS opens, as ingest verifies with one.

@@ -180,6 +180,7 @@ func (a *API) routes() *gin.Engine {
 	m.GET("/sources/:source_id/events/:event_id", a.getEvent)
 	m.GET("/sources/:source_id/events/:event_id/deliveries", a.listDeliveries)
 	m.POST("/sources/:source_id/events/:event_id/replay", a.replay)
+	m.POST("/sources/:source_id/replay", a.replayRange)
 	m.GET("/sources/:source_id/metrics", a.sourceMetrics)
 	m.POST("/sources/:source_id/subscriptions", a.createSubscription)
 	m.GET("/sources/:source_id/subscriptions", a.listSubscriptions)
@@ -203,9 +204,10 @@ var queryParams = map[string][]string{
 	"GET /sources/:source_id/metrics":                  {"from", "to"},
 	"GET /sources/:source_id/subscriptions":            {"limit", "cursor"},
 	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id", "force"},
-	"GET /dlq":             {"subscription_id", "source_id", "limit", "cursor"},
-	"POST /replay/dlq":     {"subscription_id", "source_id"},
-	"POST /secrets/rewrap": {"cursor"},
+	"POST /sources/:source_id/replay":                  {"from", "to", "subscription_id", "force", "cursor"},
+	"GET /dlq":                                         {"subscription_id", "source_id", "limit", "cursor"},
+	"POST /replay/dlq":                                 {"subscription_id", "source_id"},
+	"POST /secrets/rewrap":                             {"cursor"},
 }
 
 // knownQuery answers 400 for a query parameter its route does not take.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -207,109 +208,289 @@ type replayResponse struct {
 	Skipped []skipped `json:"skipped"`
 }
 
+// replayForce reads the force parameter of the replay routes.
+func replayForce(c *gin.Context) (bool, bool) {
+	switch v := c.Query("force"); v {
+	case "", "false":
+		return false, true
+	case "true":
+		return true, true
+	default:
+		invalid(c, "force", fmt.Sprintf("must be true or false, not %s", quoteID(v)))
+		return false, false
+	}
+}
+
+// replayTargets returns the subscriptions a replay of src goes to: the one
+// ?subscription_id= names (named is true), else all of them.
+func (a *API) replayTargets(c *gin.Context, src catalog.Source) (subs []catalog.Subscription, named, ok bool) {
+	if one := c.Query("subscription_id"); one != "" {
+		sub, _, ok := a.subscriptionOf(c, src, one, false)
+		return []catalog.Subscription{sub}, true, ok
+	}
+	subs, ok = a.allSubscriptions(c, src.ID)
+	return subs, false, ok
+}
+
+// replayBatch is what a replay of some events decided: the records to put
+// on relay.deliveries, which of their deliveries are delivered ones to
+// reopen first (a forced replay), and what it skipped.
+type replayBatch struct {
+	recs    []*kgo.Record
+	queued  [][2]string // (event, subscription) of each record
+	reopen  [][2]string
+	skipped []replaySkip
+}
+
+type replaySkip struct {
+	event string
+	skipped
+}
+
+// planReplay decides the replay of events to subs: one record per enabled
+// subscription whose patterns match an event's type and that is not yet
+// delivered it (or, with force, is). A subscription that does not match is
+// reported only when it was named.
+func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []catalog.Subscription, named, force bool, now time.Time) (replayBatch, error) {
+	var b replayBatch
+	type target struct {
+		e *eventstore.Event
+		s catalog.Subscription
+	}
+	var targets []target
+	var pairs [][2]string
+	for i := range events {
+		e := &events[i]
+		for _, s := range subs {
+			switch {
+			case !glob.MatchAny(s.Events, e.Type):
+				if named {
+					b.skipped = append(b.skipped, replaySkip{e.ID, skipped{s.ID, "not_subscribed"}})
+				}
+			case !s.Enabled:
+				b.skipped = append(b.skipped, replaySkip{e.ID, skipped{s.ID, "disabled"}})
+			default:
+				targets = append(targets, target{e, s})
+				pairs = append(pairs, [2]string{e.ID, s.ID})
+			}
+		}
+	}
+	states, err := a.deliveries.Statuses(ctx, pairs)
+	if err != nil {
+		return b, err
+	}
+	for i, t := range targets {
+		if states[i].Status == delivery.StatusDelivered {
+			if !force {
+				b.skipped = append(b.skipped, replaySkip{t.e.ID, skipped{t.s.ID, "already_delivered"}})
+				continue
+			}
+			b.reopen = append(b.reopen, pairs[i])
+		}
+		d := record.Delivery{
+			Event: record.Event{
+				ID: t.e.ID, SourceID: t.e.SourceID, Type: t.e.Type, ReceivedAt: t.e.ReceivedAt, ContentType: t.e.ContentType,
+				Forwarded: t.e.Forwarded, Body: t.e.Body,
+			},
+			SubscriptionID: t.s.ID, Attempt: states[i].Attempts + 1, NotBefore: now, Origin: record.OriginReplay,
+		}
+		r := d.Record(a.cfg.Names.Deliveries)
+		r.Context = ctx
+		b.recs = append(b.recs, r)
+		b.queued = append(b.queued, pairs[i])
+	}
+	return b, nil
+}
+
+// errReplayProduce means the broker did not take every record of a replay.
+var errReplayProduce = errors.New("replay produce failed")
+
+// runReplay carries a planned replay out: delivered deliveries are reopened
+// before any record exists (deliver drops a record of a pair it finds
+// delivered), then the records are produced, then their schedule recorded.
+// A failed reopen queues nothing; a failed produce may have queued part,
+// which repeating the replay makes whole: each record carries its
+// delivery's next attempt number, so only one of two copies is attempted.
+func (a *API) runReplay(ctx context.Context, b replayBatch, now time.Time) error {
+	if len(b.reopen) > 0 {
+		if failed, err := a.deliveries.Reopen(ctx, b.reopen, now, now); failed > 0 {
+			return fmt.Errorf("reopening delivered deliveries for a resend: %w", err)
+		}
+		a.log.InfoContext(ctx, "resending delivered deliveries", "deliveries", len(b.reopen))
+	}
+	if len(b.recs) == 0 {
+		return nil
+	}
+	if err := a.producer.ProduceSync(ctx, b.recs...).FirstErr(); err != nil {
+		return fmt.Errorf("%w: %w", errReplayProduce, err)
+	}
+	// The records are on the topic; a failure here only leaves the
+	// deliveries API showing their old status until the attempt settles.
+	if failed, err := a.deliveries.ScheduleAll(ctx, b.queued, now, now); failed > 0 {
+		a.log.WarnContext(ctx, "recording replay schedule failed", "failed", failed, "queued", len(b.queued), "error", err)
+	}
+	return nil
+}
+
+// replayFailed answers for a runReplay error.
+func (a *API) replayFailed(c *gin.Context, err error) {
+	if errors.Is(err, errReplayProduce) {
+		a.log.ErrorContext(c.Request.Context(), "replay produce failed", "error", err)
+		unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
+		return
+	}
+	a.storeError(c, "queueing the replay (nothing was queued)", err)
+}
+
 // replay is POST /sources/{id}/events/{event_id}/replay: one record on
 // relay.deliveries per enabled, matching subscription not yet delivered (or
 // for the one ?subscription_id= names). With ?force=true the delivered ones
 // are sent again too: an operator's resend, after an endpoint acknowledged
 // what it then lost. Archive and count never see it.
 func (a *API) replay(c *gin.Context) {
-	var force bool
-	switch v := c.Query("force"); v {
-	case "", "false":
-	case "true":
-		force = true
-	default:
-		invalid(c, "force", fmt.Sprintf("must be true or false, not %s", quoteID(v)))
+	force, ok := replayForce(c)
+	if !ok {
 		return
 	}
 	src, e, ok := a.loadEvent(c)
 	if !ok {
 		return
 	}
-	var subs []catalog.Subscription
-	one := c.Query("subscription_id")
-	if one != "" {
-		sub, _, ok := a.subscriptionOf(c, src, one, false)
-		if !ok {
-			return
-		}
-		subs = []catalog.Subscription{sub}
-	} else if subs, ok = a.allSubscriptions(c, src.ID); !ok {
+	subs, named, ok := a.replayTargets(c, src)
+	if !ok {
 		return
 	}
-	ctx := c.Request.Context()
-	resp := replayResponse{EventID: e.ID, Queued: []string{}, Skipped: []skipped{}}
-	var targets []catalog.Subscription
-	var pairs [][2]string
-	for _, s := range subs {
-		switch {
-		case !glob.MatchAny(s.Events, e.Type):
-			// Not one of the event's subscriptions; said only when asked for.
-			if one != "" {
-				resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "not_subscribed"})
-			}
-		case !s.Enabled:
-			resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "disabled"})
-		default:
-			targets = append(targets, s)
-			pairs = append(pairs, [2]string{e.ID, s.ID})
-		}
-	}
-	states, err := a.deliveries.Statuses(ctx, pairs)
+	ctx, now := c.Request.Context(), a.now()
+	b, err := a.planReplay(ctx, []eventstore.Event{e}, subs, named, force, now)
 	if err != nil {
 		a.storeError(c, "reading deliveries", err)
 		return
 	}
-	now := a.now()
-	var recs []*kgo.Record
-	var reopen [][2]string
-	for i, s := range targets {
-		if states[i].Status == delivery.StatusDelivered {
-			if !force {
-				resp.Skipped = append(resp.Skipped, skipped{SubscriptionID: s.ID, Reason: "already_delivered"})
-				continue
-			}
-			reopen = append(reopen, [2]string{e.ID, s.ID})
-		}
-		d := record.Delivery{
-			Event: record.Event{
-				ID: e.ID, SourceID: e.SourceID, Type: e.Type, ReceivedAt: e.ReceivedAt, ContentType: e.ContentType,
-				Forwarded: e.Forwarded, Body: e.Body,
-			},
-			SubscriptionID: s.ID, Attempt: states[i].Attempts + 1, NotBefore: now, Origin: record.OriginReplay,
-		}
-		r := d.Record(a.cfg.Names.Deliveries)
-		r.Context = ctx
-		recs = append(recs, r)
-		resp.Queued = append(resp.Queued, s.ID)
+	if err := a.runReplay(ctx, b, now); err != nil {
+		a.replayFailed(c, err)
+		return
 	}
-	if len(reopen) > 0 {
-		// Before the records exist: deliver drops a record of a pair it finds delivered.
-		if failed, err := a.deliveries.Reopen(ctx, reopen, now, now); failed > 0 {
-			a.storeError(c, "reopening delivered deliveries for a resend (nothing was queued)", err)
-			return
-		}
-		a.log.InfoContext(ctx, "resending delivered deliveries", "event_id", e.ID, "subscriptions", len(reopen))
+	resp := replayResponse{EventID: e.ID, Queued: []string{}, Skipped: []skipped{}}
+	for _, q := range b.queued {
+		resp.Queued = append(resp.Queued, q[1])
 	}
-	if len(recs) > 0 {
-		if err := a.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			a.log.ErrorContext(ctx, "replay produce failed", "event_id", e.ID, "error", err)
-			// Some records may be on the topic: a retry queues them again, and
-			// each delivery's attempt number lets only one of the two run.
-			unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
-			return
-		}
-		queued := make([][2]string, len(resp.Queued))
-		for i, id := range resp.Queued {
-			queued[i] = [2]string{e.ID, id}
-		}
-		// The records are on the topic; a failure here only leaves the
-		// deliveries API showing their old status until the attempt settles.
-		if failed, err := a.deliveries.ScheduleAll(ctx, queued, now, now); failed > 0 {
-			a.log.WarnContext(ctx, "recording replay schedule failed", "event_id", e.ID, "failed", failed, "queued", len(queued), "error", err)
-		}
+	for _, s := range b.skipped {
+		resp.Skipped = append(resp.Skipped, s.skipped)
 	}
 	c.JSON(http.StatusAccepted, resp)
+}
+
+type rangeReplayResponse struct {
+	// Events is how many events of the range this call went through.
+	Events int `json:"events"`
+	// Queued counts the deliveries put on relay.deliveries.
+	Queued int `json:"queued"`
+	// Skipped counts the deliveries not queued, by reason.
+	Skipped    map[string]int `json:"skipped"`
+	Complete   bool           `json:"complete"`
+	NextCursor string         `json:"next_cursor,omitempty"`
+}
+
+// rangeReplayPage is how many events a range replay reads and queues at a time.
+const rangeReplayPage = 200
+
+// replayRange is POST /sources/{id}/replay?from=…[&to=…]: what replay does
+// for one event, for every event of the source received in [from, to)
+// (to: now), oldest first, as the events API still holds them
+// (RELAY_EVENT_RETENTION). It catches up a subscription that was disabled
+// or broken, or gives a new one the recent past. One call works for at
+// most RELAY_REDRIVE_BUDGET, then answers next_cursor to continue from.
+func (a *API) replayRange(c *gin.Context) {
+	force, ok := replayForce(c)
+	if !ok {
+		return
+	}
+	now := a.now()
+	from, ok := timeQuery(c, "from", time.Time{})
+	if !ok {
+		return
+	}
+	to, ok := timeQuery(c, "to", now)
+	if !ok {
+		return
+	}
+	switch {
+	case from.IsZero():
+		invalid(c, "from", "is required: when the events to replay start (RFC 3339)")
+		return
+	case !from.Before(to):
+		invalid(c, "from", "is not before to")
+		return
+	}
+	after := ""
+	if cur := c.Query("cursor"); cur != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(cur)
+		if err != nil || !ids.Valid(ids.Event, string(raw)) {
+			invalid(c, "cursor", "is not a cursor this route answered")
+			return
+		}
+		after = string(raw)
+	}
+	src, ok := a.loadSource(c)
+	if !ok {
+		return
+	}
+	subs, named, ok := a.replayTargets(c, src)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	deadline := now.Add(a.cfg.WorkBudget)
+	resp := rangeReplayResponse{Skipped: map[string]int{}}
+	for {
+		events, next, err := a.events.Range(ctx, src.ID, from, to, after, rangeReplayPage)
+		if err != nil {
+			a.storeError(c, "reading events", err)
+			return
+		}
+		b, err := a.planReplay(ctx, events, subs, named, force, now)
+		if err != nil {
+			a.storeError(c, "reading deliveries", err)
+			return
+		}
+		if err := a.runReplay(ctx, b, now); err != nil {
+			// What earlier pages queued stays queued; the cursor is not
+			// answered, and repeating the call is safe (see runReplay).
+			a.replayFailed(c, err)
+			return
+		}
+		resp.Events += len(events)
+		resp.Queued += len(b.recs)
+		for _, s := range b.skipped {
+			resp.Skipped[s.Reason]++
+		}
+		if next == "" {
+			resp.Complete = true
+			break
+		}
+		after = next
+		if a.now().After(deadline) {
+			resp.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(next))
+			break
+		}
+	}
+	a.log.InfoContext(ctx, "range replayed", "source_id", src.ID, "from", from, "to", to, "events", resp.Events,
+		"queued", resp.Queued, "skipped", resp.Skipped, "complete", resp.Complete, "force", force)
+	c.JSON(http.StatusAccepted, resp)
+}
+
+// timeQuery reads an RFC 3339 time from the query, def when absent.
+func timeQuery(c *gin.Context, name string, def time.Time) (time.Time, bool) {
+	v := c.Query(name)
+	if v == "" {
+		return def, true
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		invalid(c, name, fmt.Sprintf("%s is not an RFC 3339 time (example: 2026-12-04T10:00:00Z)", quoteID(v)))
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 type metricsResponse struct {

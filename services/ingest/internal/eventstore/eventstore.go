@@ -198,6 +198,11 @@ func (s *Store) Get(ctx context.Context, id string) (Event, error) {
 	case err != nil:
 		return Event{}, fmt.Errorf("get event %s: %w", id, err)
 	}
+	return fromValue(id, raw)
+}
+
+// fromValue decodes a whole stored value, payload included.
+func fromValue(id string, raw []byte) (Event, error) {
 	e, complete, err := decode(id, raw)
 	if err == nil && !complete {
 		err = fmt.Errorf("event %s: no metadata line", id)
@@ -229,6 +234,59 @@ func (s *Store) getLegacy(ctx context.Context, id string, payload bool) (Event, 
 		}
 	}
 	return e, nil
+}
+
+// Range returns, oldest first and with their payloads, at most limit of the
+// events of src received from from up to (not including) to, after the
+// event id after ("" to start at from). next is the id to pass as after to
+// continue, "" once the range is done. Events past retention are gone.
+func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after string, limit int) ([]Event, string, error) {
+	min := "[" + ids.LowerBound(ids.Event, from)
+	if after != "" {
+		min = "(" + after
+	}
+	evts, err := s.rdb.ZRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{
+		Min: min, Max: "(" + ids.LowerBound(ids.Event, to), Count: int64(limit) + 1,
+	}).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+	}
+	next := ""
+	if len(evts) > limit {
+		evts = evts[:limit]
+		next = evts[limit-1]
+	}
+	vals := make([]*redis.StringCmd, len(evts))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range evts {
+			vals[i] = p.Get(ctx, eventKey(id))
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+	}
+	out := make([]Event, 0, len(evts))
+	for i, c := range vals {
+		id := evts[i]
+		raw, err := c.Bytes()
+		var e Event
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue // expired between index and value
+		case isWrongType(err):
+			e, err = s.getLegacy(ctx, id, true)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+		case err == nil:
+			e, err = fromValue(id, raw)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+		}
+		out = append(out, e)
+	}
+	return out, next, nil
 }
 
 // List returns a source's events newest first, limit at a time, without

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -172,6 +173,55 @@ func TestStorageFormats(t *testing.T) {
 			if e.Body != nil {
 				t.Fatalf("List returned the payload of %s", e.ID)
 			}
+		}
+	})
+}
+
+// Range walks a source's events of a time window oldest first, with their
+// payloads, a page at a time.
+func TestRange(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		src := ids.New(ids.Source)
+		base := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		var made []string
+		for i := 0; i < 6; i++ {
+			at := base.Add(time.Duration(i) * time.Second)
+			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+			if err := s.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, e.ID)
+		}
+		// One whose value expired before its index entry was trimmed.
+		if err := rdb.Del(ctx, eventKey(made[3])).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		after := ""
+		for pages := 0; ; pages++ {
+			page, next, err := s.Range(ctx, src, base.Add(time.Second), base.Add(5*time.Second), after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page {
+				if want := fmt.Sprintf(`{"n":%d}`, slices.Index(made, e.ID)); string(e.Body) != want || e.Type != "t" {
+					t.Fatalf("event %s: body %s type %q, want %s", e.ID, e.Body, e.Type, want)
+				}
+				got = append(got, e.ID)
+			}
+			if next == "" {
+				break
+			}
+			if pages > 5 {
+				t.Fatal("the range does not end")
+			}
+			after = next
+		}
+		// [1s, 5s): events 1, 2 and 4 (3 expired), oldest first.
+		if want := []string{made[1], made[2], made[4]}; !slices.Equal(got, want) {
+			t.Fatalf("range = %v, want %v", got, want)
 		}
 	})
 }

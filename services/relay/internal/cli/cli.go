@@ -39,7 +39,7 @@ func commands() map[string]command {
 		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
 		"events":         {"relay events ls|get --source ID: list received events", runEvents},
 		"deliveries":     {"relay deliveries [--source ID] EVENT_ID: show an event's deliveries", runDeliveries},
-		"replay":         {"relay replay [--source ID] [--subscription ID] [--force] EVENT_ID: deliver an event again to subscriptions not yet delivered (or to one; --force: delivered ones too)", runReplay},
+		"replay":         {"relay replay [--source ID] [--subscription ID] [--force] EVENT_ID | --source ID --since D|--from T [--to T]: deliver an event (or every event of a time range) again to subscriptions not yet delivered (or to one; --force: delivered ones too)", runReplay},
 		"dlq":            {"relay dlq ls|redrive [--subscription ID]: list or redrive parked deliveries", runDLQ},
 		"metrics":        {"relay metrics --source ID [--from DAY] [--to DAY]: events received per day and type", runMetrics},
 		"secrets":        {"relay secrets rewrap: re-encrypt stored secrets under RELAY_SECRET_KEY (a key rotation's step 3)", runSecrets},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,50 @@ func TestSubsHeaders(t *testing.T) {
 	} {
 		if err := commands()["subs"].run(context.Background(), a, args); err == nil {
 			t.Errorf("relay subs %v: no error", args)
+		}
+	}
+}
+
+// relay replay --since replays a time range, following next_cursor, and
+// sums what the calls did.
+func TestReplayRangeFollowsTheCursor(t *testing.T) {
+	var asked []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/sources/src_1/replay" {
+			http.NotFound(w, r)
+			return
+		}
+		asked = append(asked, r.URL.Query())
+		if r.URL.Query().Get("cursor") == "" {
+			_, _ = w.Write([]byte(`{"events":200,"queued":150,"skipped":{"already_delivered":50},"complete":false,"next_cursor":"c1"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"events":10,"queued":10,"skipped":{},"complete":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	start := time.Now()
+	if err := commands()["replay"].run(context.Background(), a, []string{"--source", "src_1", "--since", "2h", "--subscription", "sub_1", "--force"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || asked[1].Get("cursor") != "c1" || asked[0].Get("subscription_id") != "sub_1" || asked[0].Get("force") != "true" {
+		t.Fatalf("asked %v", asked)
+	}
+	from, err := time.Parse(time.RFC3339Nano, asked[0].Get("from"))
+	if err != nil || from.Before(start.Add(-2*time.Hour-time.Second)) || from.After(start.Add(-2*time.Hour+time.Second)) {
+		t.Fatalf("from = %s (%v), want two hours ago", asked[0].Get("from"), err)
+	}
+	if !strings.Contains(out.String(), "Went through 210 event(s): queued 160 deliveries.") || !strings.Contains(out.String(), "Skipped 50: already_delivered") {
+		t.Fatalf("printed:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"--source", "src_1", "--since", "2h", "--from", "2026-12-04T10:00:00Z"},
+		{"--source", "src_1", "--since", "2h", "evt_1"},
+	} {
+		if err := commands()["replay"].run(context.Background(), a, args); err == nil {
+			t.Errorf("relay replay %v: no error", args)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -426,6 +427,11 @@ func runDeliveries(ctx context.Context, a *app, args []string) error {
 }
 
 func runReplay(ctx context.Context, a *app, args []string) error {
+	for _, arg := range args {
+		if name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "="); strings.HasPrefix(arg, "-") && (name == "since" || name == "from") {
+			return runReplayRange(ctx, a, args)
+		}
+	}
 	var f apiFlags
 	var sub *string
 	var force *bool
@@ -464,6 +470,94 @@ func runReplay(ctx context.Context, a *app, args []string) error {
 	fmt.Fprintf(a.out, "Queued for %d subscription(s): %s\n", len(out.Queued), strings.Join(out.Queued, ", "))
 	for _, s := range out.Skipped {
 		fmt.Fprintf(a.out, "Skipped %s: %s\n", s.SubscriptionID, s.Reason)
+	}
+	return nil
+}
+
+// runReplayRange is relay replay --source SRC --since D | --from T [--to T]:
+// every event of the source received in the range, oldest first, through
+// POST /sources/{id}/replay, following next_cursor to the end.
+func runReplayRange(ctx context.Context, a *app, args []string) error {
+	var f apiFlags
+	fs := a.apiFlagSet("replay", &f)
+	src := fs.String("source", "", "source id (required)")
+	since := fs.Duration("since", 0, "replay the events received this long ago until now, e.g. 24h")
+	from := fs.String("from", "", "replay the events received from this time (RFC 3339)")
+	to := fs.String("to", "", "... until this time (RFC 3339; default now)")
+	sub := fs.String("subscription", "", "replay to this subscription only")
+	force := fs.Bool("force", false, "also resend where an event was delivered")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return errors.New("usage: relay replay --source SOURCE_ID --since D | --from T [--to T] (no EVENT_ID: the range is the events)")
+	case (*since == 0) == (*from == ""):
+		return errors.New("give one of --since and --from")
+	case *since < 0:
+		return errors.New("--since must be positive")
+	}
+	if err := need("source", *src); err != nil {
+		return err
+	}
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *since > 0 {
+		q.Set("from", time.Now().Add(-*since).UTC().Format(time.RFC3339Nano))
+	} else {
+		q.Set("from", *from)
+	}
+	if *to != "" {
+		q.Set("to", *to)
+	}
+	if *sub != "" {
+		q.Set("subscription_id", *sub)
+	}
+	if *force {
+		q.Set("force", "true")
+	}
+	events, queued, skipped := 0, 0, map[string]int{}
+	for {
+		var out struct {
+			Events     int            `json:"events"`
+			Queued     int            `json:"queued"`
+			Skipped    map[string]int `json:"skipped"`
+			Complete   bool           `json:"complete"`
+			NextCursor string         `json:"next_cursor"`
+		}
+		raw, err := c.Do(ctx, "POST", "/sources/"+url.PathEscape(*src)+"/replay?"+q.Encode(), nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.raw() {
+			if err := a.printRaw(&f, raw); err != nil {
+				return err
+			}
+		}
+		events, queued = events+out.Events, queued+out.Queued
+		for k, v := range out.Skipped {
+			skipped[k] += v
+		}
+		if out.Complete || out.NextCursor == "" {
+			break
+		}
+		q.Set("cursor", out.NextCursor)
+	}
+	if f.raw() {
+		return nil
+	}
+	fmt.Fprintf(a.out, "Went through %d event(s): queued %d deliveries.\n", events, queued)
+	reasons := make([]string, 0, len(skipped))
+	for k := range skipped {
+		reasons = append(reasons, k)
+	}
+	sort.Strings(reasons)
+	for _, k := range reasons {
+		fmt.Fprintf(a.out, "Skipped %d: %s\n", skipped[k], k)
 	}
 	return nil
 }
