@@ -332,14 +332,25 @@ func (a *API) runReplay(ctx context.Context, b replayBatch, now time.Time) error
 	return nil
 }
 
-// replayFailed answers for a runReplay error.
-func (a *API) replayFailed(c *gin.Context, err error) {
-	if errors.Is(err, errReplayProduce) {
-		a.log.ErrorContext(c.Request.Context(), "replay produce failed", "error", err)
-		unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
-		return
+// replayEvents plans and runs the replay of events to subs, answering a
+// failure itself (ok false).
+func (a *API) replayEvents(c *gin.Context, events []eventstore.Event, subs []catalog.Subscription, named, force bool, now time.Time) (replayBatch, bool) {
+	ctx := c.Request.Context()
+	b, err := a.planReplay(ctx, events, subs, named, force, now)
+	if err != nil {
+		a.storeError(c, "reading deliveries", err)
+		return b, false
 	}
-	a.storeError(c, "queueing the replay (nothing was queued)", err)
+	switch err := a.runReplay(ctx, b, now); {
+	case errors.Is(err, errReplayProduce):
+		a.log.ErrorContext(ctx, "replay produce failed", "error", err)
+		unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
+		return b, false
+	case err != nil:
+		a.storeError(c, "queueing the replay (nothing was queued)", err)
+		return b, false
+	}
+	return b, true
 }
 
 // replay is POST /sources/{id}/events/{event_id}/replay: one record on
@@ -360,14 +371,8 @@ func (a *API) replay(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx, now := c.Request.Context(), a.now()
-	b, err := a.planReplay(ctx, []eventstore.Event{e}, subs, named, force, now)
-	if err != nil {
-		a.storeError(c, "reading deliveries", err)
-		return
-	}
-	if err := a.runReplay(ctx, b, now); err != nil {
-		a.replayFailed(c, err)
+	b, ok := a.replayEvents(c, []eventstore.Event{e}, subs, named, force, a.now())
+	if !ok {
 		return
 	}
 	resp := replayResponse{EventID: e.ID, Queued: []string{}, Skipped: []skipped{}}
@@ -448,15 +453,10 @@ func (a *API) replayRange(c *gin.Context) {
 			a.storeError(c, "reading events", err)
 			return
 		}
-		b, err := a.planReplay(ctx, events, subs, named, force, now)
-		if err != nil {
-			a.storeError(c, "reading deliveries", err)
-			return
-		}
-		if err := a.runReplay(ctx, b, now); err != nil {
-			// What earlier pages queued stays queued; the cursor is not
-			// answered, and repeating the call is safe (see runReplay).
-			a.replayFailed(c, err)
+		// On a failure what earlier pages queued stays queued; no cursor is
+		// answered, and repeating the call is safe (see runReplay).
+		b, ok := a.replayEvents(c, events, subs, named, force, now)
+		if !ok {
 			return
 		}
 		resp.Events += len(events)
