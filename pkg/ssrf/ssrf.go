@@ -122,6 +122,34 @@ func CheckURL(raw string, allowPrivate bool) error {
 	return nil
 }
 
+// CheckHost resolves host (a name or a literal address) with r and refuses
+// it unless every address it resolves to is allowed. It is the guard for a
+// delivery that goes through an egress proxy, which connects on Relay's
+// behalf: Relay cannot see the address the proxy picks, so none may be
+// forbidden. (The proxy resolves again; one that enforces its own policy,
+// such as smokescreen, also closes the window a changing DNS answer leaves.)
+func CheckHost(ctx context.Context, r *net.Resolver, host string) error {
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		if !Allowed(ip) {
+			return fmt.Errorf("%w: %s", ErrForbidden, ip.Unmap())
+		}
+		return nil
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return err
+	}
+	if len(addrs) == 0 {
+		return fmt.Errorf("%w: %s resolves to no address", ErrForbidden, host)
+	}
+	for _, ip := range addrs {
+		if !Allowed(ip) {
+			return fmt.Errorf("%w: %s resolves to %s", ErrForbidden, host, ip.Unmap())
+		}
+	}
+	return nil
+}
+
 // DialContext resolves host with r and dials the first allowed address,
 // refusing when every address is forbidden. Unlike Control it reports the
 // refusal before any connection attempt, with the host name in the error.

@@ -126,3 +126,18 @@ func TestDialRefusesPrivateAfterResolution(t *testing.T) {
 	}
 	c.Close()
 }
+
+// CheckHost, the guard of deliveries through a proxy, refuses a host when
+// any address it is or resolves to is forbidden.
+func TestCheckHost(t *testing.T) {
+	ctx := context.Background()
+	for host, ok := range map[string]bool{
+		"93.184.216.34": true, "2606:2800:220:1:248:1893:25c8:1946": true,
+		"10.0.0.1": false, "127.0.0.1": false, "[::1]": false, "::ffff:169.254.169.254": false, "localhost": false,
+	} {
+		err := CheckHost(ctx, net.DefaultResolver, host)
+		if ok != (err == nil) || (!ok && !errors.Is(err, ErrForbidden)) {
+			t.Errorf("CheckHost(%s) = %v, want allowed %v", host, err, ok)
+		}
+	}
+}

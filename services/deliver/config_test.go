@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -22,5 +23,21 @@ func TestLoadConfigReadsThePreviousSecretKey(t *testing.T) {
 	}
 	if _, err := LoadConfig(envconfig.FromMap(map[string]string{"RELAY_SECRET_KEY": current, "RELAY_SECRET_KEY_PREVIOUS": "nope"})); err == nil {
 		t.Fatal("a bad RELAY_SECRET_KEY_PREVIOUS was accepted")
+	}
+}
+
+// RELAY_DELIVERY_PROXY is read as a URL, and a bad one is refused without
+// showing it (it may carry the proxy's credentials).
+func TestLoadConfigReadsTheDeliveryProxy(t *testing.T) {
+	key := secretbox.GenerateKey()
+	c, err := LoadConfig(envconfig.FromMap(map[string]string{"RELAY_SECRET_KEY": key, "RELAY_DELIVERY_PROXY": "http://relay:s3cret@egress.internal:4750"}))
+	if err != nil || c.DeliveryProxy == nil || c.DeliveryProxy.Host != "egress.internal:4750" {
+		t.Fatalf("proxy %v (%v)", c.DeliveryProxy, err)
+	}
+	for _, bad := range []string{"ftp://user:s3cret@proxy", "s3cret", "http://:s3cret@/"} {
+		_, err := LoadConfig(envconfig.FromMap(map[string]string{"RELAY_SECRET_KEY": key, "RELAY_DELIVERY_PROXY": bad}))
+		if err == nil || !strings.Contains(err.Error(), "RELAY_DELIVERY_PROXY") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("RELAY_DELIVERY_PROXY=%q: %v", bad, err)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,10 +46,12 @@ type Config struct {
 	EventRetention           time.Duration
 	SubscriptionCacheTTL     time.Duration
 	AllowPrivateDestinations bool
-	AlertWebhookURL          string
-	AlertWebhookSecret       string
-	Kafka                    kafka.Config
-	Redis                    redisconn.Config
+	// DeliveryProxy is the egress proxy of deliveries and alerts; nil: none.
+	DeliveryProxy      *url.URL
+	AlertWebhookURL    string
+	AlertWebhookSecret string
+	Kafka              kafka.Config
+	Redis              redisconn.Config
 }
 
 // LoadConfig reads deliver's configuration from r and validates it.
@@ -86,10 +89,30 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		Redis:              redisconn.LoadConfig(r),
 	}
 	c.SecretKey, c.PreviousSecretKey = secretbox.LoadKeys(r)
+	// RELAY_DELIVERY_PROXY: an egress proxy (http://, https:// or socks5://,
+	// credentials in the URL if it wants them) for every delivery and alert.
+	proxy, proxyErr := parseProxy(r.String("RELAY_DELIVERY_PROXY", ""))
+	c.DeliveryProxy = proxy
 	if err := r.Err(); err != nil {
 		return c, err
 	}
+	if proxyErr != nil {
+		return c, proxyErr
+	}
 	return c, c.Validate()
+}
+
+// parseProxy reads RELAY_DELIVERY_PROXY. Its error never quotes the value,
+// which may carry the proxy's credentials.
+func parseProxy(v string) (*url.URL, error) {
+	if v == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Hostname() == "" {
+		return nil, errors.New("RELAY_DELIVERY_PROXY: want an http://, https:// or socks5:// URL with a host (the value is not shown: it may hold credentials)")
+	}
+	return u, nil
 }
 
 // Validate reports every problem, naming its variable.
@@ -181,7 +204,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	s.health = engine.NewHealth(s.rdb, log, reg)
 	var alerter engine.Alerter
 	if cfg.AlertWebhookURL != "" {
-		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, log, reg)
+		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, cfg.DeliveryProxy, log, reg)
 		alerter = s.alerts
 	}
 	// Begin and finish scripts of concurrent deliveries share pipelines
@@ -193,7 +216,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Subs:       subs,
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
-			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription,
+			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription, Proxy: cfg.DeliveryProxy,
 		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,

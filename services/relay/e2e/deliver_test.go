@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -578,6 +579,39 @@ func TestForwardedHeadersKeepAnAppUnchanged(t *testing.T) {
 	}
 	if n := len(app.requests()); n != 2 {
 		t.Fatalf("the app got %d requests, want 2 (each accepted on its first attempt)", n)
+	}
+}
+
+// TestDeliveriesThroughAnEgressProxy: with RELAY_DELIVERY_PROXY every
+// delivery goes through the proxy, which forwards it to the endpoint.
+func TestDeliveriesThroughAnEgressProxy(t *testing.T) {
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Host == "" {
+			http.Error(w, "not a proxy request", http.StatusBadRequest)
+			return
+		}
+		proxied.Add(1)
+		out, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), r.Body)
+		out.Header = r.Header.Clone()
+		out.Header.Del("Proxy-Authorization")
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+	}))
+	t.Cleanup(proxy.Close)
+	e := startStack(t, map[string]string{"RELAY_DELIVERY_PROXY": proxy.URL})
+	rc := newReceiver(t, ok200)
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	_, rep := e.send(src, "relay", []byte(`{"type":"order.paid"}`), nil)
+	e.waitStatus(src.ID, rep.EventID, sub.ID, "delivered", 20*time.Second)
+	if n := proxied.Load(); n != 1 || len(rc.requests()) != 1 || rc.requests()[0].Header.Get("Webhook-Id") != rep.EventID {
+		t.Fatalf("the proxy forwarded %d requests, the endpoint got %d", n, len(rc.requests()))
 	}
 }
 

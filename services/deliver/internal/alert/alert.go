@@ -56,12 +56,18 @@ type Notifier struct {
 	sent   *prometheus.CounterVec
 }
 
-// New returns a Notifier posting to url, signed with secret (a whsec_
-// Standard Webhooks secret) when one is given.
-func New(url, secret string, log *slog.Logger, reg prometheus.Registerer) *Notifier {
+// New returns a Notifier posting to target, signed with secret (a whsec_
+// Standard Webhooks secret) when one is given, through proxy when it is not
+// nil (else through the proxy the environment names, HTTPS_PROXY and such:
+// the alert endpoint is the operator's own, not a subscriber's).
+func New(target, secret string, proxy *url.URL, log *slog.Logger, reg prometheus.Registerer) *Notifier {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if proxy != nil {
+		transport.Proxy = http.ProxyURL(proxy)
+	}
 	n := &Notifier{
-		url: url, secret: secret, log: log,
-		client: &http.Client{Timeout: 10 * time.Second},
+		url: target, secret: secret, log: log,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 		queue:  make(chan Dead, 1000),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_alerts_total", Help: "relay.delivery.dead alerts by result: sent, failed, dropped (queue full).",

@@ -57,7 +57,7 @@ func (s *alertSink) seen() (ids []string, conns int) {
 }
 
 func startNotifier(t *testing.T, url string) *Notifier {
-	n := New(url, signature.StandardWebhooks{}.NewSecret(), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	n := New(url, signature.StandardWebhooks{}.NewSecret(), nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = n.Run(ctx); close(done) }()

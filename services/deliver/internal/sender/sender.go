@@ -48,12 +48,20 @@ type Config struct {
 	AllowPrivate bool
 	// MaxIdlePerHost bounds the kept-alive connections per endpoint host.
 	MaxIdlePerHost int
+	// Proxy, when set, is the egress proxy every delivery goes through
+	// (http, https or socks5). Relay then connects only to it, and refuses
+	// an endpoint before the request when any address its host resolves to
+	// is forbidden (unless AllowPrivate).
+	Proxy *url.URL
 }
 
 // Sender sends deliveries.
 type Sender struct {
 	client    *http.Client
 	userAgent string
+	// guardHost is set when deliveries go through a proxy: the SSRF check
+	// made before each request, since the dialer sees only the proxy.
+	guardHost func(ctx context.Context, host string) error
 }
 
 // New returns a Sender. tp traces each POST as a client span whose context
@@ -61,12 +69,23 @@ type Sender struct {
 func New(c Config, tp trace.TracerProvider) *Sender {
 	dialer := ssrf.Dialer(c.ConnectTimeout, c.AllowPrivate)
 	resolver := net.DefaultResolver
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return ssrf.DialContext(ctx, dialer, resolver, network, addr)
+	}
+	var proxy func(*http.Request) (*url.URL, error) // never one from the environment: it would bypass the guard
+	var guardHost func(context.Context, string) error
+	if c.Proxy != nil {
+		// Every connection is to the proxy, often on a private address of
+		// its own: dialled as it is, the endpoint checked before the request.
+		proxy = http.ProxyURL(c.Proxy)
+		dial = (&net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+		if !c.AllowPrivate {
+			guardHost = func(ctx context.Context, host string) error { return ssrf.CheckHost(ctx, resolver, host) }
+		}
+	}
 	transport := &http.Transport{
-		// Never a proxy from the environment: it would bypass the SSRF guard.
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return ssrf.DialContext(ctx, dialer, resolver, network, addr)
-		},
+		Proxy:                 proxy,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   c.MaxIdlePerHost,
@@ -94,6 +113,7 @@ func New(c Config, tp trace.TracerProvider) *Sender {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		userAgent: "Relay/" + telemetry.Version,
+		guardHost: guardHost,
 	}
 }
 
@@ -133,6 +153,11 @@ func (s *Sender) Send(ctx context.Context, r Request) Response {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		return Response{Err: fmt.Errorf("build request: %w", errors.Unwrap(err)), Latency: time.Since(start)}
+	}
+	if s.guardHost != nil {
+		if err := s.guardHost(ctx, req.URL.Hostname()); err != nil {
+			return Response{Err: err, Latency: time.Since(start)}
+		}
 	}
 	sig, err := signature.StandardSign(r.EventID, r.Now, r.Body, r.Secrets...)
 	if err != nil {

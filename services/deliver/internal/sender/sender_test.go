@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,5 +102,48 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	resp := s.Send(context.Background(), Request{URL: srv.URL, Body: []byte("{}"), EventID: "e", Secrets: []string{signature.StandardWebhooks{}.NewSecret()}, Now: time.Now()})
 	if resp.Status != http.StatusTemporaryRedirect || hit {
 		t.Fatalf("redirect followed: status %d, target hit %v", resp.Status, hit)
+	}
+}
+
+// With RELAY_DELIVERY_PROXY every delivery goes through the proxy, which
+// Relay reaches though it is on a private address, with its credentials;
+// an endpoint that is, or resolves to, a forbidden address is refused
+// before anything is sent.
+func TestSendThroughAProxy(t *testing.T) {
+	var seen []*http.Request
+	var mu sync.Mutex
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Clone(context.Background()))
+		mu.Unlock()
+		w.WriteHeader(204) // the proxy answers for the endpoint
+	}))
+	defer proxy.Close()
+	pu, _ := url.Parse(proxy.URL)
+	pu.User = url.UserPassword("relay", "proxy-password")
+	s := New(Config{Timeout: 5 * time.Second, ConnectTimeout: time.Second, MaxIdlePerHost: 4, Proxy: pu}, nil)
+	send := func(target string) Response {
+		return s.Send(context.Background(), Request{URL: target, Body: []byte(`{}`), EventID: "evt_1", EventType: "t", Attempt: 1,
+			Secrets: []string{signature.StandardWebhooks{}.NewSecret()}, Now: time.Now()})
+	}
+
+	if resp := send("http://93.184.216.34/hook?x=1"); resp.Err != nil || resp.Status != 204 {
+		t.Fatalf("a public endpoint through the proxy: %+v", resp)
+	}
+	mu.Lock()
+	if len(seen) != 1 || seen[0].URL.String() != "http://93.184.216.34/hook?x=1" || seen[0].Header.Get("Webhook-Id") != "evt_1" ||
+		!strings.HasPrefix(seen[0].Header.Get("Proxy-Authorization"), "Basic ") {
+		t.Fatalf("the proxy saw %d requests: %v", len(seen), seen)
+	}
+	mu.Unlock()
+	for _, target := range []string{"http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::ffff:10.0.0.1]/x"} {
+		if resp := send(target); !errors.Is(resp.Err, ssrf.ErrForbidden) {
+			t.Errorf("%s through the proxy: %+v, want ErrForbidden", target, resp)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 {
+		t.Fatalf("forbidden endpoints reached the proxy: %d requests", len(seen))
 	}
 }
