@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -211,6 +212,11 @@ func TestEverySchemeAcceptsSignedRejectsTamperedAndStale(t *testing.T) {
 			code, _, raw = h.do("POST", "/in/"+src.ID, tampered, signed(t, scheme, src.Secret, body, time.Now()))
 			if r := decode(t, raw); code != 401 || r.Error.Code != "invalid_signature" {
 				t.Fatalf("tampered body: %d %s", code, raw)
+			}
+			// The refusal's log line names the source, for the operator
+			// whose sender's secret went stale.
+			if !regexp.MustCompile(`"request failed".*"code":"invalid_signature".*"source_id":"` + src.ID + `"`).MatchString(h.logs.String()) {
+				t.Fatalf("no log line of the refusal names source %s:\n%s", src.ID, h.logs.String())
 			}
 			switch scheme {
 			case "standard-webhooks", "stripe", "slack":

@@ -294,10 +294,15 @@ func (a *API) observe() gin.HandlerFunc {
 			if status >= 500 {
 				lvl = slog.LevelError
 			}
-			a.log.Log(c.Request.Context(), lvl, "request failed",
-				"method", c.Request.Method, "route", route, "status", status,
+			attrs := []any{"method", c.Request.Method, "route", route, "status", status,
 				"code", c.GetString("error_code"), "message", c.GetString("error_message"),
-				"remote", c.ClientIP(), "duration_ms", time.Since(start).Milliseconds())
+				"remote", c.ClientIP(), "duration_ms", time.Since(start).Milliseconds()}
+			if id := c.Param("source_id"); id != "" {
+				// Which source fails (a sender with a stale secret) is what
+				// an operator looks for; an id from the URL, so bounded.
+				attrs = append(attrs, "source_id", strings.ToValidUTF8(id[:min(len(id), 64)], "?"))
+			}
+			a.log.Log(c.Request.Context(), lvl, "request failed", attrs...)
 		}
 	}
 }

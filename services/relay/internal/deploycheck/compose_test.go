@@ -168,7 +168,7 @@ func TestAlertRulesQueryRealMetrics(t *testing.T) {
 			alerts[r.Alert] = true
 		}
 	}
-	for _, a := range []string{"RelayDLQGrowing", "RelayConsumerLagHigh", "RelayDeliverySuccessLow"} {
+	for _, a := range []string{"RelayDLQGrowing", "RelayConsumerLagHigh", "RelayDeliverySuccessLow", "RelayIngestRefusingWebhooks", "RelayVerificationFailing", "RelayEventStoreFailing"} {
 		if !alerts[a] {
 			t.Errorf("alert %s is missing", a)
 		}
