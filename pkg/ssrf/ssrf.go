@@ -122,6 +122,12 @@ func CheckURL(raw string, allowPrivate bool) error {
 	return nil
 }
 
+// IsHTTPS reports whether raw is an https URL (its scheme, in any case).
+func IsHTTPS(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.EqualFold(u.Scheme, "https")
+}
+
 // CheckHost resolves host (a name or a literal address) with r and refuses
 // it unless every address it resolves to is allowed. It is the guard for a
 // delivery that goes through an egress proxy, which connects on Relay's

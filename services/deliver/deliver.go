@@ -46,6 +46,7 @@ type Config struct {
 	EventRetention           time.Duration
 	SubscriptionCacheTTL     time.Duration
 	AllowPrivateDestinations bool
+	RequireHTTPS             bool
 	// DeliveryProxy is the egress proxy of deliveries and alerts; nil: none.
 	DeliveryProxy      *url.URL
 	AlertWebhookURL    string
@@ -81,6 +82,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		SubscriptionCacheTTL: r.Duration("RELAY_SUBSCRIPTION_CACHE_TTL", 2*time.Second),
 		// RELAY_ALLOW_PRIVATE_DESTINATIONS: lift the SSRF guard (development and tests only).
 		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
+		// RELAY_REQUIRE_HTTPS: deliver only to https:// endpoints.
+		RequireHTTPS: r.Bool("RELAY_REQUIRE_HTTPS", false),
 		// RELAY_ALERT_WEBHOOK_URL: where relay.delivery.dead alerts are POSTed; empty disables them.
 		AlertWebhookURL: r.String("RELAY_ALERT_WEBHOOK_URL", ""),
 		// RELAY_ALERT_WEBHOOK_SECRET: whsec_ secret signing the alerts (Standard Webhooks).
@@ -217,6 +220,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription, Proxy: cfg.DeliveryProxy,
+			RequireHTTPS: cfg.RequireHTTPS,
 		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,

@@ -47,6 +47,7 @@ type Config struct {
 	RotationGrace            time.Duration
 	RedriveBudget            time.Duration
 	AllowPrivateDestinations bool
+	RequireHTTPS             bool
 	HTTP                     lifecycle.HTTPTimeouts
 	Kafka                    kafka.Config
 	Redis                    redisconn.Config
@@ -82,6 +83,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		RedriveBudget: r.Duration("RELAY_REDRIVE_BUDGET", 20*time.Second),
 		// RELAY_ALLOW_PRIVATE_DESTINATIONS: allow subscription URLs on private addresses (development only).
 		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
+		// RELAY_REQUIRE_HTTPS: refuse subscription URLs that are not https.
+		RequireHTTPS: r.Bool("RELAY_REQUIRE_HTTPS", false),
 		// RELAY_HTTP_*: the server's timeouts, and RELAY_HTTP_DRAIN_DELAY, how
 		// long it keeps serving, unready, after SIGTERM.
 		HTTP: lifecycle.HTTPTimeouts{
@@ -208,7 +211,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
-		AllowPrivateDestinations: cfg.AllowPrivateDestinations, PublicURL: cfg.PublicURL, Names: names,
+		AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{
 		Catalog:    catalog.New(rdb, box),
 		Events:     eventstore.New(rdb, cfg.EventRetention),

@@ -828,6 +828,27 @@ func manyNames(n int) string {
 	return string(b)
 }
 
+// TestRequireHTTPS: with RELAY_REQUIRE_HTTPS a subscription's url must be
+// https, at creation and on a PATCH.
+func TestRequireHTTPS(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_REQUIRE_HTTPS": "true"})
+	src := h.source("relay")
+	subs := "/sources/" + src.ID + "/subscriptions"
+	code, _, raw := h.do("POST", subs, map[string]any{"url": "http://example.com/hooks"}, admin())
+	if r := decode(t, raw); code != 400 || !strings.Contains(r.Error.Message, "RELAY_REQUIRE_HTTPS") {
+		t.Fatalf("http url: %d %s", code, raw)
+	}
+	code, _, raw = h.do("POST", subs, map[string]any{"url": "HTTPS://example.com/hooks"}, admin())
+	var sub created
+	if code != 201 || json.Unmarshal(raw, &sub) != nil {
+		t.Fatalf("https url: %d %s", code, raw)
+	}
+	code, _, raw = h.do("PATCH", subs+"/"+sub.ID, map[string]any{"url": "http://example.com/other"}, admin())
+	if r := decode(t, raw); code != 400 || !strings.HasPrefix(r.Error.Message, "url:") {
+		t.Fatalf("PATCH to an http url: %d %s", code, raw)
+	}
+}
+
 // TestSlackEndpointVerification: Slack accepts an Events API Request URL
 // only once a signed url_verification request has been answered with its
 // challenge; that request is not an event. Slack's events then take the

@@ -53,12 +53,16 @@ type Config struct {
 	// an endpoint before the request when any address its host resolves to
 	// is forbidden (unless AllowPrivate).
 	Proxy *url.URL
+	// RequireHTTPS refuses to deliver to an http:// endpoint
+	// (RELAY_REQUIRE_HTTPS): a subscription made before it was set.
+	RequireHTTPS bool
 }
 
 // Sender sends deliveries.
 type Sender struct {
-	client    *http.Client
-	userAgent string
+	client       *http.Client
+	userAgent    string
+	requireHTTPS bool
 	// guardHost is set when deliveries go through a proxy: the SSRF check
 	// made before each request, since the dialer sees only the proxy.
 	guardHost func(ctx context.Context, host string) error
@@ -112,8 +116,9 @@ func New(c Config, tp trace.TracerProvider) *Sender {
 			// redirect's would not be, and receivers must answer 2xx themselves.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		userAgent: "Relay/" + telemetry.Version,
-		guardHost: guardHost,
+		userAgent:    "Relay/" + telemetry.Version,
+		guardHost:    guardHost,
+		requireHTTPS: c.RequireHTTPS,
 	}
 }
 
@@ -153,6 +158,11 @@ func (s *Sender) Send(ctx context.Context, r Request) Response {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
 		return Response{Err: fmt.Errorf("build request: %w", errors.Unwrap(err)), Latency: time.Since(start)}
+	}
+	if s.requireHTTPS && req.URL.Scheme != "https" {
+		// Retried like a network error: the attempt that follows a PATCH of
+		// the url to https:// is delivered.
+		return Response{Err: errors.New("refused: the endpoint is not https:// and RELAY_REQUIRE_HTTPS=true; PATCH the subscription's url to https://"), Latency: time.Since(start)}
 	}
 	if s.guardHost != nil {
 		if err := s.guardHost(ctx, req.URL.Hostname()); err != nil {

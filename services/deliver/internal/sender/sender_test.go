@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,5 +146,19 @@ func TestSendThroughAProxy(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 1 {
 		t.Fatalf("forbidden endpoints reached the proxy: %d requests", len(seen))
+	}
+}
+
+// With RELAY_REQUIRE_HTTPS an http:// endpoint (a subscription made before
+// it was set) is refused without a connection.
+func TestRequireHTTPSRefusesPlainHTTP(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	s := New(Config{Timeout: 5 * time.Second, ConnectTimeout: time.Second, AllowPrivate: true, MaxIdlePerHost: 4, RequireHTTPS: true}, nil)
+	resp := s.Send(context.Background(), Request{URL: srv.URL + "/hook", Body: []byte(`{}`), EventID: "evt_1", Attempt: 1,
+		Secrets: []string{signature.StandardWebhooks{}.NewSecret()}, Now: time.Now()})
+	if resp.Err == nil || !strings.Contains(resp.Err.Error(), "RELAY_REQUIRE_HTTPS") || hits.Load() != 0 {
+		t.Fatalf("http:// with RELAY_REQUIRE_HTTPS: %+v, %d requests reached the endpoint", resp, hits.Load())
 	}
 }

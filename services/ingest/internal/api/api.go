@@ -71,6 +71,8 @@ type Config struct {
 	// RELAY_REDRIVE_BUDGET bounds a redrive, within the write timeout.
 	WorkBudget               time.Duration
 	AllowPrivateDestinations bool
+	// RequireHTTPS refuses subscription URLs that are not https.
+	RequireHTTPS bool
 	// PublicURL, when set, makes responses carry absolute ingest URLs.
 	PublicURL string
 	Names     record.Topics

@@ -108,6 +108,20 @@ func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
 	return p, true
 }
 
+// checkURL answers 400 unless raw is a URL Relay may deliver to: see
+// ssrf.CheckURL, and with RELAY_REQUIRE_HTTPS an https one.
+func (a *API) checkURL(c *gin.Context, raw string) bool {
+	if err := ssrf.CheckURL(raw, a.cfg.AllowPrivateDestinations); err != nil {
+		invalid(c, "url", err.Error())
+		return false
+	}
+	if a.cfg.RequireHTTPS && !ssrf.IsHTTPS(raw) {
+		invalid(c, "url", "must be https:// (RELAY_REQUIRE_HTTPS=true): deliveries carry event payloads")
+		return false
+	}
+	return true
+}
+
 // Limits of a subscription's custom headers.
 const (
 	maxHeaders          = 20
@@ -189,8 +203,7 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !bindJSON(c, &req, false) {
 		return
 	}
-	if err := ssrf.CheckURL(req.URL, a.cfg.AllowPrivateDestinations); err != nil {
-		invalid(c, "url", err.Error())
+	if !a.checkURL(c, req.URL) {
 		return
 	}
 	if req.Events == nil {
@@ -318,11 +331,8 @@ func (a *API) updateSubscription(c *gin.Context) {
 		return
 	}
 	patch := catalog.SubscriptionPatch{URL: req.URL, Enabled: req.Enabled}
-	if req.URL != nil {
-		if err := ssrf.CheckURL(*req.URL, a.cfg.AllowPrivateDestinations); err != nil {
-			invalid(c, "url", err.Error())
-			return
-		}
+	if req.URL != nil && !a.checkURL(c, *req.URL) {
+		return
 	}
 	if req.Events != nil {
 		if patch.Events, ok = checkPatterns(c, req.Events); !ok {
