@@ -88,6 +88,9 @@ type Source struct {
 	// ForwardHeaders name the sender's request headers that go with each
 	// event to the subscribers (X-GitHub-Event, say), canonical.
 	ForwardHeaders []string
+	// SchemeParams configure a scheme that takes them (hmac's header,
+	// algorithm, ...); nil for the others. They hold no secret.
+	SchemeParams map[string]string
 }
 
 // Subscription is an endpoint that receives a source's events.
@@ -184,6 +187,19 @@ func (d *decoder) names(field string) []string {
 	return out
 }
 
+// params reads an optional JSON object of strings; absent reads as none.
+func (d *decoder) params(field string) map[string]string {
+	if d.m[field] == "" {
+		return nil
+	}
+	var out map[string]string
+	if err := json.Unmarshal([]byte(d.m[field]), &out); err != nil {
+		d.fail(field, "a JSON object of scheme parameters")
+		return nil
+	}
+	return out
+}
+
 // globs reads a JSON list of event type globs.
 func (d *decoder) globs(field string) []string {
 	var out []string
@@ -211,6 +227,13 @@ func (s *Store) CreateSource(ctx context.Context, src Source, secret string) err
 			return fmt.Errorf("create source %s: %w", src.ID, err)
 		}
 		fields["forward_headers"] = string(b)
+	}
+	if len(src.SchemeParams) > 0 {
+		b, err := json.Marshal(src.SchemeParams)
+		if err != nil {
+			return fmt.Errorf("create source %s: %w", src.ID, err)
+		}
+		fields["scheme_params"] = string(b)
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, fields)
@@ -243,6 +266,7 @@ func sourceFrom(id string, m map[string]string) (Source, error) {
 		DedupWindow:    time.Duration(d.millis("dedup_window_ms")) * time.Millisecond,
 		CreatedAt:      d.time("created_at"),
 		ForwardHeaders: d.names("forward_headers"),
+		SchemeParams:   d.params("scheme_params"),
 	}
 	if m["prev_secret"] != "" {
 		src.PreviousSecretExpiresAt = d.time("prev_expires")
@@ -383,6 +407,8 @@ type SourcePatch struct {
 	// ForwardHeaders, when not nil, replace the forwarded headers' names
 	// (empty: none).
 	ForwardHeaders *[]string
+	// SchemeParams, when not nil, replace the scheme's parameters.
+	SchemeParams *map[string]string
 }
 
 // UpdateSource applies a patch and returns the updated source. Its id, and
@@ -408,6 +434,13 @@ func (s *Store) UpdateSource(ctx context.Context, id string, p SourcePatch) (Sou
 			v = string(b)
 		}
 		args = append(args, "forward_headers", v)
+	}
+	if p.SchemeParams != nil {
+		b, err := json.Marshal(*p.SchemeParams)
+		if err != nil {
+			return Source{}, fmt.Errorf("update source %s: %w", id, err)
+		}
+		args = append(args, "scheme_params", string(b))
 	}
 	if len(args) == 0 {
 		return s.GetSource(ctx, id)

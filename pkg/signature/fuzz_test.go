@@ -54,7 +54,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("v0=zz", "-1", "\x00", []byte{0xff})
 	f.Fuzz(func(t *testing.T, sig, ts, id string, body []byte) {
 		h := http.Header{}
-		for _, k := range []string{HeaderRelaySignature, HeaderGitHubSignature, HeaderShopifyHmac, HeaderSlackSignature, HeaderStripeSignature, HeaderWebhookSignature} {
+		for _, k := range []string{HeaderRelaySignature, HeaderGitHubSignature, HeaderShopifyHmac, HeaderSlackSignature, HeaderStripeSignature, HeaderWebhookSignature, defaultHeader} {
 			h.Set(k, sig)
 		}
 		h.Set(HeaderSlackTimestamp, ts)

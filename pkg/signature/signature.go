@@ -93,7 +93,7 @@ type Answer struct {
 // schemes is the fixed table of supported schemes, by name.
 var schemes = func() map[string]Scheme {
 	m := map[string]Scheme{}
-	for _, s := range []Scheme{Relay{}, StandardWebhooks{}, Stripe{}, GitHub{}, Shopify{}, Slack{}} {
+	for _, s := range []Scheme{Relay{}, StandardWebhooks{}, Stripe{}, GitHub{}, Shopify{}, Slack{}, HMAC{}} {
 		m[s.Name()] = s
 	}
 	return m

@@ -21,6 +21,8 @@ type golden struct {
 	now     time.Time
 	// delivery is the DeliveryID the scheme should extract.
 	delivery string
+	// params configure the hmac scheme.
+	params map[string]string
 }
 
 // goldenVectors are signed requests whose signatures come from outside this
@@ -84,6 +86,37 @@ var goldenVectors = map[string]golden{
 		},
 		delivery: "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
 	},
+	// The hmac scheme configured as GitHub signs, checked against GitHub's
+	// documented example; as Shopify signs (base64), against the vector
+	// above; and SHA-1 and SHA-512 against RFC 2202 and RFC 4231 (test case 2).
+	"hmac as github": {
+		scheme: "hmac", secret: "It's a Secret to Everybody", body: "Hello, World!",
+		params: map[string]string{"header": "x-hub-signature-256", "prefix": "sha256=", "id_header": "X-GitHub-Delivery"},
+		headers: map[string]string{
+			"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+			"X-GitHub-Delivery":   "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+		},
+		delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+	},
+	"hmac as shopify": {
+		scheme: "hmac", secret: "hush", body: `{"id":820982911946154508,"email":"jon@doe.ca"}`,
+		params:  map[string]string{"header": "X-Shopify-Hmac-Sha256", "encoding": "base64"},
+		headers: map[string]string{"X-Shopify-Hmac-Sha256": "fp5HwmAHEVGQQwJU1KRpk57Ts2YHF6/TLOCczCtB5bs="},
+	},
+	"hmac sha1 (RFC 2202)": {
+		scheme: "hmac", secret: "Jefe", body: "what do ya want for nothing?",
+		params:  map[string]string{"header": "X-Hook-Signature", "algorithm": "sha1"},
+		headers: map[string]string{"X-Hook-Signature": "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"},
+	},
+	"hmac sha512 (RFC 4231)": {
+		scheme: "hmac", secret: "Jefe", body: "what do ya want for nothing?",
+		params: map[string]string{"algorithm": "sha512", "prefix": "sha512=", "id_header": "X-Request-Id"},
+		headers: map[string]string{
+			"X-Signature":  "sha512=164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737",
+			"X-Request-Id": "req-1",
+		},
+		delivery: "req-1",
+	},
 	// Relay's scheme; computed with Python hmac.
 	"relay": {
 		scheme: "relay", secret: "rsk_example", body: `{"type":"payment.succeeded"}`,
@@ -104,9 +137,9 @@ func (g golden) request() Request {
 func TestGoldenVectors(t *testing.T) {
 	for name, g := range goldenVectors {
 		t.Run(name, func(t *testing.T) {
-			s, ok := Lookup(g.scheme)
-			if !ok {
-				t.Fatalf("no scheme %q", g.scheme)
+			s, err := ForSource(g.scheme, g.params)
+			if err != nil {
+				t.Fatalf("scheme %q: %v", g.scheme, err)
 			}
 			req := g.request()
 			if err := s.Verify(req, []string{"some-other-secret-1", g.secret}, g.now, 0); err != nil {
@@ -256,6 +289,56 @@ func TestSlackHandshake(t *testing.T) {
 		s, _ := Lookup(name)
 		if _, ok := s.(Handshaker); ok != (name == "slack") {
 			t.Errorf("%s: Handshaker = %v", name, ok)
+		}
+	}
+}
+
+// The hmac scheme takes its parameters from the source, refuses wrong ones
+// naming them, and fills in the defaults; no other scheme takes any.
+func TestHMACConfigure(t *testing.T) {
+	for _, tc := range []struct {
+		params map[string]string
+		err    string
+	}{
+		{map[string]string{"algorithm": "md5"}, "algorithm:"},
+		{map[string]string{"encoding": "base32"}, "encoding:"},
+		{map[string]string{"header": "Bad Header"}, "header:"},
+		{map[string]string{"id_header": "a\nb"}, "id_header:"},
+		{map[string]string{"prefix": "a\r\nb"}, "prefix:"},
+		{map[string]string{"header": "X-Sig", "type_header": "x-sig"}, "header:"},
+		{map[string]string{"colour": "red"}, "colour:"},
+	} {
+		if _, err := ForSource("hmac", tc.params); err == nil || !strings.HasPrefix(err.Error(), tc.err) {
+			t.Errorf("%v: err = %v, want one starting %q", tc.params, err, tc.err)
+		}
+	}
+	if _, err := ForSource("github", map[string]string{"header": "X-Sig"}); err == nil || !strings.HasPrefix(err.Error(), "header:") {
+		t.Errorf("github with a parameter: %v", err)
+	}
+	s, err := ForSource("hmac", map[string]string{"type_header": "linear-event", "prefix": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.(Configurable).Params()
+	want := map[string]string{"header": "X-Signature", "algorithm": "sha256", "encoding": "hex", "type_header": "Linear-Event"}
+	if len(got) != len(want) {
+		t.Fatalf("params %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("params %v, want %v", got, want)
+		}
+	}
+	h := http.Header{"Linear-Event": {"Issue"}}
+	if typ := s.(Typer).EventType(Request{Header: h}); typ != "Issue" {
+		t.Fatalf("event type %q", typ)
+	}
+	// A prefix the header lacks, or a signature of the wrong length, is malformed.
+	p, _ := ForSource("hmac", map[string]string{"prefix": "sha256="})
+	for _, v := range []string{"757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", "sha256=7571"} {
+		err := p.Verify(Request{Header: http.Header{"X-Signature": {v}}, Body: []byte("x")}, []string{"secret-123"}, time.Now(), 0)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v, want ErrMalformed", v, err)
 		}
 	}
 }

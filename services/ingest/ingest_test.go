@@ -849,6 +849,84 @@ func TestRequireHTTPS(t *testing.T) {
 	}
 }
 
+// TestHMACScheme: a source of the hmac scheme verifies a sender that signs
+// the body in a header of its own (here as Linear does), dedups on the
+// delivery id header and types events by the type header it names; its
+// parameters are listed, checked, and can be PATCHed.
+func TestHMACScheme(t *testing.T) {
+	h := start(t, nil, "", nil)
+	code, _, raw := h.do("POST", "/sources", map[string]any{"name": "linear", "verification": map[string]any{
+		"scheme": "hmac", "header": "linear-signature", "id_header": "Linear-Delivery", "type_header": "Linear-Event",
+	}}, admin())
+	var src struct {
+		created
+		Verification map[string]string `json:"verification"`
+	}
+	if code != 201 || json.Unmarshal(raw, &src) != nil {
+		t.Fatalf("create: %d %s", code, raw)
+	}
+	want := map[string]string{"scheme": "hmac", "header": "Linear-Signature", "algorithm": "sha256", "encoding": "hex", "id_header": "Linear-Delivery", "type_header": "Linear-Event"}
+	for k, v := range want {
+		if src.Verification[k] != v {
+			t.Fatalf("verification %v, want %v", src.Verification, want)
+		}
+	}
+	body := []byte(`{"action":"create","type":"Issue","data":{"id":"1"}}`)
+	send := func(header, delivery string) (int, reply) {
+		t.Helper()
+		hd := http.Header{"Content-Type": {"application/json"}, "Linear-Delivery": {delivery}, "Linear-Event": {"Issue"}}
+		hd.Set(header, signature.HexHMAC(src.Secret, body))
+		code, _, raw := h.do("POST", "/in/"+src.ID, body, hd)
+		return code, decode(t, raw)
+	}
+	code, r := send("Linear-Signature", "d-1")
+	if code != 202 {
+		t.Fatalf("signed: %d %+v", code, r)
+	}
+	var ev struct {
+		Type string `json:"type"`
+	}
+	_, _, raw = h.do("GET", "/sources/"+src.ID+"/events/"+r.EventID, nil, admin())
+	if json.Unmarshal(raw, &ev) != nil || ev.Type != "Issue" {
+		t.Fatalf("event: %s", raw)
+	}
+	if code, dup := send("Linear-Signature", "d-1"); code != 200 || !dup.Duplicate || dup.EventID != r.EventID {
+		t.Fatalf("the sender's retry: %d %+v", code, dup)
+	}
+	tampered := append([]byte(nil), body...)
+	tampered[5] ^= 1
+	hd := http.Header{"Linear-Signature": {signature.HexHMAC(src.Secret, body)}}
+	if code, _, raw := h.do("POST", "/in/"+src.ID, tampered, hd); code != 401 || decode(t, raw).Error.Code != "invalid_signature" {
+		t.Fatalf("tampered: %d %s", code, raw)
+	}
+
+	for body, field := range map[string]string{
+		`{"name":"x","verification":{"scheme":"hmac","algorithm":"md5"}}`:  "verification.algorithm:",
+		`{"name":"x","verification":{"scheme":"hmac","encoding":"b32"}}`:   "verification.encoding:",
+		`{"name":"x","verification":{"scheme":"hmac","header":"a b"}}`:     "verification.header:",
+		`{"name":"x","verification":{"scheme":"github","header":"X-Sig"}}`: "verification.header: only the hmac scheme",
+	} {
+		code, _, raw := h.do("POST", "/sources", body, admin())
+		if r := decode(t, raw); code != 400 || !strings.HasPrefix(r.Error.Message, field) {
+			t.Errorf("POST %s: %d %s, want 400 %q", body, code, raw, field)
+		}
+	}
+	// A PATCH changes one parameter and keeps the others.
+	code, _, raw = h.do("PATCH", "/sources/"+src.ID, `{"verification":{"header":"X-Linear-Signature"}}`, admin())
+	if code != 200 || !strings.Contains(string(raw), `"header":"X-Linear-Signature"`) || !strings.Contains(string(raw), `"type_header":"Linear-Event"`) {
+		t.Fatalf("PATCH header: %d %s", code, raw)
+	}
+	if code, r := send("Linear-Signature", "d-2"); code != 401 || r.Error.Code != "missing_signature" {
+		t.Fatalf("the old header after the PATCH: %d %+v", code, r)
+	}
+	if code, _ := send("X-Linear-Signature", "d-3"); code != 202 {
+		t.Fatalf("the new header after the PATCH: %d", code)
+	}
+	if code, _, raw := h.do("PATCH", "/sources/"+src.ID, `{"verification":{"algorithm":"sha3"}}`, admin()); code != 400 || !strings.HasPrefix(decode(t, raw).Error.Message, "verification.algorithm:") {
+		t.Fatalf("PATCH a bad algorithm: %d %s", code, raw)
+	}
+}
+
 // TestSlackEndpointVerification: Slack accepts an Events API Request URL
 // only once a signed url_verification request has been answered with its
 // challenge; that request is not an event. Slack's events then take the

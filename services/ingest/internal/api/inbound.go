@@ -84,9 +84,9 @@ func (a *API) ingest(c *gin.Context) {
 	if !ok {
 		return
 	}
-	scheme, ok := signature.Lookup(src.Scheme)
-	if !ok {
-		a.internal(c, "verifying the request", fmt.Errorf("source %s has unknown scheme %q", src.ID, src.Scheme))
+	scheme, err := signature.ForSource(src.Scheme, src.SchemeParams)
+	if err != nil {
+		a.internal(c, "verifying the request", fmt.Errorf("source %s: scheme %q: %w", src.ID, src.Scheme, err))
 		return
 	}
 	now := a.now()

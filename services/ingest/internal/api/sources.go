@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,65 @@ import (
 type verificationJSON struct {
 	Scheme    string `json:"scheme"`
 	Tolerance string `json:"tolerance,omitempty"`
+	schemeParamsJSON
+}
+
+// schemeParamsJSON are the verification fields of a scheme that takes
+// parameters (hmac): in requests, absent or null is "not given".
+type schemeParamsJSON struct {
+	Header     *string `json:"header,omitempty"`
+	Algorithm  *string `json:"algorithm,omitempty"`
+	Encoding   *string `json:"encoding,omitempty"`
+	Prefix     *string `json:"prefix,omitempty"`
+	IDHeader   *string `json:"id_header,omitempty"`
+	TypeHeader *string `json:"type_header,omitempty"`
+}
+
+func (p *schemeParamsJSON) fields() map[string]**string {
+	return map[string]**string{
+		signature.ParamHeader: &p.Header, signature.ParamAlgorithm: &p.Algorithm, signature.ParamEncoding: &p.Encoding,
+		signature.ParamPrefix: &p.Prefix, signature.ParamIDHeader: &p.IDHeader, signature.ParamTypeHeader: &p.TypeHeader,
+	}
+}
+
+// mergeInto sets in params every parameter given.
+func (p schemeParamsJSON) mergeInto(params map[string]string) {
+	for k, f := range p.fields() {
+		if *f != nil {
+			params[k] = **f
+		}
+	}
+}
+
+func paramsOut(params map[string]string) schemeParamsJSON {
+	var p schemeParamsJSON
+	for k, f := range p.fields() {
+		if v, ok := params[k]; ok {
+			*f = &v
+		}
+	}
+	return p
+}
+
+// configureScheme returns the scheme called name as params configure it and
+// the parameters to store, answering 400 naming the field when they do not
+// fit it.
+func configureScheme(c *gin.Context, name string, params map[string]string) (signature.Scheme, map[string]string, bool) {
+	if _, ok := signature.Lookup(name); !ok {
+		invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
+		return nil, nil, false
+	}
+	s, err := signature.ForSource(name, params)
+	if err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		invalid(c, "verification."+field, msg)
+		return nil, nil, false
+	}
+	var stored map[string]string
+	if cf, ok := s.(signature.Configurable); ok {
+		stored = cf.Params()
+	}
+	return s, stored, true
 }
 
 type sourceJSON struct {
@@ -40,7 +100,7 @@ type sourceJSON struct {
 func (a *API) sourceOut(s catalog.Source) sourceJSON {
 	out := sourceJSON{
 		ID: s.ID, Name: s.Name,
-		Verification:   verificationJSON{Scheme: s.Scheme},
+		Verification:   verificationJSON{Scheme: s.Scheme, schemeParamsJSON: paramsOut(s.SchemeParams)},
 		DedupWindow:    formatDuration(s.DedupWindow),
 		IngestURL:      strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
 		CreatedAt:      s.CreatedAt.UTC(),
@@ -62,6 +122,7 @@ type createSourceRequest struct {
 		Scheme    string `json:"scheme"`
 		Secret    string `json:"secret"`
 		Tolerance string `json:"tolerance"`
+		schemeParamsJSON
 	} `json:"verification"`
 	DedupWindow    string   `json:"dedup_window"`
 	ForwardHeaders []string `json:"forward_headers"`
@@ -78,6 +139,7 @@ func (a *API) createSource(c *gin.Context) {
 	}
 	// An absent duration takes its default; one given, even 0s, must be in range.
 	schemeName, secret, tol := "relay", "", signature.DefaultTolerance
+	params := map[string]string{}
 	if v := req.Verification; v != nil {
 		if v.Scheme != "" {
 			schemeName = v.Scheme
@@ -88,10 +150,10 @@ func (a *API) createSource(c *gin.Context) {
 				return
 			}
 		}
+		v.mergeInto(params)
 	}
-	scheme, ok := signature.Lookup(schemeName)
+	scheme, stored, ok := configureScheme(c, schemeName, params)
 	if !ok {
-		invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
 		return
 	}
 	if secret, ok = secretFor(c, scheme, secret, "verification.secret"); !ok {
@@ -116,7 +178,7 @@ func (a *API) createSource(c *gin.Context) {
 	src := catalog.Source{
 		ID: ids.New(ids.Source), Name: name, Scheme: scheme.Name(),
 		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
-		ForwardHeaders: forward,
+		ForwardHeaders: forward, SchemeParams: stored,
 	}
 	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
 		a.storeError(c, "creating the source", err)
@@ -210,6 +272,7 @@ type updateSourceRequest struct {
 		Scheme    *string `json:"scheme"`
 		Secret    *string `json:"secret"`
 		Tolerance *string `json:"tolerance"`
+		schemeParamsJSON
 	} `json:"verification"`
 	DedupWindow    *string   `json:"dedup_window"`
 	ForwardHeaders *[]string `json:"forward_headers"`
@@ -247,6 +310,19 @@ func (a *API) updateSource(c *gin.Context) {
 		}
 		if patch.Tolerance, ok = setDuration(c, "verification.tolerance", v.Tolerance, toleranceInRange); !ok {
 			return
+		}
+		given := map[string]string{}
+		v.mergeInto(given)
+		if len(given) > 0 {
+			// Changed parameters on top of the stored ones, checked as a whole.
+			params := map[string]string{}
+			maps.Copy(params, src.SchemeParams)
+			maps.Copy(params, given)
+			_, stored, ok := configureScheme(c, src.Scheme, params)
+			if !ok {
+				return
+			}
+			patch.SchemeParams = &stored
 		}
 	}
 	if patch.DedupWindow, ok = setDuration(c, "dedup_window", req.DedupWindow, windowInRange); !ok {

@@ -23,14 +23,21 @@ const Unknown = "unknown"
 
 const maxTypeLen = 200
 
-// EventType returns the event type: X-GitHub-Event (plus "." and the body's
-// `action` when present), X-Shopify-Topic, else the JSON body's `type`, else
-// "unknown". For a source of the slack scheme, an Events API envelope
+// EventType returns the event type: the header the source names for it
+// (the hmac scheme's type_header) when the request has it; else
+// X-GitHub-Event (plus "." and the body's `action` when present),
+// X-Shopify-Topic, else the JSON body's `type`, else "unknown". For a source of the slack scheme, an Events API envelope
 // (`"type": "event_callback"`, which every Slack event arrives in) has the
 // type of the event inside it, plus "." and its `subtype` when it has one
 // (`app_mention`, `message`, `message.bot_message`), so that subscriptions
 // can choose among Slack's events.
 func EventType(h http.Header, body []byte, scheme signature.Scheme) string {
+	if ty, ok := scheme.(signature.Typer); ok {
+		// A header the source names for it (the hmac scheme's type_header).
+		if t := ty.EventType(signature.Request{Header: h, Body: body}); t != "" {
+			return clean(t)
+		}
+	}
 	if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
 		if action, ok := stringField(body, "action"); ok && action != "" {
 			return clean(ev + "." + action)

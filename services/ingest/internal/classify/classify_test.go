@@ -39,6 +39,8 @@ func TestEventType(t *testing.T) {
 		{"slack envelope, blank event type", "slack", nil, slackEvent + `{"type":" "}}`, "event_callback"},
 		{"slack, not an envelope", "slack", nil, `{"type":"app_rate_limited","event":{"type":"x"}}`, "app_rate_limited"},
 		{"slack envelope on another scheme", "relay", nil, slackEvent + `{"type":"app_mention"}}`, "event_callback"},
+		{"hmac: its type header", "hmac:type_header=Linear-Event", map[string]string{"Linear-Event": "Issue"}, `{"type":"create"}`, "Issue"},
+		{"hmac: its type header absent", "hmac:type_header=Linear-Event", nil, `{"type":"create"}`, "create"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,9 +48,14 @@ func TestEventType(t *testing.T) {
 			for k, v := range tt.headers {
 				h.Set(k, v)
 			}
-			scheme, ok := signature.Lookup(tt.scheme)
-			if !ok {
-				t.Fatalf("no scheme %q", tt.scheme)
+			name, param, _ := strings.Cut(tt.scheme, ":")
+			var params map[string]string
+			if k, v, ok := strings.Cut(param, "="); ok {
+				params = map[string]string{k: v}
+			}
+			scheme, err := signature.ForSource(name, params)
+			if err != nil {
+				t.Fatal(err)
 			}
 			if got := EventType(h, []byte(tt.body), scheme); got != tt.want {
 				t.Fatalf("EventType = %q, want %q", got, tt.want)

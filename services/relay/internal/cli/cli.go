@@ -34,9 +34,9 @@ func commands() map[string]command {
 	return map[string]command{
 		"dev":            {"relay dev [--data-dir DIR]: run the whole system in one process", runDev},
 		"receiver":       {"relay receiver [--addr ADDR] [--secret whsec_…]: run the demo webhook receiver", runReceiver},
-		"sources":        {"relay sources create|ls|get|patch|rm|rotate: manage sources", runSources},
+		"sources":        {"relay sources create|ls|get|patch|rm|rotate [--scheme S] [--param name=value]: manage sources", runSources},
 		"subs":           {"relay subs create|ls|get|patch|rm|enable|disable|rotate --source ID: manage subscriptions", runSubs},
-		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
+		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack|hmac] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
 		"events":         {"relay events ls|get --source ID: list received events", runEvents},
 		"deliveries":     {"relay deliveries [--source ID] EVENT_ID: show an event's deliveries", runDeliveries},
 		"replay":         {"relay replay [--source ID] [--subscription ID] [--force] EVENT_ID | --source ID --since D|--from T [--to T]: deliver an event (or every event of a time range) again to subscriptions not yet delivered (or to one; --force: delivered ones too)", runReplay},

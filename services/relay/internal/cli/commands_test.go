@@ -280,3 +280,42 @@ func TestReplayRangeFollowsTheCursor(t *testing.T) {
 		}
 	}
 }
+
+// relay send --scheme hmac signs as the source is configured, read from the
+// API, and names the type in the source's type header.
+func TestSendHMAC(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	params := map[string]string{"header": "Linear-Signature", "algorithm": "sha256", "encoding": "hex", "type_header": "Linear-Event"}
+	var verified, typed bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method + " " + r.URL.Path {
+		case "GET /sources/src_1":
+			v := map[string]string{"scheme": "hmac"}
+			for k, p := range params {
+				v[k] = p
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": "src_1", "verification": v})
+		case "POST /in/src_1":
+			raw, _ := io.ReadAll(r.Body)
+			s, _ := signature.ForSource("hmac", params)
+			verified = s.Verify(signature.Request{Header: r.Header, Body: raw}, []string{secret}, time.Now(), 0) == nil
+			typed = r.Header.Get("Linear-Event") == "Issue"
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"event_id":"evt_1","duplicate":false}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	a := &app{out: &bytes.Buffer{}, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_1", "--secret", secret, "--scheme", "hmac", "--type", "Issue"}); err != nil {
+		t.Fatal(err)
+	}
+	if !verified || !typed {
+		t.Fatalf("verified %v, type header set %v", verified, typed)
+	}
+	if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_2", "--secret", secret, "--scheme", "hmac"}); err == nil {
+		t.Fatal("signed for a source the API does not know")
+	}
+}

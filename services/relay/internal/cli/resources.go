@@ -35,11 +35,20 @@ func runSources(ctx context.Context, a *app, args []string) error {
 	var f apiFlags
 	fs := a.apiFlagSet("sources "+args[0], &f)
 	name := fs.String("name", "", "source name (create, patch)")
-	scheme := fs.String("scheme", "relay", "verification scheme: relay, standard-webhooks, stripe, github, shopify, slack (create)")
+	scheme := fs.String("scheme", "relay", "verification scheme: relay, standard-webhooks, stripe, github, shopify, slack, hmac (create; hmac takes --param)")
 	secret := fs.String("secret", "", "the provider's signing secret; generated when empty (create, rotate)")
 	tolerance := fs.String("tolerance", "", "timestamp tolerance, e.g. 5m (create, patch)")
 	window := fs.String("dedup-window", "", "dedup window, e.g. 72h (create, patch)")
 	grace := fs.String("grace", "", "how long the old secret keeps verifying, e.g. 24h (rotate)")
+	params := map[string]string{}
+	fs.Func("param", "'name=value', a parameter of the hmac scheme (header, algorithm, encoding, prefix, id_header, type_header); repeat for more (create, patch)", func(v string) error {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return errors.New("want name=value")
+		}
+		params[k] = val
+		return nil
+	})
 	forward := fs.String("forward-headers", "", "comma-separated request headers of the sender's to forward to subscribers, e.g. 'X-GitHub-Event,X-GitHub-Delivery'; on patch, '' forwards none (create, patch)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -55,6 +64,9 @@ func runSources(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		ver := map[string]any{"scheme": *scheme}
+		for k, v := range params {
+			ver[k] = v
+		}
 		if *secret != "" {
 			ver["secret"] = *secret
 		}
@@ -116,8 +128,15 @@ func runSources(ctx context.Context, a *app, args []string) error {
 			if *name != "" {
 				body["name"] = *name
 			}
+			ver := map[string]any{}
+			for k, v := range params {
+				ver[k] = v
+			}
 			if *tolerance != "" {
-				body["verification"] = map[string]any{"tolerance": *tolerance}
+				ver["tolerance"] = *tolerance
+			}
+			if len(ver) > 0 {
+				body["verification"] = ver
 			}
 			if *window != "" {
 				body["dedup_window"] = *window
@@ -128,7 +147,7 @@ func runSources(ctx context.Context, a *app, args []string) error {
 				}
 			})
 			if len(body) == 0 {
-				return errors.New("nothing to change: give --name, --tolerance, --dedup-window or --forward-headers")
+				return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers or --param")
 			}
 			var s sourceOut
 			raw, err := c.Do(ctx, "PATCH", path, body, &s)

@@ -41,6 +41,13 @@ func runSend(ctx context.Context, a *app, args []string) error {
 	if !ok {
 		return fmt.Errorf("--scheme %q: want one of %s", *scheme, strings.Join(signature.Names(), ", "))
 	}
+	if _, ok := s.(signature.Configurable); ok {
+		// Signed as the source is configured: its parameters are in its listing.
+		var err error
+		if s, err = a.sourceScheme(ctx, &f, *src, *scheme); err != nil {
+			return err
+		}
+	}
 	body, err := sendBody(*data, *scheme, *typ)
 	if err != nil {
 		return err
@@ -55,6 +62,9 @@ func runSend(ctx context.Context, a *app, args []string) error {
 		req.Header.Set(signature.HeaderGitHubEvent, *typ)
 	case "shopify":
 		req.Header.Set(signature.HeaderShopifyTopic, *typ)
+	}
+	if h, ok := s.(signature.HMAC); ok && h.TypeHeader != "" {
+		req.Header.Set(h.TypeHeader, *typ)
 	}
 	if *idem != "" {
 		req.Header.Set("X-Idempotency-Key", *idem)
@@ -140,4 +150,29 @@ func slackBody(typ, id string) ([]byte, error) {
 		"token": "relay-send", "team_id": "T0000000001", "api_app_id": "A0000000001", "event": ev,
 		"type": "event_callback", "event_id": "Ev" + strings.ToUpper(id), "event_time": now.Unix(),
 	})
+}
+
+// sourceScheme returns scheme as the source's verification parameters
+// configure it.
+func (a *app) sourceScheme(ctx context.Context, f *apiFlags, src, scheme string) (signature.Scheme, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, fmt.Errorf("--scheme %s signs as the source is configured, read from the API: %w", scheme, err)
+	}
+	var out struct {
+		Verification map[string]string `json:"verification"`
+	}
+	if _, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(src), nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Verification["scheme"] != scheme {
+		return nil, fmt.Errorf("source %s verifies with %s, not %s", src, out.Verification["scheme"], scheme)
+	}
+	params := map[string]string{}
+	for k, v := range out.Verification {
+		if k != "scheme" && k != "tolerance" {
+			params[k] = v
+		}
+	}
+	return signature.ForSource(scheme, params)
 }
