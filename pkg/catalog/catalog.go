@@ -91,6 +91,9 @@ type Source struct {
 	// SchemeParams configure a scheme that takes them (hmac's header,
 	// algorithm, ...); nil for the others. They hold no secret.
 	SchemeParams map[string]string
+	// AllowedIPs, when not empty, are the only sender addresses (IPs and
+	// CIDR prefixes) the source takes webhooks from.
+	AllowedIPs []string
 }
 
 // Subscription is an endpoint that receives a source's events.
@@ -174,14 +177,14 @@ func (d *decoder) flag(field string) bool {
 	return false
 }
 
-// names reads an optional JSON list of header names; absent reads as none.
-func (d *decoder) names(field string) []string {
+// list reads an optional JSON list of strings (of what); absent reads as none.
+func (d *decoder) list(field, what string) []string {
 	if d.m[field] == "" {
 		return nil
 	}
 	var out []string
 	if err := json.Unmarshal([]byte(d.m[field]), &out); err != nil {
-		d.fail(field, "a JSON list of header names")
+		d.fail(field, "a JSON list of "+what)
 		return nil
 	}
 	return out
@@ -221,19 +224,23 @@ func (s *Store) CreateSource(ctx context.Context, src Source, secret string) err
 		"created_at":      ms(src.CreatedAt),
 		"secret":          s.box.Seal(secret, src.ID),
 	}
-	if len(src.ForwardHeaders) > 0 {
-		b, err := json.Marshal(src.ForwardHeaders)
+	for _, f := range []struct {
+		name  string
+		empty bool
+		v     any
+	}{
+		{"forward_headers", len(src.ForwardHeaders) == 0, src.ForwardHeaders},
+		{"scheme_params", len(src.SchemeParams) == 0, src.SchemeParams},
+		{"allowed_ips", len(src.AllowedIPs) == 0, src.AllowedIPs},
+	} {
+		if f.empty {
+			continue // absent reads as none
+		}
+		b, err := json.Marshal(f.v)
 		if err != nil {
 			return fmt.Errorf("create source %s: %w", src.ID, err)
 		}
-		fields["forward_headers"] = string(b)
-	}
-	if len(src.SchemeParams) > 0 {
-		b, err := json.Marshal(src.SchemeParams)
-		if err != nil {
-			return fmt.Errorf("create source %s: %w", src.ID, err)
-		}
-		fields["scheme_params"] = string(b)
+		fields[f.name] = string(b)
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, key, fields)
@@ -265,7 +272,8 @@ func sourceFrom(id string, m map[string]string) (Source, error) {
 		Tolerance:      time.Duration(d.millis("tolerance_ms")) * time.Millisecond,
 		DedupWindow:    time.Duration(d.millis("dedup_window_ms")) * time.Millisecond,
 		CreatedAt:      d.time("created_at"),
-		ForwardHeaders: d.names("forward_headers"),
+		ForwardHeaders: d.list("forward_headers", "header names"),
+		AllowedIPs:     d.list("allowed_ips", "IP addresses and CIDR prefixes"),
 		SchemeParams:   d.params("scheme_params"),
 	}
 	if m["prev_secret"] != "" {
@@ -409,6 +417,9 @@ type SourcePatch struct {
 	ForwardHeaders *[]string
 	// SchemeParams, when not nil, replace the scheme's parameters.
 	SchemeParams *map[string]string
+	// AllowedIPs, when not nil, replace the allowed sender addresses
+	// (empty: any).
+	AllowedIPs *[]string
 }
 
 // UpdateSource applies a patch and returns the updated source. Its id, and
@@ -424,23 +435,27 @@ func (s *Store) UpdateSource(ctx context.Context, id string, p SourcePatch) (Sou
 	if p.DedupWindow != nil {
 		args = append(args, "dedup_window_ms", p.DedupWindow.Milliseconds())
 	}
-	if p.ForwardHeaders != nil {
-		v := ""
-		if len(*p.ForwardHeaders) > 0 {
-			b, err := json.Marshal(*p.ForwardHeaders)
+	for _, f := range []struct {
+		name       string
+		set, empty bool
+		v          any
+	}{
+		{"forward_headers", p.ForwardHeaders != nil, p.ForwardHeaders == nil || len(*p.ForwardHeaders) == 0, p.ForwardHeaders},
+		{"scheme_params", p.SchemeParams != nil, p.SchemeParams == nil || len(*p.SchemeParams) == 0, p.SchemeParams},
+		{"allowed_ips", p.AllowedIPs != nil, p.AllowedIPs == nil || len(*p.AllowedIPs) == 0, p.AllowedIPs},
+	} {
+		if !f.set {
+			continue
+		}
+		v := "" // none, as when absent
+		if !f.empty {
+			b, err := json.Marshal(f.v)
 			if err != nil {
 				return Source{}, fmt.Errorf("update source %s: %w", id, err)
 			}
 			v = string(b)
 		}
-		args = append(args, "forward_headers", v)
-	}
-	if p.SchemeParams != nil {
-		b, err := json.Marshal(*p.SchemeParams)
-		if err != nil {
-			return Source{}, fmt.Errorf("update source %s: %w", id, err)
-		}
-		args = append(args, "scheme_params", string(b))
+		args = append(args, f.name, v)
 	}
 	if len(args) == 0 {
 		return s.GetSource(ctx, id)
@@ -745,7 +760,7 @@ func subFrom(id string, m map[string]string) (Subscription, error) {
 		DisabledReason: m["disabled_reason"],
 		CreatedAt:      d.time("created_at"),
 		UpdatedAt:      d.time("updated_at"),
-		HeaderNames:    d.names("header_names"),
+		HeaderNames:    d.list("header_names", "header names"),
 	}
 	if m["prev_secret"] != "" {
 		sub.PreviousSecretExpiresAt = d.time("prev_expires")

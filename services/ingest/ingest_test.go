@@ -927,6 +927,49 @@ func TestHMACScheme(t *testing.T) {
 	}
 }
 
+// TestAllowedIPs: a source with allowed_ips takes webhooks only from those
+// addresses, as RELAY_TRUSTED_PROXIES lets ingest see them behind a load
+// balancer; entries are checked and normalised.
+func TestAllowedIPs(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_TRUSTED_PROXIES": "127.0.0.1"})
+	code, _, raw := h.do("POST", "/sources", map[string]any{"name": "stripe", "allowed_ips": []string{"192.0.2.0/24", "10.1.2.3/8", "::ffff:198.51.100.9", "10.0.0.0/8"}}, admin())
+	var src struct {
+		created
+		AllowedIPs []string `json:"allowed_ips"`
+	}
+	if code != 201 || json.Unmarshal(raw, &src) != nil || strings.Join(src.AllowedIPs, ",") != "192.0.2.0/24,10.0.0.0/8,198.51.100.9/32" {
+		t.Fatalf("create: %d %s", code, raw)
+	}
+	send := func(from string) (int, reply) {
+		t.Helper()
+		body := []byte(`{"type":"x","from":"` + from + `"}`)
+		hd := signed(t, "relay", src.Secret, body, time.Now())
+		if from != "" {
+			hd.Set("X-Forwarded-For", from)
+		}
+		code, _, raw := h.do("POST", "/in/"+src.ID, body, hd)
+		return code, decode(t, raw)
+	}
+	for from, want := range map[string]int{"192.0.2.7": 202, "198.51.100.9": 202, "10.200.0.1": 202, "198.51.100.10": 403, "": 403} {
+		code, r := send(from)
+		if code != want || (want == 403 && r.Error.Code != "ip_not_allowed") {
+			t.Errorf("from %q: %d %+v, want %d", from, code, r, want)
+		}
+	}
+	code, _, raw = h.do("PATCH", "/sources/"+src.ID, `{"allowed_ips":[]}`, admin())
+	if code != 200 || !strings.Contains(string(raw), `"allowed_ips":[]`) {
+		t.Fatalf("PATCH allowed_ips []: %d %s", code, raw)
+	}
+	if code, _ := send("203.0.113.1"); code != 202 {
+		t.Fatalf("with no allowed_ips, from anywhere: %d", code)
+	}
+	for _, bad := range []string{`{"allowed_ips":["not-an-ip"]}`, `{"allowed_ips":["10.0.0.0/33"]}`, `{"allowed_ips":"10.0.0.1"}`} {
+		if code, _, raw := h.do("PATCH", "/sources/"+src.ID, bad, admin()); code != 400 || !strings.Contains(string(raw), "allowed_ips") {
+			t.Errorf("PATCH %s: %d %s", bad, code, raw)
+		}
+	}
+}
+
 // TestSlackEndpointVerification: Slack accepts an Events API Request URL
 // only once a signed url_verification request has been answered with its
 // challenge; that request is not an event. Slack's events then take the

@@ -79,6 +79,11 @@ func (a *API) ingest(c *gin.Context) {
 		return
 	}
 	span.SetAttributes(attribute.String("relay.source_id", src.ID))
+	if len(src.AllowedIPs) > 0 && !ipAllowed(c.ClientIP(), src.AllowedIPs) {
+		// Before the body is read: nothing from elsewhere is worth reading.
+		fail(c, http.StatusForbidden, "ip_not_allowed", "this source takes webhooks only from its allowed_ips")
+		return
+	}
 
 	body, ok := a.readBody(c)
 	if !ok {
@@ -185,7 +190,7 @@ func (a *API) ingest(c *gin.Context) {
 }
 
 // maxForwardedValue bounds a forwarded header's value: a record header is
-// not the place for a sender's megabyte of cookies.
+// not the place for a header as long as a body.
 const maxForwardedValue = 8 << 10
 
 // forwarded returns the request headers src forwards to its subscribers, in

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ type sourceJSON struct {
 	CreatedAt               time.Time        `json:"created_at"`
 	PreviousSecretExpiresAt *time.Time       `json:"previous_secret_expires_at,omitempty"`
 	ForwardHeaders          []string         `json:"forward_headers"`
+	AllowedIPs              []string         `json:"allowed_ips"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -105,6 +107,7 @@ func (a *API) sourceOut(s catalog.Source) sourceJSON {
 		IngestURL:      strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
 		CreatedAt:      s.CreatedAt.UTC(),
 		ForwardHeaders: append([]string{}, s.ForwardHeaders...),
+		AllowedIPs:     append([]string{}, s.AllowedIPs...),
 	}
 	if s.Scheme == "standard-webhooks" || s.Scheme == "stripe" || s.Scheme == "slack" {
 		out.Verification.Tolerance = formatDuration(s.Tolerance)
@@ -126,6 +129,7 @@ type createSourceRequest struct {
 	} `json:"verification"`
 	DedupWindow    string   `json:"dedup_window"`
 	ForwardHeaders []string `json:"forward_headers"`
+	AllowedIPs     []string `json:"allowed_ips"`
 }
 
 func (a *API) createSource(c *gin.Context) {
@@ -175,10 +179,14 @@ func (a *API) createSource(c *gin.Context) {
 	if !ok {
 		return
 	}
+	allowed, ok := checkAllowedIPs(c, req.AllowedIPs)
+	if !ok {
+		return
+	}
 	src := catalog.Source{
 		ID: ids.New(ids.Source), Name: name, Scheme: scheme.Name(),
 		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
-		ForwardHeaders: forward, SchemeParams: stored,
+		ForwardHeaders: forward, SchemeParams: stored, AllowedIPs: allowed,
 	}
 	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
 		a.storeError(c, "creating the source", err)
@@ -249,6 +257,59 @@ func checkForwardHeaders(c *gin.Context, names []string) ([]string, bool) {
 	return out, true
 }
 
+// maxAllowedIPs bounds a source's allowed_ips.
+const maxAllowedIPs = 100
+
+// checkAllowedIPs reads a source's allowed sender addresses, IPs or CIDR
+// prefixes, and returns them as prefixes.
+func checkAllowedIPs(c *gin.Context, v []string) ([]string, bool) {
+	if len(v) > maxAllowedIPs {
+		invalid(c, "allowed_ips", fmt.Sprintf("has %d entries; at most %d", len(v), maxAllowedIPs))
+		return nil, false
+	}
+	var out []string
+	for _, s := range v {
+		p, err := parseAllowed(s)
+		if err != nil {
+			invalid(c, "allowed_ips", fmt.Sprintf("%s is not an IP address or a CIDR prefix (examples: 192.0.2.10, 3.18.12.0/22, 2001:db8::/32)", quoteID(s)))
+			return nil, false
+		}
+		if !slices.Contains(out, p.String()) {
+			out = append(out, p.String())
+		}
+	}
+	return out, true
+}
+
+// parseAllowed reads one allowed_ips entry as a prefix: an address alone is
+// itself (/32, /128).
+func parseAllowed(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return p.Masked(), nil
+}
+
+// ipAllowed reports whether the client address ip is in one of allowed
+// (prefixes as checkAllowedIPs stores them).
+func ipAllowed(ip string, allowed []string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, s := range allowed {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // setDuration parses a duration a PATCH gives (null leaves it as it is;
 // "" is not a duration there) and checks its range.
 func setDuration(c *gin.Context, field string, v *string, inRange func(*gin.Context, time.Duration) bool) (*time.Duration, bool) {
@@ -276,6 +337,7 @@ type updateSourceRequest struct {
 	} `json:"verification"`
 	DedupWindow    *string   `json:"dedup_window"`
 	ForwardHeaders *[]string `json:"forward_headers"`
+	AllowedIPs     *[]string `json:"allowed_ips"`
 }
 
 // updateSource is PATCH /sources/{id}: rename a source, or change its
@@ -334,6 +396,13 @@ func (a *API) updateSource(c *gin.Context) {
 			return
 		}
 		patch.ForwardHeaders = &names
+	}
+	if req.AllowedIPs != nil {
+		allowed, ok := checkAllowedIPs(c, *req.AllowedIPs)
+		if !ok {
+			return
+		}
+		patch.AllowedIPs = &allowed
 	}
 	if damaged != nil && !(damaged.Field == "tolerance_ms" && patch.Tolerance != nil) && !(damaged.Field == "dedup_window_ms" && patch.DedupWindow != nil) {
 		// A patch that leaves the damaged field as it is would not make the

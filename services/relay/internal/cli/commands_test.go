@@ -184,12 +184,13 @@ func TestSourcesPatch(t *testing.T) {
 	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1"}); err == nil || len(asked) != 1 {
 		t.Fatalf("patch without a change: %v, asked %q", err, asked)
 	}
-	for _, fwd := range []string{"X-GitHub-Event, X-GitHub-Delivery", ""} {
-		if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1", "--forward-headers", fwd}); err != nil {
+	for _, args := range [][]string{{"--forward-headers", "X-GitHub-Event, X-GitHub-Delivery"}, {"--forward-headers", ""}, {"--allowed-ips", "192.0.2.0/24,198.51.100.9"}} {
+		if err := commands()["sources"].run(context.Background(), a, append([]string{"patch", "src_1"}, args...)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if want := []string{`PATCH /sources/src_1 {"forward_headers":["X-GitHub-Event","X-GitHub-Delivery"]}`, `PATCH /sources/src_1 {"forward_headers":[]}`}; strings.Join(asked[1:], "\n") != strings.Join(want, "\n") {
+	if want := []string{`PATCH /sources/src_1 {"forward_headers":["X-GitHub-Event","X-GitHub-Delivery"]}`, `PATCH /sources/src_1 {"forward_headers":[]}`,
+		`PATCH /sources/src_1 {"allowed_ips":["192.0.2.0/24","198.51.100.9"]}`}; strings.Join(asked[1:], "\n") != strings.Join(want, "\n") {
 		t.Fatalf("asked %q, want %q", asked[1:], want)
 	}
 }

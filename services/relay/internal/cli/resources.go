@@ -49,6 +49,7 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		params[k] = val
 		return nil
 	})
+	allowedIPs := fs.String("allowed-ips", "", "comma-separated IPs or CIDR prefixes the source takes webhooks from; on patch, '' takes them from anywhere (create, patch)")
 	forward := fs.String("forward-headers", "", "comma-separated request headers of the sender's to forward to subscribers, e.g. 'X-GitHub-Event,X-GitHub-Delivery'; on patch, '' forwards none (create, patch)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -79,6 +80,9 @@ func runSources(ctx context.Context, a *app, args []string) error {
 		}
 		if *forward != "" {
 			body["forward_headers"] = splitGlobs(*forward)
+		}
+		if *allowedIPs != "" {
+			body["allowed_ips"] = splitGlobs(*allowedIPs)
 		}
 		var s sourceOut
 		raw, err := c.Do(ctx, "POST", "/sources", body, &s)
@@ -142,12 +146,15 @@ func runSources(ctx context.Context, a *app, args []string) error {
 				body["dedup_window"] = *window
 			}
 			fs.Visit(func(fl *flag.Flag) {
-				if fl.Name == "forward-headers" {
+				switch fl.Name {
+				case "forward-headers":
 					body["forward_headers"] = append([]string{}, splitGlobs(*forward)...)
+				case "allowed-ips":
+					body["allowed_ips"] = append([]string{}, splitGlobs(*allowedIPs)...)
 				}
 			})
 			if len(body) == 0 {
-				return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers or --param")
+				return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers, --allowed-ips or --param")
 			}
 			var s sourceOut
 			raw, err := c.Do(ctx, "PATCH", path, body, &s)
