@@ -566,8 +566,8 @@ return 1
 // RewrapSecrets seals every stored secret that only the previous key
 // (RELAY_SECRET_KEY_PREVIOUS) opens anew under the current key: sources'
 // and subscriptions' secrets, rotated-out ones still in their grace period,
-// and subscriptions' custom headers. Each is swapped only if unchanged since it was read, so a
-// concurrent rotation wins. Run it once every replica seals with the new
+// and subscriptions' custom headers. Each is swapped only if unchanged
+// since it was read, so a concurrent rotation wins. Run it once every replica seals with the new
 // key; when the result is Complete, the previous key can go.
 //
 // It starts after the source id after ("" for the first) and stops at the

@@ -194,7 +194,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 			t.Fatalf("update = %+v, %v", got, err)
 		}
 	})
-	for _, field := range []string{"tolerance_ms", "dedup_window_ms"} {
+	for _, field := range []string{"tolerance_ms", "dedup_window_ms", "forward_headers", "allowed_ips", "scheme_params"} {
 		t.Run("source "+field, func(t *testing.T) {
 			good, _ := rdb.HGet(ctx, sourceKey(src.ID), field).Result()
 			rdb.HSet(ctx, sourceKey(src.ID), field, "-5")
