@@ -239,12 +239,7 @@ type replayBatch struct {
 	recs    []*kgo.Record
 	queued  [][2]string // (event, subscription) of each record
 	reopen  [][2]string
-	skipped []replaySkip
-}
-
-type replaySkip struct {
-	event string
-	skipped
+	skipped []skipped
 }
 
 // planReplay decides the replay of events to subs: one record per enabled
@@ -265,10 +260,10 @@ func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []
 			switch {
 			case !glob.MatchAny(s.Events, e.Type):
 				if named {
-					b.skipped = append(b.skipped, replaySkip{e.ID, skipped{s.ID, "not_subscribed"}})
+					b.skipped = append(b.skipped, skipped{s.ID, "not_subscribed"})
 				}
 			case !s.Enabled:
-				b.skipped = append(b.skipped, replaySkip{e.ID, skipped{s.ID, "disabled"}})
+				b.skipped = append(b.skipped, skipped{s.ID, "disabled"})
 			default:
 				targets = append(targets, target{e, s})
 				pairs = append(pairs, [2]string{e.ID, s.ID})
@@ -282,7 +277,7 @@ func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []
 	for i, t := range targets {
 		if states[i].Status == delivery.StatusDelivered {
 			if !force {
-				b.skipped = append(b.skipped, replaySkip{t.e.ID, skipped{t.s.ID, "already_delivered"}})
+				b.skipped = append(b.skipped, skipped{t.s.ID, "already_delivered"})
 				continue
 			}
 			b.reopen = append(b.reopen, pairs[i])
@@ -379,9 +374,7 @@ func (a *API) replay(c *gin.Context) {
 	for _, q := range b.queued {
 		resp.Queued = append(resp.Queued, q[1])
 	}
-	for _, s := range b.skipped {
-		resp.Skipped = append(resp.Skipped, s.skipped)
-	}
+	resp.Skipped = append(resp.Skipped, b.skipped...)
 	c.JSON(http.StatusAccepted, resp)
 }
 
