@@ -115,6 +115,17 @@ func (h HMAC) newHash() func() hash.Hash {
 	return sha256.New
 }
 
+// size is the length of the algorithm's MAC in bytes.
+func (h HMAC) size() int {
+	switch h.Algorithm {
+	case "sha1":
+		return sha1.Size
+	case "sha512":
+		return sha512.Size
+	}
+	return sha256.Size
+}
+
 func (h HMAC) mac(secret string, body []byte) []byte {
 	m := hmac.New(h.newHash(), []byte(secret))
 	m.Write(body)
@@ -146,7 +157,7 @@ func (h HMAC) Verify(req Request, secrets []string, _ time.Time, _ time.Duration
 	} else {
 		got, err = hex.DecodeString(enc)
 	}
-	if err != nil || len(got) != h.newHash()().Size() {
+	if err != nil || len(got) != h.size() {
 		return malformed(name)
 	}
 	for _, s := range secrets {
