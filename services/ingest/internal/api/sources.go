@@ -291,6 +291,14 @@ func parseAllowed(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, err
 	}
+	if p.Addr().Is4In6() {
+		// Client addresses are compared unmapped: an IPv4-mapped prefix
+		// would match none of them, so it is stored as the IPv4 one it means.
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%s reaches beyond the IPv4-mapped range", p)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
 	return p.Masked(), nil
 }
 
