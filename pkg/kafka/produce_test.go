@@ -112,6 +112,9 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 	if err := producer.ProduceSync(ctx, &kgo.Record{Topic: names.Events, Value: []byte("warm-up")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// The batch hook may run after ProduceSync has returned: count from
+	// zero only once it has seen the warm-up's batch.
+	testenv.Eventually(t, 10*time.Second, "the warm-up batch's hook", func() bool { return records.Load() == 1 })
 	batches.Store(0)
 	records.Store(0)
 
