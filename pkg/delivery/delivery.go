@@ -1,5 +1,6 @@
 // Package delivery keeps the state of each (event, subscription) delivery in
-// Redis. Deliver updates it through two scripts around every attempt; the API
+// Redis. Deliver takes a lease and reads the state before every attempt
+// (Begin) and records the outcome with a script after it (Finish); the API
 // reads it; replay and redrive consult it so that a delivered pair is never
 // POSTed again, whatever Kafka redelivers.
 //
@@ -95,8 +96,9 @@ func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 	return &Store{rdb: rdb, pipe: redisconn.Direct{Client: rdb}, retention: retention}
 }
 
-// WithPipeliner returns a Store whose Begin, Finish and Schedule scripts go
-// through pipe, so that many deliveries' scripts share round trips under load.
+// WithPipeliner returns a Store whose Begin commands and Finish and Schedule
+// scripts go through pipe, so that many deliveries share round trips under
+// load.
 func (s *Store) WithPipeliner(pipe redisconn.Pipeliner) *Store {
 	c := *s
 	c.pipe = pipe
@@ -118,37 +120,58 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []stri
 	return cmd
 }
 
-var beginScript = redis.NewScript(`
-local st = redis.call('HMGET', KEYS[1], 'status', 'attempts')
-local finished = tonumber(st[2] or '0') or 0
-if st[1] == 'delivered' then return {'delivered', finished} end
-if tonumber(ARGV[2]) <= finished then return {'stale', finished} end
-if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', ARGV[4]) then return {'busy', finished} end
-if st[1] then redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
-else redis.call('HSET', KEYS[1], 'status', 'pending', 'updated_at', ARGV[6]) end
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-return {'ok', finished}
-`)
-
 // Begin claims attempt number attempt of (evt, sub) for the worker named by
 // token, holding a lease for leaseFor. It returns Proceed, AlreadyDelivered,
 // Stale or Busy, and the number of attempts finished so far.
-func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration, now time.Time) (string, int, error) {
-	res, err := s.runScript(ctx, beginScript,
-		[]string{stateKey(evt, sub), leaseKey(evt, sub), indexKey(evt)},
-		sub, attempt, token, leaseFor.Milliseconds(), int64(s.retention.Seconds()), now.UnixMilli(),
-	).Slice()
+//
+// It is two plain commands in one round trip, not a script: take the lease
+// if it is free, then read the state. Every write that settles a delivery
+// (Finish, Park) is made by the lease's holder, so the state read after
+// taking the lease is the settled one. A delivered or stale answer wins over
+// a lease someone else holds, so a record of a pair settled meanwhile is
+// dropped rather than made to wait for that lease, and a lease taken for
+// nothing is given back at once. A pair with no state yet is pending (the
+// API shows it so) and its first Finish records it: a first attempt writes
+// nothing before its POST. As a script that also wrote the pending state,
+// Begin cost Redis about a sixth more CPU per event end to end
+// (docs/BENCHMARKS.md, "Where the CPU went").
+func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error) {
+	var lease *redis.BoolCmd
+	var st *redis.SliceCmd
+	err := s.pipe.Do(ctx, func(p redis.Pipeliner) {
+		lease = p.SetNX(ctx, leaseKey(evt, sub), token, leaseFor)
+		st = p.HMGet(ctx, stateKey(evt, sub), "status", "attempts")
+	})
+	if err == nil {
+		if err = lease.Err(); err == nil {
+			err = st.Err()
+		}
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 	}
-	if len(res) != 2 {
-		return "", 0, fmt.Errorf("begin delivery %s/%s: unexpected reply %v", evt, sub, res)
+	v := st.Val()
+	if len(v) != 2 {
+		return "", 0, fmt.Errorf("begin delivery %s/%s: unexpected reply %v", evt, sub, v)
 	}
-	outcome, _ := res[0].(string)
-	finished, _ := res[1].(int64)
-	return outcome, int(finished), nil
+	status, _ := v[0].(string)
+	a, _ := v[1].(string)
+	finished, _ := strconv.Atoi(a)
+	outcome := Proceed
+	switch {
+	case status == StatusDelivered:
+		outcome = AlreadyDelivered
+	case attempt <= finished:
+		outcome = Stale
+	case !lease.Val():
+		return Busy, finished, nil
+	}
+	if outcome != Proceed && lease.Val() {
+		if err := s.Release(ctx, evt, sub, token); err != nil {
+			return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
+		}
+	}
+	return outcome, finished, nil
 }
 
 var finishScript = redis.NewScript(`
@@ -163,8 +186,10 @@ if attempt >= cur and st[2] ~= 'delivered' then
 end
 -- Trimmed only once the history is over its limit: most deliveries make one attempt.
 if redis.call('LPUSH', KEYS[3], ARGV[8]) > tonumber(ARGV[11]) then redis.call('LTRIM', KEYS[3], 0, ARGV[11] - 1) end
+redis.call('SADD', KEYS[4], ARGV[12])
 redis.call('EXPIRE', KEYS[1], ARGV[9])
 redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('EXPIRE', KEYS[4], ARGV[9])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 `)
@@ -178,8 +203,9 @@ type Result struct {
 	NextAttemptAt time.Time
 }
 
-// Finish records the outcome of an attempt begun with token and releases
-// the lease. A delivered status is never overwritten.
+// Finish records the outcome of an attempt begun with token, adds the
+// delivery to its event's index, and releases the lease. A delivered status
+// is never overwritten.
 func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) error {
 	hist, err := json.Marshal(historyEntry(r.Attempt))
 	if err != nil {
@@ -190,9 +216,9 @@ func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) er
 		next = strconv.FormatInt(r.NextAttemptAt.UnixMilli(), 10)
 	}
 	err = s.runScript(ctx, finishScript,
-		[]string{stateKey(evt, sub), leaseKey(evt, sub), histKey(evt, sub)},
+		[]string{stateKey(evt, sub), leaseKey(evt, sub), histKey(evt, sub), indexKey(evt)},
 		token, r.Attempt.Attempt, r.Status, r.Attempt.StatusCode, r.Attempt.Error, next,
-		r.Attempt.At.UnixMilli(), string(hist), int64(s.retention.Seconds()), r.Attempt.Response, HistoryLimit,
+		r.Attempt.At.UnixMilli(), string(hist), int64(s.retention.Seconds()), r.Attempt.Response, HistoryLimit, sub,
 	).Err()
 	if err != nil {
 		return fmt.Errorf("finish delivery %s/%s: %w", evt, sub, err)

@@ -23,7 +23,7 @@ func TestAttemptLifecycle(t *testing.T) {
 
 		begin := func(attempt int, token string) string {
 			t.Helper()
-			out, _, err := s.Begin(ctx, evt, sub, attempt, token, time.Minute, now)
+			out, _, err := s.Begin(ctx, evt, sub, attempt, token, time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,6 +85,64 @@ func TestAttemptLifecycle(t *testing.T) {
 	})
 }
 
+// Begin takes the lease before it reads the state: a record of a settled
+// pair must neither keep a lease it took for nothing nor wait for a lease
+// another worker holds.
+func TestBeginOnASettledPair(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+		leased := func() bool {
+			t.Helper()
+			n, err := rdb.Exists(ctx, leaseKey(evt, sub)).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n == 1
+		}
+		if out, _, err := s.Begin(ctx, evt, sub, 1, "w1", time.Minute); err != nil || out != Proceed {
+			t.Fatalf("begin = %s, %v", out, err)
+		}
+		if st, ok, _ := s.Get(ctx, evt, sub); ok || st.Status != StatusPending {
+			t.Fatalf("a first attempt in flight has state %+v (recorded %v), want pending and nothing written", st, ok)
+		}
+		if err := s.Finish(ctx, evt, sub, "w1", Result{Status: StatusRetrying, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 503}}); err != nil {
+			t.Fatal(err)
+		}
+		if out, n, err := s.Begin(ctx, evt, sub, 1, "w2", time.Minute); err != nil || out != Stale || n != 1 || leased() {
+			t.Fatalf("begin of a finished attempt = %s, %d, %v; lease left: %v", out, n, err, leased())
+		}
+		if out, _, err := s.Begin(ctx, evt, sub, 2, "w3", time.Minute); err != nil || out != Proceed {
+			t.Fatalf("begin of attempt 2 = %s, %v", out, err)
+		}
+		if out, _, err := s.Begin(ctx, evt, sub, 2, "w4", time.Minute); err != nil || out != Busy {
+			t.Fatalf("a second worker on attempt 2 = %s, %v; want busy", out, err)
+		}
+		if err := s.Finish(ctx, evt, sub, "w3", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 2, At: time.Now(), StatusCode: 200}}); err != nil {
+			t.Fatal(err)
+		}
+		if out, _, err := s.Begin(ctx, evt, sub, 3, "w5", time.Minute); err != nil || out != AlreadyDelivered || leased() {
+			t.Fatalf("begin after delivery = %s, %v; lease left: %v", out, err, leased())
+		}
+		// Someone else's lease (a forced resend's worker, say) does not make
+		// a delivered pair's record wait: it is dropped at once.
+		if err := rdb.Set(ctx, leaseKey(evt, sub), "other", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if out, _, err := s.Begin(ctx, evt, sub, 3, "w6", time.Minute); err != nil || out != AlreadyDelivered {
+			t.Fatalf("begin of a delivered pair under another lease = %s, %v", out, err)
+		}
+		if v, _ := rdb.Get(ctx, leaseKey(evt, sub)).Result(); v != "other" {
+			t.Fatalf("the other worker's lease became %q", v)
+		}
+		all, err := s.ForEvent(ctx, evt)
+		if err != nil || all[sub].Status != StatusDelivered || len(all[sub].History) != 2 {
+			t.Fatalf("ForEvent after Finish = %+v, %v", all, err)
+		}
+	})
+}
+
 func TestHistoryIsCapped(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
@@ -92,7 +150,7 @@ func TestHistoryIsCapped(t *testing.T) {
 		evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
 		for i := 1; i <= HistoryLimit+5; i++ {
 			tok := fmt.Sprint("w", i)
-			if out, _, err := s.Begin(ctx, evt, sub, i, tok, time.Minute, time.Now()); err != nil || out != Proceed {
+			if out, _, err := s.Begin(ctx, evt, sub, i, tok, time.Minute); err != nil || out != Proceed {
 				t.Fatalf("begin %d = %s, %v", i, out, err)
 			}
 			if err := s.Finish(ctx, evt, sub, tok, Result{Status: StatusRetrying, Attempt: Attempt{Attempt: i, At: time.Now()}}); err != nil {
@@ -126,7 +184,7 @@ func TestScheduleNeverTouchesDelivered(t *testing.T) {
 	if !ok || st.Status != StatusPending || !st.NextAttemptAt.Equal(at) {
 		t.Fatalf("scheduled state = %+v", st)
 	}
-	_, _, _ = s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now())
+	_, _, _ = s.Begin(ctx, evt, sub, 1, "w", time.Minute)
 	_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 200}})
 	_ = s.Schedule(ctx, evt, sub, at.Add(time.Hour), time.Now())
 	st, _, _ = s.Get(ctx, evt, sub)
@@ -145,7 +203,7 @@ func TestReopenForAResend(t *testing.T) {
 		evt, done, dead := ids.New(ids.Event), ids.New(ids.Subscription), ids.New(ids.Subscription)
 		now := time.UnixMilli(time.Now().UnixMilli())
 		for sub, status := range map[string]string{done: StatusDelivered, dead: StatusDead} {
-			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute); err != nil || out != Proceed {
 				t.Fatalf("begin: %s %v", out, err)
 			}
 			if err := s.Finish(ctx, evt, sub, "w", Result{Status: status, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 200}}); err != nil {
@@ -161,10 +219,10 @@ func TestReopenForAResend(t *testing.T) {
 		if st, _, _ := s.Get(ctx, evt, dead); st.Status != StatusDead {
 			t.Fatalf("reopen changed a dead delivery: %+v", st)
 		}
-		if out, _, _ := s.Begin(ctx, evt, done, 1, "w2", time.Minute, now); out != Stale {
+		if out, _, _ := s.Begin(ctx, evt, done, 1, "w2", time.Minute); out != Stale {
 			t.Fatalf("the first attempt's record after a reopen = %s, want stale", out)
 		}
-		if out, _, _ := s.Begin(ctx, evt, done, 2, "w3", time.Minute, now); out != Proceed {
+		if out, _, _ := s.Begin(ctx, evt, done, 2, "w3", time.Minute); out != Proceed {
 			t.Fatalf("the resend's attempt = %s, want ok", out)
 		}
 	})
@@ -178,7 +236,7 @@ func TestScheduleRevivesDead(t *testing.T) {
 	s := New(rdb, time.Hour)
 	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
 	now := time.UnixMilli(time.Now().UnixMilli())
-	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute); err != nil || out != Proceed {
 		t.Fatalf("begin = %s, %v", out, err)
 	}
 	if err := s.Finish(ctx, evt, sub, "w", Result{Status: StatusDead, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 400, Error: "HTTP 400 Bad Request"}}); err != nil {
@@ -202,7 +260,7 @@ func TestScheduleAllRecordsEachPairInOneBatch(t *testing.T) {
 		now := time.UnixMilli(time.Now().UnixMilli())
 		settle := func(sub, status string) {
 			t.Helper()
-			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, now); err != nil || out != Proceed {
+			if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute); err != nil || out != Proceed {
 				t.Fatalf("begin = %s, %v", out, err)
 			}
 			if err := s.Finish(ctx, evt, sub, "w", Result{Status: status, Attempt: Attempt{Attempt: 1, At: now, StatusCode: 500}}); err != nil {
@@ -264,7 +322,7 @@ func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
 	ctx := context.Background()
 	s := New(rdb, time.Hour)
 	evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
-	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now()); out != Proceed {
+	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute); out != Proceed {
 		t.Fatal(out)
 	}
 	if err := s.Park(ctx, evt, sub, "w", "subscription disabled", time.Now()); err != nil {
@@ -275,7 +333,7 @@ func TestParkKeepsAttemptsAndReleasesLease(t *testing.T) {
 		t.Fatalf("parked state = %+v", st)
 	}
 	// The lease is gone and attempt 1 was never spent: a redrive can make it.
-	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w2", time.Minute, time.Now()); out != Proceed {
+	if out, _, _ := s.Begin(ctx, evt, sub, 1, "w2", time.Minute); out != Proceed {
 		t.Fatalf("begin after park = %s", out)
 	}
 }
@@ -294,7 +352,7 @@ func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
 		}
 	}
 	flush()
-	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute, time.Now()); err != nil || out != Proceed {
+	if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute); err != nil || out != Proceed {
 		t.Fatalf("begin after a flushed script cache = %s, %v", out, err)
 	}
 	flush()

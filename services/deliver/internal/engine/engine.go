@@ -96,7 +96,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	var begun string
 	err := e.retry(ctx, "begin delivery", func() error {
 		for {
-			out, _, err := e.deliveries.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor, e.now())
+			out, _, err := e.deliveries.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor)
 			if err != nil {
 				return err
 			}

@@ -26,7 +26,7 @@ func TestReleaseGivesTheLeaseBackOrSaysWhyNot(t *testing.T) {
 	d := record.Delivery{Event: record.Event{ID: "evt_release"}, Attempt: 1}
 	begin := func(token string) string {
 		t.Helper()
-		out, _, err := e.deliveries.Begin(ctx, d.ID, "sub_a", 1, token, e.cfg.LeaseFor, time.Now())
+		out, _, err := e.deliveries.Begin(ctx, d.ID, "sub_a", 1, token, e.cfg.LeaseFor)
 		if err != nil {
 			t.Fatal(err)
 		}
