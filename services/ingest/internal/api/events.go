@@ -389,8 +389,15 @@ type rangeReplayResponse struct {
 	NextCursor string         `json:"next_cursor,omitempty"`
 }
 
-// rangeReplayPage is how many events a range replay reads and queues at a time.
-const rangeReplayPage = 200
+// A range replay reads and queues at most rangeReplayPage events at a time,
+// and no more of them than fit in rangeReplayBytes as stored: a page's
+// payloads are held in memory until the broker has them, and this replica
+// serves webhooks meanwhile. With RELAY_MAX_BODY_BYTES at its 1 MiB default,
+// 200 events could otherwise hold 200 MiB.
+const (
+	rangeReplayPage  = 200
+	rangeReplayBytes = 16 << 20
+)
 
 // replayRange is POST /sources/{id}/replay?from=…[&to=…]: what replay does
 // for one event, for every event of the source received in [from, to)
@@ -441,7 +448,7 @@ func (a *API) replayRange(c *gin.Context) {
 	deadline := now.Add(a.cfg.WorkBudget)
 	resp := rangeReplayResponse{Skipped: map[string]int{}}
 	for {
-		events, next, err := a.events.Range(ctx, src.ID, from, to, after, rangeReplayPage)
+		events, next, err := a.events.Range(ctx, src.ID, from, to, after, rangeReplayPage, rangeReplayBytes)
 		if err != nil {
 			a.storeError(c, "reading events", err)
 			return

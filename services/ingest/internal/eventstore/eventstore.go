@@ -238,9 +238,11 @@ func (s *Store) getLegacy(ctx context.Context, id string, payload bool) (Event, 
 
 // Range returns, oldest first and with their payloads, at most limit of the
 // events of src received from from up to (not including) to, after the
-// event id after ("" to start at from). next is the id to pass as after to
-// continue, "" once the range is done. Events past retention are gone.
-func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after string, limit int) ([]Event, string, error) {
+// event id after ("" to start at from), and no more of them than fit in
+// maxBytes as stored (at least one, whatever its size). next is the id to
+// pass as after to continue, "" once the range is done. Events past
+// retention are gone.
+func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after string, limit, maxBytes int) ([]Event, string, error) {
 	min := "[" + ids.LowerBound(ids.Event, from)
 	if after != "" {
 		min = "(" + after
@@ -250,6 +252,12 @@ func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after
 	}).Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+	}
+	if n, err := s.fitting(ctx, evts, maxBytes); err != nil {
+		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+	} else if n < len(evts) && n < limit {
+		// The page ends where the bytes do: the next one starts after it.
+		limit = n
 	}
 	next := ""
 	if len(evts) > limit {
@@ -287,6 +295,34 @@ func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after
 		out = append(out, e)
 	}
 	return out, next, nil
+}
+
+// fitting returns how many of evts, from the first, fit in maxBytes as
+// stored, at least one: their sizes are read first (STRLEN, cheap), so that
+// a page of large payloads is never read whole into memory. An event stored
+// in the older hash form counts as empty here; its payload is bounded by
+// RELAY_MAX_BODY_BYTES like any other.
+func (s *Store) fitting(ctx context.Context, evts []string, maxBytes int) (int, error) {
+	if len(evts) == 0 {
+		return 0, nil
+	}
+	sizes := make([]*redis.IntCmd, len(evts))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range evts {
+			sizes[i] = p.StrLen(ctx, eventKey(id))
+		}
+		return nil
+	}); err != nil && !isWrongType(err) {
+		return 0, err
+	}
+	total := 0
+	for i, c := range sizes {
+		total += int(c.Val()) // 0 for a value gone or of the older form
+		if total > maxBytes && i > 0 {
+			return i, nil
+		}
+	}
+	return len(evts), nil
 }
 
 // List returns a source's events newest first, limit at a time, without

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -201,7 +202,7 @@ func TestRange(t *testing.T) {
 		var got []string
 		after := ""
 		for pages := 0; ; pages++ {
-			page, next, err := s.Range(ctx, src, base.Add(time.Second), base.Add(5*time.Second), after, 2)
+			page, next, err := s.Range(ctx, src, base.Add(time.Second), base.Add(5*time.Second), after, 2, 1<<30)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,6 +223,57 @@ func TestRange(t *testing.T) {
 		// [1s, 5s): events 1, 2 and 4 (3 expired), oldest first.
 		if want := []string{made[1], made[2], made[4]}; !slices.Equal(got, want) {
 			t.Fatalf("range = %v, want %v", got, want)
+		}
+	})
+}
+
+// A page of a range ends where its payloads would pass the byte budget,
+// never before its first event, and the pages still cover every event once.
+func TestRangeBoundedByBytes(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		src := ids.New(ids.Source)
+		base := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		var made []string
+		for i := 0; i < 10; i++ {
+			at := base.Add(time.Duration(i) * time.Second)
+			size := 10 << 10
+			if i == 5 {
+				size = 100 << 10 // larger than the budget on its own
+			}
+			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: bytes.Repeat([]byte{'a' + byte(i)}, size)}
+			if err := s.Put(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			made = append(made, e.ID)
+		}
+		var pages [][]string
+		after := ""
+		for {
+			page, next, err := s.Range(ctx, src, base, base.Add(time.Minute), after, 200, 35<<10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range page {
+				if want := 'a' + byte(slices.Index(made, e.ID)); e.Body[0] != want {
+					t.Fatalf("event %s has another's body", e.ID)
+				}
+				got = append(got, e.ID)
+			}
+			pages = append(pages, got)
+			if next == "" {
+				break
+			}
+			if len(pages) > 10 {
+				t.Fatal("the range does not end")
+			}
+			after = next
+		}
+		want := [][]string{made[0:3], made[3:5], made[5:6], made[6:9], made[9:10]}
+		if !slices.EqualFunc(pages, want, slices.Equal[[]string]) {
+			t.Fatalf("pages = %v, want %v", pages, want)
 		}
 	})
 }
