@@ -23,6 +23,7 @@ package delivery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -130,26 +131,34 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []stri
 // taking the lease is the settled one. A delivered or stale answer wins over
 // a lease someone else holds, so a record of a pair settled meanwhile is
 // dropped rather than made to wait for that lease, and a lease taken for
-// nothing is given back at once. A pair with no state yet is pending (the
+// nothing is given back at once. A worker that asks again with its token
+// (its first answer was lost) holds the lease it took. A pair with no state yet is pending (the
 // API shows it so) and its first Finish records it: a first attempt writes
 // nothing before its POST. As a script that also wrote the pending state,
 // Begin cost Redis about a sixth more CPU per event end to end
 // (docs/BENCHMARKS.md, "Where the CPU went").
 func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error) {
-	var lease *redis.BoolCmd
+	var lease *redis.StatusCmd
 	var st *redis.SliceCmd
 	err := s.pipe.Do(ctx, func(p redis.Pipeliner) {
-		lease = p.SetNX(ctx, leaseKey(evt, sub), token, leaseFor)
+		// GET: a worker that retries after a lost reply finds its own token
+		// and holds the lease, rather than waiting for it to lapse.
+		lease = p.SetArgs(ctx, leaseKey(evt, sub), token, redis.SetArgs{Mode: "NX", Get: true, TTL: leaseFor})
 		st = p.HMGet(ctx, stateKey(evt, sub), "status", "attempts")
 	})
+	var holder string
 	if err == nil {
-		if err = lease.Err(); err == nil {
-			err = st.Err()
+		if holder, err = lease.Result(); errors.Is(err, redis.Nil) {
+			holder, err = token, nil // there was no lease: ours now
 		}
+	}
+	if err == nil {
+		err = st.Err()
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 	}
+	leased := holder == token
 	v := st.Val()
 	if len(v) != 2 {
 		return "", 0, fmt.Errorf("begin delivery %s/%s: unexpected reply %v", evt, sub, v)
@@ -163,10 +172,10 @@ func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token s
 		outcome = AlreadyDelivered
 	case attempt <= finished:
 		outcome = Stale
-	case !lease.Val():
+	case !leased:
 		return Busy, finished, nil
 	}
-	if outcome != Proceed && lease.Val() {
+	if outcome != Proceed && leased {
 		if err := s.Release(ctx, evt, sub, token); err != nil {
 			return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 		}

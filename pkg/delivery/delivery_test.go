@@ -119,6 +119,10 @@ func TestBeginOnASettledPair(t *testing.T) {
 		if out, _, err := s.Begin(ctx, evt, sub, 2, "w4", time.Minute); err != nil || out != Busy {
 			t.Fatalf("a second worker on attempt 2 = %s, %v; want busy", out, err)
 		}
+		// The first worker asking again (its answer was lost) holds its lease.
+		if out, _, err := s.Begin(ctx, evt, sub, 2, "w3", time.Minute); err != nil || out != Proceed {
+			t.Fatalf("begin of attempt 2 again by its worker = %s, %v; want ok", out, err)
+		}
 		if err := s.Finish(ctx, evt, sub, "w3", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 2, At: time.Now(), StatusCode: 200}}); err != nil {
 			t.Fatal(err)
 		}
