@@ -184,17 +184,8 @@ func TestRange(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
-		src := ids.New(ids.Source)
-		base := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
-		var made []string
-		for i := 0; i < 6; i++ {
-			at := base.Add(time.Duration(i) * time.Second)
-			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: []byte(fmt.Sprintf(`{"n":%d}`, i))}
-			if err := s.Put(ctx, e); err != nil {
-				t.Fatal(err)
-			}
-			made = append(made, e.ID)
-		}
+		src, base := ids.New(ids.Source), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		made := putEverySecond(t, s, src, base, 6, func(i int) []byte { return []byte(fmt.Sprintf(`{"n":%d}`, i)) })
 		// One whose value expired before its index entry was trimmed.
 		if err := rdb.Del(ctx, eventKey(made[3])).Err(); err != nil {
 			t.Fatal(err)
@@ -233,21 +224,14 @@ func TestRangeBoundedByBytes(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
-		src := ids.New(ids.Source)
-		base := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
-		var made []string
-		for i := 0; i < 10; i++ {
-			at := base.Add(time.Duration(i) * time.Second)
+		src, base := ids.New(ids.Source), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		made := putEverySecond(t, s, src, base, 10, func(i int) []byte {
 			size := 10 << 10
 			if i == 5 {
 				size = 100 << 10 // larger than the budget on its own
 			}
-			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: bytes.Repeat([]byte{'a' + byte(i)}, size)}
-			if err := s.Put(ctx, e); err != nil {
-				t.Fatal(err)
-			}
-			made = append(made, e.ID)
-		}
+			return bytes.Repeat([]byte{'a' + byte(i)}, size)
+		})
 		var pages [][]string
 		after := ""
 		for {
@@ -276,4 +260,20 @@ func TestRangeBoundedByBytes(t *testing.T) {
 			t.Fatalf("pages = %v, want %v", pages, want)
 		}
 	})
+}
+
+// putEverySecond stores n events of src of type t, one a second from base,
+// event i with body(i), and returns their ids in order.
+func putEverySecond(t *testing.T, s *Store, src string, base time.Time, n int, body func(i int) []byte) []string {
+	t.Helper()
+	var made []string
+	for i := 0; i < n; i++ {
+		at := base.Add(time.Duration(i) * time.Second)
+		e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: body(i)}
+		if err := s.Put(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, e.ID)
+	}
+	return made
 }
