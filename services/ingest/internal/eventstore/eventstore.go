@@ -253,11 +253,18 @@ func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after
 	if err != nil {
 		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
 	}
-	if n, err := s.fitting(ctx, evts, maxBytes); err != nil {
+	// Only the page's own events are sized, not the one read to know
+	// whether another page follows.
+	page := evts
+	if len(page) > limit {
+		page = page[:limit]
+	}
+	n, err := s.fitting(ctx, page, maxBytes)
+	if err != nil {
 		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
-	} else if n < len(evts) && n < limit {
-		// The page ends where the bytes do: the next one starts after it.
-		limit = n
+	}
+	if n < len(page) {
+		limit = n // the page ends where the bytes do; the next starts after it
 	}
 	next := ""
 	if len(evts) > limit {
