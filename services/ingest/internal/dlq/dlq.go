@@ -382,14 +382,13 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 	}
 	res := RedriveResult{Complete: true}
-	var batch []record.Delivery // parsed already
-	var batchOffsets [][2]int64
+	var batch redriveBatch
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(batch.ds) == 0 {
 			return nil
 		}
-		pairs := make([][2]string, len(batch))
-		for i, d := range batch {
+		pairs := make([][2]string, len(batch.ds))
+		for i, d := range batch.ds {
 			pairs[i] = [2]string{d.ID, d.SubscriptionID}
 		}
 		states, err := m.Deliveries.Statuses(ctx, pairs)
@@ -398,7 +397,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 		var out []*kgo.Record
 		var outIdx []int
-		for i, d := range batch {
+		for i, d := range batch.ds {
 			if states[i].Status == delivery.StatusDelivered {
 				res.AlreadyDelivered++
 				continue
@@ -420,7 +419,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		res.Redriven += len(out)
 		// Mark every record of the batch resolved (redriven or already delivered).
 		_, err = m.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, po := range batchOffsets {
+			for _, po := range batch.offs {
 				part := int32(po[0])
 				p.ZAdd(ctx, m.markerKey(part), redis.Z{Score: float64(po[1]), Member: strconv.FormatInt(po[1], 10)})
 				p.Expire(ctx, m.markerKey(part), m.Kafka.DLQRetention)
@@ -440,7 +439,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		if failed, err := m.Deliveries.ScheduleAll(ctx, redriven, now, now); failed > 0 {
 			m.Log.WarnContext(ctx, "recording redriven deliveries in their state failed", "failed", failed, "redriven", len(outIdx), "error", err)
 		}
-		batch, batchOffsets = batch[:0], batchOffsets[:0]
+		batch.reset()
 		return nil
 	}
 	var ferr error
@@ -456,9 +455,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		if !f.match(d) {
 			return true
 		}
-		batch = append(batch, d)
-		batchOffsets = append(batchOffsets, [2]int64{int64(r.Partition), r.Offset})
-		if len(batch) >= 200 {
+		if batch.add(d, r.Partition, r.Offset) {
 			if ferr = flush(); ferr != nil {
 				return false
 			}
@@ -481,6 +478,37 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		return res, err
 	}
 	return res, nil
+}
+
+// A redrive produces and marks the parked deliveries it takes in batches of
+// at most redriveBatchRecords records, each flushed as soon as its payloads
+// reach redriveBatchBytes: the replica running it also takes webhooks in,
+// and 200 parked 1 MiB payloads would otherwise be held there at once.
+const (
+	redriveBatchRecords = 200
+	redriveBatchBytes   = 16 << 20
+)
+
+// redriveBatch is a redrive's next batch: parsed deliveries, where each was
+// read ([partition, offset]), and the size of their payloads.
+type redriveBatch struct {
+	ds    []record.Delivery
+	offs  [][2]int64
+	bytes int
+}
+
+// add appends d, read at partition and offset, and reports whether the
+// batch is now full.
+func (b *redriveBatch) add(d record.Delivery, partition int32, offset int64) bool {
+	b.ds = append(b.ds, d)
+	b.offs = append(b.offs, [2]int64{int64(partition), offset})
+	b.bytes += len(d.Body)
+	return len(b.ds) >= redriveBatchRecords || b.bytes >= redriveBatchBytes
+}
+
+func (b *redriveBatch) reset() {
+	clear(b.ds) // let the payloads go
+	b.ds, b.offs, b.bytes = b.ds[:0], b.offs[:0], 0
 }
 
 // advance commits, per partition, the first offset not yet resolved, and
