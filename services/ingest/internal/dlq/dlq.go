@@ -481,9 +481,10 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 }
 
 // A redrive produces and marks the parked deliveries it takes in batches of
-// at most redriveBatchRecords records, each flushed as soon as its payloads
-// reach redriveBatchBytes: the replica running it also takes webhooks in,
-// and 200 parked 1 MiB payloads would otherwise be held there at once.
+// at most redriveBatchRecords records, a batch going out early once its
+// payloads reach redriveBatchBytes: the replica running it also takes
+// webhooks in, and 200 parked 1 MiB payloads would otherwise be held there
+// at once.
 const (
 	redriveBatchRecords = 200
 	redriveBatchBytes   = 16 << 20
