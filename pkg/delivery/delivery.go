@@ -134,9 +134,9 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []stri
 // nothing is given back at once. A worker that asks again with its token
 // (its first answer was lost) holds the lease it took. A pair with no state
 // yet is pending (the API shows it so) and its first Finish records it: a
-// first attempt writes nothing before its POST. As a script that also wrote the pending state,
-// Begin cost Redis about a sixth more CPU per event end to end
-// (docs/BENCHMARKS.md, "Where the CPU went").
+// first attempt writes nothing before its POST. As a script that also wrote
+// the pending state, Begin cost Redis about a sixth more CPU per event end
+// to end (docs/BENCHMARKS.md, "Where the CPU went").
 func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error) {
 	var lease *redis.StatusCmd
 	var st *redis.SliceCmd
