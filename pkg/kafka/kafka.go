@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,6 +83,23 @@ type Config struct {
 	// default 5s,30s,2m,10m,1h,6h). Every service must agree on them, since
 	// each tier is its own topic.
 	RetryTiers []time.Duration
+	// MaxBodyBytes is the largest webhook body Relay accepts
+	// (RELAY_MAX_BODY_BYTES, default 1 MiB, from 1 KiB to 64 MiB). Every
+	// service reads it because every record carries a body: it sizes the
+	// topics' max.message.bytes and the producers' batches (MaxMessageBytes).
+	MaxBodyBytes int64
+}
+
+// DefaultMaxBodyBytes is RELAY_MAX_BODY_BYTES's default.
+const DefaultMaxBodyBytes = 1 << 20
+
+// MaxMessageBytes is the largest record batch Relay produces and the
+// max.message.bytes of every topic it creates: one body of MaxBodyBytes
+// with all its headers. Producer and topics must agree on it: a batch
+// larger than its topic admits is refused by the broker with
+// MESSAGE_TOO_LARGE, which no retry cures.
+func (c Config) MaxMessageBytes() int {
+	return int(c.MaxBodyBytes) + record.HeaderRoom
 }
 
 // Names returns the topic and group names of the deployment.
@@ -114,10 +132,11 @@ func LoadConfig(r *envconfig.Reader) Config {
 		Compression:       strings.ToLower(r.String("RELAY_KAFKA_COMPRESSION", "none")),
 		Linger:            r.Duration("RELAY_KAFKA_LINGER", 2*time.Millisecond),
 		RetryTiers:        r.Durations("RELAY_RETRY_TIERS", record.DefaultTierDelays),
+		MaxBodyBytes:      r.Int64("RELAY_MAX_BODY_BYTES", DefaultMaxBodyBytes),
 	}
 }
 
-// Validate reports the first problem with c, naming its variable.
+// Validate reports every problem with c, each naming its variable.
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
@@ -154,6 +173,9 @@ func (c Config) Validate() error {
 	}
 	if _, ok := codecs[c.Compression]; !ok {
 		errs = append(errs, fmt.Errorf("RELAY_KAFKA_COMPRESSION: %q is not none, lz4, snappy, zstd or gzip", c.Compression))
+	}
+	if c.MaxBodyBytes < 1<<10 || c.MaxBodyBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("RELAY_MAX_BODY_BYTES: %d is outside 1 KiB to 64 MiB", c.MaxBodyBytes))
 	}
 	if _, err := c.Names(); err != nil {
 		errs = append(errs, err)
@@ -268,9 +290,11 @@ func ProducerOptions(cfg Config) []kgo.Opt {
 		// broker refuses falls back to none.
 		// (Validate refuses an unknown name; franz-go drops the repeated none.)
 		kgo.ProducerBatchCompression(codecs[cfg.Compression], kgo.NoCompression()),
-		// Webhook bodies are at most RELAY_MAX_BODY_BYTES (1 MiB by default); allow
-		// a batch that size plus headers.
-		kgo.ProducerBatchMaxBytes(2 << 20),
+		// A batch is one message to the broker, refused for good when it is
+		// larger than its topic's max.message.bytes: batches are exactly as
+		// large as EnsureTopics makes every topic admit, which is one record
+		// of the largest body with its headers (RELAY_MAX_BODY_BYTES).
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxMessageBytes())),
 	}
 }
 
@@ -292,8 +316,9 @@ func ConsumerOptions(cfg Config, group string, topics ...string) []kgo.Opt {
 		// partitions (retry tiers pause and resume often) are fetched promptly.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		// Records are large-ish (webhook bodies); cap a partition's share of a fetch
-		// so one hot partition cannot fill the client's buffer.
-		kgo.FetchMaxPartitionBytes(4 << 20),
+		// so one hot partition cannot fill the client's buffer, but never
+		// below the largest batch a topic admits.
+		kgo.FetchMaxPartitionBytes(int32(max(4<<20, cfg.MaxMessageBytes()))),
 	}
 }
 
@@ -332,11 +357,24 @@ func Topics(cfg Config, names record.Topics) []TopicSpec {
 	return specs
 }
 
-// EnsureTopics creates the topics that do not exist yet. It is idempotent and
-// safe to run from every replica of every service at start-up; Relay never
-// relies on broker auto-creation.
+// Config names EnsureTopics sets and checks.
+const (
+	configMaxMessageBytes = "max.message.bytes"
+	// The largest request Apache Kafka and Redpanda read; a produce request
+	// carries at least one whole batch.
+	configKafkaRequestMax    = "socket.request.max.bytes"
+	configRedpandaRequestMax = "kafka_request_max_bytes"
+)
+
+// EnsureTopics creates the topics that do not exist yet and makes every one
+// admit Relay's largest record batch (Config.MaxMessageBytes), raising the
+// max.message.bytes of a topic created smaller. It is idempotent and safe to
+// run from every replica of every service at start-up; Relay never relies on
+// broker auto-creation.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, specs []TopicSpec) error {
 	adm := kadm.NewClient(cl)
+	maxMessage := strconv.Itoa(cfg.MaxMessageBytes())
+	var existing []string
 	for _, s := range specs {
 		ret := fmt.Sprint(s.Retention.Milliseconds())
 		configs := map[string]*string{
@@ -346,18 +384,173 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, cfg Config, specs []Topic
 			// Deletion, never compaction: records are keyed by event or
 			// subscription id, and compaction would drop deliveries.
 			"cleanup.policy": kadm.StringPtr("delete"),
+			// The producers' batch limit: brokers default to about 1 MiB,
+			// which one webhook of RELAY_MAX_BODY_BYTES may exceed alone.
+			configMaxMessageBytes: &maxMessage,
 		}
 		resp, err := adm.CreateTopics(ctx, int32(cfg.Partitions), int16(cfg.ReplicationFactor), configs, s.Name)
 		if err != nil {
 			return fmt.Errorf("create topic %s: %w", s.Name, err)
 		}
 		for _, r := range resp {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			switch {
+			case errors.Is(r.Err, kerr.TopicAlreadyExists):
+				existing = append(existing, s.Name)
+			case r.Err != nil:
 				return fmt.Errorf("create topic %s: %w", s.Name, r.Err)
 			}
 		}
 	}
+	if err := ensureMessageLimits(ctx, adm, cfg, existing); err != nil {
+		return err
+	}
+	return checkBrokerLimit(ctx, adm, cfg)
+}
+
+// ensureMessageLimits raises the max.message.bytes of every topic of names
+// (topics that existed already) that admits less than Relay's largest batch,
+// as a topic created by an earlier version or by hand may; it fails, naming
+// the topic and the setting, when a topic cannot be raised.
+func ensureMessageLimits(ctx context.Context, adm *kadm.Client, cfg Config, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	current, err := describeMessageLimits(ctx, adm, names)
+	if err != nil {
+		return err
+	}
+	need := cfg.MaxMessageBytes()
+	low := topicsBelow(current, need)
+	if len(low) == 0 {
+		return nil
+	}
+	value := strconv.Itoa(need)
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: configMaxMessageBytes, Value: &value}}, low...)
+	if err == nil {
+		for _, r := range resp {
+			if r.Err != nil {
+				err = errors.Join(err, fmt.Errorf("topic %s: %w %s", r.Name, r.Err, r.ErrMessage))
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("topics %s admit batches of at most %s bytes, less than the %d that RELAY_MAX_BODY_BYTES=%d needs "+
+			"(the body and %d bytes of headers), and raising their max.message.bytes failed: %w; "+
+			"raise it on the broker or lower RELAY_MAX_BODY_BYTES", strings.Join(low, ", "), limitsOf(current, low), need, cfg.MaxBodyBytes, record.HeaderRoom, err)
+	}
 	return nil
+}
+
+// topicsBelow returns, sorted, the topics whose max.message.bytes is below
+// need. A topic whose limit the broker does not report is taken as is.
+func topicsBelow(limits map[string]int, need int) []string {
+	var low []string
+	for name, v := range limits {
+		if v < need {
+			low = append(low, name)
+		}
+	}
+	slices.Sort(low)
+	return low
+}
+
+// describeMessageLimits returns the max.message.bytes of each topic that
+// reports one. A topic another replica created a moment ago may not be
+// known yet to the broker that answers: it is asked again, for a while.
+func describeMessageLimits(ctx context.Context, adm *kadm.Client, names []string) (map[string]int, error) {
+	for tries := 0; ; tries++ {
+		described, err := adm.DescribeTopicConfigs(ctx, names...)
+		if err != nil {
+			return nil, fmt.Errorf("describe topic configs: %w", err)
+		}
+		limits := map[string]int{}
+		var unknown error
+		for _, rc := range described {
+			switch {
+			case errors.Is(rc.Err, kerr.UnknownTopicOrPartition):
+				unknown = fmt.Errorf("describe topic %s: %w", rc.Name, rc.Err)
+			case rc.Err != nil:
+				return nil, fmt.Errorf("describe topic %s: %w", rc.Name, rc.Err)
+			default:
+				if v, ok := configInt(rc.Configs, configMaxMessageBytes); ok {
+					limits[rc.Name] = v
+				}
+			}
+		}
+		if unknown == nil || tries == 20 {
+			return limits, unknown
+		}
+		select {
+		case <-ctx.Done():
+			return nil, unknown
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func limitsOf(limits map[string]int, topics []string) string {
+	seen := map[int]bool{}
+	var vs []string
+	for _, t := range topics {
+		if v := limits[t]; !seen[v] {
+			seen[v] = true
+			vs = append(vs, strconv.Itoa(v))
+		}
+	}
+	return strings.Join(vs, " or ")
+}
+
+// checkBrokerLimit fails when a broker would refuse a produce request that
+// carries one batch of Relay's largest size. A broker that does not say
+// what it reads (a restricted principal, a broker of another make) is
+// trusted.
+func checkBrokerLimit(ctx context.Context, adm *kadm.Client, cfg Config) error {
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil || len(brokers) == 0 {
+		return nil
+	}
+	described, err := adm.DescribeBrokerConfigs(ctx, brokers.NodeIDs()...)
+	if err != nil {
+		return nil
+	}
+	for _, rc := range described {
+		if rc.Err != nil {
+			continue
+		}
+		if err := requestLimitError(rc.Name, rc.Configs, cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requestOverhead is room in a produce request for what surrounds its
+// batches: the request header, the topic and partition framing.
+const requestOverhead = 64 << 10
+
+// requestLimitError reports a broker whose largest request (Apache Kafka's
+// socket.request.max.bytes, Redpanda's kafka_request_max_bytes) cannot
+// carry one batch of Relay's largest size, naming both settings.
+func requestLimitError(broker string, configs []kadm.Config, cfg Config) error {
+	for _, name := range []string{configKafkaRequestMax, configRedpandaRequestMax} {
+		limit, ok := configInt(configs, name)
+		if ok && limit < cfg.MaxMessageBytes()+requestOverhead {
+			return fmt.Errorf("broker %s reads requests of at most %d bytes (%s), too few for a batch of %d bytes "+
+				"that RELAY_MAX_BODY_BYTES=%d needs; lower RELAY_MAX_BODY_BYTES or raise %s", broker, limit, name, cfg.MaxMessageBytes(), cfg.MaxBodyBytes, name)
+		}
+	}
+	return nil
+}
+
+// configInt returns the integer value of config name, if it is there.
+func configInt(configs []kadm.Config, name string) (int, bool) {
+	for _, c := range configs {
+		if c.Key == name && c.Value != nil {
+			v, err := strconv.Atoi(*c.Value)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // BrokerVersion guesses the version of the cluster behind cl from its API

@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"context"
+	"errors"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -35,4 +37,28 @@ func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 		}
 	}
 	return first
+}
+
+// refusals are the produce errors that producing the same record again
+// cannot cure: franz-go retries every transient error itself, so these reach
+// the caller from the broker, or from the client before a byte is sent,
+// and stay until an operator changes a topic, a limit or an ACL.
+var refusals = []error{
+	kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
+	kerr.TopicAuthorizationFailed, kerr.ClusterAuthorizationFailed, kerr.InvalidTopicException,
+	kerr.PolicyViolation, kerr.UnsupportedForMessageFormat,
+}
+
+// Refused reports whether err is a refusal of a record that no retry of the
+// same produce can overcome (a record or batch larger than its topic
+// admits, a record the broker calls invalid, a principal that may not
+// write). A caller must not retry such an error as if it were an outage:
+// it says so loudly and waits for an operator.
+func Refused(err error) bool {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
 }

@@ -104,6 +104,7 @@ const (
 	HeaderLastError      = "relay-last-error"
 	HeaderDeadReason     = "relay-dead-reason"
 	HeaderOrigin         = "relay-origin"
+	HeaderTier           = "relay-tier"
 	// HeaderForwardedPrefix starts the header of each sender request header
 	// a source forwards to its subscribers: relay-fwd-x-github-event.
 	HeaderForwardedPrefix = "relay-fwd-"
@@ -127,6 +128,28 @@ const (
 
 // maxErrorLen bounds the relay-last-error header.
 const maxErrorLen = 512
+
+// Bounds on what a record's headers carry besides Relay's own, which ingest
+// enforces on every event it accepts. Together they keep every record's
+// headers within HeaderRoom, so a topic that admits a body of
+// RELAY_MAX_BODY_BYTES plus HeaderRoom admits every record Relay writes.
+const (
+	// MaxForwarded is the most headers a source forwards.
+	MaxForwarded = 20
+	// MaxHeaderName bounds a forwarded header's name.
+	MaxHeaderName = 256
+	// MaxForwardedValue bounds a forwarded header's value: a record header
+	// is not the place for a header as long as a body.
+	MaxForwardedValue = 8 << 10
+	// MaxContentType bounds the content-type header.
+	MaxContentType = 1 << 10
+	// MaxEventType bounds an event type.
+	MaxEventType = 200
+	// HeaderRoom is what a record may take beyond its body: its key, its
+	// headers and the framing of both, with a wide margin over the largest
+	// record these bounds allow (record_test.go builds it).
+	HeaderRoom = 256 << 10
+)
 
 // ErrMalformed is wrapped by every parse error: the record lacks a header
 // Relay needs or carries an unparsable one. Such a record can never be
@@ -233,6 +256,12 @@ type Delivery struct {
 	LastError  string
 	DeadReason string
 	Origin     string
+	// Tier is how many tiers of the retry ladder the delivery has waited on:
+	// 0 before the first (a first attempt, a replay, a redrive), k after the
+	// k-th. A deferral keeps it, so that deferring spends no rung. It is -1
+	// when a record does not say (one written before it was carried): its
+	// topic then tells.
+	Tier int
 }
 
 // Record returns the record for d on topic. It is always a fresh record, so
@@ -244,6 +273,7 @@ func (d Delivery) Record(topic string) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(d.Attempt), 10)},
 		kgo.RecordHeader{Key: HeaderNotBefore, Value: strconv.AppendInt(nil, d.NotBefore.UnixMilli(), 10)},
 		kgo.RecordHeader{Key: HeaderLastStatus, Value: strconv.AppendInt(nil, int64(d.LastStatus), 10)},
+		kgo.RecordHeader{Key: HeaderTier, Value: strconv.AppendInt(nil, int64(max(d.Tier, 0)), 10)},
 	)
 	if d.LastError != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderLastError, Value: []byte(TruncateError(d.LastError))})
@@ -263,7 +293,7 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, err
 	}
-	d := Delivery{Event: ev}
+	d := Delivery{Event: ev, Tier: -1}
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
@@ -292,6 +322,10 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 			d.DeadReason = v
 		case HeaderOrigin:
 			d.Origin = v
+		case HeaderTier:
+			if d.Tier, err = strconv.Atoi(v); err != nil || d.Tier < 0 {
+				return d, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderTier, v)
+			}
 		}
 	}
 	if d.SubscriptionID == "" {

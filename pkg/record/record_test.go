@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 		"relay.v1.DeliveryHeaders.last_error":      HeaderLastError,
 		"relay.v1.DeliveryHeaders.dead_reason":     HeaderDeadReason,
 		"relay.v1.DeliveryHeaders.origin":          HeaderOrigin,
+		"relay.v1.DeliveryHeaders.tier":            HeaderTier,
 	}
 	seen := 0
 	for _, msg := range []protoreflect.MessageDescriptor{
@@ -88,7 +90,7 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	d := Delivery{
 		Event:          Event{ID: "evt_1", SourceID: "src_1", Type: "t", ReceivedAt: time.UnixMilli(5), Body: []byte("x")},
 		SubscriptionID: "sub_1", Attempt: 3, NotBefore: time.UnixMilli(99), LastStatus: 503,
-		LastError: strings.Repeat("é", 400), DeadReason: DeadRetriesExhausted, Origin: OriginRetry,
+		LastError: strings.Repeat("é", 400), DeadReason: DeadRetriesExhausted, Origin: OriginRetry, Tier: 2,
 	}
 	r := d.Record(RetryTopic(30 * time.Second))
 	if r.Topic != "relay.retry.30s" || string(r.Key) != "sub_1" {
@@ -98,7 +100,7 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry {
+	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry || got.Tier != 2 {
 		t.Fatalf("round trip = %+v", got)
 	}
 	if len(got.LastError) > maxErrorLen || !strings.HasPrefix(d.LastError, got.LastError) {
@@ -114,6 +116,19 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	}
 	if got, err = ParseDelivery(r); err != nil || got.LastStatus != 0 || got.Attempt != 3 {
 		t.Fatalf("with a damaged last status: %+v, %v; want it read, with last status 0", got, err)
+	}
+
+	// A record written before the tier was carried does not say: -1, and
+	// its topic tells.
+	var older []kgo.RecordHeader
+	for _, h := range r.Headers {
+		if h.Key != HeaderTier {
+			older = append(older, h)
+		}
+	}
+	r.Headers = older
+	if got, err = ParseDelivery(r); err != nil || got.Tier != -1 {
+		t.Fatalf("without a tier header: %+v, %v; want tier -1", got, err)
 	}
 }
 
@@ -173,5 +188,38 @@ func TestTopicsWithPrefix(t *testing.T) {
 	}
 	if got := tp.RetryInputs(); len(got) != 3 || got[0] != tp.Deliveries {
 		t.Fatalf("RetryInputs = %v", got)
+	}
+}
+
+// TestLargestRecordFitsHeaderRoom builds the largest record the bounds
+// allow, a DLQ record of an event with every header at its limit, and
+// checks that all it carries beyond its body fits in HeaderRoom: topics are
+// sized by it, and a record over it would be refused by the broker for good.
+func TestLargestRecordFitsHeaderRoom(t *testing.T) {
+	ev := Event{
+		ID: "evt_" + strings.Repeat("x", 40), SourceID: "src_" + strings.Repeat("x", 40),
+		Type: strings.Repeat("t", MaxEventType), ReceivedAt: time.Now(),
+		ContentType: strings.Repeat("c", MaxContentType), Body: []byte("{}"),
+	}
+	for i := 0; i < MaxForwarded; i++ {
+		name := fmt.Sprintf("%03d", i) + strings.Repeat("n", MaxHeaderName-3)
+		ev.Forwarded = append(ev.Forwarded, ForwardedHeader{Name: name, Value: strings.Repeat("v", MaxForwardedValue)})
+	}
+	d := Delivery{
+		Event: ev, SubscriptionID: "sub_" + strings.Repeat("x", 40), Attempt: 1 << 30, NotBefore: time.Now(),
+		LastStatus: 599, LastError: strings.Repeat("e", 4*maxErrorLen), DeadReason: DeadRetriesExhausted, Origin: OriginRedrive,
+	}
+	r := d.Record(TopicDLQ)
+	// The kotel hook adds a traceparent; count a generous one.
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderTraceparent, Value: make([]byte, 256)})
+	// A record's wire form beyond its value: length, attributes, timestamp
+	// and offset deltas, key, and per header two lengths, each a varint of
+	// at most 5 bytes.
+	extra := 5 + 1 + 10 + 5 + 5 + len(r.Key) + 5 + 5
+	for _, h := range r.Headers {
+		extra += 5 + len(h.Key) + 5 + len(h.Value)
+	}
+	if extra > HeaderRoom {
+		t.Fatalf("the largest record takes %d bytes beyond its body; HeaderRoom is %d", extra, HeaderRoom)
 	}
 }

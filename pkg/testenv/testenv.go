@@ -135,6 +135,7 @@ func KafkaConfig(t testing.TB, tiers ...time.Duration) kafka.Config {
 		SessionTimeout:    10 * time.Second,
 		TopicPrefix:       UniquePrefix(),
 		RetryTiers:        tiers,
+		MaxBodyBytes:      kafka.DefaultMaxBodyBytes,
 	}
 }
 

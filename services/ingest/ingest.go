@@ -39,7 +39,6 @@ type Config struct {
 	TrustedProxies           []string
 	SecretKey                []byte
 	PreviousSecretKey        []byte
-	MaxBodyBytes             int64
 	DedupWindow              time.Duration
 	DedupWait                time.Duration
 	EventRetention           time.Duration
@@ -67,8 +66,6 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		AdminToken: r.String("RELAY_ADMIN_TOKEN", ""),
 		// RELAY_ADMIN_TOKEN_PREVIOUS: a token still accepted while clients move to a new one.
 		PreviousAdminToken: r.String("RELAY_ADMIN_TOKEN_PREVIOUS", ""),
-		// RELAY_MAX_BODY_BYTES: the largest inbound body; larger ones get 413.
-		MaxBodyBytes: r.Int64("RELAY_MAX_BODY_BYTES", 1<<20),
 		// RELAY_DEDUP_WINDOW: how long a dedup key is remembered, unless a source sets its own.
 		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
 		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
@@ -119,9 +116,6 @@ func (c Config) Validate() error {
 	}
 	if len(c.SecretKey) != secretbox.KeySize {
 		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, 32 bytes in base64 (make one with: openssl rand -base64 32)"))
-	}
-	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
-		errs = append(errs, fmt.Errorf("RELAY_MAX_BODY_BYTES: %d is outside 1 KiB to 64 MiB", c.MaxBodyBytes))
 	}
 	if c.DedupWindow < time.Minute {
 		errs = append(errs, errors.New("RELAY_DEDUP_WINDOW: must be at least 1m"))
@@ -209,7 +203,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
-		MaxBodyBytes: cfg.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{

@@ -311,6 +311,47 @@ func TestConcurrentIdenticalRequestsProduceOneRecord(t *testing.T) {
 	}
 }
 
+// A topic an operator lowered below what RELAY_MAX_BODY_BYTES needs refuses
+// the event for good: the sender gets 503 with a code that is not an
+// outage's and a long Retry-After, the operator an error naming the
+// settings to compare, and nothing is half-accepted.
+func TestBrokerRefusalAnswers503AndSaysWhy(t *testing.T) {
+	h := start(t, nil, "", nil)
+	src := h.source("relay")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	small := "1000"
+	resp, err := kadm.NewClient(cl).AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &small}}, h.topic)
+	if err != nil || resp[0].Err != nil {
+		t.Fatal(err, resp)
+	}
+	// The broker applies the new limit within moments; until then each
+	// event (a new one each time) is accepted.
+	var code int
+	var respHdr http.Header
+	var raw []byte
+	n := 0
+	testenv.Eventually(t, 20*time.Second, "the lowered limit to refuse an event", func() bool {
+		n++
+		body := []byte(fmt.Sprintf(`{"type":"big","n":%d,"pad":"%s"}`, n, strings.Repeat("x", 3000)))
+		code, respHdr, raw = h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+		return code != 202
+	})
+	if r := decode(t, raw); code != 503 || r.Error.Code != "broker_refused" || respHdr.Get("Retry-After") != "30" {
+		t.Fatalf("refused: %d %v %s", code, respHdr, raw)
+	}
+	for _, want := range []string{`"level":"ERROR"`, "max.message.bytes", "RELAY_MAX_BODY_BYTES", "MESSAGE_TOO_LARGE"} {
+		if !strings.Contains(h.logs.String(), want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+}
+
 func TestBrokerDownAnswers503AndLeavesNothingHalfAccepted(t *testing.T) {
 	broker := testenv.StartKafka(t)
 	h := start(t, []string{broker.Addr}, "", map[string]string{"RELAY_PRODUCE_TIMEOUT": "2s", "RELAY_KAFKA_DIAL_TIMEOUT": "1s"})
@@ -521,6 +562,11 @@ func TestBadInput(t *testing.T) {
 			x.Set("X-Idempotency-Key", strings.Repeat("k", 300))
 			return x
 		}(), 400, "invalid_idempotency_key", ""},
+		{"content type too long", "POST", "/in/" + src.ID, okBody, func() http.Header {
+			x := signed(t, "relay", src.Secret, okBody, time.Now())
+			x.Set("Content-Type", "application/json; x="+strings.Repeat("k", 1100))
+			return x
+		}(), 400, "invalid_content_type", "1024"},
 		{"no admin token", "GET", "/sources", nil, nil, 401, "unauthorized", ""},
 		{"wrong admin token", "GET", "/sources", nil, http.Header{"Authorization": {"Bearer nope"}}, 401, "unauthorized", ""},
 		{"bad json", "POST", "/sources", `{"name":`, admin(), 400, "invalid_json", "malformed JSON"},

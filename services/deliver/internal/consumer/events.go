@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -113,7 +114,7 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		d := record.Delivery{Event: ev, SubscriptionID: sub.ID, Attempt: 1, NotBefore: ev.ReceivedAt}
 		go func() {
 			results <- run(ctx, c.d.Dispatcher, sub.ID,
-				func(ctx context.Context) error { return c.d.Engine.Deliver(ctx, d, sub, -1) },
+				func(ctx context.Context) (time.Duration, error) { return c.d.Engine.Deliver(ctx, d, sub) },
 				func() error { return c.d.Engine.Defer(ctx, d, tier0.Topic, tier0.Delay) })
 		}()
 	}

@@ -176,12 +176,15 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 		c.d.Logger.InfoContext(ctx, "dropping delivery to a deleted subscription", "event_id", d.ID, "subscription_id", d.SubscriptionID)
 		return true
 	}
-	tier := c.names.TierIndex(rec.Topic)
-	deferTo := c.names.Tiers[0]
-	if tier >= 0 {
-		deferTo = c.names.Tiers[tier]
+	if d.Tier < 0 {
+		// Written before records said how far up the ladder they are: the
+		// tier they are on does (none for relay.deliveries).
+		d.Tier = c.names.TierIndex(rec.Topic) + 1
 	}
+	// A deferral waits on the tier it stands on (the last, when the ladder
+	// has since been shortened), or the first.
+	deferTo := c.names.Tiers[min(max(d.Tier-1, 0), len(c.names.Tiers)-1)]
 	return run(ctx, c.d.Dispatcher, sub.ID,
-		func(ctx context.Context) error { return c.d.Engine.Deliver(ctx, d, sub, tier) },
+		func(ctx context.Context) (time.Duration, error) { return c.d.Engine.Deliver(ctx, d, sub) },
 		func() error { return c.d.Engine.Defer(ctx, d, deferTo.Topic, deferTo.Delay) })
 }

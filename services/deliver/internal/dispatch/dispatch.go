@@ -11,7 +11,11 @@
 // cores can deliver), and the queue drains fast: Submit waits for room, which
 // holds the caller's record and so slows fetching. Deferring in that case
 // would only add work (a produce, a script, a second fetch) to a process that
-// is short of it, and deliveries would come out a tier late.
+// is short of it, and deliveries would come out a tier late. The two are told
+// apart by how long the endpoint itself takes to answer, as each job reports
+// it, not by how long a job takes in all: a job of a process short of CPU
+// also waits on Redis, Kafka and the scheduler, none of which a deferral
+// would spare.
 package dispatch
 
 import (
@@ -20,10 +24,11 @@ import (
 	"time"
 )
 
-// Job is one delivery. It is called with a cancelled context when the
+// Job is one delivery. It returns how long the endpoint took to answer, 0
+// when it made no request. It is called with a cancelled context when the
 // dispatcher shuts down before running it; it must then return at once
 // without doing its work (its record stays uncommitted and comes back).
-type Job func(ctx context.Context)
+type Job func(ctx context.Context) (answered time.Duration)
 
 type queue struct {
 	key     string
@@ -34,10 +39,14 @@ type queue struct {
 	// that leaves jobs.
 	waiting int
 	space   *sync.Cond
-	// took is how long the key's recent jobs took (a moving average; zero
-	// until one has finished).
+	// took is how long the key's endpoint took to answer recent jobs (a
+	// moving average; zero until one has answered).
 	took time.Duration
 }
+
+// maxAnswers bounds the answer times kept of idle keys; beyond it they are
+// forgotten, and each key's next job gets the benefit of the doubt again.
+const maxAnswers = 100000
 
 // Dispatcher is safe for concurrent use.
 type Dispatcher struct {
@@ -47,12 +56,15 @@ type Dispatcher struct {
 	maxWait  time.Duration
 	grace    time.Duration
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	keys   map[string]*queue
-	ready  []*queue
-	closed bool
-	queued int
+	mu   sync.Mutex
+	cond *sync.Cond
+	keys map[string]*queue
+	// answers keeps the endpoint answer time of keys whose queue emptied,
+	// so that a slow endpoint's next burst is known slow at once.
+	answers map[string]time.Duration
+	ready   []*queue
+	closed  bool
+	queued  int
 }
 
 // New returns a dispatcher with workers concurrent jobs overall, at most
@@ -61,7 +73,8 @@ type Dispatcher struct {
 // instead would cost it: the first retry tier's delay), and grace for running
 // jobs to finish at shutdown before their context is cancelled.
 func New(workers, perKey, queueCap int, maxWait, grace time.Duration) *Dispatcher {
-	d := &Dispatcher{workers: workers, perKey: perKey, queueCap: queueCap, maxWait: maxWait, grace: grace, keys: map[string]*queue{}}
+	d := &Dispatcher{workers: workers, perKey: perKey, queueCap: queueCap, maxWait: maxWait, grace: grace,
+		keys: map[string]*queue{}, answers: map[string]time.Duration{}}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -79,7 +92,7 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 	}
 	q := d.keys[key]
 	if q == nil {
-		q = &queue{key: key, space: sync.NewCond(&d.mu)}
+		q = &queue{key: key, space: sync.NewCond(&d.mu), took: d.answers[key]}
 		d.keys[key] = q
 	}
 	if (len(q.jobs) >= d.queueCap || q.waiting > 0) && !d.waitForRoom(ctx, q) {
@@ -93,8 +106,8 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 
 // startsWithin estimates whether one more job of q would start within
 // limit: the jobs queued and waiting ahead of it, perKey at a time, at the
-// pace of q's recent jobs. A key none of whose jobs has finished yet gets
-// the benefit of the doubt (the wait is bounded anyway).
+// pace of q's endpoint. A key whose endpoint has not answered yet gets the
+// benefit of the doubt (the wait is bounded anyway).
 func (d *Dispatcher) startsWithin(q *queue, limit time.Duration) bool {
 	ahead := len(q.jobs) + q.waiting + 1
 	return time.Duration(ahead)*q.took/time.Duration(max(d.perKey, 1)) <= limit
@@ -232,20 +245,26 @@ func (d *Dispatcher) work(ctx context.Context) {
 		d.makeReady(q)
 		d.mu.Unlock()
 
-		start := time.Now()
-		job(ctx)
-		took := time.Since(start)
+		answered := job(ctx)
 
 		d.mu.Lock()
 		q.running--
-		if q.took == 0 {
-			q.took = took
-		} else {
-			q.took += (took - q.took) / 8
+		switch {
+		case answered <= 0:
+		case q.took == 0:
+			q.took = answered
+		default:
+			q.took += (answered - q.took) / 8
 		}
 		d.makeReady(q)
 		if len(q.jobs) == 0 && q.running == 0 && q.waiting == 0 && !q.ready && d.keys[q.key] == q {
 			delete(d.keys, q.key)
+			if q.took > 0 {
+				if len(d.answers) >= maxAnswers {
+					clear(d.answers)
+				}
+				d.answers[q.key] = q.took
+			}
 		}
 		d.mu.Unlock()
 	}

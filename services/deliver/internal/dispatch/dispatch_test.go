@@ -11,6 +11,14 @@ import (
 
 var bg = context.Background()
 
+// noop is a job that makes no request.
+func noop(context.Context) time.Duration { return 0 }
+
+// jobOf is f as a job that makes no request.
+func jobOf(f func(context.Context)) Job {
+	return func(ctx context.Context) time.Duration { f(ctx); return 0 }
+}
+
 func TestPerKeyCapAndFairness(t *testing.T) {
 	d := New(4, 1, 100, 0, time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -22,7 +30,7 @@ func TestPerKeyCapAndFairness(t *testing.T) {
 	var slowRunning, slowMax atomic.Int32
 	var fastDone sync.WaitGroup
 	for i := 0; i < 5; i++ {
-		d.Submit(bg, "slow", func(ctx context.Context) {
+		d.Submit(bg, "slow", jobOf(func(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -35,11 +43,11 @@ func TestPerKeyCapAndFairness(t *testing.T) {
 			}
 			<-release
 			slowRunning.Add(-1)
-		})
+		}))
 	}
 	for i := 0; i < 50; i++ {
 		fastDone.Add(1)
-		if !d.Submit(bg, "fast", func(context.Context) { fastDone.Done() }) {
+		if !d.Submit(bg, "fast", jobOf(func(context.Context) { fastDone.Done() })) {
 			t.Fatal("Submit refused below the queue cap")
 		}
 	}
@@ -56,14 +64,14 @@ func TestQueueCap(t *testing.T) {
 	d := New(1, 1, 2, 0, time.Second)
 	// No Run yet: nothing drains, so the third job is refused.
 	for i := 0; i < 2; i++ {
-		if !d.Submit(bg, "k", func(context.Context) {}) {
+		if !d.Submit(bg, "k", noop) {
 			t.Fatal("Submit refused below the cap")
 		}
 	}
-	if d.Submit(bg, "k", func(context.Context) {}) {
+	if d.Submit(bg, "k", noop) {
 		t.Fatal("Submit accepted above the cap")
 	}
-	if !d.Submit(bg, "other", func(context.Context) {}) {
+	if !d.Submit(bg, "other", noop) {
 		t.Fatal("one key's full queue refused another key")
 	}
 }
@@ -73,19 +81,19 @@ func TestShutdownCancelsQueuedAndWaitsForRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{})
 	var finished, abandoned atomic.Int32
-	d.Submit(bg, "k", func(ctx context.Context) {
+	d.Submit(bg, "k", jobOf(func(ctx context.Context) {
 		close(started)
 		time.Sleep(50 * time.Millisecond)
 		if ctx.Err() == nil {
 			finished.Add(1)
 		}
-	})
+	}))
 	for i := 0; i < 3; i++ {
-		d.Submit(bg, "k", func(ctx context.Context) {
+		d.Submit(bg, "k", jobOf(func(ctx context.Context) {
 			if ctx.Err() != nil {
 				abandoned.Add(1)
 			}
-		})
+		}))
 	}
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -98,7 +106,7 @@ func TestShutdownCancelsQueuedAndWaitsForRunning(t *testing.T) {
 	if abandoned.Load() != 3 {
 		t.Fatalf("%d queued jobs were told to abandon, want 3", abandoned.Load())
 	}
-	if d.Submit(bg, "k", func(context.Context) {}) {
+	if d.Submit(bg, "k", noop) {
 		t.Fatal("Submit accepted after shutdown")
 	}
 }
@@ -124,11 +132,11 @@ func waitersOn(t *testing.T, d *Dispatcher, n int) {
 func TestFullQueueWaitsForRoomWhenItDrainsFast(t *testing.T) {
 	d := New(1, 1, 2, time.Minute, time.Second)
 	var ran atomic.Int32
-	job := func(ctx context.Context) {
+	job := jobOf(func(ctx context.Context) {
 		if ctx.Err() == nil {
 			ran.Add(1)
 		}
-	}
+	})
 	for i := 0; i < 2; i++ {
 		if !d.Submit(bg, "k", job) {
 			t.Fatal("Submit refused below the cap")
@@ -187,10 +195,10 @@ func TestStartsWithin(t *testing.T) {
 
 func TestSlowKeyIsRefusedAtOnce(t *testing.T) {
 	d := New(1, 1, 1, time.Hour, time.Second)
-	d.keys["k"] = &queue{key: "k", jobs: []Job{func(context.Context) {}}, took: 2 * time.Hour}
+	d.keys["k"] = &queue{key: "k", jobs: []Job{noop}, took: 2 * time.Hour}
 	d.keys["k"].space = sync.NewCond(&d.mu)
 	// Nothing runs: a submitter that waited would wait an hour.
-	if d.Submit(bg, "k", func(context.Context) {}) {
+	if d.Submit(bg, "k", noop) {
 		t.Fatal("a full queue whose jobs take hours took another job")
 	}
 	if d.Waiting() != 0 {
@@ -201,21 +209,21 @@ func TestSlowKeyIsRefusedAtOnce(t *testing.T) {
 func TestWaitForRoomEnds(t *testing.T) {
 	full := func(maxWait time.Duration) *Dispatcher {
 		d := New(1, 1, 1, maxWait, time.Second)
-		if !d.Submit(bg, "k", func(context.Context) {}) {
+		if !d.Submit(bg, "k", noop) {
 			t.Fatal("Submit refused below the cap")
 		}
 		return d
 	}
 	t.Run("after maxWait", func(t *testing.T) {
 		d := full(20 * time.Millisecond)
-		if d.Submit(bg, "k", func(context.Context) {}) {
+		if d.Submit(bg, "k", noop) {
 			t.Fatal("Submit accepted a job into a queue that never drained")
 		}
 	})
 	t.Run("when the caller's context ends", func(t *testing.T) {
 		d := full(time.Hour)
 		ctx, cancel := context.WithCancel(context.Background())
-		res := submitAsync(ctx, d, "k", func(context.Context) {})
+		res := submitAsync(ctx, d, "k", noop)
 		waitersOn(t, d, 1)
 		cancel()
 		if <-res {
@@ -229,13 +237,13 @@ func TestWaitForRoomEnds(t *testing.T) {
 		go func() { _ = d.Run(ctx); close(done) }()
 		// One job holds the only worker, one fills the queue.
 		running, release := make(chan struct{}), make(chan struct{})
-		d.Submit(bg, "k", func(context.Context) { close(running); <-release })
+		d.Submit(bg, "k", jobOf(func(context.Context) { close(running); <-release }))
 		<-running
-		if !d.Submit(bg, "k", func(context.Context) {}) {
+		if !d.Submit(bg, "k", noop) {
 			t.Fatal("Submit refused below the cap")
 		}
-		res := submitAsync(bg, d, "k", func(context.Context) {})
-		res2 := submitAsync(bg, d, "k", func(context.Context) {})
+		res := submitAsync(bg, d, "k", noop)
+		res2 := submitAsync(bg, d, "k", noop)
 		waitersOn(t, d, 2)
 		cancel()
 		if <-res || <-res2 {
@@ -251,7 +259,7 @@ func TestWaitersGoInOrder(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
 	job := func(name string) Job {
-		return func(context.Context) { mu.Lock(); order = append(order, name); mu.Unlock() }
+		return jobOf(func(context.Context) { mu.Lock(); order = append(order, name); mu.Unlock() })
 	}
 	if !d.Submit(bg, "k", job("queued")) {
 		t.Fatal("Submit refused below the cap")
@@ -292,10 +300,10 @@ func TestWaitersGoInOrder(t *testing.T) {
 // even when it finds room that a wake-up made for the first of them.
 func TestNewcomerQueuesBehindWaiters(t *testing.T) {
 	d := New(1, 1, 1, time.Minute, time.Second)
-	if !d.Submit(bg, "k", func(context.Context) {}) {
+	if !d.Submit(bg, "k", noop) {
 		t.Fatal("Submit refused below the cap")
 	}
-	first := submitAsync(bg, d, "k", func(context.Context) {})
+	first := submitAsync(bg, d, "k", noop)
 	waitersOn(t, d, 1)
 	// Room for one, as a worker leaves it just before the waiter it
 	// signals gets the lock; wake is the signal.
@@ -312,7 +320,7 @@ func TestNewcomerQueuesBehindWaiters(t *testing.T) {
 		d.mu.Unlock()
 	}
 	makeRoom()
-	newcomer := submitAsync(bg, d, "k", func(context.Context) {})
+	newcomer := submitAsync(bg, d, "k", noop)
 	waitersOn(t, d, 2) // it waits although there is room
 	wake()             // the room goes to the first waiter
 	if !<-first {
@@ -327,5 +335,62 @@ func TestNewcomerQueuesBehindWaiters(t *testing.T) {
 	wake()
 	if !<-newcomer {
 		t.Fatal("the newcomer was refused although room came")
+	}
+}
+
+// How slow a key is is its endpoint's answer time, as jobs report it, not
+// the time a job takes in all: a process short of CPU makes every job
+// long, and deferring its deliveries would only add work. Here a job that
+// takes long reporting a 1 ms answer leaves the key fast (a full queue
+// waits for room), while a job reporting a 10 s answer makes it slow (a full
+// queue refuses at once, to defer), also once its queue has emptied.
+func TestEndpointTimeDecidesASlowKey(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answered time.Duration
+		slow     bool
+	}{
+		{"busy process, fast endpoint", time.Millisecond, false},
+		{"slow endpoint", 10 * time.Second, true},
+		{"no request made", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(1, 1, 1, 5*time.Second, time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = d.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+
+			finished := make(chan struct{})
+			d.Submit(bg, "k", func(context.Context) time.Duration {
+				defer close(finished)
+				time.Sleep(100 * time.Millisecond) // the whole job, whatever the endpoint took
+				return tc.answered
+			})
+			<-finished
+			// Fill the queue behind a job that holds the only worker.
+			hold := make(chan struct{})
+			defer close(hold)
+			started := make(chan struct{})
+			d.Submit(bg, "k", func(context.Context) time.Duration { close(started); <-hold; return 0 })
+			<-started
+			if !d.Submit(bg, "k", noop) {
+				t.Fatal("Submit refused below the cap")
+			}
+			res := submitAsync(bg, d, "k", noop)
+			if tc.slow {
+				if <-res {
+					t.Fatal("a full queue of a slow endpoint took another job")
+				}
+				return
+			}
+			waitersOn(t, d, 1) // waiting for room rather than refused
+			d.mu.Lock()
+			took := d.keys["k"].took
+			d.mu.Unlock()
+			if took != tc.answered {
+				t.Fatalf("took %v, want the endpoint's %v", took, tc.answered)
+			}
+		})
 	}
 }

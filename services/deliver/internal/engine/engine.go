@@ -42,6 +42,11 @@ type Config struct {
 	// LeaseFor is how long a worker owns an attempt; it must exceed the
 	// delivery timeout so a live worker never loses its lease mid-POST.
 	LeaseFor time.Duration
+	// RefusedWait is how long a record the broker refused for good waits
+	// before it is produced again (default 1m): only an operator can cure a
+	// refusal (a topic's max.message.bytes, an ACL), and trying sooner would
+	// only burn CPU and fill the log.
+	RefusedWait time.Duration
 }
 
 // Engine makes deliveries.
@@ -75,18 +80,28 @@ type Deps struct {
 
 // New returns an Engine.
 func New(cfg Config, d Deps) *Engine {
+	if cfg.RefusedWait <= 0 {
+		cfg.RefusedWait = time.Minute
+	}
+	// Every topic the engine writes to, so that an alert on refusals sees
+	// a zero before the first one.
+	for _, t := range cfg.Names.Tiers {
+		d.Metrics.refused.WithLabelValues(t.Topic)
+	}
+	d.Metrics.refused.WithLabelValues(cfg.Names.DLQ)
 	return &Engine{
 		cfg: cfg, deliveries: d.Deliveries, catalog: d.Catalog, subs: d.Subs, sender: d.Sender,
 		producer: d.Producer, alerts: d.Alerts, health: d.Health, m: d.Metrics, log: d.Logger, now: time.Now,
 	}
 }
 
-// Deliver settles attempt d.Attempt of delivery d to sub. tier is the index
-// of the retry tier the record came from, -1 for relay.events and
-// relay.deliveries. It returns nil once the record is done with: delivered,
-// forwarded to its next tier or the DLQ, or skipped as already settled. It
-// returns an error only when ctx ended first; the record must then be redone.
-func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets, tier int) error {
+// Deliver settles attempt d.Attempt of delivery d to sub; d.Tier says how
+// far up the ladder it is. It returns a nil error once the record is done
+// with: delivered, forwarded to its next tier or the DLQ, or skipped as
+// already settled. It returns an error only when ctx ended first; the record
+// must then be redone. answered is how long the endpoint took to answer the
+// attempt, 0 when none was made.
+func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets) (answered time.Duration, err error) {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(
 		attribute.String("relay.event_id", d.ID), attribute.String("relay.subscription_id", sub.ID),
@@ -94,7 +109,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	)
 	token := newToken()
 	var begun string
-	err := e.retry(ctx, "begin delivery", func() error {
+	err = e.retry(ctx, "begin delivery", func() error {
 		for {
 			out, _, err := e.deliveries.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor)
 			if err != nil {
@@ -113,19 +128,19 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		}
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch begun {
 	case delivery.AlreadyDelivered:
 		e.m.outcomes.WithLabelValues("skipped_delivered").Inc()
-		return nil
+		return 0, nil
 	case delivery.Stale:
 		e.m.outcomes.WithLabelValues("skipped_stale").Inc()
-		return nil
+		return 0, nil
 	}
 
 	if !sub.Enabled {
-		return e.park(ctx, d, sub, token)
+		return 0, e.park(ctx, d, sub, token)
 	}
 
 	now := e.now()
@@ -137,8 +152,16 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		// Shutting down or revoked mid-attempt: nothing is settled, the
 		// record comes back; let the next owner start at once.
 		e.release(d, sub.ID, token)
-		return ctx.Err()
+		return resp.Latency, ctx.Err()
 	}
+	return resp.Latency, e.settle(ctx, d, sub, token, resp, now)
+}
+
+// settle carries out what the answer to an attempt made at now decides:
+// the next tier or the DLQ, produced and acknowledged, then the outcome
+// recorded under the attempt's lease.
+func (e *Engine) settle(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets, token string, resp sender.Response, now time.Time) error {
+	span := trace.SpanFromContext(ctx)
 	class := outcome.StatusClass(resp.Status)
 	e.m.attemptDuration.WithLabelValues(class).Observe(resp.Latency.Seconds())
 	v := outcome.Classify(resp.Status, resp.Err, resp.Header, now)
@@ -159,9 +182,9 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		res.Status = delivery.StatusDelivered
 		e.m.attempts.WithLabelValues("delivered", class).Inc()
 	case outcome.Retry:
-		if t, ok := outcome.NextTier(e.cfg.Names.Tiers, tier, v.RetryAfter); ok {
+		if t, ok := outcome.NextTier(e.cfg.Names.Tiers, d.Tier-1, v.RetryAfter); ok {
 			tr := e.cfg.Names.Tiers[t]
-			next.Attempt, next.NotBefore, next.Origin = d.Attempt+1, now.Add(tr.Delay), record.OriginRetry
+			next.Attempt, next.NotBefore, next.Origin, next.Tier = d.Attempt+1, now.Add(tr.Delay), record.OriginRetry, t+1
 			if err := e.produce(ctx, next.Record(tr.Topic)); err != nil {
 				e.release(d, sub.ID, token)
 				return err
@@ -173,7 +196,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		v.DeadReason = record.DeadRetriesExhausted
 		fallthrough
 	case outcome.Dead:
-		next.Attempt, next.NotBefore, next.DeadReason, next.Origin = d.Attempt, now, v.DeadReason, d.Origin
+		next.Attempt, next.NotBefore, next.DeadReason, next.Origin, next.Tier = d.Attempt, now, v.DeadReason, d.Origin, d.Tier
 		if err := e.produce(ctx, next.Record(e.cfg.Names.DLQ)); err != nil {
 			e.release(d, sub.ID, token)
 			return err
@@ -202,7 +225,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 func (e *Engine) park(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets, token string) error {
 	dead := record.Delivery{
 		Event: d.Event, SubscriptionID: sub.ID, Attempt: d.Attempt - 1, NotBefore: e.now(),
-		LastError: "subscription disabled", DeadReason: record.DeadSubscriptionDisabled, Origin: d.Origin,
+		LastError: "subscription disabled", DeadReason: record.DeadSubscriptionDisabled, Origin: d.Origin, Tier: d.Tier,
 	}
 	if err := e.produce(ctx, dead.Record(e.cfg.Names.DLQ)); err != nil {
 		e.release(d, sub.ID, token)
@@ -220,7 +243,8 @@ func (e *Engine) park(ctx context.Context, d record.Delivery, sub catalog.Subscr
 }
 
 // Defer puts a delivery that spent no attempt back on a tier topic for later,
-// because its subscription's backlog is full. topic is where it goes.
+// because its subscription's backlog is full. topic is where it goes. It
+// keeps d.Tier: a deferral spends no rung of the ladder either.
 func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, delay time.Duration) error {
 	now := e.now()
 	d.NotBefore, d.Origin = now.Add(delay), record.OriginDeferred
@@ -238,11 +262,30 @@ func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, del
 
 // produce writes r and waits for the broker's acknowledgement, retrying
 // until it succeeds or ctx ends: an outcome is never settled on a forward
-// the broker did not take.
+// the broker did not take. A refusal no retry can cure is not retried as an
+// outage: it is logged as an error (once per record), counted in
+// relay_deliver_produce_refused_total, and tried again every RefusedWait,
+// the record staying uncommitted until an operator acts.
 func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 	r.Context = ctx
+	refused := false
 	return e.retry(ctx, "produce to "+r.Topic, func() error {
-		return kafka.ProduceAndWait(ctx, e.producer, r)
+		err := kafka.ProduceAndWait(ctx, e.producer, r)
+		if !kafka.Refused(err) {
+			return err
+		}
+		e.m.refused.WithLabelValues(r.Topic).Inc()
+		if !refused {
+			refused = true
+			e.log.ErrorContext(ctx, "the broker refused a record for good; its delivery waits, uncommitted, until an operator acts "+
+				"(a topic's max.message.bytes below what RELAY_MAX_BODY_BYTES needs, or an ACL)",
+				"topic", r.Topic, "event_id", record.Header(r, record.HeaderEventID), "subscription_id", string(r.Key),
+				"value_bytes", len(r.Value), "retry_in", e.cfg.RefusedWait, "error", err)
+		}
+		if !sleep(ctx, e.cfg.RefusedWait) {
+			return ctx.Err()
+		}
+		return err
 	})
 }
 
@@ -338,6 +381,7 @@ type Metrics struct {
 	attemptDuration *prometheus.HistogramVec
 	outcomes        *prometheus.CounterVec
 	dead            *prometheus.CounterVec
+	refused         *prometheus.CounterVec
 	leaseWaits      prometheus.Counter
 }
 
@@ -357,11 +401,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_deliver_dead_total", Help: "Deliveries sent to the DLQ, by reason.",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_deliver_produce_refused_total", Help: "Produces the broker refused for good (a record larger than its topic admits, an ACL), by topic; each waits for an operator.",
+		}, []string{"topic"}),
 		leaseWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_deliver_lease_waits_total", Help: "Times a worker waited for another worker's lease on the same delivery.",
 		}),
 	}
-	reg.MustRegister(m.attempts, m.attemptDuration, m.outcomes, m.dead, m.leaseWaits)
+	reg.MustRegister(m.attempts, m.attemptDuration, m.outcomes, m.dead, m.refused, m.leaseWaits)
 	for _, o := range []string{"delivered", "retrying", "dead", "parked", "deferred", "skipped_delivered", "skipped_stale"} {
 		m.outcomes.WithLabelValues(o)
 	}

@@ -111,6 +111,10 @@ func (a *API) ingest(c *gin.Context) {
 			return
 		}
 	}
+	if ct := c.GetHeader("Content-Type"); len(ct) > record.MaxContentType {
+		fail(c, http.StatusBadRequest, "invalid_content_type", fmt.Sprintf("Content-Type is longer than %d bytes", record.MaxContentType))
+		return
+	}
 	if k := c.GetHeader(classify.HeaderIdempotencyKey); len(k) > classify.MaxIdempotencyKey {
 		fail(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("%s is longer than %d bytes", classify.HeaderIdempotencyKey, classify.MaxIdempotencyKey))
 		return
@@ -174,6 +178,14 @@ func (a *API) ingest(c *gin.Context) {
 				a.log.WarnContext(ctx, "dedup release failed", "source_id", src.ID, "error", err)
 			}
 		}
+		if kafka.Refused(perr) {
+			// Not an outage: the topic refuses this record until an operator
+			// acts. The sender's retries may outlast the fix.
+			a.log.ErrorContext(ctx, "the broker refused the event for good; check the topic's max.message.bytes against RELAY_MAX_BODY_BYTES, and the ACLs",
+				"source_id", src.ID, "event_id", ev.ID, "body_bytes", len(body), "error", perr)
+			unavailable(c, "broker_refused", "the broker refused to store the event; nothing was accepted, the operator is told, retry later", 30*time.Second)
+			return
+		}
 		a.log.ErrorContext(ctx, "produce failed", "source_id", src.ID, "event_id", ev.ID, "error", perr)
 		unavailable(c, "broker_unavailable", "the event could not be stored durably; nothing was accepted, retry", 5*time.Second)
 		return
@@ -189,13 +201,9 @@ func (a *API) ingest(c *gin.Context) {
 	answer(c, http.StatusAccepted, ingestResponse{EventID: ev.ID})
 }
 
-// maxForwardedValue bounds a forwarded header's value: a record header is
-// not the place for a header as long as a body.
-const maxForwardedValue = 8 << 10
-
 // forwarded returns the request headers src forwards to its subscribers, in
 // the order it names them; several values of one are joined by ", ". One
-// longer than maxForwardedValue is left out, with a warning: the event is
+// longer than record.MaxForwardedValue is left out, with a warning: the event is
 // accepted either way.
 func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) []record.ForwardedHeader {
 	var out []record.ForwardedHeader
@@ -205,8 +213,8 @@ func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) 
 			continue
 		}
 		v := strings.Join(vs, ", ")
-		if len(v) > maxForwardedValue {
-			a.log.WarnContext(ctx, "forwarded header too long, left out", "source_id", src.ID, "header", name, "bytes", len(v), "limit", maxForwardedValue)
+		if len(v) > record.MaxForwardedValue {
+			a.log.WarnContext(ctx, "forwarded header too long, left out", "source_id", src.ID, "header", name, "bytes", len(v), "limit", record.MaxForwardedValue)
 			continue
 		}
 		out = append(out, record.ForwardedHeader{Name: name, Value: v})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
 )
@@ -224,9 +225,6 @@ func windowInRange(c *gin.Context, window time.Duration) bool {
 	return true
 }
 
-// maxForwardHeaders bounds the headers a source forwards.
-const maxForwardHeaders = 20
-
 // notForwarded are credentials meant for Relay's endpoint: a subscriber
 // authenticates Relay by its signature, and an endpoint's own credential is
 // a subscription header.
@@ -235,8 +233,8 @@ var notForwarded = map[string]bool{"Authorization": true, "Cookie": true}
 // checkForwardHeaders validates the names of the request headers a source
 // forwards and returns them canonical.
 func checkForwardHeaders(c *gin.Context, names []string) ([]string, bool) {
-	if len(names) > maxForwardHeaders {
-		invalid(c, "forward_headers", fmt.Sprintf("has %d names; at most %d", len(names), maxForwardHeaders))
+	if len(names) > record.MaxForwarded {
+		invalid(c, "forward_headers", fmt.Sprintf("has %d names; at most %d", len(names), record.MaxForwarded))
 		return nil, false
 	}
 	var out []string

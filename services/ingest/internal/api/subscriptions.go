@@ -18,6 +18,7 @@ import (
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/ssrf"
 )
@@ -145,7 +146,7 @@ var reservedHeaders = map[string]bool{
 func headerName(c *gin.Context, field, name string) (string, bool) {
 	canon := http.CanonicalHeaderKey(name)
 	switch {
-	case !httpguts.ValidHeaderFieldName(name) || len(name) > 256:
+	case !httpguts.ValidHeaderFieldName(name) || len(name) > record.MaxHeaderName:
 		invalid(c, field, fmt.Sprintf("%s is not a header name", quoteID(name)))
 		return "", false
 	case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Relay-"):

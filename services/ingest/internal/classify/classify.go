@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 )
 
@@ -20,8 +21,6 @@ const MaxIdempotencyKey = 255
 
 // Unknown is the type of an event whose type cannot be found.
 const Unknown = "unknown"
-
-const maxTypeLen = 200
 
 // EventType returns the event type: the header the source names for it
 // (the hmac scheme's type_header) when the request has it; else
@@ -91,7 +90,7 @@ func clean(s string) string {
 		if r < 0x20 || r == 0x7f {
 			continue
 		}
-		if b.Len()+utf8.RuneLen(r) > maxTypeLen {
+		if b.Len()+utf8.RuneLen(r) > record.MaxEventType {
 			break
 		}
 		b.WriteRune(r)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 )
 
@@ -26,7 +27,7 @@ func TestEventType(t *testing.T) {
 		{"type not a string", "relay", nil, `{"type":42}`, "unknown"},
 		{"empty type", "relay", nil, `{"type":""}`, "unknown"},
 		{"control chars dropped", "relay", nil, `{"type":"a\u0000b\nc"}`, "abc"},
-		{"long type bounded", "relay", nil, `{"type":"` + strings.Repeat("x", 500) + `"}`, strings.Repeat("x", maxTypeLen)},
+		{"long type bounded", "relay", nil, `{"type":"` + strings.Repeat("x", 500) + `"}`, strings.Repeat("x", record.MaxEventType)},
 		// Slack's Events API wraps every event in one envelope type.
 		{"slack event", "slack", nil, slackEvent + `{"type":"app_mention","text":"hi","channel":"C1"}}`, "app_mention"},
 		{"slack event with subtype", "slack", nil, slackEvent + `{"type":"message","subtype":"bot_message","bot_id":"B1"}}`, "message.bot_message"},

@@ -405,7 +405,8 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 			// The next attempt number: past every attempt made, whether the
 			// state (which a replay may have advanced) or the record knows more.
 			d.Attempt = max(states[i].Attempts, d.Attempt) + 1
-			d.NotBefore, d.Origin, d.DeadReason = now, record.OriginRedrive, ""
+			// A redrive starts the ladder afresh.
+			d.NotBefore, d.Origin, d.DeadReason, d.Tier = now, record.OriginRedrive, "", 0
 			rec := d.Record(m.Names.Deliveries)
 			rec.Context = ctx
 			out = append(out, rec)

@@ -696,7 +696,8 @@ func (b *Bench) consumersScenario(ctx context.Context) error {
 	_, _ = rand.Read(pb)
 	prefix := "bench" + hex.EncodeToString(pb) + "."
 	kcfg := kafka.Config{Brokers: strings.Split(b.cfg.Brokers, ","), Partitions: 6, ReplicationFactor: -1, EventsRetention: time.Hour,
-		DLQRetention: time.Hour, DialTimeout: 5 * time.Second, TopicPrefix: prefix, RetryTiers: record.DefaultTierDelays, SessionTimeout: 10 * time.Second}
+		DLQRetention: time.Hour, DialTimeout: 5 * time.Second, TopicPrefix: prefix, RetryTiers: record.DefaultTierDelays, SessionTimeout: 10 * time.Second,
+		MaxBodyBytes: kafka.DefaultMaxBodyBytes}
 	names, err := kcfg.Names()
 	if err != nil {
 		return err
