@@ -197,6 +197,102 @@ func (h *harness) recordsOn(topic string) int64 {
 	return n
 }
 
+// bodies reads every record of the events topic and counts them by body.
+func (h *harness) bodies() map[string]int {
+	h.t.Helper()
+	want := h.records()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(h.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[string]int{}
+	for n := int64(0); n < want; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			h.t.Fatalf("read %d of %d records: %v", n, want, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out[string(r.Value)]++; n++ })
+	}
+	return out
+}
+
+// A sender hanging up must not fail other senders' events. Ingest lingers
+// so that concurrent requests share a produce batch; with each record
+// produced under its request's context, franz-go failed a batch whose first
+// record's sender had gone, and, the producer being idempotent, every record
+// buffered behind it on its partition: their senders got 503 and their
+// dedup claims were released. Here a long linger keeps every record
+// buffered; the first sender, whose record leads the batch, hangs up, and
+// so do a few others.
+func TestSenderHangingUpFailsNoOtherEvent(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_KAFKA_LINGER": "1s"})
+	src := h.source("relay")
+	// A first event loads the topic's metadata, so the others are
+	// partitioned, and linger, as soon as they are produced.
+	warm := []byte(`{"type":"warm-up"}`)
+	if code, _, raw := h.do("POST", "/in/"+src.ID, warm, signed(t, "relay", src.Secret, warm, time.Now())); code != 202 {
+		t.Fatalf("warm-up: %d %s", code, raw)
+	}
+	type result struct {
+		body      string
+		cancelled bool
+		code      int
+		err       error
+	}
+	const n = 21
+	results := make(chan result, n)
+	send := func(i int, hangUpAfter time.Duration) {
+		body := fmt.Sprintf(`{"type":"order.created","n":%d}`, i)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if hangUpAfter > 0 {
+			time.AfterFunc(hangUpAfter, cancel)
+		}
+		// Of unknown length (chunked): the server reads the body to its
+		// end, and so notices a hang-up at once.
+		req, _ := http.NewRequestWithContext(ctx, "POST", h.base+"/in/"+src.ID, io.MultiReader(strings.NewReader(body)))
+		req.Header = signed(t, "relay", src.Secret, []byte(body), time.Now())
+		resp, err := http.DefaultClient.Do(req)
+		r := result{body: body, cancelled: hangUpAfter > 0, err: err}
+		if err == nil {
+			r.code = resp.StatusCode
+			resp.Body.Close()
+		}
+		results <- r
+	}
+	// The first record of the batch; its sender hangs up while it lingers.
+	go send(0, 400*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	for i := 1; i < n; i++ {
+		hangUp := time.Duration(0)
+		if i%5 == 0 {
+			hangUp = 200 * time.Millisecond
+		}
+		go send(i, hangUp)
+	}
+	var all []result
+	for range n {
+		all = append(all, <-results)
+	}
+	// Every request has had its answer, or hung up; the events of those
+	// that hung up may still be on their way.
+	time.Sleep(time.Second)
+	stored := h.bodies()
+	for _, r := range all {
+		switch {
+		case !r.cancelled && (r.err != nil || r.code != 202):
+			t.Errorf("a sender that stayed got %d %v for %s", r.code, r.err, r.body)
+		case !r.cancelled && stored[r.body] != 1:
+			t.Errorf("an accepted event is stored %d times: %s", stored[r.body], r.body)
+		case r.cancelled && stored[r.body] > 1:
+			t.Errorf("a hung-up sender's event is stored %d times: %s", stored[r.body], r.body)
+		}
+	}
+}
+
 func TestEverySchemeAcceptsSignedRejectsTamperedAndStale(t *testing.T) {
 	h := start(t, nil, "", nil)
 	for _, scheme := range signature.Names() {

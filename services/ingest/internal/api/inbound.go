@@ -163,7 +163,12 @@ func (a *API) ingest(c *gin.Context) {
 	span.SetAttributes(attribute.String("relay.event_id", ev.ID))
 
 	rec := ev.Record(a.cfg.Names.Events)
-	rec.Context = ctx // the kotel hook parents the produce span on the request's span
+	// The record's context is ingest's own work context, never the
+	// request's: franz-go fails a buffered record whose context ends, and
+	// with it every record behind it on its partition, which other senders'
+	// requests share. work keeps the request's values, so the kotel hook
+	// still parents the produce span on the request's span.
+	rec.Context = work
 	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
 	start := time.Now()
 	// Lingers (RELAY_KAFKA_LINGER) so that concurrent requests share a batch.
