@@ -58,6 +58,9 @@ func (GitHub) Sign(h http.Header, body []byte, secret string, _ time.Time) error
 // DeliveryID implements Scheme.
 func (GitHub) DeliveryID(req Request) string { return req.Header.Get(HeaderGitHubDelivery) }
 
+// SignsID implements Scheme: the signature covers the body only, not the id.
+func (GitHub) SignsID() bool { return false }
+
 // NewSecret implements Scheme.
 func (GitHub) NewSecret() string { return randomHex(20) }
 

@@ -193,6 +193,9 @@ func (h HMAC) EventType(req Request) string {
 	return req.Header.Get(h.TypeHeader)
 }
 
+// SignsID implements Scheme: the signature covers the body only, not the id.
+func (HMAC) SignsID() bool { return false }
+
 // NewSecret implements Scheme.
 func (HMAC) NewSecret() string { return randomHex(32) }
 

@@ -47,6 +47,10 @@ func (Relay) Sign(h http.Header, body []byte, secret string, _ time.Time) error 
 // DeliveryID implements Scheme: the relay scheme has none beyond x-idempotency-key.
 func (Relay) DeliveryID(Request) string { return "" }
 
+// SignsID implements Scheme: the scheme has no id of its own, and the
+// x-idempotency-key a sender may add is not signed.
+func (Relay) SignsID() bool { return false }
+
 // NewSecret implements Scheme.
 func (Relay) NewSecret() string { return "rsk_" + randomHex(24) }
 

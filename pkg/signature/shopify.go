@@ -53,6 +53,9 @@ func (Shopify) Sign(h http.Header, body []byte, secret string, _ time.Time) erro
 // DeliveryID implements Scheme.
 func (Shopify) DeliveryID(req Request) string { return req.Header.Get(HeaderShopifyWebhookID) }
 
+// SignsID implements Scheme: the signature covers the body only, not the id.
+func (Shopify) SignsID() bool { return false }
+
 // NewSecret implements Scheme.
 func (Shopify) NewSecret() string { return randomHex(24) }
 

@@ -69,6 +69,11 @@ type Scheme interface {
 	// DeliveryID returns the provider's own id for this delivery, which stays
 	// the same when the provider retries, or "" when it has none.
 	DeliveryID(req Request) string
+	// SignsID reports whether the signature covers DeliveryID, so that a
+	// request replayed with another id fails verification. A scheme that
+	// signs its id is the only source of an event's identity: no unsigned
+	// header (x-idempotency-key) may name it instead.
+	SignsID() bool
 	// NewSecret returns a fresh secret in the provider's format.
 	NewSecret() string
 	// CheckSecret reports whether a secret supplied by an operator is usable.

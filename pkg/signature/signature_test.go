@@ -49,6 +49,18 @@ var goldenVectors = map[string]golden{
 		},
 		now: time.Unix(1531420618, 0),
 	},
+	// An Events API event (the shape of Slack's app_mention example) signed
+	// by the documented algorithm, computed with Python's hmac module:
+	// hmac.new(secret, b"v0:" + ts + b":" + body, sha256).
+	"slack event": {
+		scheme: "slack", secret: "8f742231b10e8888abcd99yyyzzz85a5",
+		body: `{"token":"z26uFbvR1xHJEdHE1OQiO6t8","team_id":"T061EG9RZ","api_app_id":"A0FFV41KK","event":{"type":"app_mention","user":"U061F7AUR","text":"hi","ts":"1515449522.000016","channel":"C0LAN2Q65"},"type":"event_callback","event_id":"Ev0LAN670R","event_time":1515449522}`,
+		headers: map[string]string{
+			"X-Slack-Request-Timestamp": "1531420618",
+			"X-Slack-Signature":         "v0=e9a3e4ff22fa24a3c45ac608931ecdaa7e5d102ecb3dbd4a843dd3879ef3e7b2",
+		},
+		now: time.Unix(1531420618, 0), delivery: "Ev0LAN670R",
+	},
 	// Standard Webhooks / Svix reference test vector.
 	"standard-webhooks reference": {
 		scheme: "standard-webhooks", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body: `{"test": 2432232314}`,
@@ -169,6 +181,47 @@ func TestGoldenVectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSignsID holds every scheme to what SignsID says: a request whose
+// delivery id is changed where DeliveryID reads it (a header, or the body)
+// fails verification exactly when the scheme claims to sign its id. Ingest
+// trusts SignsID to decide whether an unsigned header may name an event.
+func TestSignsID(t *testing.T) {
+	covered := map[string]bool{}
+	for name, g := range goldenVectors {
+		if g.delivery == "" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			s, err := ForSource(g.scheme, g.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := g.request()
+			changed := Request{Header: req.Header.Clone(), Body: req.Body}
+			for k, vs := range changed.Header {
+				if len(vs) == 1 && vs[0] == g.delivery {
+					changed.Header[k] = []string{g.delivery + "-replayed"}
+				}
+			}
+			changed.Body = []byte(strings.ReplaceAll(string(req.Body), g.delivery, g.delivery+"-replayed"))
+			if got := s.DeliveryID(changed); got != g.delivery+"-replayed" {
+				t.Fatalf("DeliveryID after the change = %q: the test did not change the id", got)
+			}
+			err = s.Verify(changed, []string{g.secret}, g.now, 0)
+			if s.SignsID() != (err != nil) {
+				t.Fatalf("SignsID() = %v, but a request with another id verifies with error %v", s.SignsID(), err)
+			}
+			covered[g.scheme] = true
+		})
+	}
+	for _, name := range Names() {
+		// The relay scheme has no delivery id of its own.
+		if !covered[name] && name != "relay" {
+			t.Errorf("no golden vector with a delivery id covers scheme %s", name)
+		}
 	}
 }
 

@@ -103,6 +103,9 @@ func (Slack) Handshake(req Request) (Answer, bool) {
 	return Answer{ContentType: "application/json", Body: body}, true
 }
 
+// SignsID implements Scheme: the id is part of what is signed.
+func (Slack) SignsID() bool { return true }
+
 // NewSecret implements Scheme.
 func (Slack) NewSecret() string { return randomHex(16) }
 

@@ -159,6 +159,9 @@ func (StandardWebhooks) DeliveryID(req Request) string {
 	return req.Header.Get(idH)
 }
 
+// SignsID implements Scheme: the id is part of what is signed.
+func (StandardWebhooks) SignsID() bool { return true }
+
 // NewSecret implements Scheme: whsec_ and 32 random bytes in base64.
 func (StandardWebhooks) NewSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))

@@ -100,6 +100,9 @@ func (Stripe) DeliveryID(req Request) string {
 	return ev.ID
 }
 
+// SignsID implements Scheme: the id is part of what is signed.
+func (Stripe) SignsID() bool { return true }
+
 // NewSecret implements Scheme.
 func (Stripe) NewSecret() string { return "whsec_" + randomHex(16) }
 

@@ -293,6 +293,51 @@ func TestSenderHangingUpFailsNoOtherEvent(t *testing.T) {
 	}
 }
 
+// A captured request of a scheme that signs its id, replayed within the
+// tolerance with a fresh X-Idempotency-Key and another type header, is the
+// same event: 200 with the original id, and the type stays the signed
+// body's.
+func TestUnsignedHeadersDoNotOverrideSignedIdentity(t *testing.T) {
+	h := start(t, nil, "", nil)
+	for _, scheme := range []string{"stripe", "standard-webhooks", "slack"} {
+		t.Run(scheme, func(t *testing.T) {
+			src := h.source(scheme)
+			body := []byte(`{"id":"evt_replayed_1","event_id":"Ev_replayed_1","type":"payment.succeeded"}`)
+			hdr := signed(t, scheme, src.Secret, body, time.Now())
+			hdr.Set("X-Idempotency-Key", "first")
+			code, _, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+			first := decode(t, raw)
+			if code != 202 {
+				t.Fatalf("first: %d %s", code, raw)
+			}
+			replay := hdr.Clone()
+			replay.Set("X-Idempotency-Key", "fresh-"+scheme)
+			replay.Set("X-GitHub-Event", "push")
+			replay.Set("X-Shopify-Topic", "orders/create")
+			code, _, raw = h.do("POST", "/in/"+src.ID, body, replay)
+			if r := decode(t, raw); code != 200 || !r.Duplicate || r.EventID != first.EventID {
+				t.Fatalf("replay with a fresh idempotency key: %d %s; want 200, a duplicate of %s", code, raw, first.EventID)
+			}
+			// Another event of the same source, with a type header that is
+			// not the scheme's: typed by its signed body.
+			other := []byte(`{"id":"evt_replayed_2","event_id":"Ev_replayed_2","type":"payment.failed"}`)
+			ohdr := signed(t, scheme, src.Secret, other, time.Now())
+			ohdr.Set("X-GitHub-Event", "push")
+			code, _, raw = h.do("POST", "/in/"+src.ID, other, ohdr)
+			if code != 202 {
+				t.Fatalf("other: %d %s", code, raw)
+			}
+			var ev struct {
+				Type string `json:"type"`
+			}
+			code, _, raw = h.do("GET", "/sources/"+src.ID+"/events/"+decode(t, raw).EventID, nil, admin())
+			if code != 200 || json.Unmarshal(raw, &ev) != nil || ev.Type != "payment.failed" {
+				t.Fatalf("event: %d %s; want the body's type", code, raw)
+			}
+		})
+	}
+}
+
 func TestEverySchemeAcceptsSignedRejectsTamperedAndStale(t *testing.T) {
 	h := start(t, nil, "", nil)
 	for _, scheme := range signature.Names() {

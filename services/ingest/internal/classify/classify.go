@@ -22,29 +22,37 @@ const MaxIdempotencyKey = 255
 // Unknown is the type of an event whose type cannot be found.
 const Unknown = "unknown"
 
-// EventType returns the event type: the header the source names for it
-// (the hmac scheme's type_header) when the request has it; else
-// X-GitHub-Event (plus "." and the body's `action` when present),
-// X-Shopify-Topic, else the JSON body's `type`, else "unknown". For a source of the slack scheme, an Events API envelope
-// (`"type": "event_callback"`, which every Slack event arrives in) has the
-// type of the event inside it, plus "." and its `subtype` when it has one
-// (`app_mention`, `message`, `message.bot_message`), so that subscriptions
-// can choose among Slack's events.
+// EventType returns the event type from where the source's scheme puts it.
+// GitHub and Shopify name it in a header of their own, X-GitHub-Event (plus
+// "." and the body's `action` when present) and X-Shopify-Topic, and an
+// hmac source in its type_header; every other scheme's senders name it in
+// the signed body's `type`, which no header can then override (a captured
+// request replayed with another type header must not reach other
+// subscriptions). A header-typed request without its header falls back to
+// the body's `type`; failing all, the type is "unknown". For a source of the
+// slack scheme, an Events API envelope (`"type": "event_callback"`, which
+// every Slack event arrives in) has the type of the event inside it, plus
+// "." and its `subtype` when it has one (`app_mention`, `message`,
+// `message.bot_message`), so that subscriptions can choose among Slack's
+// events.
 func EventType(h http.Header, body []byte, scheme signature.Scheme) string {
-	if ty, ok := scheme.(signature.Typer); ok {
-		// A header the source names for it (the hmac scheme's type_header).
-		if t := ty.EventType(signature.Request{Header: h, Body: body}); t != "" {
+	switch s := scheme.(type) {
+	case signature.GitHub:
+		if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
+			if action, ok := stringField(body, "action"); ok && action != "" {
+				return clean(ev + "." + action)
+			}
+			return clean(ev)
+		}
+	case signature.Shopify:
+		if t := h.Get(signature.HeaderShopifyTopic); t != "" {
 			return clean(t)
 		}
-	}
-	if ev := h.Get(signature.HeaderGitHubEvent); ev != "" {
-		if action, ok := stringField(body, "action"); ok && action != "" {
-			return clean(ev + "." + action)
+	case signature.Typer:
+		// A header the source names for it (the hmac scheme's type_header).
+		if t := s.EventType(signature.Request{Header: h, Body: body}); t != "" {
+			return clean(t)
 		}
-		return clean(ev)
-	}
-	if t := h.Get(signature.HeaderShopifyTopic); t != "" {
-		return clean(t)
 	}
 	if t, ok := stringField(body, "type"); ok {
 		if _, slack := scheme.(signature.Slack); slack && t == slackEnvelope {
@@ -101,14 +109,21 @@ func clean(s string) string {
 	return b.String()
 }
 
-// DedupKey returns the key duplicates are detected by: x-idempotency-key,
-// else the scheme's delivery id, else the SHA-256 of the body. The kind is
-// part of the key, so an idempotency key never collides with a body hash.
+// DedupKey returns the key duplicates are detected by. A scheme that signs
+// its delivery id (Standard Webhooks' webhook-id, Stripe's event id, Slack's
+// event_id) is the only source of it: a captured request replayed with a
+// fresh x-idempotency-key is still a duplicate. For the others the sender's
+// x-idempotency-key comes first, then the scheme's own (unsigned) delivery
+// id. Failing those, the SHA-256 of the body. The kind is part of the key,
+// so an idempotency key never collides with a body hash.
 func DedupKey(h http.Header, body []byte, scheme signature.Scheme) string {
-	if k := h.Get(HeaderIdempotencyKey); k != "" {
-		return "idem:" + k
+	id := scheme.DeliveryID(signature.Request{Header: h, Body: body})
+	if !scheme.SignsID() {
+		if k := h.Get(HeaderIdempotencyKey); k != "" {
+			return "idem:" + k
+		}
 	}
-	if id := scheme.DeliveryID(signature.Request{Header: h, Body: body}); id != "" {
+	if id != "" {
 		return "dlv:" + id
 	}
 	sum := sha256.Sum256(body)

@@ -42,6 +42,14 @@ func TestEventType(t *testing.T) {
 		{"slack envelope on another scheme", "relay", nil, slackEvent + `{"type":"app_mention"}}`, "event_callback"},
 		{"hmac: its type header", "hmac:type_header=Linear-Event", map[string]string{"Linear-Event": "Issue"}, `{"type":"create"}`, "Issue"},
 		{"hmac: its type header absent", "hmac:type_header=Linear-Event", nil, `{"type":"create"}`, "create"},
+		// An unsigned header names the type only for the scheme whose
+		// sender puts it there; elsewhere the signed body decides.
+		{"stripe: a github header does not override", "stripe", map[string]string{"X-GitHub-Event": "push"}, `{"id":"evt_1","type":"charge.refunded"}`, "charge.refunded"},
+		{"standard webhooks: a shopify header does not override", "standard-webhooks", map[string]string{"X-Shopify-Topic": "orders/create"}, `{"type":"invoice.paid"}`, "invoice.paid"},
+		{"relay: a github header does not override", "relay", map[string]string{"X-GitHub-Event": "push"}, `{"type":"order.created"}`, "order.created"},
+		{"relay: a github header does not fill in", "relay", map[string]string{"X-GitHub-Event": "push"}, `{"ref":"main"}`, "unknown"},
+		{"shopify: a github header is not its own", "shopify", map[string]string{"X-GitHub-Event": "push", "X-Shopify-Topic": "orders/paid"}, `{}`, "orders/paid"},
+		{"github without its header: the body", "github", nil, `{"type":"ping"}`, "ping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,18 +79,38 @@ func TestDedupKey(t *testing.T) {
 	relay, _ := signature.Lookup("relay")
 	body := []byte(`{"id":"evt_stripe_1","type":"x"}`)
 
-	h := http.Header{}
-	h.Set("X-Idempotency-Key", "order-42")
-	if got := DedupKey(h, body, stripe); got != "idem:order-42" {
-		t.Fatalf("idempotency key first: %q", got)
+	standard, _ := signature.Lookup("standard-webhooks")
+	idem := http.Header{}
+	idem.Set("X-Idempotency-Key", "order-42")
+	// A scheme that signs its id is the only source of it: an unsigned
+	// idempotency key, fresh on a replayed request, changes nothing.
+	if got := DedupKey(idem, body, stripe); got != "dlv:evt_stripe_1" {
+		t.Fatalf("stripe with an idempotency key: %q, want its signed event id", got)
 	}
 	if got := DedupKey(http.Header{}, body, stripe); got != "dlv:evt_stripe_1" {
 		t.Fatalf("stripe event id: %q", got)
+	}
+	sw := idem.Clone()
+	sw.Set("Webhook-Id", "msg_1")
+	if got := DedupKey(sw, body, standard); got != "dlv:msg_1" {
+		t.Fatalf("standard webhooks with an idempotency key: %q, want its signed webhook-id", got)
+	}
+	// Without its signed id, still never the unsigned key: the body's hash.
+	if got := DedupKey(idem, []byte(`{"type":"x"}`), stripe); !strings.HasPrefix(got, "body:") {
+		t.Fatalf("stripe without an id: %q, want the body hash", got)
 	}
 	gh := http.Header{}
 	gh.Set("X-GitHub-Delivery", "d-1")
 	if got := DedupKey(gh, body, github); got != "dlv:d-1" {
 		t.Fatalf("github delivery: %q", got)
+	}
+	// Where the scheme signs no id, the sender's idempotency key comes first.
+	gh.Set("X-Idempotency-Key", "order-42")
+	if got := DedupKey(gh, body, github); got != "idem:order-42" {
+		t.Fatalf("github with an idempotency key: %q", got)
+	}
+	if got := DedupKey(idem, body, relay); got != "idem:order-42" {
+		t.Fatalf("relay with an idempotency key: %q", got)
 	}
 	a, b := DedupKey(http.Header{}, body, relay), DedupKey(http.Header{}, append(body, ' '), relay)
 	if !strings.HasPrefix(a, "body:") || a == b {
