@@ -825,31 +825,66 @@ type SubscriptionWithSecrets struct {
 	Headers map[string]string
 }
 
-// SourceSubscriptions returns every subscription of a source with its
-// secrets, in creation order: what deliver needs to fan an event out.
-func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) ([]SubscriptionWithSecrets, error) {
+// FanOut is what deliver needs to fan an event of a source out: its
+// subscriptions, with their secrets, in creation order, and apart those
+// that cannot be read as stored.
+type FanOut struct {
+	Subscriptions []SubscriptionWithSecrets
+	Unreadable    []UnreadableSubscription
+}
+
+// UnreadableSubscription is a subscription deliver cannot use as stored: a
+// field that does not parse (ErrCorrupt), or a secret or header value
+// RELAY_SECRET_KEY does not open (secretbox.ErrDecrypt). An operator
+// repairs it with a PATCH or removes it with a DELETE.
+type UnreadableSubscription struct {
+	// Subscription holds what could be decoded: at least its id and source.
+	Subscription
+	// Decoded reports whether every field but the secrets decoded, so that
+	// Events and Enabled can be trusted.
+	Decoded bool
+	Err     error
+}
+
+// Unreadable reports whether err says a stored record cannot be read as it
+// is (damaged, or sealed under a key Relay does not have), as opposed to
+// Redis being unreachable: only an operator's repair changes it.
+func Unreadable(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, secretbox.ErrDecrypt)
+}
+
+// SourceSubscriptions returns every subscription of a source: what deliver
+// needs to fan an event out. A subscription that cannot be read is returned
+// apart, not as an error: one damaged subscription must not stop its
+// source's others.
+func (s *Store) SourceSubscriptions(ctx context.Context, sourceID string) (FanOut, error) {
 	ids, err := s.rdb.ZRange(ctx, sourceSubsKey(sourceID), 0, -1).Result()
 	if err != nil {
-		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+		return FanOut{}, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
 	}
 	ms, err := s.hashes(ctx, ids, subKey)
 	if err != nil {
-		return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+		return FanOut{}, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
 	}
-	out := make([]SubscriptionWithSecrets, 0, len(ids))
+	out := FanOut{Subscriptions: make([]SubscriptionWithSecrets, 0, len(ids))}
 	for i, m := range ms {
 		if len(m) == 0 {
 			continue
 		}
 		sub, err := subFrom(ids[i], m)
 		if err != nil {
-			return nil, fmt.Errorf("subscriptions of %s: %w", sourceID, err)
+			out.Unreadable = append(out.Unreadable, UnreadableSubscription{Subscription: sub, Err: err})
+			continue
 		}
 		ws, err := s.withSecrets(sub, m)
 		if err != nil {
-			return nil, err
+			if !Unreadable(err) {
+				return FanOut{}, err
+			}
+			out.Unreadable = append(out.Unreadable, UnreadableSubscription{Subscription: sub, Decoded: true, Err: err})
+			continue
 		}
-		out = append(out, ws)
+		out.Subscriptions = append(out.Subscriptions, ws)
 	}
 	return out, nil
 }

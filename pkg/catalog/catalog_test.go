@@ -69,8 +69,9 @@ func TestCatalog(t *testing.T) {
 		if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldC1zdWItc2VjcmV0", nil); err != nil {
 			t.Fatal(err)
 		}
-		subs, err := s.SourceSubscriptions(ctx, src.ID)
-		if err != nil || len(subs) != 1 || subs[0].URL != sub.URL || subs[0].Secrets.Current != "whsec_c3ViLXNlY3JldC1zdWItc2VjcmV0" || subs[0].Events[0] != "payment.*" {
+		fan, err := s.SourceSubscriptions(ctx, src.ID)
+		subs := fan.Subscriptions
+		if err != nil || len(subs) != 1 || len(fan.Unreadable) != 0 || subs[0].URL != sub.URL || subs[0].Secrets.Current != "whsec_c3ViLXNlY3JldC1zdWItc2VjcmV0" || subs[0].Events[0] != "payment.*" {
 			t.Fatalf("SourceSubscriptions = %+v, %v", subs, err)
 		}
 		off := false
@@ -154,6 +155,10 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 	if err := s.CreateSubscription(ctx, sub, "whsec_sub", nil); err != nil {
 		t.Fatal(err)
 	}
+	healthy := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h2", Events: []string{"*"}, Enabled: true, CreatedAt: now}
+	if err := s.CreateSubscription(ctx, healthy, "whsec_sub2", nil); err != nil {
+		t.Fatal(err)
+	}
 	corrupt := func(t *testing.T, err error, record, field string) {
 		t.Helper()
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), record) || !strings.Contains(err.Error(), `"`+field+`"`) {
@@ -179,8 +184,19 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 			corrupt(t, err, sub.ID, field)
 			_, err = s.ListSubscriptions(ctx, src.ID, "", 10)
 			corrupt(t, err, sub.ID, field)
-			_, err = s.SourceSubscriptions(ctx, src.ID)
-			corrupt(t, err, sub.ID, field)
+			// A source's damaged subscription is returned apart, the
+			// others as usual: it must not stop their deliveries.
+			fan, err := s.SourceSubscriptions(ctx, src.ID)
+			if err != nil || len(fan.Unreadable) != 1 || fan.Unreadable[0].ID != sub.ID || fan.Unreadable[0].Decoded {
+				t.Fatalf("SourceSubscriptions = %+v, %v; want the damaged one apart, undecoded", fan, err)
+			}
+			corrupt(t, fan.Unreadable[0].Err, sub.ID, field)
+			if !Unreadable(fan.Unreadable[0].Err) {
+				t.Fatal("Unreadable is false for a damaged field")
+			}
+			if len(fan.Subscriptions) != 1 || fan.Subscriptions[0].ID != healthy.ID {
+				t.Fatalf("the healthy subscription beside it: %+v", fan.Subscriptions)
+			}
 		})
 	}
 	noEvents := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Enabled: true, CreatedAt: now}
@@ -210,8 +226,8 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 	if _, err := s.GetSource(ctx, src.ID); err != nil {
 		t.Fatalf("after the repairs: %v", err)
 	}
-	if _, err := s.SourceSubscriptions(ctx, src.ID); err != nil {
-		t.Fatalf("after the repairs: %v", err)
+	if fan, err := s.SourceSubscriptions(ctx, src.ID); err != nil || len(fan.Unreadable) != 0 || len(fan.Subscriptions) != 2 {
+		t.Fatalf("after the repairs: %+v, %v", fan, err)
 	}
 }
 
@@ -270,7 +286,8 @@ func TestRewrapSecrets(t *testing.T) {
 	if _, sec, err := after.GetSourceWithSecrets(ctx, src2.ID); err != nil || sec.Current != "secret-of-b" {
 		t.Fatalf("src2 under the new key alone: %+v %v", sec, err)
 	}
-	subs, err := after.SourceSubscriptions(ctx, src2.ID)
+	fan, err := after.SourceSubscriptions(ctx, src2.ID)
+	subs := fan.Subscriptions
 	if err != nil || len(subs) != 2 {
 		t.Fatalf("subscriptions under the new key alone: %+v %v", subs, err)
 	}
@@ -392,5 +409,37 @@ func TestSubscriptionUpdatedAt(t *testing.T) {
 	}
 	if _, err := s.UpdateSubscription(ctx, ids.New(ids.Subscription), SubscriptionPatch{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("an empty patch of a missing subscription: %v, want ErrNotFound", err)
+	}
+}
+
+// A subscription whose secret the running key does not open is unreadable
+// but decoded: its events filter and switch are known, so deliver can tell
+// whether an event concerns it at all.
+func TestUndecryptableSubscriptionIsDecodedApart(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := newStore(t, rdb)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	src := Source{ID: ids.New(ids.Source), Name: "shop", Scheme: "relay", Tolerance: time.Minute, DedupWindow: time.Hour, CreatedAt: now}
+	if err := s.CreateSource(ctx, src, "secret-of-src"); err != nil {
+		t.Fatal(err)
+	}
+	sub := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com/h", Events: []string{"orders.*"}, Enabled: true, CreatedAt: now}
+	if err := s.CreateSubscription(ctx, sub, "whsec_sub", nil); err != nil {
+		t.Fatal(err)
+	}
+	otherKey := make([]byte, secretbox.KeySize)
+	otherKey[0] = 1
+	box, err := secretbox.New(otherKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan, err := New(rdb, box).SourceSubscriptions(ctx, src.ID)
+	if err != nil || len(fan.Subscriptions) != 0 || len(fan.Unreadable) != 1 {
+		t.Fatalf("SourceSubscriptions = %+v, %v", fan, err)
+	}
+	u := fan.Unreadable[0]
+	if !u.Decoded || !errors.Is(u.Err, secretbox.ErrDecrypt) || !Unreadable(u.Err) || u.Events[0] != "orders.*" || !u.Enabled {
+		t.Fatalf("unreadable = %+v", u)
 	}
 }

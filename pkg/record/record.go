@@ -116,6 +116,10 @@ const (
 	OriginDeferred = "deferred"
 	OriginReplay   = "replay"
 	OriginRedrive  = "redrive"
+	// OriginHeld is a first attempt held at fan-out because its
+	// subscription could not be read: whether the event matches the
+	// subscription is checked again once it can be.
+	OriginHeld = "held"
 )
 
 // Dead reasons (the relay-dead-reason header).

@@ -642,6 +642,66 @@ func TestCorruptSubscriptionHoldsItsEventsUntilRepaired(t *testing.T) {
 	}
 }
 
+// TestDamagedSubscriptionHoldsOnlyItsOwn: thousands of events behind a
+// damaged subscription, far more than deliver works on at once, hold up
+// neither the healthy subscription beside it nor another source's; the
+// damaged one's events are held for it alone and delivered, each once, when
+// it is repaired. Before, every event of the source waited on the damaged
+// subscription, holding its in-flight slot, until nothing was delivered.
+func TestDamagedSubscriptionHoldsOnlyItsOwn(t *testing.T) {
+	e := startStack(t, map[string]string{"RELAY_DELIVER_MAX_INFLIGHT_RECORDS": "20"})
+	damagedRC, healthyRC, otherRC := newReceiver(t, ok200), newReceiver(t, ok200), newReceiver(t, ok200)
+	src, other := e.createSource("relay"), e.createSource("relay")
+	damaged := e.subscribe(src.ID, damagedRC.URL, "order.*")
+	e.subscribe(src.ID, healthyRC.URL, "*")
+	e.subscribe(other.ID, otherRC.URL, "*")
+	rdb := testenv.Redis(t)
+	if err := rdb.HSet(context.Background(), "relay:sub:{"+damaged.ID+"}", "events", "order.*").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n, senders = 2000, 8
+	var wg sync.WaitGroup
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += senders {
+				if code, _ := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"order.created","n":%d}`, i)), nil); code != 202 {
+					t.Errorf("send %d: %d", i, code)
+					return
+				}
+				if i%100 == 0 {
+					e.send(other, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	testenv.Eventually(t, 120*time.Second, "every event at the healthy subscription", func() bool {
+		return len(healthyRC.byWebhookID()) == n && len(otherRC.byWebhookID()) == n/100
+	})
+	if got := len(damagedRC.requests()); got != 0 {
+		t.Fatalf("%d deliveries to a subscription whose filter cannot be read", got)
+	}
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+damaged.ID, map[string]any{"events": []string{"order.*"}}, nil); code != 200 {
+		t.Fatalf("PATCH repairing the subscription = %d", code)
+	}
+	testenv.Eventually(t, 120*time.Second, "every held event at the repaired subscription", func() bool {
+		return len(damagedRC.byWebhookID()) == n
+	})
+	time.Sleep(2 * time.Second) // time for a delivery that should not happen
+	for _, rc := range []*receiver{damagedRC, healthyRC, otherRC} {
+		for id, count := range rc.byWebhookID() {
+			if count != 1 {
+				t.Fatalf("%s delivered %d times", id, count)
+			}
+		}
+	}
+}
+
 // TestDisabledSubscription: a disabled subscription gets no new event; a
 // delivery already in its retry chain is parked in the DLQ (reason
 // subscription_disabled) rather than attempted; once it is enabled again, a

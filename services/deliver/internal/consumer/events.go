@@ -95,18 +95,28 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		c.d.Logger.ErrorContext(ctx, "skipping malformed event record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "error", err)
 		return true
 	}
-	var subs []catalog.SubscriptionWithSecrets
+	var fan catalog.FanOut
 	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscriptions", func() error {
 		var err error
-		subs, err = c.d.Subs.ForSource(ctx, ev.SourceID)
+		fan, err = c.d.Subs.ForSource(ctx, ev.SourceID)
 		return err
 	}); err != nil {
 		return false
 	}
 	tier0 := c.names.Tiers[0]
-	results := make(chan bool, len(subs))
+	results := make(chan bool, len(fan.Subscriptions)+len(fan.Unreadable))
 	n := 0
-	for _, sub := range subs {
+	for _, u := range fan.Unreadable {
+		// Known not to concern it (only its secret is unreadable): nothing
+		// to hold. Otherwise hold the event for it alone.
+		if u.Decoded && (!u.Enabled || !glob.MatchAny(u.Events, ev.Type)) {
+			continue
+		}
+		n++
+		d := record.Delivery{Event: ev, SubscriptionID: u.ID, Attempt: 1, NotBefore: ev.ReceivedAt, Origin: record.OriginHeld}
+		go func() { results <- c.d.Engine.Hold(ctx, d, u.Err) == nil }()
+	}
+	for _, sub := range fan.Subscriptions {
 		if !sub.Enabled || !glob.MatchAny(sub.Events, ev.Type) {
 			continue
 		}

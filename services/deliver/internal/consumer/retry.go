@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/deliver/internal/engine"
@@ -165,15 +166,28 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 	}
 	var sub catalog.SubscriptionWithSecrets
 	var found bool
+	var unreadable error
 	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscription", func() error {
 		var err error
 		sub, found, err = c.d.Subs.Get(ctx, d.SubscriptionID)
+		if catalog.Unreadable(err) {
+			unreadable, err = err, nil
+		}
 		return err
 	}); err != nil {
 		return false
 	}
+	if unreadable != nil {
+		// Still damaged: hold it again, holding nothing else up.
+		return c.d.Engine.Hold(ctx, d, unreadable) == nil
+	}
 	if !found {
 		c.d.Logger.InfoContext(ctx, "dropping delivery to a deleted subscription", "event_id", d.ID, "subscription_id", d.SubscriptionID)
+		return true
+	}
+	if d.Origin == record.OriginHeld && (!sub.Enabled || !glob.MatchAny(sub.Events, d.Type)) {
+		// Held at fan-out while the subscription could not be read; now
+		// that it can, the event turns out not to concern it.
 		return true
 	}
 	if d.Tier < 0 {

@@ -62,6 +62,7 @@ type Engine struct {
 	m          *Metrics
 	log        *slog.Logger
 	now        func() time.Time
+	holds      holdLog
 }
 
 // Deps are the engine's collaborators.
@@ -260,6 +261,59 @@ func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, del
 	})
 }
 
+// Hold puts a delivery whose subscription cannot be read as stored (a
+// damaged field, a secret the key does not open) on the hold tier, to be
+// tried again from there: it holds only that subscription's deliveries,
+// spends no attempt and no rung, and records no state, since whether an
+// event held at fan-out concerns the subscription at all is known only once
+// it can be read. Only an operator's repair (PATCH) or removal (DELETE) ends
+// the holding; the first hold of each subscription in a minute is logged as
+// an error.
+func (e *Engine) Hold(ctx context.Context, d record.Delivery, why error) error {
+	tr := HoldTier(e.cfg.Names.Tiers)
+	d.NotBefore = e.now().Add(tr.Delay)
+	if err := e.produce(ctx, d.Record(tr.Topic)); err != nil {
+		return err
+	}
+	e.m.outcomes.WithLabelValues("held").Inc()
+	if e.holds.first(d.SubscriptionID, e.now()) {
+		e.log.ErrorContext(ctx, "subscription unreadable; its deliveries are held until it is repaired (PATCH it) or deleted",
+			"subscription_id", d.SubscriptionID, "source_id", d.SourceID, "retry_in", tr.Delay, "error", why)
+	}
+	return nil
+}
+
+// HoldTier is where held deliveries wait: the first tier of at least a
+// minute (a repair is seen within about that), else the ladder's last.
+func HoldTier(tiers []record.Tier) record.Tier {
+	for _, t := range tiers {
+		if t.Delay >= time.Minute {
+			return t
+		}
+	}
+	return tiers[len(tiers)-1]
+}
+
+// holdLog remembers when each subscription's holding was last logged.
+type holdLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// first reports whether sub's hold at now is the first in a minute.
+func (h *holdLog) first(sub string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last == nil || len(h.last) > 10000 {
+		h.last = map[string]time.Time{}
+	}
+	if at, ok := h.last[sub]; ok && now.Sub(at) < time.Minute {
+		return false
+	}
+	h.last[sub] = now
+	return true
+}
+
 // produce writes r and waits for the broker's acknowledgement, retrying
 // until it succeeds or ctx ends: an outcome is never settled on a forward
 // the broker did not take. A refusal no retry can cure is not retried as an
@@ -396,7 +450,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30},
 		}, []string{"status_class"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "relay_deliver_outcomes_total", Help: "Deliveries settled by outcome: delivered, retrying, dead, parked, deferred, skipped_delivered, skipped_stale.",
+			Name: "relay_deliver_outcomes_total", Help: "Deliveries settled by outcome: delivered, retrying, dead, parked, deferred, held (subscription unreadable), skipped_delivered, skipped_stale.",
 		}, []string{"outcome"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_deliver_dead_total", Help: "Deliveries sent to the DLQ, by reason.",
@@ -409,7 +463,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.attempts, m.attemptDuration, m.outcomes, m.dead, m.refused, m.leaseWaits)
-	for _, o := range []string{"delivered", "retrying", "dead", "parked", "deferred", "skipped_delivered", "skipped_stale"} {
+	for _, o := range []string{"delivered", "retrying", "dead", "parked", "deferred", "held", "skipped_delivered", "skipped_stale"} {
 		m.outcomes.WithLabelValues(o)
 	}
 	for _, r := range []string{record.DeadRetriesExhausted, record.DeadNonRetryableStatus, record.DeadGone, record.DeadSubscriptionDisabled} {
@@ -432,8 +486,8 @@ type SubCache struct {
 }
 
 type cachedList struct {
-	subs []catalog.SubscriptionWithSecrets
-	at   time.Time
+	fan catalog.FanOut
+	at  time.Time
 }
 
 type cachedSub struct {
@@ -447,26 +501,26 @@ func NewSubCache(store *catalog.Store, ttl time.Duration) *SubCache {
 	return &SubCache{store: store, ttl: ttl, now: time.Now, bySource: map[string]cachedList{}, byID: map[string]cachedSub{}}
 }
 
-// ForSource returns every subscription of a source.
-func (c *SubCache) ForSource(ctx context.Context, src string) ([]catalog.SubscriptionWithSecrets, error) {
+// ForSource returns every subscription of a source, the unreadable apart.
+func (c *SubCache) ForSource(ctx context.Context, src string) (catalog.FanOut, error) {
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.bySource[src]
 	c.mu.Unlock()
 	if ok && now.Sub(e.at) < c.ttl {
-		return e.subs, nil
+		return e.fan, nil
 	}
-	subs, err := c.store.SourceSubscriptions(ctx, src)
+	fan, err := c.store.SourceSubscriptions(ctx, src)
 	if err != nil {
-		return nil, err
+		return catalog.FanOut{}, err
 	}
 	c.mu.Lock()
 	if len(c.bySource) > 10000 {
 		c.bySource = map[string]cachedList{}
 	}
-	c.bySource[src] = cachedList{subs: subs, at: now}
+	c.bySource[src] = cachedList{fan: fan, at: now}
 	c.mu.Unlock()
-	return subs, nil
+	return fan, nil
 }
 
 // Get returns one subscription; found is false when it was deleted.
@@ -503,7 +557,7 @@ func (c *SubCache) Forget(id string) {
 	defer c.mu.Unlock()
 	delete(c.byID, id)
 	for src, l := range c.bySource {
-		for _, s := range l.subs {
+		for _, s := range l.fan.Subscriptions {
 			if s.ID == id {
 				delete(c.bySource, src)
 				break
