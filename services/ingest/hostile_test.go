@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relayhq/relay/pkg/testenv"
 )
 
 // TestHostileRequests sends what a hostile or broken client sends and
@@ -134,5 +137,57 @@ func TestHostileRequests(t *testing.T) {
 	// Still serving.
 	if code, _, _ := h.do("GET", "/healthz", nil, nil); code != 200 {
 		t.Fatalf("healthz after the hostile requests: %d", code)
+	}
+}
+
+// TestBodiesBeyondTheBudgetAnswer503: with request bodies holding
+// RELAY_INGEST_MAX_INFLIGHT_BYTES, one more body is refused at once with
+// 503 server_busy and a Retry-After, and once bodies are let go, requests
+// are served again.
+func TestBodiesBeyondTheBudgetAnswer503(t *testing.T) {
+	h := start(t, nil, "", map[string]string{"RELAY_INGEST_MAX_INFLIGHT_BYTES": "8192", "RELAY_HTTP_READ_TIMEOUT": "30s"})
+	src := h.source("relay")
+	addr := strings.TrimPrefix(h.base, "http://")
+	held := func() float64 {
+		_, _, raw := h.do("GET", "/metrics", nil, nil)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "relay_ingest_body_bytes "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	// Two bodies of 4,096 declared bytes, of which most arrive, fill the budget.
+	var slow []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /in/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n%s", src.ID, strings.Repeat("x", 4000))
+		slow = append(slow, c)
+	}
+	testenv.Eventually(t, 10*time.Second, "the two bodies to be held", func() bool { return held() == 8192 })
+
+	body := []byte(`{"type":"order.created"}`)
+	code, hdr, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
+	if r := decode(t, raw); code != 503 || r.Error.Code != "server_busy" || hdr.Get("Retry-After") != "1" {
+		t.Fatalf("beyond the budget: %d %v %s", code, hdr, raw)
+	}
+	// The slow senders finish; their bodies are answered and let go.
+	for _, c := range slow {
+		if _, err := io.WriteString(c, strings.Repeat("x", 96)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "401") {
+			t.Fatalf("a finished slow body: %q %v", line, err)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "the bodies to be let go", func() bool { return held() == 0 })
+	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {
+		t.Fatalf("after the bodies were let go: %d %s", code, raw)
 	}
 }

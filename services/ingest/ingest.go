@@ -39,6 +39,7 @@ type Config struct {
 	TrustedProxies           []string
 	SecretKey                []byte
 	PreviousSecretKey        []byte
+	MaxInflightBytes         int64
 	DedupWindow              time.Duration
 	DedupWait                time.Duration
 	EventRetention           time.Duration
@@ -66,6 +67,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		AdminToken: r.String("RELAY_ADMIN_TOKEN", ""),
 		// RELAY_ADMIN_TOKEN_PREVIOUS: a token still accepted while clients move to a new one.
 		PreviousAdminToken: r.String("RELAY_ADMIN_TOKEN_PREVIOUS", ""),
+		// RELAY_INGEST_MAX_INFLIGHT_BYTES: the bytes request bodies may hold in memory at
+		// once; beyond it a request is answered 503 with Retry-After.
+		MaxInflightBytes: r.Int64("RELAY_INGEST_MAX_INFLIGHT_BYTES", 128<<20),
 		// RELAY_DEDUP_WINDOW: how long a dedup key is remembered, unless a source sets its own.
 		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
 		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
@@ -116,6 +120,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.SecretKey) != secretbox.KeySize {
 		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, 32 bytes in base64 (make one with: openssl rand -base64 32)"))
+	}
+	if c.MaxInflightBytes < c.Kafka.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("RELAY_INGEST_MAX_INFLIGHT_BYTES: %d is below RELAY_MAX_BODY_BYTES (%d): the largest body could never be read", c.MaxInflightBytes, c.Kafka.MaxBodyBytes))
 	}
 	if c.DedupWindow < time.Minute {
 		errs = append(errs, errors.New("RELAY_DEDUP_WINDOW: must be at least 1m"))
@@ -203,7 +210,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
-		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, DefaultDedupWindow: cfg.DedupWindow,
+		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
 		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
 	}, api.Deps{

@@ -62,8 +62,12 @@ type Config struct {
 	PreviousAdminToken string
 	// TrustedProxies are the load balancers (IPs, CIDRs) whose
 	// X-Forwarded-For gives the client address logged; none by default.
-	TrustedProxies     []string
-	MaxBodyBytes       int64
+	TrustedProxies []string
+	MaxBodyBytes   int64
+	// MaxInflightBytes bounds the bytes request bodies hold in memory at
+	// once (RELAY_INGEST_MAX_INFLIGHT_BYTES); beyond it a request is
+	// answered 503 with Retry-After.
+	MaxInflightBytes   int64
 	DefaultDedupWindow time.Duration
 	RotationGrace      time.Duration
 	ProduceTimeout     time.Duration
@@ -112,6 +116,7 @@ type API struct {
 	m          *metrics
 	engine     *gin.Engine
 	now        func() time.Time
+	bodies     *bodyBudget
 }
 
 // New builds the API and its routes.
@@ -120,7 +125,11 @@ func New(cfg Config, d Deps) *API {
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, deliveries: d.Deliveries,
 		counters: d.Counters, dedup: d.Dedup, dlq: d.DLQ, producer: d.Producer, pipe: d.Pipe, ready: d.Ready,
 		tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry), now: time.Now,
+		bodies: &bodyBudget{limit: cfg.MaxInflightBytes},
 	}
+	d.Telemetry.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "relay_ingest_body_bytes", Help: "Bytes inbound request bodies hold in memory now (bounded by RELAY_INGEST_MAX_INFLIGHT_BYTES).",
+	}, func() float64 { return float64(a.bodies.held.Load()) }))
 	a.sources = newSourceCache(d.Catalog, 2*time.Second, 10*time.Minute)
 	a.engine = a.routes()
 	return a
@@ -488,6 +497,7 @@ type metrics struct {
 	produceDuration prometheus.Histogram
 	produceFailures prometheus.Counter
 	storeFailures   prometheus.Counter
+	busy            prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -518,8 +528,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_event_store_failures_total", Help: "Accepted events that could not be written to the events API store (Redis).",
 		}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_ingest_busy_total", Help: "Inbound requests answered 503 because request bodies held their limit of memory (RELAY_INGEST_MAX_INFLIGHT_BYTES).",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures)
+	reg.MustRegister(m.requests, m.duration, m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures, m.busy)
 	for _, r := range []string{"accepted", "duplicate", "handshake"} {
 		m.events.WithLabelValues(r)
 	}

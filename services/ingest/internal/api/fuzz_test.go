@@ -51,7 +51,7 @@ func newTestAPI(t testing.TB) (*API, *memProducer) {
 	names, _ := record.NewTopics("", record.DefaultTierDelays)
 	p := &memProducer{}
 	a := New(Config{
-		AdminToken: "fuzz-admin-token-0123456789", MaxBodyBytes: 4096, DefaultDedupWindow: time.Hour,
+		AdminToken: "fuzz-admin-token-0123456789", MaxBodyBytes: 4096, MaxInflightBytes: 1 << 20, DefaultDedupWindow: time.Hour,
 		RotationGrace: time.Hour, ProduceTimeout: time.Second, Names: names,
 	}, Deps{
 		Catalog: catalog.New(rdb, box), Events: eventstore.New(rdb, time.Hour), Deliveries: delivery.New(rdb, time.Hour),

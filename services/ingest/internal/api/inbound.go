@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,7 +84,8 @@ func (a *API) ingest(c *gin.Context) {
 		return
 	}
 
-	body, ok := a.readBody(c)
+	body, release, ok := a.readBody(c)
+	defer release()
 	if !ok {
 		return
 	}
@@ -225,38 +225,6 @@ func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) 
 		out = append(out, record.ForwardedHeader{Name: name, Value: v})
 	}
 	return out
-}
-
-// readBody reads the raw body, at most MaxBodyBytes, without ever buffering
-// more than that.
-func (a *API) readBody(c *gin.Context) ([]byte, bool) {
-	limit := a.cfg.MaxBodyBytes
-	if c.Request.ContentLength > limit {
-		fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", limit))
-		return nil, false
-	}
-	r := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
-	var body []byte
-	var err error
-	if n := c.Request.ContentLength; n >= 0 {
-		// The usual case: the length is known (and at most limit), so read
-		// into one buffer of that size rather than growing one. net/http
-		// ends the body at Content-Length, so ReadFull reads all of it.
-		body = make([]byte, n)
-		_, err = io.ReadFull(r, body)
-	} else {
-		body, err = io.ReadAll(r)
-	}
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", limit))
-		return nil, false
-	case err != nil:
-		fail(c, http.StatusBadRequest, "unreadable_body", "the request body could not be read: "+err.Error())
-		return nil, false
-	}
-	return body, true
 }
 
 func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {

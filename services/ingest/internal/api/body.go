@@ -1,0 +1,140 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// bodyBudget bounds the bytes that inbound request bodies hold in memory at
+// once, over every request of the replica. It is charged as a body's buffer
+// grows, never for what a request only declares: a few hundred bytes of
+// headers claiming a MiB cost nothing until the MiB arrives.
+type bodyBudget struct {
+	limit int64
+	held  atomic.Int64
+}
+
+// take charges n bytes, or reports false, charging nothing, when they
+// would take the total past the limit.
+func (b *bodyBudget) take(n int64) bool {
+	if b.held.Add(n) > b.limit {
+		b.held.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *bodyBudget) release(n int64) { b.held.Add(-n) }
+
+// firstBodyBuffer is the most a body's buffer starts with before its bytes
+// arrive; a body declared smaller starts at its size, and is read with one
+// allocation.
+const firstBodyBuffer = 4 << 10
+
+// errBodyBudget is readBody's error when the replica holds its limit of
+// body bytes.
+var errBodyBudget = errors.New("ingest holds its limit of request bodies in memory")
+
+// readBody reads the raw body, at most MaxBodyBytes, into a buffer that
+// grows as bytes arrive, each growth charged to the replica's body budget
+// (RELAY_INGEST_MAX_INFLIGHT_BYTES). It answers the request itself when it
+// returns ok false. release gives the charge back; call it once the body is
+// no longer needed, also when ok is false.
+func (a *API) readBody(c *gin.Context) (body []byte, release func(), ok bool) {
+	limit := a.cfg.MaxBodyBytes
+	declared := c.Request.ContentLength
+	var charged int64
+	release = func() { a.bodies.release(charged) }
+	if declared > limit {
+		a.tooLarge(c)
+		return nil, release, false
+	}
+	body, err := readGrowing(http.MaxBytesReader(c.Writer, c.Request.Body, limit), declared, func(n int) bool {
+		if !a.bodies.take(int64(n)) {
+			return false
+		}
+		charged += int64(n)
+		return true
+	})
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, errBodyBudget):
+		a.m.busy.Inc()
+		a.log.WarnContext(c.Request.Context(), "request refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)",
+			"limit", a.bodies.limit, "declared", declared)
+		unavailable(c, "server_busy", "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly", time.Second)
+		return nil, release, false
+	case errors.As(err, &tooBig):
+		a.tooLarge(c)
+		return nil, release, false
+	case err != nil:
+		fail(c, http.StatusBadRequest, "unreadable_body", "the request body could not be read: "+err.Error())
+		return nil, release, false
+	}
+	return body, release, true
+}
+
+func (a *API) tooLarge(c *gin.Context) {
+	fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", a.cfg.MaxBodyBytes))
+}
+
+// readGrowing reads r to its end into a buffer that grows as bytes arrive,
+// doubling, up to the declared length when one is known (-1 when not).
+// grow is asked before each allocation for the bytes it adds to the buffer
+// and may refuse them, which ends the read with errBodyBudget.
+func readGrowing(r io.Reader, declared int64, grow func(n int) bool) ([]byte, error) {
+	size := firstBodyBuffer
+	if declared >= 0 && declared < int64(size) {
+		size = int(declared)
+	}
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			if declared >= 0 && int64(len(buf)) == declared {
+				// Every declared byte is here: net/http ends the body at
+				// its Content-Length, so this read only confirms the end.
+				var end [1]byte
+				n, err := r.Read(end[:])
+				if n > 0 {
+					return nil, errors.New("the body is longer than its Content-Length")
+				}
+				if err == io.EOF || err == nil {
+					return nonNil(buf), nil
+				}
+				return nil, err
+			}
+			next := max(size, 2*cap(buf))
+			if declared >= 0 {
+				next = min(next, int(declared))
+			}
+			if !grow(next - cap(buf)) {
+				return nil, errBodyBudget
+			}
+			grown := make([]byte, len(buf), next)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return nonNil(buf), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// nonNil makes an empty body an empty slice, as a body always was.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
