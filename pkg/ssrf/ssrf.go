@@ -41,10 +41,12 @@ var blocked = func() []netip.Prefix {
 }()
 
 // Allowed reports whether ip may be dialled. IPv4-mapped IPv6 addresses are
-// judged as the IPv4 address they carry.
+// judged as the IPv4 address they carry. An address with a zone (fe80::1%eth0)
+// never is: a zone names an interface of Relay's own host, and no prefix
+// contains a zoned address, so no range check could refuse it.
 func Allowed(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	if !ip.IsValid() {
+	if !ip.IsValid() || ip.Zone() != "" {
 		return false
 	}
 	for _, p := range blocked {
@@ -110,8 +112,13 @@ func CheckURL(raw string, allowPrivate bool) error {
 	if u.Fragment != "" {
 		return errors.New("url must not have a fragment")
 	}
+	host := strings.Trim(u.Hostname(), "[]")
+	if zoned(host) {
+		// Whatever RELAY_ALLOW_PRIVATE_DESTINATIONS says: a zone names an
+		// interface of Relay's own host, never a receiver.
+		return fmt.Errorf("%w: %s (an IPv6 address with a zone)", ErrForbidden, host)
+	}
 	if !allowPrivate {
-		host := strings.Trim(u.Hostname(), "[]")
 		if ip, err := netip.ParseAddr(host); err == nil && !Allowed(ip) {
 			return fmt.Errorf("%w: %s (set RELAY_ALLOW_PRIVATE_DESTINATIONS=true for local development)", ErrForbidden, host)
 		}
@@ -120,6 +127,12 @@ func CheckURL(raw string, allowPrivate bool) error {
 		}
 	}
 	return nil
+}
+
+// zoned reports whether host is an IP address with a zone.
+func zoned(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() != ""
 }
 
 // IsHTTPS reports whether raw is an https URL (its scheme, in any case).
@@ -135,6 +148,9 @@ func IsHTTPS(raw string) bool {
 // forbidden. (The proxy resolves again; one that enforces its own policy,
 // such as smokescreen, also closes the window a changing DNS answer leaves.)
 func CheckHost(ctx context.Context, r *net.Resolver, host string) error {
+	if h := strings.Trim(host, "[]"); zoned(h) {
+		return fmt.Errorf("%w: %s (an IPv6 address with a zone)", ErrForbidden, h)
+	}
 	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		if !Allowed(ip) {
 			return fmt.Errorf("%w: %s", ErrForbidden, ip.Unmap())
@@ -159,10 +175,14 @@ func CheckHost(ctx context.Context, r *net.Resolver, host string) error {
 // DialContext resolves host with r and dials the first allowed address,
 // refusing when every address is forbidden. Unlike Control it reports the
 // refusal before any connection attempt, with the host name in the error.
+// A zoned address is refused even by a dialer without the guard.
 func DialContext(ctx context.Context, d *net.Dialer, r *net.Resolver, network, address string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, err
+	}
+	if zoned(host) {
+		return nil, fmt.Errorf("%w: %s (an IPv6 address with a zone)", ErrForbidden, host)
 	}
 	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil {
@@ -170,7 +190,7 @@ func DialContext(ctx context.Context, d *net.Dialer, r *net.Resolver, network, a
 	}
 	var lastErr error = fmt.Errorf("%w: %s resolves to no address", ErrForbidden, host)
 	for _, ip := range addrs {
-		if d.Control != nil && !Allowed(ip) {
+		if ip.Zone() != "" || (d.Control != nil && !Allowed(ip)) {
 			lastErr = fmt.Errorf("%w: %s resolves to %s", ErrForbidden, host, ip.Unmap())
 			continue
 		}

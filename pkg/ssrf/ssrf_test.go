@@ -41,6 +41,11 @@ func TestAllowed(t *testing.T) {
 		{"::ffff:93.184.216.34", true},
 		{"64:ff9b::a00:1", false}, // NAT64 of 10.0.0.1
 		{"2001:db8::1", false},
+		// A zone makes Prefix.Contains false for every range: refused,
+		// whatever the address.
+		{"::1%lo", false},
+		{"fe80::1%eth0", false},
+		{"2606:4700:4700::1111%eth0", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.ip, func(t *testing.T) {
@@ -74,6 +79,13 @@ func TestCheckURL(t *testing.T) {
 		{"https://example.com:0/", false, "port 0"},
 		{"https://example.com:99999/", false, "port 99999"},
 		{"http://127.0.0.1:70000/", true, "port 70000"},
+		// A zoned IPv6 literal is refused whatever
+		// RELAY_ALLOW_PRIVATE_DESTINATIONS says: it names an interface of
+		// Relay's own host, never a receiver.
+		{"http://[::1%25lo]/", false, "zone"},
+		{"http://[::1%25lo]/", true, "zone"},
+		{"http://[fe80::1%25eth0]:8080/", true, "zone"},
+		{"http://[2606:4700:4700::1111%25eth0]/", false, "zone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
@@ -125,6 +137,16 @@ func TestDialRefusesPrivateAfterResolution(t *testing.T) {
 		t.Fatalf("dial with private destinations allowed: %v", err)
 	}
 	c.Close()
+
+	// A zoned address is refused at dial time, with or without the guard.
+	for _, d := range []*net.Dialer{guarded, open} {
+		if _, err := DialContext(ctx, d, net.DefaultResolver, "tcp", net.JoinHostPort("::1%lo", port)); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("dial of ::1%%lo (guard %v): %v, want ErrForbidden", d.Control != nil, err)
+		}
+	}
+	if _, err := guarded.DialContext(ctx, "tcp", net.JoinHostPort("::1%lo", port)); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("raw dial of ::1%%lo through the guarded dialer: %v, want ErrForbidden", err)
+	}
 }
 
 // CheckHost, the guard of deliveries through a proxy, refuses a host when
@@ -134,6 +156,7 @@ func TestCheckHost(t *testing.T) {
 	for host, ok := range map[string]bool{
 		"93.184.216.34": true, "2606:2800:220:1:248:1893:25c8:1946": true,
 		"10.0.0.1": false, "127.0.0.1": false, "[::1]": false, "::ffff:169.254.169.254": false, "localhost": false,
+		"[::1%lo]": false, "2606:4700:4700::1111%eth0": false,
 	} {
 		err := CheckHost(ctx, net.DefaultResolver, host)
 		if ok != (err == nil) || (!ok && !errors.Is(err, ErrForbidden)) {

@@ -724,6 +724,7 @@ func TestBadInput(t *testing.T) {
 		{"unusable subscription secret", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","secret":"not-whsec"}`, admin(), 400, "invalid_field", "secret"},
 		{"bad subscription url", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"ftp://x"}`, admin(), 400, "invalid_field", "url"},
 		{"private url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://169.254.169.254/latest"}`, admin(), 400, "invalid_field", "not allowed"},
+		{"zoned IPv6 url refused", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"http://[::1%25lo]/hook"}`, admin(), 400, "invalid_field", "zone"},
 		{"reserved header", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"webhook-signature":"v1,x"}}`, admin(), 400, "invalid_field", "Webhook-Signature is set by Relay"},
 		{"relay's header prefix", "PATCH", "/sources/" + src.ID + "/subscriptions/" + sub.ID, `{"headers":{"X-Relay-Attempt":"1"}}`, admin(), 400, "invalid_field", "X-Relay-Attempt is set by Relay"},
 		{"header name not a token", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","headers":{"Bad Name":"x"}}`, admin(), 400, "invalid_field", `"Bad Name" is not a header name`},
