@@ -162,9 +162,10 @@ func (a *API) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	// X-Forwarded-For names the client (in logs) only when it comes from a
-	// load balancer the operator named; it decides nothing else. Config
-	// validation has checked the list, so this cannot fail.
+	// X-Forwarded-For names the client only when it comes from a load
+	// balancer the operator named: then it is the address a source's
+	// allowed_ips is checked against, and the one logged. Config validation
+	// has checked the list, so this cannot fail.
 	_ = r.SetTrustedProxies(a.cfg.TrustedProxies)
 	r.Use(a.recoverer(), a.observe())
 	r.NoRoute(func(c *gin.Context) {

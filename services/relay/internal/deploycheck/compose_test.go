@@ -3,6 +3,7 @@ package deploycheck
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,4 +203,65 @@ func TestDashboardQueriesRealMetrics(t *testing.T) {
 		t.Fatalf("dashboard uid %q with %d queries", d.UID, len(exprs))
 	}
 	checkQueries(t, "relay.json", exprs)
+}
+
+// TestOnlyTheLoadBalancerIsTrusted: a source's allowed_ips is checked against
+// the client address X-Forwarded-For names, so ingest may believe that
+// header only from nginx, and nginx must say who connected to it rather
+// than pass on what the sender wrote. Trusting every address let any sender
+// name an allowed address as the leftmost X-Forwarded-For.
+func TestOnlyTheLoadBalancerIsTrusted(t *testing.T) {
+	p := loadCompose(t)
+	lb := p.Services["lb"]
+	var lbAddr string
+	for _, n := range lb.Networks {
+		if n != nil && n.Ipv4Address != "" {
+			lbAddr = n.Ipv4Address
+		}
+	}
+	if lbAddr == "" {
+		t.Fatal("lb has no fixed address on the compose network: ingest cannot name it as its only trusted proxy")
+	}
+	lbIP, err := netip.ParseAddr(lbAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSubnet := false
+	for _, n := range p.Networks {
+		if n.Ipam.Config == nil {
+			continue
+		}
+		for _, c := range n.Ipam.Config {
+			if pfx, err := netip.ParsePrefix(c.Subnet); err == nil && pfx.Contains(lbIP) {
+				inSubnet = true
+			}
+		}
+	}
+	if !inSubnet {
+		t.Errorf("lb's address %s is in no subnet the compose file fixes", lbAddr)
+	}
+	for _, name := range []string{"ingest-1", "ingest-2"} {
+		v := p.Services[name].Environment["RELAY_TRUSTED_PROXIES"]
+		if v == nil {
+			t.Errorf("%s trusts no proxy: behind nginx, every source with allowed_ips would refuse every webhook", name)
+			continue
+		}
+		for _, entry := range strings.Split(*v, ",") {
+			entry = strings.TrimSpace(entry)
+			if pfx, err := netip.ParsePrefix(entry); err == nil {
+				if pfx.Bits() != pfx.Addr().BitLen() || pfx.Addr() != lbIP {
+					t.Errorf("%s trusts %s: only the load balancer (%s) may name the client", name, entry, lbAddr)
+				}
+			} else if entry != lbAddr {
+				t.Errorf("%s trusts %s: only the load balancer (%s) may name the client", name, entry, lbAddr)
+			}
+		}
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "deploy/nginx/nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`proxy_set_header\s+X-Forwarded-For\s+\$remote_addr;`).Match(conf) || strings.Contains(string(conf), "$proxy_add_x_forwarded_for") {
+		t.Error("nginx must overwrite X-Forwarded-For with the address that connected to it ($remote_addr), never append to the sender's")
+	}
 }
