@@ -40,6 +40,7 @@ type Config struct {
 	PerSubscription          int
 	SubscriptionBacklog      int
 	MaxInFlightRecords       int
+	MaxInFlightBytes         int64
 	DeliveryTimeout          time.Duration
 	ConnectTimeout           time.Duration
 	RevokeWait               time.Duration
@@ -70,6 +71,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 1000),
 		// RELAY_DELIVER_MAX_INFLIGHT_RECORDS: records worked on at once per consumer group.
 		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 5000),
+		// RELAY_DELIVER_MAX_INFLIGHT_BYTES: payload bytes of the records worked on at once,
+		// both consumer groups together.
+		MaxInFlightBytes: r.Int64("RELAY_DELIVER_MAX_INFLIGHT_BYTES", 256<<20),
 		// RELAY_DELIVERY_TIMEOUT: the whole of one attempt, connect to last response byte.
 		DeliveryTimeout: r.Duration("RELAY_DELIVERY_TIMEOUT", 15*time.Second),
 		// RELAY_DELIVERY_CONNECT_TIMEOUT: the TCP connect of one attempt.
@@ -132,6 +136,9 @@ func (c Config) Validate() error {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s: %d is below 1", name, v))
 		}
+	}
+	if c.MaxInFlightBytes < c.Kafka.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("RELAY_DELIVER_MAX_INFLIGHT_BYTES: %d is below RELAY_MAX_BODY_BYTES (%d)", c.MaxInFlightBytes, c.Kafka.MaxBodyBytes))
 	}
 	if c.DeliveryTimeout < 100*time.Millisecond || c.DeliveryTimeout > 5*time.Minute {
 		errs = append(errs, errors.New("RELAY_DELIVERY_TIMEOUT: must be from 100ms to 5m"))
@@ -231,7 +238,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// A delivery waits for room in its subscription's queue for at most what
 	// deferring it would cost: the first tier's delay.
 	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, names.Tiers[0].Delay, cfg.DeliveryTimeout+5*time.Second)
-	cd := consumer.Deps{Engine: eng, Subs: subs, Dispatcher: s.dispatcher, Health: s.health, Logger: log}
+	bytes := consumer.NewBudget(cfg.MaxInFlightBytes)
+	cd := consumer.Deps{Engine: eng, Subs: subs, Dispatcher: s.dispatcher, Health: s.health, Bytes: bytes, Logger: log}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)
@@ -241,6 +249,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	reg.MustRegister(kafka.NewLagCollector(producer, names))
 	reg.MustRegister(dispatchGauges(s.dispatcher)...)
+	reg.MustRegister(budgetGauge(bytes))
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, s.rdb, health.Timeout) },

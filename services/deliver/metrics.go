@@ -3,8 +3,16 @@ package deliver
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/relayhq/relay/services/deliver/internal/consumer"
 	"github.com/relayhq/relay/services/deliver/internal/dispatch"
 )
+
+// budgetGauge reports the payload bytes the consumers hold.
+func budgetGauge(b *consumer.Budget) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "relay_deliver_inflight_bytes", Help: "Payload bytes of the records being worked on, both consumer groups (bounded by RELAY_DELIVER_MAX_INFLIGHT_BYTES).",
+	}, func() float64 { return float64(b.Held()) })
+}
 
 // dispatchGauges report the deliveries queued in memory, waiting for a
 // worker, and those waiting for room in a full queue.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,4 +82,54 @@ func TestLargeBodiesThroughEveryTier(t *testing.T) {
 		e.call("GET", "/dlq?subscription_id="+sub.ID, nil, &parked)
 		return len(parked.Data) == n
 	})
+}
+
+// TestDeliverHoldsBoundedBytes: with an endpoint that does not answer and
+// large bodies, deliver works on no more records than their bytes allow
+// (RELAY_DELIVER_MAX_INFLIGHT_BYTES), not as many as the record and
+// per-subscription limits would let in; once the endpoint answers, every
+// event is delivered once.
+func TestDeliverHoldsBoundedBytes(t *testing.T) {
+	const limit, size, n = 4 << 20, 500 << 10, 40
+	e := startStack(t, map[string]string{"RELAY_DELIVER_MAX_INFLIGHT_BYTES": fmt.Sprint(limit)})
+	release := make(chan struct{})
+	var inside, most atomic.Int32
+	rc := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		now := inside.Add(1)
+		defer inside.Add(-1)
+		for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	e.subscribe(src.ID, rc.URL, "*")
+	pad := bytes.Repeat([]byte("x"), size)
+	for i := range n {
+		body := append([]byte(fmt.Sprintf(`{"type":"big","n":%d,"pad":"`, i)), pad...)
+		if code, rep := e.send(src, "relay", append(body, `"}`...), nil); code != 202 {
+			t.Fatalf("send %d: %d %+v", i, code, rep.Error)
+		}
+	}
+	metrics := "http://" + e.stack.Deliver.AdminAddr() + "/metrics"
+	testenv.Eventually(t, 30*time.Second, "deliver to hold its budget", func() bool {
+		return metricValue(t, metrics, "relay_deliver_inflight_bytes") > limit-2*size
+	})
+	time.Sleep(time.Second) // time for more to start, which must not happen
+	if held := metricValue(t, metrics, "relay_deliver_inflight_bytes"); held > limit {
+		t.Fatalf("deliver holds %.0f bytes of records, over its %d", held, limit)
+	}
+	if m := most.Load(); m > limit/size {
+		t.Fatalf("%d requests of %d KiB at once, more than %d bytes allow", m, size>>10, limit)
+	}
+	close(release)
+	testenv.Eventually(t, 60*time.Second, "every event to arrive", func() bool { return len(rc.byWebhookID()) == n })
+	for id, c := range rc.byWebhookID() {
+		if c != 1 {
+			t.Errorf("%s delivered %d times", id, c)
+		}
+	}
 }

@@ -29,7 +29,7 @@ type Events struct {
 func NewEvents(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation, d Deps, o Options) (*Events, error) {
 	groupName := names.Group(record.GroupDeliver)
 	tracer := in.Tracer("relay-deliver", groupName, false)
-	c := &Events{g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names}
+	c := &Events{g: newGroup(groupName, tracer, d.Logger, d.Bytes, o), d: d, names: names}
 	opts := append(kafka.ConsumerOptions(kcfg, groupName, names.Events), c.g.callbacks()...)
 	cl, err := kafka.NewClient(kcfg, "relay-deliver-events", in, tracer, opts...)
 	if err != nil {
@@ -69,14 +69,14 @@ func (c *Events) Run(ctx context.Context) error {
 			if stop {
 				return
 			}
-			st, tk, ok := c.g.start(ctx, rec)
+			wk, ok := c.g.start(ctx, rec)
 			if !ok {
 				stop = ctx.Err() != nil
 				return
 			}
 			go func() {
-				done := c.handle(st, rec)
-				c.g.finish(st, tk, done)
+				done := c.handle(wk.st, rec)
+				c.g.finish(wk, done)
 			}()
 		})
 		if stop {

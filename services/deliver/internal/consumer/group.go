@@ -31,7 +31,9 @@ type Deps struct {
 	Subs       *engine.SubCache
 	Dispatcher *dispatch.Dispatcher
 	Health     *engine.Health
-	Logger     *slog.Logger
+	// Bytes bounds the payload bytes of the records both consumers work on.
+	Bytes  *Budget
+	Logger *slog.Logger
 }
 
 // Options tune a consumer.
@@ -62,17 +64,26 @@ type group struct {
 	log      *slog.Logger
 	opts     Options
 	inflight chan struct{}
+	bytes    *Budget
 
 	mu    sync.Mutex
 	parts map[offsets.Partition]*partState
 }
 
-func newGroup(name string, tracer *kotel.Tracer, log *slog.Logger, o Options) *group {
+func newGroup(name string, tracer *kotel.Tracer, log *slog.Logger, bytes *Budget, o Options) *group {
 	return &group{
 		name: name, tracker: offsets.New(), tracer: tracer, log: log.With("group", name), opts: o,
 		inflight: make(chan struct{}, o.MaxInFlight), parts: map[offsets.Partition]*partState{},
-		base: context.Background(),
+		base: context.Background(), bytes: bytes,
 	}
+}
+
+// work is a record being worked on: its partition's state, its place in
+// the partition's offsets, and the bytes it is charged.
+type work struct {
+	st     *partState
+	tk     offsets.Ticket
+	weight int64
 }
 
 // callbacks are the group options wiring partition changes to the bookkeeping.
@@ -176,39 +187,48 @@ func (g *group) state(tp offsets.Partition) *partState {
 }
 
 // start begins tracking rec; it blocks while MaxInFlight records are being
-// worked on. ok is false when the record must not be worked on (its
-// partition was revoked, or it was seen before).
-func (g *group) start(ctx context.Context, rec *kgo.Record) (*partState, offsets.Ticket, bool) {
+// worked on, or while the records being worked on hold the byte budget.
+// ok is false when the record must not be worked on (its partition was
+// revoked, or it was seen before).
+func (g *group) start(ctx context.Context, rec *kgo.Record) (work, bool) {
 	select {
 	case g.inflight <- struct{}{}:
 	case <-ctx.Done():
-		return nil, offsets.Ticket{}, false
+		return work{}, false
+	}
+	w := g.bytes.weight(rec)
+	if err := g.bytes.acquire(ctx, w); err != nil {
+		<-g.inflight
+		return work{}, false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.parts[offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}]
 	if st == nil || st.revoked {
+		g.bytes.release(w)
 		<-g.inflight
-		return nil, offsets.Ticket{}, false
+		return work{}, false
 	}
 	tk, ok := g.tracker.Add(rec)
 	if !ok {
+		g.bytes.release(w)
 		<-g.inflight
-		return nil, offsets.Ticket{}, false
+		return work{}, false
 	}
 	st.wg.Add(1)
-	return st, tk, true
+	return work{st: st, tk: tk, weight: w}, true
 }
 
 // finish ends the work on a record; done means it is settled and its offset
 // may be committed once every record before it is too.
-func (g *group) finish(st *partState, tk offsets.Ticket, done bool) {
+func (g *group) finish(wk work, done bool) {
 	if done {
-		if eo, moved := g.tracker.Done(tk); moved {
-			g.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{tk.Topic: {tk.Partition.Partition: eo}})
+		if eo, moved := g.tracker.Done(wk.tk); moved {
+			g.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{wk.tk.Topic: {wk.tk.Partition.Partition: eo}})
 		}
 	}
-	st.wg.Done()
+	wk.st.wg.Done()
+	g.bytes.release(wk.weight)
 	<-g.inflight
 }
 

@@ -34,7 +34,7 @@ func NewRetries(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation
 	// Each hop of a retry chain starts a new trace linked to the previous one.
 	tracer := in.Tracer("relay-deliver", groupName, true)
 	c := &Retries{
-		g: newGroup(groupName, tracer, d.Logger, o), d: d, names: names,
+		g: newGroup(groupName, tracer, d.Logger, d.Bytes, o), d: d, names: names,
 		queues: map[offsets.Partition][]*kgo.Record{}, now: time.Now,
 	}
 	opts := append(kafka.ConsumerOptions(kcfg, groupName, names.RetryInputs()...), c.g.callbacks()...)
@@ -130,7 +130,7 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 			rec := q[0]
 			q[0] = nil
 			q = q[1:]
-			rst, tk, ok := c.g.start(ctx, rec)
+			wk, ok := c.g.start(ctx, rec)
 			if !ok {
 				if ctx.Err() != nil {
 					return false
@@ -138,8 +138,8 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 				continue
 			}
 			go func() {
-				done := c.handle(rst, rec)
-				c.g.finish(rst, tk, done)
+				done := c.handle(wk.st, rec)
+				c.g.finish(wk, done)
 			}()
 		}
 		if len(q) == 0 {
