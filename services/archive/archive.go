@@ -119,7 +119,7 @@ func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
 		"s3":    func(context.Context) error { return a.Healthy() },
 	}
-	admin, err := lifecycle.NewHTTPServer("archive-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), d.Logger)
+	admin, err := lifecycle.NewHTTPServer("archive-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, d.Logger)), lifecycle.DefaultHTTPTimeouts(), d.Logger)
 	if err != nil {
 		cl.Close()
 		return nil, err

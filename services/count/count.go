@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
-	admin, err := lifecycle.NewHTTPServer("count-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), d.Logger)
+	admin, err := lifecycle.NewHTTPServer("count-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, d.Logger)), lifecycle.DefaultHTTPTimeouts(), d.Logger)
 	if err != nil {
 		cl.Close()
 		_ = rdb.Close()

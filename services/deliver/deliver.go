@@ -254,7 +254,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, s.rdb, health.Timeout) },
 	}
-	if s.admin, err = lifecycle.NewHTTPServer("deliver-admin", cfg.AdminAddr, health.Mux(reg, checks), lifecycle.DefaultHTTPTimeouts(), log); err != nil {
+	if s.admin, err = lifecycle.NewHTTPServer("deliver-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, log)), lifecycle.DefaultHTTPTimeouts(), log); err != nil {
 		return fail(err)
 	}
 	return s, nil

@@ -33,6 +33,7 @@ import (
 // Config is ingest's configuration. LoadConfig documents each variable.
 type Config struct {
 	HTTPAddr                 string
+	AdminAddr                string
 	PublicURL                string
 	AdminToken               string
 	PreviousAdminToken       string
@@ -59,6 +60,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 	c := Config{
 		// RELAY_HTTP_ADDR: where the API listens.
 		HTTPAddr: r.String("RELAY_HTTP_ADDR", ":8080"),
+		// RELAY_ADMIN_ADDR: where /healthz, /readyz with each check's result, and /metrics
+		// are served apart from the API; empty (the default) serves none.
+		AdminAddr: r.String("RELAY_ADMIN_ADDR", ""),
 		// RELAY_PUBLIC_URL: the base URL senders use, for absolute ingest URLs in responses.
 		PublicURL: r.String("RELAY_PUBLIC_URL", ""),
 		// RELAY_TRUSTED_PROXIES: load balancers (IPs or CIDRs) whose X-Forwarded-For names the client.
@@ -167,7 +171,9 @@ type Service struct {
 	rdb      redis.UniversalClient
 	producer *kgo.Client
 	server   *lifecycle.HTTPServer
-	pipe     *redisconn.Batcher
+	// admin serves the detailed probes and metrics (RELAY_ADMIN_ADDR); nil without one.
+	admin *lifecycle.HTTPServer
+	pipe  *redisconn.Batcher
 }
 
 // New connects to Kafka and Redis, creates the topics and starts listening.
@@ -204,10 +210,11 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// RELAY_REDIS_PIPELINES pipelines in flight, each carrying up to 128 requests' commands.
 	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	deliveries := delivery.New(rdb, cfg.EventRetention)
-	ready := health.Checks{
+	// Without Redis ingest still accepts (without dedup): report it, stay ready.
+	ready := health.NewProbe(health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
-	}
+	}, log, "redis")
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
@@ -233,17 +240,43 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		return nil, err
 	}
 	// Unready from SIGTERM on, while RELAY_HTTP_DRAIN_DELAY keeps serving.
-	ready["shutdown"] = server.Draining
-	return &Service{log: log, rdb: rdb, producer: producer, server: server, pipe: pipe}, nil
+	ready.AddLive("shutdown", server.Draining)
+	s := &Service{log: log, rdb: rdb, producer: producer, server: server, pipe: pipe}
+	if cfg.AdminAddr != "" {
+		// It serves while the API drains, to say so.
+		at := lifecycle.DefaultHTTPTimeouts()
+		at.DrainDelay = cfg.HTTP.DrainDelay
+		if s.admin, err = lifecycle.NewHTTPServer("ingest-admin", cfg.AdminAddr, health.Mux(d.Telemetry.Registry, ready), at, log); err != nil {
+			_ = server.Close()
+			producer.Close()
+			pipe.Close()
+			_ = rdb.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Addr is the address the API listens on.
 func (s *Service) Addr() string { return s.server.Addr() }
 
+// AdminAddr is where the detailed probes and metrics are served, "" when
+// RELAY_ADMIN_ADDR is not set.
+func (s *Service) AdminAddr() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Addr()
+}
+
 // Run serves until ctx is cancelled, then stops accepting requests, drains
 // in-flight ones, flushes the producer and closes Redis.
 func (s *Service) Run(ctx context.Context) error {
-	err := lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.server})
+	workers := []lifecycle.Worker{s.server}
+	if s.admin != nil {
+		workers = append(workers, s.admin)
+	}
+	err := lifecycle.Run(ctx, s.log, workers)
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if ferr := s.producer.Flush(fctx); ferr != nil {

@@ -37,6 +37,7 @@ const token = "ingest-test-token-0123456789"
 type harness struct {
 	t       testing.TB
 	base    string
+	admin   string // the admin port's base URL
 	brokers []string
 	topic   string
 	redis   string
@@ -66,6 +67,7 @@ func start(t testing.TB, brokers []string, redisAddr string, extra map[string]st
 		"RELAY_SECRET_KEY":         secretbox.GenerateKey(),
 		"RELAY_HTTP_ADDR":          "127.0.0.1:0",
 		"RELAY_MAX_BODY_BYTES":     "4096",
+		"RELAY_ADMIN_ADDR":         "127.0.0.1:0",
 	}
 	for k, v := range extra {
 		vars[k] = v
@@ -85,6 +87,7 @@ func start(t testing.TB, brokers []string, redisAddr string, extra map[string]st
 		t.Fatal(err)
 	}
 	h.base = "http://" + svc.Addr()
+	h.admin = "http://" + svc.AdminAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	done := make(chan error, 1)
@@ -113,7 +116,11 @@ func (h *harness) do(method, path string, body any, header http.Header) (int, ht
 		raw, _ := json.Marshal(b)
 		rd = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequest(method, h.base+path, rd)
+	url := h.base + path
+	if strings.HasPrefix(path, "http://") {
+		url = path // another port of the replica's
+	}
+	req, _ := http.NewRequest(method, url, rd)
 	for k, v := range header {
 		req.Header[k] = v
 	}
@@ -546,6 +553,18 @@ func TestRedisDownAcceptsWithoutDedup(t *testing.T) {
 	}
 	if got := metricVec(t, h, "relay_ingest_dedup_fail_open_total").value(); got != 1 {
 		t.Fatalf("fail-open counted %v, want 1", got)
+	}
+	// The public probe says degraded, and no more: the error, which names
+	// Redis's address, is on the admin port and in the log.
+	testenv.Eventually(t, 5*time.Second, "readyz to see Redis down", func() bool {
+		code, _, raw := h.do("GET", "/readyz", nil, nil)
+		return code == 200 && strings.TrimSpace(string(raw)) == `{"status":"degraded"}`
+	})
+	if _, _, raw := h.do("GET", h.admin+"/readyz", nil, nil); !strings.Contains(string(raw), `"redis":"degraded: `) {
+		t.Fatalf("admin readyz with Redis down: %s", raw)
+	}
+	if !strings.Contains(h.logs.String(), "readiness check failing") {
+		t.Fatal("the failing check is not in the log")
 	}
 	redis.Start()
 }
@@ -1495,8 +1514,11 @@ func TestDrainDelay(t *testing.T) {
 		code, _, raw = h.do("GET", "/readyz", nil, nil)
 		return code == 503
 	})
-	if !strings.Contains(string(raw), `"shutdown":"shutting down"`) {
-		t.Fatalf("readyz while draining: %s", raw)
+	if strings.TrimSpace(string(raw)) != `{"status":"unavailable"}` {
+		t.Fatalf("public readyz while draining: %s", raw)
+	}
+	if _, _, raw := h.do("GET", h.admin+"/readyz", nil, nil); !strings.Contains(string(raw), `"shutdown":"shutting down"`) {
+		t.Fatalf("admin readyz while draining: %s", raw)
 	}
 	body := []byte(`{"type":"drain.test"}`)
 	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {

@@ -147,7 +147,7 @@ func runDev(ctx context.Context, a *app, args []string) error {
 		"RELAY_S3_ACCESS_KEY_ID":           "relay-dev",
 		"RELAY_S3_SECRET_ACCESS_KEY":       "relay-dev",
 	}
-	adminPorts := map[string]string{"deliver": "127.0.0.1:9191", "archive": "127.0.0.1:9192", "count": "127.0.0.1:9193"}
+	adminPorts := map[string]string{"ingest": "127.0.0.1:9190", "deliver": "127.0.0.1:9191", "archive": "127.0.0.1:9192", "count": "127.0.0.1:9193"}
 	env := func(service string) envconfig.LookupFunc {
 		return func(k string) (string, bool) {
 			if v, ok := owned[k]; ok {
