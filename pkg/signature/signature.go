@@ -80,6 +80,19 @@ type Scheme interface {
 	CheckSecret(secret string) error
 }
 
+// timestamped is implemented by the schemes whose signature covers a time.
+type timestamped interface{ timestamped() }
+
+// Timestamped reports whether s signs a time and refuses requests outside a
+// tolerance of it (standard-webhooks, stripe, slack). Such a scheme's
+// sources must remember a dedup key at least as long as their tolerance,
+// or a request replayed within the tolerance after its key expired would be
+// a new event.
+func Timestamped(s Scheme) bool {
+	_, ok := s.(timestamped)
+	return ok
+}
+
 // Handshaker is implemented by schemes whose provider proves an endpoint
 // before it sends events, with a signed request that expects a particular
 // answer: Slack's url_verification. Such a request is not an event.

@@ -395,3 +395,16 @@ func TestHMACConfigure(t *testing.T) {
 		}
 	}
 }
+
+// The schemes that sign a time are those whose golden vectors carry one.
+func TestTimestamped(t *testing.T) {
+	for name, g := range goldenVectors {
+		s, err := ForSource(g.scheme, g.params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Timestamped(s) != !g.now.IsZero() {
+			t.Errorf("%s: Timestamped = %v, but its vector has time %v", name, Timestamped(s), g.now)
+		}
+	}
+}

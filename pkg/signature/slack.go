@@ -106,6 +106,8 @@ func (Slack) Handshake(req Request) (Answer, bool) {
 // SignsID implements Scheme: the id is part of what is signed.
 func (Slack) SignsID() bool { return true }
 
+func (Slack) timestamped() {}
+
 // NewSecret implements Scheme.
 func (Slack) NewSecret() string { return randomHex(16) }
 

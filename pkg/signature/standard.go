@@ -162,6 +162,8 @@ func (StandardWebhooks) DeliveryID(req Request) string {
 // SignsID implements Scheme: the id is part of what is signed.
 func (StandardWebhooks) SignsID() bool { return true }
 
+func (StandardWebhooks) timestamped() {}
+
 // NewSecret implements Scheme: whsec_ and 32 random bytes in base64.
 func (StandardWebhooks) NewSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))

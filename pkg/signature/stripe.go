@@ -103,6 +103,8 @@ func (Stripe) DeliveryID(req Request) string {
 // SignsID implements Scheme: the id is part of what is signed.
 func (Stripe) SignsID() bool { return true }
 
+func (Stripe) timestamped() {}
+
 // NewSecret implements Scheme.
 func (Stripe) NewSecret() string { return "whsec_" + randomHex(16) }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
+	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/services/ingest/internal/api"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
@@ -128,8 +129,11 @@ func (c Config) Validate() error {
 	if c.MaxInflightBytes < c.Kafka.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("RELAY_INGEST_MAX_INFLIGHT_BYTES: %d is below RELAY_MAX_BODY_BYTES (%d): the largest body could never be read", c.MaxInflightBytes, c.Kafka.MaxBodyBytes))
 	}
-	if c.DedupWindow < time.Minute {
-		errs = append(errs, errors.New("RELAY_DEDUP_WINDOW: must be at least 1m"))
+	if c.DedupWindow < signature.DefaultTolerance {
+		// The window of every source that does not set its own: a source
+		// of a timestamped scheme must remember a key at least as long as
+		// it accepts the request, which is 5m unless it sets its own.
+		errs = append(errs, fmt.Errorf("RELAY_DEDUP_WINDOW: must be at least %s, the default signature tolerance", signature.DefaultTolerance))
 	}
 	if c.DedupWait < 0 || c.DedupWait > 30*time.Second {
 		errs = append(errs, errors.New("RELAY_DEDUP_WAIT: must be from 0s to 30s"))

@@ -738,6 +738,8 @@ func TestBadInput(t *testing.T) {
 		// A zero given is out of range, not the default in disguise.
 		{"zero tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"0s"}}`, admin(), 400, "invalid_field", "verification.tolerance"},
 		{"zero dedup window", "POST", "/sources", `{"name":"a","dedup_window":"0"}`, admin(), 400, "invalid_field", "dedup_window"},
+		// A replay within the tolerance after the key expired would be new.
+		{"dedup window under the tolerance", "POST", "/sources", `{"name":"a","verification":{"scheme":"stripe","tolerance":"1h"},"dedup_window":"30m"}`, admin(), 400, "invalid_field", "shorter than verification.tolerance (1h)"},
 		{"unusable source secret", "POST", "/sources", `{"name":"a","verification":{"scheme":"standard-webhooks","secret":"whsec_%%%"}}`, admin(), 400, "invalid_field", "verification.secret"},
 		{"unusable rotated secret", "POST", "/sources/" + src.ID + "/rotate-secret", `{"secret":"short"}`, admin(), 400, "invalid_field", "secret"},
 		{"unusable subscription secret", "POST", "/sources/" + src.ID + "/subscriptions", `{"url":"https://example.com","secret":"not-whsec"}`, admin(), 400, "invalid_field", "secret"},
@@ -909,7 +911,18 @@ func TestSourcePatch(t *testing.T) {
 		{`{"dedup_window":"30s"}`, "dedup_window"},
 		{`{"dedup_window":"soon"}`, "dedup_window"},
 		{`{"name":"  "}`, "name"},
+		// The window (now 2h) may not fall below the tolerance (now 1h),
+		// by either change or both.
+		{`{"dedup_window":"30m"}`, "dedup_window"},
+		{`{"dedup_window":"1h","verification":{"tolerance":"1h"}}`, ""},
+		{`{"dedup_window":"10m","verification":{"tolerance":"20m"}}`, "dedup_window"},
 	} {
+		if tc.field == "" {
+			if code, _, raw := h.do("PATCH", path, tc.body, admin()); code != 200 {
+				t.Errorf("PATCH %s: %d %s", tc.body, code, raw)
+			}
+			continue
+		}
 		code, _, raw := h.do("PATCH", path, tc.body, admin())
 		if r := decode(t, raw); code != 400 || r.Error.Code != "invalid_field" || !strings.HasPrefix(r.Error.Message, tc.field+":") {
 			t.Errorf("PATCH %s: %d %s, want 400 naming %s", tc.body, code, raw, tc.field)

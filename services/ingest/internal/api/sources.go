@@ -110,7 +110,7 @@ func (a *API) sourceOut(s catalog.Source) sourceJSON {
 		ForwardHeaders: append([]string{}, s.ForwardHeaders...),
 		AllowedIPs:     append([]string{}, s.AllowedIPs...),
 	}
-	if s.Scheme == "standard-webhooks" || s.Scheme == "stripe" || s.Scheme == "slack" {
+	if scheme, ok := signature.Lookup(s.Scheme); ok && signature.Timestamped(scheme) {
 		out.Verification.Tolerance = formatDuration(s.Tolerance)
 	}
 	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
@@ -173,7 +173,7 @@ func (a *API) createSource(c *gin.Context) {
 			return
 		}
 	}
-	if !windowInRange(c, window) {
+	if !windowInRange(c, window) || !windowCoversTolerance(c, scheme, window, tol) {
 		return
 	}
 	forward, ok := checkForwardHeaders(c, req.ForwardHeaders)
@@ -215,6 +215,19 @@ func toleranceInRange(c *gin.Context, tol time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// windowCoversTolerance answers 400 unless a source of a timestamped scheme
+// remembers its dedup keys at least as long as it accepts a request's
+// timestamp: a request replayed within the tolerance after its key expired
+// would be accepted as a new event.
+func windowCoversTolerance(c *gin.Context, scheme signature.Scheme, window, tol time.Duration) bool {
+	if !signature.Timestamped(scheme) || window >= tol {
+		return true
+	}
+	invalid(c, "dedup_window", fmt.Sprintf("is %s, shorter than verification.tolerance (%s): a request replayed within the tolerance after its dedup key expired would be accepted again; make dedup_window at least the tolerance, or the tolerance shorter",
+		formatDuration(window), formatDuration(tol)))
+	return false
 }
 
 func windowInRange(c *gin.Context, window time.Duration) bool {
@@ -395,6 +408,18 @@ func (a *API) updateSource(c *gin.Context) {
 	}
 	if patch.DedupWindow, ok = setDuration(c, "dedup_window", req.DedupWindow, windowInRange); !ok {
 		return
+	}
+	if patch.Tolerance != nil || patch.DedupWindow != nil {
+		window, tol := src.DedupWindow, src.Tolerance
+		if patch.DedupWindow != nil {
+			window = *patch.DedupWindow
+		}
+		if patch.Tolerance != nil {
+			tol = *patch.Tolerance
+		}
+		if scheme, known := signature.Lookup(src.Scheme); known && !windowCoversTolerance(c, scheme, window, tol) {
+			return
+		}
 	}
 	if req.ForwardHeaders != nil {
 		names, ok := checkForwardHeaders(c, *req.ForwardHeaders)
