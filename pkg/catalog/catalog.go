@@ -498,31 +498,26 @@ func (s *Store) DeleteSource(ctx context.Context, id string) error {
 }
 
 // rotateScript replaces the current secret, keeping the old one until its
-// grace period ends. KEYS[1] record; ARGV: new sealed secret, expiry ms,
-// re-sealed old secret, and the time for updated_at ("" for records
-// without one).
+// grace period ends. It reads the current secret itself, so that rotations
+// racing each other apply one after the other, each keeping the secret the
+// one before it made current. KEYS[1] record; ARGV: new sealed secret,
+// expiry ms, and the time for updated_at ("" for records without one).
 var rotateScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'prev_secret', ARGV[3], 'prev_expires', ARGV[2], 'secret', ARGV[1])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'updated_at', ARGV[4]) end
+local old = redis.call('HGET', KEYS[1], 'secret')
+if not old then return 0 end
+redis.call('HSET', KEYS[1], 'prev_secret', old, 'prev_expires', ARGV[2], 'secret', ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'updated_at', ARGV[3]) end
 return 1
 `)
 
 // rotate makes newSecret current on the record at key; touch also sets its
 // updated_at (subscriptions have one, sources do not).
 func (s *Store) rotate(ctx context.Context, key, owner, newSecret string, grace time.Duration, touch bool) error {
-	old, err := s.rdb.HGet(ctx, key, "secret").Result()
-	if errors.Is(err, redis.Nil) {
-		return ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("rotate secret of %s: %w", owner, err)
-	}
 	now, updated := s.now(), ""
 	if touch {
 		updated = ms(now)
 	}
-	n, err := rotateScript.Run(ctx, s.rdb, []string{key}, s.box.Seal(newSecret, owner), ms(now.Add(grace)), old, updated).Int()
+	n, err := rotateScript.Run(ctx, s.rdb, []string{key}, s.box.Seal(newSecret, owner), ms(now.Add(grace)), updated).Int()
 	if err != nil {
 		return fmt.Errorf("rotate secret of %s: %w", owner, err)
 	}

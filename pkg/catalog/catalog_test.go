@@ -3,7 +3,9 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,4 +444,45 @@ func TestUndecryptableSubscriptionIsDecodedApart(t *testing.T) {
 	if !u.Decoded || !errors.Is(u.Err, secretbox.ErrDecrypt) || !Unreadable(u.Err) || u.Events[0] != "orders.*" || !u.Enabled {
 		t.Fatalf("unreadable = %+v", u)
 	}
+}
+
+// Concurrent rotations of one secret are applied one after the other: the
+// secret current last keeps the one current just before it as previous,
+// never a secret an earlier rotation had already replaced. When each
+// rotation read the current secret and then wrote, two that read the same
+// one lost the first's new secret: its sender, configured with it, failed
+// verification at once.
+func TestConcurrentRotationsKeepEverySecret(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := newStore(t, rdb)
+		for round := 0; round < 20; round++ {
+			src := Source{ID: ids.New(ids.Source), Name: "r", Scheme: "relay", Tolerance: time.Minute, DedupWindow: time.Hour, CreatedAt: time.Now()}
+			if err := s.CreateSource(ctx, src, "secret-original"); err != nil {
+				t.Fatal(err)
+			}
+			const n = 8
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if err := s.RotateSourceSecret(ctx, src.ID, fmt.Sprintf("secret-new-%d", i), time.Hour); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			_, sec, err := s.GetSourceWithSecrets(ctx, src.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(sec.Current, "secret-new-") || !strings.HasPrefix(sec.Previous, "secret-new-") || sec.Current == sec.Previous {
+				t.Fatalf("round %d: after %d rotations, current %q and previous %q; want two of the new secrets", round, n, sec.Current, sec.Previous)
+			}
+		}
+	})
 }

@@ -1539,6 +1539,26 @@ func TestDrainDelay(t *testing.T) {
 	}
 }
 
+// A DELETE of something that is not a source id touches nothing: the id
+// is checked before any key made from it is.
+func TestDeleteChecksTheIDFirst(t *testing.T) {
+	h := start(t, nil, "", nil)
+	rdb := testenv.Redis(t)
+	ctx := context.Background()
+	key := "relay:src:{not-a-source-" + testenv.UniquePrefix() + "}"
+	if err := rdb.HSet(ctx, key, "name", "bystander").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Del(ctx, key) })
+	id := strings.TrimSuffix(strings.TrimPrefix(key, "relay:src:{"), "}")
+	if code, _, raw := h.do("DELETE", "/sources/"+id, nil, admin()); code != 404 || decode(t, raw).Error.Code != "source_not_found" {
+		t.Fatalf("DELETE of a bad id: %d %s", code, raw)
+	}
+	if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
+		t.Fatalf("the DELETE of a bad id removed the key made from it (exists %d, %v)", n, err)
+	}
+}
+
 // TestAdminTokenRotation: during a rotation the previous admin token is
 // accepted alongside the new one, and no other is.
 func TestAdminTokenRotation(t *testing.T) {

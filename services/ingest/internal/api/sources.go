@@ -557,8 +557,13 @@ func (a *API) getSource(c *gin.Context) {
 
 func (a *API) deleteSource(c *gin.Context) {
 	id := c.Param("source_id")
+	if !ids.Valid(ids.Source, id) {
+		// Checked before anything is touched: an id is part of Redis keys.
+		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		return
+	}
 	err := a.catalog.DeleteSource(c.Request.Context(), id)
-	if errors.Is(err, catalog.ErrNotFound) || !ids.Valid(ids.Source, id) {
+	if errors.Is(err, catalog.ErrNotFound) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
 		return
 	}
