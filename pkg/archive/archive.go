@@ -14,14 +14,17 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -153,13 +156,16 @@ type Line struct {
 	Offset        int64             `json:"offset"`
 }
 
-// NewLine builds the line of an event record.
+// NewLine builds the line of an event record. A body is kept as JSON only
+// when it is compact JSON already, so that the line, written without HTML
+// escaping, holds it byte for byte: the archive is where an event's payload
+// is read from once Kafka has deleted it. Any other body is base64.
 func NewLine(ev record.Event, headers map[string]string, partition int32, offset int64) Line {
 	l := Line{
 		EventID: ev.ID, SourceID: ev.SourceID, EventType: ev.Type, ReceivedAt: ev.ReceivedAt.UTC(),
 		ContentType: ev.ContentType, Headers: headers, Partition: partition, Offset: offset,
 	}
-	if len(ev.Body) > 0 && json.Valid(ev.Body) {
+	if isCompactJSON(ev.Body) {
 		l.PayloadJSON = ev.Body
 	} else {
 		l.PayloadBase64 = base64.StdEncoding.EncodeToString(ev.Body)
@@ -167,7 +173,24 @@ func NewLine(ev record.Event, headers map[string]string, partition int32, offset
 	return l
 }
 
-// Payload returns the event body: the JSON as sent (compacted) or the decoded bytes.
+// isCompactJSON reports whether b is valid JSON that compacting leaves as it is.
+func isCompactJSON(b []byte) bool {
+	if len(b) == 0 || !utf8.Valid(b) || !json.Valid(b) {
+		return false
+	}
+	var c bytes.Buffer
+	return json.Compact(&c, b) == nil && bytes.Equal(c.Bytes(), b)
+}
+
+// Encoder returns an encoder of lines to w, one a line, that keeps a JSON
+// payload byte for byte (no HTML escaping).
+func Encoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
+// Payload returns the event body: the JSON as sent, or the decoded bytes.
 func (l Line) Payload() ([]byte, error) {
 	if l.PayloadJSON != nil {
 		return l.PayloadJSON, nil

@@ -326,7 +326,7 @@ func (a *Archiver) Uploaded() int64 { return a.uploaded.Load() }
 func encode(lines []arch.Line) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	enc := json.NewEncoder(zw)
+	enc := arch.Encoder(zw)
 	for _, l := range lines {
 		if err := enc.Encode(l); err != nil {
 			return nil, fmt.Errorf("encode archive line: %w", err)
