@@ -7,10 +7,20 @@
 // Keys (hash-tagged by event id, so one event's deliveries share a slot and
 // each script touches one slot):
 //
-//	relay:dlv:{evt_…}:<sub>         hash: status, attempts, last outcome, next attempt
+//	relay:dlv:{evt_…}               hash: per subscription id, the delivery's state
+//	                                as compact JSON: status, attempts, and the last
+//	                                attempt (time, status code, latency, error,
+//	                                the start of the response), next attempt
+//	relay:dlv:{evt_…}:<sub>:hist    list: the attempts before the last, newest
+//	                                first (JSON), only once there were two
 //	relay:dlv:{evt_…}:<sub>:lease   string: the worker currently attempting it
-//	relay:dlv:{evt_…}:<sub>:hist    list: the last 20 attempts, newest first (JSON)
-//	relay:dlv:{evt_…}:subs          set: subscriptions with state for the event
+//
+// A pair delivered on its first attempt is one small field of its event's
+// hash, and nothing else. Earlier versions kept a hash per pair at
+// relay:dlv:{evt_…}:<sub> and a set of an event's subscriptions at
+// relay:dlv:{evt_…}:subs; both are still read, and a pair's old hash is
+// moved into the event's hash the first time the pair is written, until
+// the last of them expires.
 //
 // Attempt numbers make redelivery safe. `attempts` counts finished attempts.
 // A record asking for attempt n proceeds only when n > attempts: a record
@@ -41,8 +51,21 @@ const (
 	StatusDead      = "dead"
 )
 
+// DefaultRetention is RELAY_DELIVERY_STATE_RETENTION's default: how long
+// a delivery's state is kept after its last change.
+const DefaultRetention = 7 * 24 * time.Hour
+
 // HistoryLimit is how many attempts a delivery's history keeps.
 const HistoryLimit = 20
+
+// How much of an endpoint's response a delivery keeps: of the last attempt
+// when it failed (what an operator reads to mend the endpoint), when it
+// succeeded, and of each earlier attempt.
+const (
+	responseFailed    = 4 << 10
+	responseDelivered = 256
+	responseEarlier   = 512
+)
 
 // Outcomes of Begin.
 const (
@@ -56,10 +79,14 @@ const (
 	Busy = "busy"
 )
 
-func stateKey(evt, sub string) string { return "relay:dlv:{" + evt + "}:" + sub }
-func leaseKey(evt, sub string) string { return stateKey(evt, sub) + ":lease" }
-func histKey(evt, sub string) string  { return stateKey(evt, sub) + ":hist" }
-func indexKey(evt string) string      { return "relay:dlv:{" + evt + "}:subs" }
+func stateKey(evt string) string      { return "relay:dlv:{" + evt + "}" }
+func leaseKey(evt, sub string) string { return stateKey(evt) + ":" + sub + ":lease" }
+func histKey(evt, sub string) string  { return stateKey(evt) + ":" + sub + ":hist" }
+
+// oldKey and oldIndexKey are where earlier versions kept a pair's state and
+// an event's subscriptions.
+func oldKey(evt, sub string) string { return stateKey(evt) + ":" + sub }
+func oldIndexKey(evt string) string { return stateKey(evt) + ":subs" }
 
 // Attempt is one entry of a delivery's history.
 type Attempt struct {
@@ -81,8 +108,83 @@ type State struct {
 	LastResponse   string
 	NextAttemptAt  time.Time
 	DeliveredAt    time.Time
-	UpdatedAt      time.Time
 	History        []Attempt
+}
+
+// stored is a delivery's state as its event's hash holds it. The last
+// attempt is kept here rather than in a history list, so that a delivery
+// made in one attempt needs nothing else.
+type stored struct {
+	Status   string `json:"s"`
+	Attempts int    `json:"a,omitempty"`
+	// The last attempt: when (unix ms; 0 for none yet), status code,
+	// latency, error and the start of the response.
+	At       int64  `json:"at,omitempty"`
+	Code     int    `json:"c,omitempty"`
+	Latency  int64  `json:"l,omitempty"`
+	Error    string `json:"e,omitempty"`
+	Response string `json:"r,omitempty"`
+	// Next is when the next attempt is due (unix ms), 0 for none.
+	Next int64 `json:"n,omitempty"`
+	// Delivered is when a delivery reopened for a resend was delivered
+	// (unix ms); a delivered one's is its last attempt's.
+	Delivered int64 `json:"d,omitempty"`
+	// old marks a state read from an earlier version's hash, whose history
+	// list holds its last attempt too.
+	old bool
+}
+
+// historyEntry is an earlier attempt as the history list holds it: with
+// its time as unix ms ("ms"), or, written by earlier versions, as an RFC
+// 3339 time ("at").
+type historyEntry struct {
+	Attempt
+	MS int64 `json:"ms,omitempty"`
+}
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// state is what st says, history apart.
+func (st stored) state(sub string) State {
+	out := State{
+		SubscriptionID: sub, Status: st.Status, Attempts: st.Attempts, LastStatusCode: st.Code,
+		LastError: st.Error, LastResponse: st.Response, NextAttemptAt: msTime(st.Next),
+	}
+	switch {
+	case st.Status == StatusDelivered:
+		out.DeliveredAt = msTime(st.At)
+	case st.Delivered != 0:
+		out.DeliveredAt = msTime(st.Delivered)
+	}
+	return out
+}
+
+// last is st's last attempt as a history entry; ok is false before any,
+// and for an earlier version's state, whose history list has it.
+func (st stored) last() (Attempt, bool) {
+	if st.At == 0 || st.old {
+		return Attempt{}, false
+	}
+	return Attempt{Attempt: st.Attempts, At: time.UnixMilli(st.At), StatusCode: st.Code, LatencyMS: st.Latency, Error: st.Error, Response: st.Response}, true
+}
+
+// fromOld reads a pair's state an earlier version kept as a hash.
+func fromOld(m map[string]string) stored {
+	ms := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	a, _ := strconv.Atoi(m["attempts"])
+	c, _ := strconv.Atoi(m["last_status_code"])
+	st := stored{Status: m["status"], Attempts: a, Code: c, Error: m["last_error"], Response: m["last_response"], Next: ms("next_attempt_at"), old: true}
+	if st.Status == StatusDelivered {
+		st.At = ms("delivered_at")
+	} else {
+		st.Delivered = ms("delivered_at")
+	}
+	return st
 }
 
 // Store reads and writes delivery state.
@@ -121,30 +223,57 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []stri
 	return cmd
 }
 
+// luaLoad is the first part of every script that writes a pair's state: it
+// reads the state of KEYS[1]'s field ARGV[1], or, the first time, moves an
+// earlier version's hash (KEYS[2]) into it. save writes it back.
+const luaLoad = `
+local function load()
+  local v = redis.call('HGET', KEYS[1], ARGV[1])
+  if v then return cjson.decode(v) end
+  local m = redis.call('HGETALL', KEYS[2])
+  if #m == 0 then return nil end
+  local h = {}
+  for i = 1, #m, 2 do h[m[i]] = m[i+1] end
+  redis.call('DEL', KEYS[2])
+  local st = {s = h.status, a = tonumber(h.attempts or '0'), c = tonumber(h.last_status_code or '0'),
+    e = h.last_error, r = h.last_response, n = tonumber(h.next_attempt_at or '')}
+  if h.status == 'delivered' then st.at = tonumber(h.delivered_at or '') else st.d = tonumber(h.delivered_at or '') end
+  return st
+end
+local function save(st, ttl)
+  for k, v in pairs(st) do
+    if v == '' or v == 0 then st[k] = nil end
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(st))
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+`
+
 // Begin claims attempt number attempt of (evt, sub) for the worker named by
 // token, holding a lease for leaseFor. It returns Proceed, AlreadyDelivered,
 // Stale or Busy, and the number of attempts finished so far.
 //
-// It is two plain commands in one round trip, not a script: take the lease
-// if it is free, then read the state. Every write that settles a delivery
-// (Finish, Park) is made by the lease's holder, so the state read after
-// taking the lease is the settled one. A delivered or stale answer wins over
-// a lease someone else holds, so a record of a pair settled meanwhile is
-// dropped rather than made to wait for that lease, and a lease taken for
-// nothing is given back at once. A worker that asks again with its token
-// (its first answer was lost) holds the lease it took. A pair with no state
-// yet is pending (the API shows it so) and its first Finish records it: a
-// first attempt writes nothing before its POST. As a script that also wrote
-// the pending state, Begin cost Redis about a sixth more CPU per event end
-// to end (docs/BENCHMARKS.md, "Where the CPU went").
+// It is plain commands in one round trip, not a script: take the lease if
+// it is free, then read the state (and an earlier version's, until none is
+// left). Every write that settles a delivery (Finish, Park) is made by the
+// lease's holder, so the state read after taking the lease is the settled
+// one. A delivered or stale answer wins over a lease someone else holds, so
+// a record of a pair settled meanwhile is dropped rather than made to wait
+// for that lease, and a lease taken for nothing is given back at once. A
+// worker that asks again with its token (its first answer was lost) holds
+// the lease it took. A pair with no state yet is pending (the API shows it
+// so) and its first Finish records it: a first attempt writes nothing before
+// its POST.
 func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error) {
 	var lease *redis.StatusCmd
-	var st *redis.SliceCmd
+	var cur *redis.StringCmd
+	var old *redis.SliceCmd
 	err := s.pipe.Do(ctx, func(p redis.Pipeliner) {
 		// GET: a worker that retries after a lost reply finds its own token
 		// and holds the lease, rather than waiting for it to lapse.
 		lease = p.SetArgs(ctx, leaseKey(evt, sub), token, redis.SetArgs{Mode: "NX", Get: true, TTL: leaseFor})
-		st = p.HMGet(ctx, stateKey(evt, sub), "status", "attempts")
+		cur = p.HGet(ctx, stateKey(evt), sub)
+		old = p.HMGet(ctx, oldKey(evt, sub), "status", "attempts")
 	})
 	var holder string
 	if err == nil {
@@ -152,54 +281,85 @@ func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token s
 			holder, err = token, nil // there was no lease: ours now
 		}
 	}
+	var st stored
 	if err == nil {
-		err = st.Err()
+		st, err = s.read(cur, old)
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 	}
 	leased := holder == token
-	v := st.Val()
-	if len(v) != 2 {
-		return "", 0, fmt.Errorf("begin delivery %s/%s: unexpected reply %v", evt, sub, v)
-	}
-	status, _ := v[0].(string)
-	a, _ := v[1].(string)
-	finished, _ := strconv.Atoi(a)
 	outcome := Proceed
 	switch {
-	case status == StatusDelivered:
+	case st.Status == StatusDelivered:
 		outcome = AlreadyDelivered
-	case attempt <= finished:
+	case attempt <= st.Attempts:
 		outcome = Stale
 	case !leased:
-		return Busy, finished, nil
+		return Busy, st.Attempts, nil
 	}
 	if outcome != Proceed && leased {
 		if err := s.Release(ctx, evt, sub, token); err != nil {
 			return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 		}
 	}
-	return outcome, finished, nil
+	return outcome, st.Attempts, nil
 }
 
-var finishScript = redis.NewScript(`
-local st = redis.call('HMGET', KEYS[1], 'attempts', 'status')
-local cur = tonumber(st[1] or '0') or 0
-local attempt = tonumber(ARGV[2])
-if attempt >= cur and st[2] ~= 'delivered' then
-  local f = {'attempts', attempt, 'status', ARGV[3], 'last_status_code', ARGV[4], 'last_error', ARGV[5],
-    'next_attempt_at', ARGV[6], 'updated_at', ARGV[7], 'last_response', ARGV[10]}
-  if ARGV[3] == 'delivered' then f[#f+1] = 'delivered_at'; f[#f+1] = ARGV[7] end
-  redis.call('HSET', KEYS[1], unpack(f))
+// read decodes a pair's state from its field of the event's hash, or from
+// an earlier version's status and attempts.
+func (s *Store) read(cur *redis.StringCmd, old *redis.SliceCmd) (stored, error) {
+	v, err := cur.Result()
+	switch {
+	case err == nil:
+		var st stored
+		if err := json.Unmarshal([]byte(v), &st); err != nil {
+			return stored{}, fmt.Errorf("unreadable state %q: %w", v, err)
+		}
+		return st, nil
+	case !errors.Is(err, redis.Nil):
+		return stored{}, err
+	}
+	if err := old.Err(); err != nil {
+		return stored{}, err
+	}
+	vals := old.Val()
+	if len(vals) != 2 {
+		return stored{}, fmt.Errorf("unexpected reply %v", vals)
+	}
+	status, _ := vals[0].(string)
+	a, _ := vals[1].(string)
+	n, _ := strconv.Atoi(a)
+	return stored{Status: status, Attempts: n}, nil
+}
+
+var finishScript = redis.NewScript(luaLoad + `
+local st = load() or {}
+local attempt = tonumber(ARGV[3])
+local entry = {attempt = attempt, ms = tonumber(ARGV[8]), status_code = tonumber(ARGV[5]), latency_ms = tonumber(ARGV[9]),
+  error = ARGV[6], response = string.sub(ARGV[10], 1, tonumber(ARGV[13]))}
+local function push(e)
+  for k, v in pairs(e) do
+    if v == '' then e[k] = nil end
+  end
+  if redis.call('LPUSH', KEYS[3], cjson.encode(e)) > tonumber(ARGV[12]) then redis.call('LTRIM', KEYS[3], 0, ARGV[12] - 1) end
+  redis.call('EXPIRE', KEYS[3], ARGV[11])
 end
--- Trimmed only once the history is over its limit: most deliveries make one attempt.
-if redis.call('LPUSH', KEYS[3], ARGV[8]) > tonumber(ARGV[11]) then redis.call('LTRIM', KEYS[3], 0, ARGV[11] - 1) end
-redis.call('SADD', KEYS[4], ARGV[12])
-redis.call('EXPIRE', KEYS[1], ARGV[9])
-redis.call('EXPIRE', KEYS[3], ARGV[9])
-redis.call('EXPIRE', KEYS[4], ARGV[9])
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if attempt >= (st.a or 0) and st.s ~= 'delivered' then
+  -- The attempt this one follows moves to the history.
+  if st.at then
+    push({attempt = st.a, ms = st.at, status_code = st.c, latency_ms = st.l, error = st.e,
+      response = string.sub(st.r or '', 1, tonumber(ARGV[13]))})
+  end
+  local resp = ARGV[10]
+  if ARGV[4] == 'delivered' then resp = string.sub(resp, 1, tonumber(ARGV[14])) end
+  save({s = ARGV[4], a = attempt, at = tonumber(ARGV[8]), c = tonumber(ARGV[5]), l = tonumber(ARGV[9]),
+    e = ARGV[6], r = resp, n = tonumber(ARGV[7]), d = st.d}, ARGV[11])
+else
+  -- A late finish of an attempt already settled is only history.
+  push(entry)
+end
+if redis.call('GET', KEYS[4]) == ARGV[2] then redis.call('DEL', KEYS[4]) end
 return 1
 `)
 
@@ -212,22 +372,23 @@ type Result struct {
 	NextAttemptAt time.Time
 }
 
-// Finish records the outcome of an attempt begun with token, adds the
-// delivery to its event's index, and releases the lease. A delivered status
-// is never overwritten.
+// Finish records the outcome of an attempt begun with token and releases
+// the lease. The attempt before it, if any, moves to the history. A
+// delivered status is never overwritten.
 func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) error {
-	hist, err := json.Marshal(historyEntry(r.Attempt))
-	if err != nil {
-		return fmt.Errorf("finish delivery %s/%s: %w", evt, sub, err)
-	}
-	next := ""
+	next := int64(0)
 	if !r.NextAttemptAt.IsZero() {
-		next = strconv.FormatInt(r.NextAttemptAt.UnixMilli(), 10)
+		next = r.NextAttemptAt.UnixMilli()
 	}
-	err = s.runScript(ctx, finishScript,
-		[]string{stateKey(evt, sub), leaseKey(evt, sub), histKey(evt, sub), indexKey(evt)},
-		token, r.Attempt.Attempt, r.Status, r.Attempt.StatusCode, r.Attempt.Error, next,
-		r.Attempt.At.UnixMilli(), string(hist), int64(s.retention.Seconds()), r.Attempt.Response, HistoryLimit, sub,
+	resp := r.Attempt.Response
+	if len(resp) > responseFailed {
+		resp = resp[:responseFailed]
+	}
+	err := s.runScript(ctx, finishScript,
+		[]string{stateKey(evt), oldKey(evt, sub), histKey(evt, sub), leaseKey(evt, sub)},
+		sub, token, r.Attempt.Attempt, r.Status, r.Attempt.StatusCode, r.Attempt.Error, next,
+		r.Attempt.At.UnixMilli(), r.Attempt.LatencyMS, resp, int64(s.retention.Seconds()), HistoryLimit,
+		responseEarlier, responseDelivered,
 	).Err()
 	if err != nil {
 		return fmt.Errorf("finish delivery %s/%s: %w", evt, sub, err)
@@ -235,25 +396,13 @@ func (s *Store) Finish(ctx context.Context, evt, sub, token string, r Result) er
 	return nil
 }
 
-// historyEntry trims the response kept per history entry: the full 4 KiB of
-// the latest response is kept once, in the state.
-func historyEntry(a Attempt) Attempt {
-	const snippet = 512
-	if len(a.Response) > snippet {
-		a.Response = a.Response[:snippet]
-	}
-	return a
-}
-
-var scheduleScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], 'status')
-if st == 'delivered' then return 0 end
-redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[1], 'updated_at', ARGV[2])
-if not st then redis.call('HSET', KEYS[1], 'status', 'pending')
-elseif st == 'dead' then redis.call('HSET', KEYS[1], 'status', 'retrying') end
-redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+var scheduleScript = redis.NewScript(luaLoad + `
+local st = load()
+if st and st.s == 'delivered' then return 0 end
+st = st or {s = 'pending'}
+if st.s == 'dead' then st.s = 'retrying' end
+st.n = tonumber(ARGV[2])
+save(st, ARGV[3])
 return 1
 `)
 
@@ -273,7 +422,7 @@ func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time
 	if len(pairs) == 0 {
 		return 0, nil
 	}
-	errs := s.scheduleBatch(ctx, pairs, at, now)
+	errs := s.scheduleBatch(ctx, pairs, at)
 	// After a Redis restart the script cache is empty: load the script once
 	// and run again only what that refused, rather than once per pair.
 	var again []int
@@ -292,7 +441,7 @@ func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time
 			for j, i := range again {
 				retry[j] = pairs[i]
 			}
-			for j, err := range s.scheduleBatch(ctx, retry, at, now) {
+			for j, err := range s.scheduleBatch(ctx, retry, at) {
 				errs[again[j]] = err
 			}
 		}
@@ -312,12 +461,12 @@ func (s *Store) ScheduleAll(ctx context.Context, pairs [][2]string, at, now time
 // scheduleBatch runs the schedule script for each pair through the store's
 // pipeliner (shared with other callers' scripts in deliver) and returns each
 // pair's error.
-func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at, now time.Time) []error {
+func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at time.Time) []error {
 	cmds := make([]*redis.Cmd, len(pairs))
 	err := s.pipe.Do(ctx, func(p redis.Pipeliner) {
 		for i, pr := range pairs {
-			cmds[i] = p.EvalSha(ctx, scheduleScript.Hash(), []string{stateKey(pr[0], pr[1]), indexKey(pr[0])},
-				at.UnixMilli(), now.UnixMilli(), pr[1], int64(s.retention.Seconds()))
+			cmds[i] = p.EvalSha(ctx, scheduleScript.Hash(), []string{stateKey(pr[0]), oldKey(pr[0], pr[1])},
+				pr[1], at.UnixMilli(), int64(s.retention.Seconds()))
 		}
 	})
 	errs := make([]error, len(pairs))
@@ -333,10 +482,13 @@ func (s *Store) scheduleBatch(ctx context.Context, pairs [][2]string, at, now ti
 	return errs
 }
 
-var reopenScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') ~= 'delivered' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'retrying', 'next_attempt_at', ARGV[1], 'updated_at', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+var reopenScript = redis.NewScript(luaLoad + `
+local st = load()
+if not st or st.s ~= 'delivered' then return 0 end
+st.s = 'retrying'
+st.d = st.at
+st.n = tonumber(ARGV[2])
+save(st, ARGV[3])
 return 1
 `)
 
@@ -355,7 +507,7 @@ func (s *Store) Reopen(ctx context.Context, pairs [][2]string, at, now time.Time
 	// Pipelined's error is each command's own, read below.
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, pr := range pairs {
-			cmds[i] = reopenScript.Eval(ctx, p, []string{stateKey(pr[0], pr[1])}, at.UnixMilli(), now.UnixMilli(), int64(s.retention.Seconds()))
+			cmds[i] = reopenScript.Eval(ctx, p, []string{stateKey(pr[0]), oldKey(pr[0], pr[1])}, pr[1], at.UnixMilli(), int64(s.retention.Seconds()))
 		}
 		return nil
 	})
@@ -371,119 +523,150 @@ func (s *Store) Reopen(ctx context.Context, pairs [][2]string, at, now time.Time
 	return failed, first
 }
 
-// Get returns the state of one delivery; ok is false when none is recorded.
+// Get returns the state of one delivery, history apart; ok is false when
+// none is recorded.
 func (s *Store) Get(ctx context.Context, evt, sub string) (State, bool, error) {
-	m, err := s.rdb.HGetAll(ctx, stateKey(evt, sub)).Result()
+	all, err := s.states(ctx, evt, false)
 	if err != nil {
 		return State{}, false, fmt.Errorf("get delivery %s/%s: %w", evt, sub, err)
 	}
-	if len(m) == 0 {
+	st, ok := all[sub]
+	if !ok {
 		return State{SubscriptionID: sub, Status: StatusPending}, false, nil
 	}
-	return stateFrom(sub, m), true, nil
+	return st, true, nil
 }
 
 // ForEvent returns the state of every delivery of evt with its history, by
 // subscription id.
 func (s *Store) ForEvent(ctx context.Context, evt string) (map[string]State, error) {
-	subs, err := s.rdb.SMembers(ctx, indexKey(evt)).Result()
+	out, err := s.states(ctx, evt, true)
 	if err != nil {
 		return nil, fmt.Errorf("deliveries of %s: %w", evt, err)
-	}
-	states := make([]*redis.MapStringStringCmd, len(subs))
-	hists := make([]*redis.StringSliceCmd, len(subs))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, sub := range subs {
-			states[i] = p.HGetAll(ctx, stateKey(evt, sub))
-			hists[i] = p.LRange(ctx, histKey(evt, sub), 0, HistoryLimit-1)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("deliveries of %s: %w", evt, err)
-	}
-	out := make(map[string]State, len(subs))
-	for i, sub := range subs {
-		m := states[i].Val()
-		if len(m) == 0 {
-			continue
-		}
-		st := stateFrom(sub, m)
-		for _, h := range hists[i].Val() {
-			var a Attempt
-			if json.Unmarshal([]byte(h), &a) == nil {
-				st.History = append(st.History, a)
-			}
-		}
-		out[sub] = st
 	}
 	return out, nil
 }
 
-func stateFrom(sub string, m map[string]string) State {
-	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
-	msTime := func(s string) time.Time {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n == 0 {
-			return time.Time{}
+// states reads every delivery of evt, of this version's layout and of
+// earlier ones, with their histories when withHistory is set.
+func (s *Store) states(ctx context.Context, evt string, withHistory bool) (map[string]State, error) {
+	var cur *redis.MapStringStringCmd
+	var oldSubs *redis.StringSliceCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cur = p.HGetAll(ctx, stateKey(evt))
+		oldSubs = p.SMembers(ctx, oldIndexKey(evt))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	raw := map[string]stored{}
+	for sub, v := range cur.Val() {
+		var st stored
+		if err := json.Unmarshal([]byte(v), &st); err != nil {
+			return nil, fmt.Errorf("unreadable state of %s: %w", sub, err)
 		}
-		return time.UnixMilli(n)
+		raw[sub] = st
 	}
-	return State{
-		SubscriptionID: sub,
-		Status:         m["status"],
-		Attempts:       atoi(m["attempts"]),
-		LastStatusCode: atoi(m["last_status_code"]),
-		LastError:      m["last_error"],
-		LastResponse:   m["last_response"],
-		NextAttemptAt:  msTime(m["next_attempt_at"]),
-		DeliveredAt:    msTime(m["delivered_at"]),
-		UpdatedAt:      msTime(m["updated_at"]),
+	var olds []string
+	for _, sub := range oldSubs.Val() {
+		if _, ok := raw[sub]; !ok {
+			olds = append(olds, sub)
+		}
 	}
+	oldStates := make([]*redis.MapStringStringCmd, len(olds))
+	hists := map[string]*redis.StringSliceCmd{}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sub := range olds {
+			oldStates[i] = p.HGetAll(ctx, oldKey(evt, sub))
+		}
+		if withHistory {
+			for sub, st := range raw {
+				if st.Attempts > 1 {
+					hists[sub] = p.LRange(ctx, histKey(evt, sub), 0, HistoryLimit-1)
+				}
+			}
+			for _, sub := range olds {
+				hists[sub] = p.LRange(ctx, histKey(evt, sub), 0, HistoryLimit-1)
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for i, sub := range olds {
+		if m := oldStates[i].Val(); len(m) > 0 {
+			raw[sub] = fromOld(m)
+		}
+	}
+	out := make(map[string]State, len(raw))
+	for sub, st := range raw {
+		state := st.state(sub)
+		if withHistory {
+			if a, ok := st.last(); ok {
+				state.History = append(state.History, a)
+			}
+			if h := hists[sub]; h != nil {
+				for _, v := range h.Val() {
+					var e historyEntry
+					if json.Unmarshal([]byte(v), &e) == nil {
+						if e.MS != 0 {
+							e.At = time.UnixMilli(e.MS)
+						}
+						if len(state.History) < HistoryLimit {
+							state.History = append(state.History, e.Attempt)
+						}
+					}
+				}
+			}
+		}
+		out[sub] = state
+	}
+	return out, nil
 }
 
-// Statuses returns the status of each (event, subscription) pair, "" where
-// none is recorded, in one pipelined round trip.
+// Statuses returns the status and attempts of each (event, subscription)
+// pair, an empty status where none is recorded, in one pipelined round trip.
 func (s *Store) Statuses(ctx context.Context, pairs [][2]string) ([]State, error) {
-	cmds := make([]*redis.SliceCmd, len(pairs))
+	curs := make([]*redis.StringCmd, len(pairs))
+	olds := make([]*redis.SliceCmd, len(pairs))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, pr := range pairs {
-			cmds[i] = p.HMGet(ctx, stateKey(pr[0], pr[1]), "status", "attempts")
+			curs[i] = p.HGet(ctx, stateKey(pr[0]), pr[1])
+			olds[i] = p.HMGet(ctx, oldKey(pr[0], pr[1]), "status", "attempts")
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("delivery statuses: %w", err)
 	}
 	out := make([]State, len(pairs))
-	for i, c := range cmds {
-		v := c.Val()
-		out[i].SubscriptionID = pairs[i][1]
-		if len(v) == 2 {
-			out[i].Status, _ = v[0].(string)
-			a, _ := v[1].(string)
-			out[i].Attempts, _ = strconv.Atoi(a)
+	for i := range pairs {
+		st, err := s.read(curs[i], olds[i])
+		if err != nil {
+			return nil, fmt.Errorf("delivery statuses: %w", err)
 		}
+		out[i] = State{SubscriptionID: pairs[i][1], Status: st.Status, Attempts: st.Attempts}
 	}
 	return out, nil
 }
 
-var parkScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') ~= 'delivered' then
-  redis.call('HSET', KEYS[1], 'status', 'dead', 'last_error', ARGV[2], 'next_attempt_at', '', 'updated_at', ARGV[3])
+var parkScript = redis.NewScript(luaLoad + `
+local st = load() or {s = 'pending'}
+if st.s ~= 'delivered' then
+  st.s = 'dead'
+  st.e = ARGV[3]
+  st.n = nil
+  save(st, ARGV[4])
 end
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
 return 1
 `)
 
 // Park marks a delivery begun with token dead without spending an attempt
 // (its subscription was disabled), and releases the lease.
 func (s *Store) Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error {
-	err := parkScript.Run(ctx, s.rdb, []string{stateKey(evt, sub), leaseKey(evt, sub), indexKey(evt)},
-		token, reason, now.UnixMilli(), sub, int64(s.retention.Seconds())).Err()
+	err := parkScript.Run(ctx, s.rdb, []string{stateKey(evt), oldKey(evt, sub), leaseKey(evt, sub)},
+		sub, token, reason, int64(s.retention.Seconds())).Err()
 	if err != nil {
 		return fmt.Errorf("park delivery %s/%s: %w", evt, sub, err)
 	}

@@ -79,8 +79,10 @@ func TestAttemptLifecycle(t *testing.T) {
 		if st.Status != StatusDelivered || st.DeliveredAt.IsZero() || len(st.History) != 3 || st.History[0].Attempt != 2 {
 			t.Fatalf("ForEvent = %+v", st)
 		}
-		if len(st.History[0].Response) > 512 || len(st.LastResponse) != 2000 {
-			t.Fatalf("response kept: history %d bytes, last %d bytes", len(st.History[0].Response), len(st.LastResponse))
+		// Of a delivered attempt the start of the response is kept, of
+		// earlier ones a little more.
+		if len(st.LastResponse) != 256 || len(st.History[0].Response) != 256 || len(st.History[1].Response) != 512 {
+			t.Fatalf("response kept: last %d bytes, history %d and %d bytes", len(st.LastResponse), len(st.History[0].Response), len(st.History[1].Response))
 		}
 	})
 }
@@ -376,5 +378,86 @@ func TestScriptsThroughABatcherSurviveAFlushedCache(t *testing.T) {
 	}
 	if st, _, _ := s.Get(ctx, evt, other); st.Status != StatusPending || st.NextAttemptAt.IsZero() {
 		t.Fatalf("scheduled delivery = %+v", st)
+	}
+}
+
+// A pair's state written by an earlier version, a hash per pair beside a
+// set of the event's subscriptions, is honoured until it expires: a
+// delivered pair is never attempted again, the API shows both kinds, and the
+// first write of an old pair moves it into its event's hash.
+func TestEarlierVersionsState(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, done, dead, fresh := ids.New(ids.Event), ids.New(ids.Subscription), ids.New(ids.Subscription), ids.New(ids.Subscription)
+		at := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		ms := fmt.Sprint(at.UnixMilli())
+		rdb.HSet(ctx, oldKey(evt, done), "status", "delivered", "attempts", "2", "last_status_code", "200", "delivered_at", ms, "updated_at", ms)
+		rdb.HSet(ctx, oldKey(evt, dead), "status", "dead", "attempts", "4", "last_status_code", "503", "last_error", "HTTP 503", "updated_at", ms)
+		rdb.SAdd(ctx, oldIndexKey(evt), done, dead)
+		rdb.LPush(ctx, histKey(evt, done), `{"attempt":1,"at":"`+at.Add(-time.Second).Format(time.RFC3339Nano)+`","status_code":500}`,
+			`{"attempt":2,"at":"`+at.Format(time.RFC3339Nano)+`","status_code":200}`)
+
+		if out, n, err := s.Begin(ctx, evt, done, 3, "w", time.Minute); err != nil || out != AlreadyDelivered || n != 2 {
+			t.Fatalf("begin of an old delivered pair = %s %d %v", out, n, err)
+		}
+		if out, _, err := s.Begin(ctx, evt, dead, 4, "w", time.Minute); err != nil || out != Stale {
+			t.Fatalf("begin of an old pair's finished attempt = %s %v", out, err)
+		}
+		if out, _, err := s.Begin(ctx, evt, fresh, 1, "w", time.Minute); err != nil || out != Proceed {
+			t.Fatalf("begin of a new pair = %s %v", out, err)
+		}
+		if err := s.Finish(ctx, evt, fresh, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: at, StatusCode: 204, LatencyMS: 3}}); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.ForEvent(ctx, evt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := all[done]; st.Status != StatusDelivered || st.Attempts != 2 || !st.DeliveredAt.Equal(at) || len(st.History) != 2 || st.History[0].Attempt != 2 || !st.History[0].At.Equal(at) {
+			t.Fatalf("old delivered pair = %+v", st)
+		}
+		if st := all[dead]; st.Status != StatusDead || st.LastError != "HTTP 503" {
+			t.Fatalf("old dead pair = %+v", st)
+		}
+		if st := all[fresh]; st.Status != StatusDelivered || len(st.History) != 1 || st.History[0].StatusCode != 204 || st.History[0].LatencyMS != 3 {
+			t.Fatalf("new pair = %+v", st)
+		}
+		// A redrive of the old dead pair: moved into the event's hash, retrying.
+		if err := s.Schedule(ctx, evt, dead, at.Add(time.Hour), at); err != nil {
+			t.Fatal(err)
+		}
+		if n := rdb.Exists(ctx, oldKey(evt, dead)).Val(); n != 0 {
+			t.Fatal("the old pair's hash is still there after its first write")
+		}
+		if st, ok, err := s.Get(ctx, evt, dead); err != nil || !ok || st.Status != StatusRetrying || st.Attempts != 4 || st.LastError != "HTTP 503" {
+			t.Fatalf("old dead pair after a schedule = %+v %v %v", st, ok, err)
+		}
+	})
+}
+
+// A pair delivered on its first attempt is one small field of its event's
+// hash and nothing else: no list, no set, no key of its own.
+func TestFirstAttemptDeliveryIsOneField(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	evt := ids.New(ids.Event)
+	for i := 0; i < 3; i++ {
+		sub := ids.New(ids.Subscription)
+		if out, _, err := s.Begin(ctx, evt, sub, 1, "w", time.Minute); err != nil || out != Proceed {
+			t.Fatalf("begin = %s %v", out, err)
+		}
+		if err := s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 200, LatencyMS: 12, Response: "ok"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys := rdb.Keys(ctx, "*").Val(); len(keys) != 1 || keys[0] != stateKey(evt) {
+		t.Fatalf("keys %v, want the event's hash alone", keys)
+	}
+	for sub, v := range rdb.HGetAll(ctx, stateKey(evt)).Val() {
+		if len(v) > 80 {
+			t.Fatalf("%s's state takes %d bytes: %s", sub, len(v), v)
+		}
 	}
 }

@@ -44,7 +44,7 @@ type Config struct {
 	DeliveryTimeout          time.Duration
 	ConnectTimeout           time.Duration
 	RevokeWait               time.Duration
-	EventRetention           time.Duration
+	StateRetention           time.Duration
 	SubscriptionCacheTTL     time.Duration
 	AllowPrivateDestinations bool
 	RequireHTTPS             bool
@@ -80,8 +80,8 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		ConnectTimeout: r.Duration("RELAY_DELIVERY_CONNECT_TIMEOUT", 5*time.Second),
 		// RELAY_REVOKE_WAIT: how long a revoked partition's in-flight deliveries may finish.
 		RevokeWait: r.Duration("RELAY_REVOKE_WAIT", 10*time.Second),
-		// RELAY_EVENT_RETENTION: how long delivery state is kept.
-		EventRetention: r.Duration("RELAY_EVENT_RETENTION", 7*24*time.Hour),
+		// RELAY_DELIVERY_STATE_RETENTION: how long a delivery's state is kept after its last change.
+		StateRetention: r.Duration("RELAY_DELIVERY_STATE_RETENTION", delivery.DefaultRetention),
 		// RELAY_SUBSCRIPTION_CACHE_TTL: how soon a subscription change made through the API is seen.
 		SubscriptionCacheTTL: r.Duration("RELAY_SUBSCRIPTION_CACHE_TTL", 2*time.Second),
 		// RELAY_ALLOW_PRIVATE_DESTINATIONS: lift the SSRF guard (development and tests only).
@@ -149,8 +149,14 @@ func (c Config) Validate() error {
 	if c.RevokeWait < 0 {
 		errs = append(errs, errors.New("RELAY_REVOKE_WAIT: must not be negative"))
 	}
-	if c.EventRetention < time.Hour {
-		errs = append(errs, errors.New("RELAY_EVENT_RETENTION: must be at least 1h"))
+	var ladder time.Duration
+	for _, d := range c.Kafka.RetryTiers {
+		ladder += d
+	}
+	if c.StateRetention < max(time.Minute, ladder) {
+		// A delivery's state says it was delivered for as long as a record
+		// of it can come back: it must outlast the ladder.
+		errs = append(errs, fmt.Errorf("RELAY_DELIVERY_STATE_RETENTION: %v is shorter than 1m or the retry ladder (%v in all)", c.StateRetention, ladder))
 	}
 	if c.SubscriptionCacheTTL < 0 {
 		errs = append(errs, errors.New("RELAY_SUBSCRIPTION_CACHE_TTL: must not be negative"))
@@ -221,7 +227,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// (RELAY_REDIS_PIPELINES of them in flight).
 	s.pipe = redisconn.NewBatcher(s.rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
-		Deliveries: delivery.New(s.rdb, cfg.EventRetention).WithPipeliner(s.pipe),
+		Deliveries: delivery.New(s.rdb, cfg.StateRetention).WithPipeliner(s.pipe),
 		Catalog:    store,
 		Subs:       subs,
 		Sender: sender.New(sender.Config{

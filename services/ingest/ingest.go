@@ -45,6 +45,7 @@ type Config struct {
 	DedupWindow              time.Duration
 	DedupWait                time.Duration
 	EventRetention           time.Duration
+	StateRetention           time.Duration
 	ProduceTimeout           time.Duration
 	RotationGrace            time.Duration
 	RedriveBudget            time.Duration
@@ -79,8 +80,10 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
 		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
 		DedupWait: r.Duration("RELAY_DEDUP_WAIT", 2*time.Second),
-		// RELAY_EVENT_RETENTION: how long the events API keeps events and delivery state.
+		// RELAY_EVENT_RETENTION: how long the events API lists an event.
 		EventRetention: r.Duration("RELAY_EVENT_RETENTION", 7*24*time.Hour),
+		// RELAY_DELIVERY_STATE_RETENTION: how long a delivery's state is kept after its last change.
+		StateRetention: r.Duration("RELAY_DELIVERY_STATE_RETENTION", delivery.DefaultRetention),
 		// RELAY_PRODUCE_TIMEOUT: how long ingest waits for the broker's acknowledgement before answering 503.
 		ProduceTimeout: r.Duration("RELAY_PRODUCE_TIMEOUT", 10*time.Second),
 		// RELAY_ROTATION_GRACE: how long a rotated-out secret still verifies, by default.
@@ -138,8 +141,11 @@ func (c Config) Validate() error {
 	if c.DedupWait < 0 || c.DedupWait > 30*time.Second {
 		errs = append(errs, errors.New("RELAY_DEDUP_WAIT: must be from 0s to 30s"))
 	}
-	if c.EventRetention < time.Hour {
-		errs = append(errs, errors.New("RELAY_EVENT_RETENTION: must be at least 1h"))
+	if c.EventRetention < time.Minute {
+		errs = append(errs, errors.New("RELAY_EVENT_RETENTION: must be at least 1m"))
+	}
+	if c.StateRetention < time.Minute {
+		errs = append(errs, errors.New("RELAY_DELIVERY_STATE_RETENTION: must be at least 1m"))
 	}
 	if c.ProduceTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("RELAY_PRODUCE_TIMEOUT: must be at least 100ms"))
@@ -213,7 +219,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	rdb := redisconn.New(cfg.Redis)
 	// RELAY_REDIS_PIPELINES pipelines in flight, each carrying up to 128 requests' commands.
 	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
-	deliveries := delivery.New(rdb, cfg.EventRetention)
+	deliveries := delivery.New(rdb, cfg.StateRetention)
 	// Without Redis ingest still accepts (without dedup): report it, stay ready.
 	ready := health.NewProbe(health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
