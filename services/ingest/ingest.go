@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/relayhq/relay/pkg/archive"
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
@@ -29,6 +30,7 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
 // Config is ingest's configuration. LoadConfig documents each variable.
@@ -52,8 +54,12 @@ type Config struct {
 	AllowPrivateDestinations bool
 	RequireHTTPS             bool
 	HTTP                     lifecycle.HTTPTimeouts
-	Kafka                    kafka.Config
-	Redis                    redisconn.Config
+	// Archive is where events are read from once Kafka has deleted them
+	// (the RELAY_S3_* variables the archive service writes with); without
+	// RELAY_S3_BUCKET there is no such fallback.
+	Archive archive.Config
+	Kafka   kafka.Config
+	Redis   redisconn.Config
 }
 
 // LoadConfig reads ingest's configuration from r and validates it.
@@ -80,7 +86,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
 		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
 		DedupWait: r.Duration("RELAY_DEDUP_WAIT", 2*time.Second),
-		// RELAY_EVENT_RETENTION: how long the events API lists an event.
+		// RELAY_EVENT_RETENTION: how long the events API lists an event (its index entry).
 		EventRetention: r.Duration("RELAY_EVENT_RETENTION", 7*24*time.Hour),
 		// RELAY_DELIVERY_STATE_RETENTION: how long a delivery's state is kept after its last change.
 		StateRetention: r.Duration("RELAY_DELIVERY_STATE_RETENTION", delivery.DefaultRetention),
@@ -105,8 +111,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 			DrainDelay:     r.Duration("RELAY_HTTP_DRAIN_DELAY", 0),
 			MaxHeaderBytes: r.Int("RELAY_HTTP_MAX_HEADER_BYTES", t.MaxHeaderBytes),
 		},
-		Kafka: kafka.LoadConfig(r),
-		Redis: redisconn.LoadConfig(r),
+		Archive: archive.LoadConfig(r),
+		Kafka:   kafka.LoadConfig(r),
+		Redis:   redisconn.LoadConfig(r),
 	}
 	c.SecretKey, c.PreviousSecretKey = secretbox.LoadKeys(r)
 	if err := r.Err(); err != nil {
@@ -165,6 +172,11 @@ func (c Config) Validate() error {
 	}
 	if c.HTTP.DrainDelay < 0 || c.HTTP.DrainDelay > 5*time.Minute {
 		errs = append(errs, errors.New("RELAY_HTTP_DRAIN_DELAY: must be from 0s to 5m"))
+	}
+	if c.Archive.Bucket != "" {
+		if err := c.Archive.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := c.Kafka.Validate(); err != nil {
 		errs = append(errs, err)
@@ -225,6 +237,17 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}, log, "redis")
+	var arc payloads.Archive
+	if cfg.Archive.Bucket != "" {
+		s3c, err := archive.NewClient(ctx, cfg.Archive)
+		if err != nil {
+			producer.Close()
+			pipe.Close()
+			_ = rdb.Close()
+			return nil, fmt.Errorf("archive: %w", err)
+		}
+		arc = archive.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
+	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
@@ -233,6 +256,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}, api.Deps{
 		Catalog:    catalog.New(rdb, box),
 		Events:     eventstore.New(rdb, cfg.EventRetention),
+		Payloads:   payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log),
 		Deliveries: deliveries,
 		Counters:   counters.New(rdb),
 		Dedup:      dedup.New(rdb, pipe, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),

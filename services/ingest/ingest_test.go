@@ -1539,6 +1539,69 @@ func TestDrainDelay(t *testing.T) {
 	}
 }
 
+// The events API reads an event's body from Kafka: once Kafka has deleted
+// it (and, as here, there is no archive), the API answers the metadata with
+// payload_expired, and a replay of it 410; with the broker unreachable, 503
+// with Retry-After, not a 500.
+func TestEventPayloadExpiredOrUnavailable(t *testing.T) {
+	broker := testenv.StartKafka(t)
+	h := start(t, []string{broker.Addr}, "", map[string]string{"RELAY_KAFKA_DIAL_TIMEOUT": "1s"})
+	src := h.source("relay")
+	send := func(body string) string {
+		t.Helper()
+		code, _, raw := h.do("POST", "/in/"+src.ID, []byte(body), signed(t, "relay", src.Secret, []byte(body), time.Now()))
+		if code != 202 {
+			t.Fatalf("send: %d %s", code, raw)
+		}
+		return decode(t, raw).EventID
+	}
+	get := func(evt string) (int, http.Header, map[string]any) {
+		t.Helper()
+		code, hdr, raw := h.do("GET", "/sources/"+src.ID+"/events/"+evt, nil, admin())
+		var v map[string]any
+		_ = json.Unmarshal(raw, &v)
+		return code, hdr, v
+	}
+	evt := send(`{"type":"order.created","n":1}`)
+	if code, _, v := get(evt); code != 200 || v["payload"] == nil || v["payload_expired"] != nil {
+		t.Fatalf("an event in Kafka: %d %v", code, v)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, h.topic)
+	if err == nil {
+		var resp kadm.DeleteRecordsResponses
+		if resp, err = adm.DeleteRecords(ctx, ends.Offsets()); err == nil {
+			err = resp.Error()
+		}
+	}
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, v := get(evt)
+	if code != 200 || v["payload_expired"] != true || v["payload"] != nil || v["type"] != "order.created" || v["size"] != float64(len(`{"type":"order.created","n":1}`)) {
+		t.Fatalf("an event Kafka deleted: %d %v", code, v)
+	}
+	if code, _, raw := h.do("POST", "/sources/"+src.ID+"/events/"+evt+"/replay", nil, admin()); code != 410 || decode(t, raw).Error.Code != "payload_expired" {
+		t.Fatalf("replay of an expired event: %d %s", code, raw)
+	}
+
+	fresh := send(`{"type":"order.created","n":2}`)
+	broker.Kill()
+	code, hdr, v := get(fresh)
+	if e, _ := v["error"].(map[string]any); code != 503 || hdr.Get("Retry-After") == "" || e["code"] != "kafka_unavailable" {
+		t.Fatalf("with the broker down: %d %v %v", code, hdr, v)
+	}
+	broker.Start()
+}
+
 // A DELETE of something that is not a source id touches nothing: the id
 // is checked before any key made from it is.
 func TestDeleteChecksTheIDFirst(t *testing.T) {

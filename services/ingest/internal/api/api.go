@@ -41,6 +41,7 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
 // Producer is what the API needs of a Kafka client.
@@ -86,6 +87,7 @@ type Config struct {
 type Deps struct {
 	Catalog    *catalog.Store
 	Events     *eventstore.Store
+	Payloads   *payloads.Reader
 	Deliveries *delivery.Store
 	Counters   *counters.Store
 	Dedup      *dedup.Store
@@ -105,6 +107,7 @@ type API struct {
 	catalog    *catalog.Store
 	sources    *sourceCache
 	events     *eventstore.Store
+	payloads   *payloads.Reader
 	deliveries *delivery.Store
 	counters   *counters.Store
 	dedup      *dedup.Store
@@ -122,7 +125,7 @@ type API struct {
 // New builds the API and its routes.
 func New(cfg Config, d Deps) *API {
 	a := &API{
-		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, deliveries: d.Deliveries,
+		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, payloads: d.Payloads, deliveries: d.Deliveries,
 		counters: d.Counters, dedup: d.Dedup, dlq: d.DLQ, producer: d.Producer, pipe: d.Pipe, ready: d.Ready,
 		tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry), now: time.Now,
 		bodies: &bodyBudget{limit: cfg.MaxInflightBytes},

@@ -20,6 +20,7 @@ import (
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
 type eventJSON struct {
@@ -34,24 +35,68 @@ type eventJSON struct {
 	Payload          json.RawMessage   `json:"payload,omitempty"`
 	// PayloadBase64 carries a body that is not JSON.
 	PayloadBase64 string `json:"payload_base64,omitempty"`
+	// PayloadExpired says the body is gone: past Kafka's retention and not
+	// in the archive.
+	PayloadExpired bool `json:"payload_expired,omitempty"`
 }
 
+// eventOut is an event's metadata, as a listing shows it.
 func eventOut(e eventstore.Event) eventJSON {
-	out := eventJSON{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UTC(), Size: e.Size}
-	if len(e.Forwarded) > 0 {
-		out.ForwardedHeaders = make(map[string]string, len(e.Forwarded))
-		for _, f := range e.Forwarded {
+	return eventJSON{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UTC(), Size: e.Size}
+}
+
+// withPayload adds an event's body and forwarded headers; nil p says the
+// body expired.
+func (out eventJSON) withPayload(p *payloads.Payload) eventJSON {
+	if p == nil {
+		out.PayloadExpired = true
+		return out
+	}
+	if len(p.Forwarded) > 0 {
+		out.ForwardedHeaders = make(map[string]string, len(p.Forwarded))
+		for _, f := range p.Forwarded {
 			out.ForwardedHeaders[f.Name] = f.Value
 		}
 	}
-	if e.Body != nil {
-		if json.Valid(e.Body) {
-			out.Payload = e.Body
-		} else {
-			out.PayloadBase64 = base64.StdEncoding.EncodeToString(e.Body)
-		}
+	if json.Valid(p.Body) {
+		out.Payload = p.Body
+	} else {
+		out.PayloadBase64 = base64.StdEncoding.EncodeToString(p.Body)
 	}
 	return out
+}
+
+// ref is where the payloads reader finds e.
+func ref(e eventstore.Event) payloads.Ref {
+	return payloads.Ref{ID: e.ID, SourceID: e.SourceID, ReceivedAt: e.ReceivedAt, Partition: e.Partition, Offset: e.Offset}
+}
+
+// payloadOf returns e's payload, nil when it expired; it answers 503 itself
+// (ok false) when Kafka or the archive could not be asked. An event an
+// earlier version stored carries its payload.
+func (a *API) payloadOf(c *gin.Context, e eventstore.Event) (*payloads.Payload, bool) {
+	if !e.Located {
+		return &payloads.Payload{Body: e.Body, Forwarded: e.Forwarded}, true
+	}
+	p, err := a.payloads.Get(c.Request.Context(), ref(e))
+	if errors.Is(err, payloads.ErrExpired) {
+		return nil, true
+	}
+	if err != nil {
+		a.payloadUnavailable(c, err)
+		return nil, false
+	}
+	return &p, true
+}
+
+// payloadUnavailable answers 503 for a payload a store could not give.
+func (a *API) payloadUnavailable(c *gin.Context, err error) {
+	a.log.WarnContext(c.Request.Context(), "reading a payload failed", "error", err)
+	if errors.Is(err, payloads.ErrArchiveUnavailable) {
+		unavailable(c, "archive_unavailable", "the event's payload is only in the archive, which cannot be read right now; retry shortly", 5*time.Second)
+		return
+	}
+	unavailable(c, "kafka_unavailable", "the event's payload cannot be read from Kafka right now; retry shortly", 5*time.Second)
 }
 
 func (a *API) listEvents(c *gin.Context) {
@@ -86,8 +131,12 @@ func (a *API) loadEvent(c *gin.Context) (catalog.Source, eventstore.Event, bool)
 		return src, eventstore.Event{}, false
 	}
 	id := c.Param("event_id")
-	e, err := a.events.Get(c.Request.Context(), id)
-	if errors.Is(err, eventstore.ErrNotFound) || (err == nil && e.SourceID != src.ID) || !ids.Valid(ids.Event, id) {
+	if !ids.Valid(ids.Event, id) {
+		fail(c, http.StatusNotFound, "event_not_found", "no event "+quoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
+		return src, eventstore.Event{}, false
+	}
+	e, err := a.events.Get(c.Request.Context(), src.ID, id)
+	if errors.Is(err, eventstore.ErrNotFound) {
 		fail(c, http.StatusNotFound, "event_not_found", "no event "+quoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
 		return src, e, false
 	}
@@ -103,7 +152,11 @@ func (a *API) getEvent(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, eventOut(e))
+	p, ok := a.payloadOf(c, e)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, eventOut(e).withPayload(p))
 }
 
 type deliveryJSON struct {
@@ -366,6 +419,15 @@ func (a *API) replay(c *gin.Context) {
 	if !ok {
 		return
 	}
+	p, ok := a.payloadOf(c, e)
+	if !ok {
+		return
+	}
+	if p == nil {
+		fail(c, http.StatusGone, "payload_expired", "event "+e.ID+"'s payload is past Kafka's retention and not in the archive: it cannot be sent again")
+		return
+	}
+	e.Body, e.Forwarded = p.Body, p.Forwarded
 	b, ok := a.replayEvents(c, []eventstore.Event{e}, subs, named, force, a.now())
 	if !ok {
 		return
@@ -453,6 +515,15 @@ func (a *API) replayRange(c *gin.Context) {
 			a.storeError(c, "reading events", err)
 			return
 		}
+		events, expired, err := a.withPayloads(ctx, events)
+		if err != nil {
+			a.payloadUnavailable(c, err)
+			return
+		}
+		resp.Events += expired
+		if expired > 0 {
+			resp.Skipped["payload_expired"] += expired
+		}
 		// On a failure what earlier pages queued stays queued; no cursor is
 		// answered, and repeating the call is safe (see runReplay).
 		b, ok := a.replayEvents(c, events, subs, named, force, now)
@@ -477,6 +548,39 @@ func (a *API) replayRange(c *gin.Context) {
 	a.log.InfoContext(ctx, "range replayed", "source_id", src.ID, "from", from, "to", to, "events", resp.Events,
 		"queued", resp.Queued, "skipped", resp.Skipped, "complete", resp.Complete, "force", force)
 	c.JSON(http.StatusAccepted, resp)
+}
+
+// withPayloads fills in the payloads of a page of events, read from Kafka
+// partition by partition in order (from the archive once Kafka has deleted
+// them), and leaves out those whose payload expired, counting them.
+func (a *API) withPayloads(ctx context.Context, events []eventstore.Event) ([]eventstore.Event, int, error) {
+	var refs []payloads.Ref
+	for _, e := range events {
+		if e.Located {
+			refs = append(refs, ref(e))
+		}
+	}
+	if len(refs) == 0 {
+		return events, 0, nil
+	}
+	got, err := a.payloads.GetAll(ctx, refs)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := events[:0]
+	expired := 0
+	for _, e := range events {
+		if e.Located {
+			p, ok := got[e.ID]
+			if !ok {
+				expired++
+				continue
+			}
+			e.Body, e.Forwarded = p.Body, p.Forwarded
+		}
+		out = append(out, e)
+	}
+	return out, expired, nil
 }
 
 // timeQuery reads an RFC 3339 time from the query, def when absent.

@@ -200,7 +200,7 @@ func (a *API) ingest(c *gin.Context) {
 	// failure must not fail the request.
 	a.bookkeep(work, claim, src.DedupWindow, eventstore.Event{
 		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt,
-		Forwarded: ev.Forwarded, Body: body,
+		Size: len(body), Partition: rec.Partition, Offset: rec.Offset, Located: true,
 	})
 	a.m.events.WithLabelValues("accepted").Inc()
 	answer(c, http.StatusAccepted, ingestResponse{EventID: ev.ID})

@@ -1,17 +1,20 @@
-// Package eventstore keeps each accepted event's metadata and payload in
-// Redis for the retention period, with a per-source index, for the events API
-// and single-event replay. Kafka stays the system of record; this is the
-// queryable copy.
+// Package eventstore keeps an index of the accepted events in Redis, for
+// the events API and replay: per source, every event's id, its metadata and
+// where it is on relay.events (partition and offset). It holds no payload:
+// Kafka is the system of record for bodies, and the S3 archive keeps them
+// after Kafka's retention (package payloads reads them from there).
 //
 // Keys:
 //
-//	relay:evt:{evt_…}           string: a JSON line of metadata (source, type,
-//	                            content type, received time, size), then the
-//	                            payload byte for byte; one SET with the
-//	                            retention as its expiry. (Events stored by
-//	                            earlier versions are hashes; they are still read.)
-//	relay:src:{src_…}:events    zset: event ids, all at score 0, so ordered by
-//	                            id and therefore by time (ids are time-sortable)
+//	relay:src:{src_…}:events   zset, all at score 0, so ordered by member and
+//	                           therefore by time (ids are time-sortable). A
+//	                           member is "<evt_…> <metadata JSON>": type,
+//	                           content type, size, partition and offset.
+//	                           The received time is the id's own.
+//
+// Events stored by earlier versions are members that are a bare id, with
+// their metadata and payload at relay:evt:{evt_…} (a string of a metadata
+// line then the payload, or a hash); they are read until they expire.
 package eventstore
 
 import (
@@ -39,10 +42,12 @@ var ErrNotFound = errors.New("event not found")
 // ErrBadCursor means a listing cursor was not made by List.
 var ErrBadCursor = errors.New("invalid cursor")
 
-func eventKey(id string) string  { return "relay:evt:{" + id + "}" }
 func indexKey(src string) string { return "relay:src:{" + src + "}:events" }
 
-// Event is a stored event.
+// legacyKey is where an earlier version stored an event's metadata and payload.
+func legacyKey(id string) string { return "relay:evt:{" + id + "}" }
+
+// Event is an indexed event.
 type Event struct {
 	ID          string
 	SourceID    string
@@ -50,10 +55,16 @@ type Event struct {
 	ContentType string
 	ReceivedAt  time.Time
 	Size        int
-	// Forwarded are the request headers its source forwards to subscribers.
+	// Partition and Offset locate the event on relay.events; Located is
+	// false for an event stored by an earlier version, which carries its
+	// Body instead.
+	Partition int32
+	Offset    int64
+	Located   bool
+	// Forwarded and Body are set only for an event an earlier version
+	// stored, from Redis (Get reads them; List never returns a Body).
 	Forwarded []record.ForwardedHeader
-	// Body is set by Get, not by List.
-	Body []byte
+	Body      []byte
 }
 
 // trimEvery is how often, at most, one process trims a source's index and
@@ -61,7 +72,7 @@ type Event struct {
 // commands that store an event, for entries that expire days later.
 const trimEvery = time.Second
 
-// Store reads and writes events.
+// Store reads and writes the index.
 type Store struct {
 	rdb       redis.UniversalClient
 	retention time.Duration
@@ -70,7 +81,7 @@ type Store struct {
 	trimmed sync.Map
 }
 
-// New returns a Store keeping events for retention.
+// New returns a Store keeping events indexed for retention.
 func New(rdb redis.UniversalClient, retention time.Duration) *Store {
 	return &Store{rdb: rdb, retention: retention}
 }
@@ -87,32 +98,37 @@ func (s *Store) trimDue(src string, now time.Time) bool {
 	return last.CompareAndSwap(prev, now.UnixNano())
 }
 
-// Put stores e and indexes it under its source, trimming index entries past
-// retention on the way (one round trip on a single server).
+// Put indexes e under its source, trimming index entries past retention on
+// the way (one round trip on a single server).
 func (s *Store) Put(ctx context.Context, e Event) error {
+	var cmds []redis.Cmder
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		s.Queue(ctx, p, e)
+		cmds = s.Queue(ctx, p, e)
 		return nil
 	})
+	if err == nil {
+		for _, c := range cmds {
+			if err = c.Err(); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("store event %s: %w", e.ID, err)
+		return fmt.Errorf("index event %s: %w", e.ID, err)
 	}
 	return nil
 }
 
-// Queue adds Put's commands to a pipeline, so storing the event shares a
+// Queue adds Put's commands to a pipeline, so indexing the event shares a
 // round trip with the request's other bookkeeping. It returns the commands,
-// whose errors say whether the event was stored.
+// whose errors say whether the event was indexed.
 //
 // Index entries past retention are trimmed, and the index's own expiry
 // renewed, at most every trimEvery per source and process: the index then
 // lives at least retention after its newest entry, and holds expired
 // entries for at most trimEvery longer than retention (List skips them).
 func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.Cmder {
-	cmds := []redis.Cmder{
-		p.Set(ctx, eventKey(e.ID), encode(e), s.retention),
-		p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: e.ID}),
-	}
+	cmds := []redis.Cmder{p.ZAdd(ctx, indexKey(e.SourceID), redis.Z{Member: member(e)})}
 	if s.trimDue(e.SourceID, e.ReceivedAt) {
 		cutoff := ids.LowerBound(ids.Event, e.ReceivedAt.Add(-s.retention))
 		cmds = append(cmds,
@@ -122,214 +138,112 @@ func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.C
 	return cmds
 }
 
-// meta is the first line of a stored event.
+// meta is what an index member says of its event besides its id.
 type meta struct {
-	SourceID    string `json:"s"`
 	Type        string `json:"t"`
 	ContentType string `json:"c,omitempty"`
-	ReceivedAt  int64  `json:"r"` // unix milliseconds
 	Size        int    `json:"n"`
-	// Forwarded headers as [name, value] pairs, in order.
-	Forwarded [][2]string `json:"f,omitempty"`
+	Partition   int32  `json:"p"`
+	Offset      int64  `json:"o"`
 }
 
-// encode lays an event out as it is stored: its metadata as one JSON line
-// (JSON escapes newlines inside strings, so the first newline ends it),
-// then the payload. One string costs Redis less memory and work than a
-// six-field hash, and the metadata alone is a GETRANGE of its start.
-func encode(e Event) []byte {
-	m := meta{SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UnixMilli(), Size: len(e.Body)}
-	for _, f := range e.Forwarded {
-		m.Forwarded = append(m.Forwarded, [2]string{f.Name, f.Value})
-	}
-	head, _ := json.Marshal(m)
-	out := make([]byte, 0, len(head)+1+len(e.Body))
-	out = append(out, head...)
-	out = append(out, '\n')
-	return append(out, e.Body...)
+// member is e's index entry: its id, a space, its metadata. Every event id
+// has the same length, so members sort by id.
+func member(e Event) string {
+	head, _ := json.Marshal(meta{Type: e.Type, ContentType: e.ContentType, Size: e.Size, Partition: e.Partition, Offset: e.Offset})
+	return e.ID + " " + string(head)
 }
 
-// decode reads a stored event. complete is false when raw holds only the
-// start of the value and the metadata line does not end within it.
-func decode(id string, raw []byte) (e Event, complete bool, err error) {
-	i := bytes.IndexByte(raw, '\n')
-	if i < 0 {
-		return Event{}, false, nil
-	}
-	var m meta
-	if err := json.Unmarshal(raw[:i], &m); err != nil {
-		return Event{}, true, fmt.Errorf("event %s: unreadable metadata: %w", id, err)
-	}
-	e = Event{ID: id, SourceID: m.SourceID, Type: m.Type, ContentType: m.ContentType, ReceivedAt: time.UnixMilli(m.ReceivedAt), Size: m.Size}
-	for _, f := range m.Forwarded {
-		e.Forwarded = append(e.Forwarded, record.ForwardedHeader{Name: f[0], Value: f[1]})
-	}
-	return e, true, nil
+// idOf is the event id an index member starts with.
+func idOf(m string) string {
+	id, _, _ := strings.Cut(m, " ")
+	return id
 }
 
-// headRange is how much of a stored event List reads for its metadata; a
-// longer metadata line (an absurd content type) is read whole instead.
-const headRange = 1024
-
-// isWrongType reports a hash where a string was expected: an event stored
-// by an earlier version of Relay.
-func isWrongType(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+// parseMember reads an index entry. legacy is true for a bare id: an event
+// an earlier version stored, whose metadata is at its own key.
+func parseMember(src, m string) (e Event, legacy bool, err error) {
+	id, head, found := strings.Cut(m, " ")
+	if !found {
+		return Event{ID: id, SourceID: src}, true, nil
+	}
+	var md meta
+	if err := json.Unmarshal([]byte(head), &md); err != nil {
+		return Event{}, false, fmt.Errorf("event %s: unreadable index entry: %w", id, err)
+	}
+	at, _ := ids.Time(id)
+	return Event{
+		ID: id, SourceID: src, Type: md.Type, ContentType: md.ContentType, ReceivedAt: at, Size: md.Size,
+		Partition: md.Partition, Offset: md.Offset, Located: true,
+	}, false, nil
 }
 
-// legacyFields are the fields of an event stored as a hash, payload last.
-var legacyFields = []string{"source_id", "type", "content_type", "received_at", "size", "payload"}
-
-func fromHash(id string, v []any) Event {
-	str := func(x any) string { s, _ := x.(string); return s }
-	ms, _ := strconv.ParseInt(str(v[3]), 10, 64)
-	size, _ := strconv.Atoi(str(v[4]))
-	return Event{ID: id, SourceID: str(v[0]), Type: str(v[1]), ContentType: str(v[2]), ReceivedAt: time.UnixMilli(ms), Size: size}
-}
-
-// Get returns an event with its payload.
-func (s *Store) Get(ctx context.Context, id string) (Event, error) {
-	raw, err := s.rdb.Get(ctx, eventKey(id)).Bytes()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return Event{}, ErrNotFound
-	case isWrongType(err):
-		return s.getLegacy(ctx, id, true)
-	case err != nil:
-		return Event{}, fmt.Errorf("get event %s: %w", id, err)
-	}
-	return fromValue(id, raw)
-}
-
-// fromValue decodes a whole stored value, payload included.
-func fromValue(id string, raw []byte) (Event, error) {
-	e, complete, err := decode(id, raw)
-	if err == nil && !complete {
-		err = fmt.Errorf("event %s: no metadata line", id)
-	}
-	if err != nil {
-		return Event{}, err
-	}
-	e.Body = raw[bytes.IndexByte(raw, '\n')+1:]
-	return e, nil
-}
-
-// getLegacy reads an event stored as a hash; List leaves the payload out.
-func (s *Store) getLegacy(ctx context.Context, id string, payload bool) (Event, error) {
-	fields := legacyFields
-	if !payload {
-		fields = fields[:len(fields)-1]
-	}
-	v, err := s.rdb.HMGet(ctx, eventKey(id), fields...).Result()
+// Get returns an event of src; an event stored by an earlier version comes
+// with its payload and forwarded headers.
+func (s *Store) Get(ctx context.Context, src, id string) (Event, error) {
+	ms, err := s.rdb.ZRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{Min: "[" + id, Max: "(" + id + "!"}).Result()
 	if err != nil {
 		return Event{}, fmt.Errorf("get event %s: %w", id, err)
 	}
-	if v[0] == nil {
-		return Event{}, ErrNotFound
-	}
-	e := fromHash(id, v)
-	if payload {
-		if p, ok := v[5].(string); ok {
-			e.Body = []byte(p)
+	for _, m := range ms {
+		e, legacy, err := parseMember(src, m)
+		switch {
+		case err != nil:
+			return Event{}, err
+		case e.ID != id:
+			continue
+		case !legacy:
+			return e, nil
 		}
+		return s.getLegacy(ctx, src, id, true)
 	}
-	return e, nil
+	return Event{}, ErrNotFound
 }
 
-// Range returns, oldest first and with their payloads, at most limit of the
-// events of src received from from up to (not including) to, after the
-// event id after ("" to start at from), and no more of them than fit in
-// maxBytes as stored (at least one, whatever its size). next is the id to
-// pass as after to continue, "" once the range is done. Events past
-// retention are gone.
+// Range returns, oldest first, at most limit of the events of src received
+// from from up to (not including) to, after the event id after ("" to start
+// at from), and no more of them than carry maxBytes of payload (at least
+// one, whatever its size). next is the id to pass as after to continue, ""
+// once the range is done. Events past retention are gone. Events stored by
+// earlier versions come with their payloads.
 func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after string, limit, maxBytes int) ([]Event, string, error) {
 	min := "[" + ids.LowerBound(ids.Event, from)
 	if after != "" {
-		min = "(" + after
+		// After every member of that id, whatever its metadata.
+		min = "(" + after + "~"
 	}
-	evts, err := s.rdb.ZRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{
+	ms, err := s.rdb.ZRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{
 		Min: min, Max: "(" + ids.LowerBound(ids.Event, to), Count: int64(limit) + 1,
 	}).Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
 	}
-	// Only the page's own events are sized, not the one read to know
-	// whether another page follows.
-	page := evts
-	if len(page) > limit {
-		page = page[:limit]
-	}
-	n, err := s.fitting(ctx, page, maxBytes)
-	if err != nil {
-		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
-	}
-	if n < len(page) {
-		limit = n // the page ends where the bytes do; the next starts after it
-	}
 	next := ""
-	if len(evts) > limit {
-		evts = evts[:limit]
-		next = evts[limit-1]
+	if len(ms) > limit {
+		ms = ms[:limit]
+		next = idOf(ms[limit-1])
 	}
-	vals := make([]*redis.StringCmd, len(evts))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range evts {
-			vals[i] = p.Get(ctx, eventKey(id))
-		}
-		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
-		return nil, "", fmt.Errorf("range events of %s: %w", src, err)
-	}
-	out := make([]Event, 0, len(evts))
-	for i, c := range vals {
-		id := evts[i]
-		raw, err := c.Bytes()
-		var e Event
-		switch {
-		case errors.Is(err, redis.Nil):
-			continue // expired between index and value
-		case isWrongType(err):
-			e, err = s.getLegacy(ctx, id, true)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-		case err == nil:
-			e, err = fromValue(id, raw)
-		}
+	var out []Event
+	total := 0
+	for _, m := range ms {
+		e, legacy, err := parseMember(src, m)
 		if err != nil {
 			return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+		}
+		if legacy {
+			if e, err = s.getLegacy(ctx, src, e.ID, true); errors.Is(err, ErrNotFound) {
+				continue // expired between index and value
+			} else if err != nil {
+				return nil, "", fmt.Errorf("range events of %s: %w", src, err)
+			}
+		}
+		if total += e.Size; total > maxBytes && len(out) > 0 {
+			// The page ends where the bytes do; the next starts after it.
+			return out, out[len(out)-1].ID, nil
 		}
 		out = append(out, e)
 	}
 	return out, next, nil
-}
-
-// fitting returns how many of evts, from the first, fit in maxBytes as
-// stored, at least one: their sizes are read first (STRLEN, cheap), so that
-// a page of large payloads is never read whole into memory. An event stored
-// in the older hash form counts as empty here; its payload is bounded by
-// RELAY_MAX_BODY_BYTES like any other.
-func (s *Store) fitting(ctx context.Context, evts []string, maxBytes int) (int, error) {
-	if len(evts) == 0 {
-		return 0, nil
-	}
-	sizes := make([]*redis.IntCmd, len(evts))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range evts {
-			sizes[i] = p.StrLen(ctx, eventKey(id))
-		}
-		return nil
-	}); err != nil && !isWrongType(err) {
-		return 0, err
-	}
-	total := 0
-	for i, c := range sizes {
-		total += int(c.Val()) // 0 for a value gone or of the older form
-		if total > maxBytes && i > 0 {
-			return i, nil
-		}
-	}
-	return len(evts), nil
 }
 
 // List returns a source's events newest first, limit at a time, without
@@ -343,56 +257,103 @@ func (s *Store) List(ctx context.Context, src, cursor string, limit int) ([]Even
 		}
 		max = "(" + string(last)
 	}
-	evts, err := s.rdb.ZRevRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{Min: "-", Max: max, Count: int64(limit) + 1}).Result()
+	ms, err := s.rdb.ZRevRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{Min: "-", Max: max, Count: int64(limit) + 1}).Result()
 	if err != nil {
 		return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 	}
 	next := ""
-	if len(evts) > limit {
-		evts = evts[:limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(evts[limit-1]))
+	if len(ms) > limit {
+		ms = ms[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(idOf(ms[limit-1])))
 	}
-	heads := make([]*redis.StringCmd, len(evts))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range evts {
-			heads[i] = p.GetRange(ctx, eventKey(id), 0, headRange-1)
+	out := make([]Event, 0, len(ms))
+	for _, m := range ms {
+		e, legacy, err := parseMember(src, m)
+		if err != nil {
+			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 		}
-		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
-		return nil, "", fmt.Errorf("list events of %s: %w", src, err)
-	}
-	out := make([]Event, 0, len(evts))
-	for i, c := range heads {
-		id := evts[i]
-		raw, err := c.Bytes()
-		switch {
-		case isWrongType(err):
-			e, err := s.getLegacy(ctx, id, false)
+		if legacy {
+			e, err = s.getLegacy(ctx, src, e.ID, false)
 			if errors.Is(err, ErrNotFound) {
-				continue
+				continue // expired between index and value
 			}
 			if err != nil {
 				return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 			}
-			out = append(out, e)
-			continue
-		case err != nil && !errors.Is(err, redis.Nil):
-			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
-		case len(raw) == 0:
-			continue // expired between index and value
-		}
-		e, complete, err := decode(id, raw)
-		if err == nil && !complete {
-			e, err = s.Get(ctx, id)
-			e.Body = nil
-		}
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 		}
 		out = append(out, e)
 	}
 	return out, next, nil
+}
+
+// legacyMeta is the first line of an event an earlier version stored as a
+// string: its metadata, then the payload.
+type legacyMeta struct {
+	SourceID    string      `json:"s"`
+	Type        string      `json:"t"`
+	ContentType string      `json:"c,omitempty"`
+	ReceivedAt  int64       `json:"r"` // unix milliseconds
+	Size        int         `json:"n"`
+	Forwarded   [][2]string `json:"f,omitempty"`
+}
+
+// legacyFields are the fields of an event an even earlier version stored as
+// a hash, payload last.
+var legacyFields = []string{"source_id", "type", "content_type", "received_at", "size", "payload"}
+
+// isWrongType reports a hash where a string was expected.
+func isWrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// getLegacy reads an event an earlier version stored at its own key, with
+// its payload when payload is set.
+func (s *Store) getLegacy(ctx context.Context, src, id string, payload bool) (Event, error) {
+	raw, err := s.rdb.Get(ctx, legacyKey(id)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return Event{}, ErrNotFound
+	case isWrongType(err):
+		return s.getLegacyHash(ctx, src, id, payload)
+	case err != nil:
+		return Event{}, fmt.Errorf("get event %s: %w", id, err)
+	}
+	i := bytes.IndexByte(raw, '\n')
+	var m legacyMeta
+	if i < 0 || json.Unmarshal(raw[:i], &m) != nil {
+		return Event{}, fmt.Errorf("event %s: unreadable metadata", id)
+	}
+	if m.SourceID != src {
+		return Event{}, ErrNotFound
+	}
+	e := Event{ID: id, SourceID: m.SourceID, Type: m.Type, ContentType: m.ContentType, ReceivedAt: time.UnixMilli(m.ReceivedAt), Size: m.Size}
+	for _, f := range m.Forwarded {
+		e.Forwarded = append(e.Forwarded, record.ForwardedHeader{Name: f[0], Value: f[1]})
+	}
+	if payload {
+		e.Body = raw[i+1:]
+	}
+	return e, nil
+}
+
+func (s *Store) getLegacyHash(ctx context.Context, src, id string, payload bool) (Event, error) {
+	fields := legacyFields
+	if !payload {
+		fields = fields[:len(fields)-1]
+	}
+	v, err := s.rdb.HMGet(ctx, legacyKey(id), fields...).Result()
+	if err != nil {
+		return Event{}, fmt.Errorf("get event %s: %w", id, err)
+	}
+	str := func(x any) string { s, _ := x.(string); return s }
+	if v[0] == nil || str(v[0]) != src {
+		return Event{}, ErrNotFound
+	}
+	ms, _ := strconv.ParseInt(str(v[3]), 10, 64)
+	size, _ := strconv.Atoi(str(v[4]))
+	e := Event{ID: id, SourceID: str(v[0]), Type: str(v[1]), ContentType: str(v[2]), ReceivedAt: time.UnixMilli(ms), Size: size}
+	if payload {
+		e.Body = []byte(str(v[5]))
+	}
+	return e, nil
 }

@@ -1,19 +1,16 @@
 package eventstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
-	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
@@ -22,41 +19,35 @@ func TestPutGetList(t *testing.T) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
 		src := ids.New(ids.Source)
-		base := time.Now().Add(-time.Minute)
-		var made []string
+		base := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
+		var made []Event
 		for i := 0; i < 5; i++ {
 			at := base.Add(time.Duration(i) * time.Second)
-			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ContentType: "application/json", ReceivedAt: at, Body: []byte(`{"n":1}`),
-				Forwarded: []record.ForwardedHeader{{Name: "X-Github-Event", Value: "push"}, {Name: "X-Github-Delivery", Value: "d-\n1"}}}
+			e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ContentType: "application/json", ReceivedAt: at,
+				Size: 7 + i, Partition: int32(i % 3), Offset: int64(100 + i), Located: true}
 			if err := s.Put(ctx, e); err != nil {
 				t.Fatal(err)
 			}
-			made = append(made, e.ID)
+			made = append(made, e)
 		}
-		got, err := s.Get(ctx, made[2])
-		if err != nil || string(got.Body) != `{"n":1}` || got.SourceID != src || got.Size != 7 ||
-			len(got.Forwarded) != 2 || got.Forwarded[1] != (record.ForwardedHeader{Name: "X-Github-Delivery", Value: "d-\n1"}) {
-			t.Fatalf("Get = %+v, %v", got, err)
+		got, err := s.Get(ctx, src, made[2].ID)
+		if err != nil || !sameEvent(got, made[2]) {
+			t.Fatalf("Get = %+v, %v; want %+v", got, err, made[2])
 		}
-		if _, err := s.Get(ctx, ids.New(ids.Event)); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Get(ctx, src, ids.New(ids.Event)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Get of unknown = %v", err)
 		}
-		var listed []string
+		if _, err := s.Get(ctx, ids.New(ids.Source), made[2].ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get through another source = %v", err)
+		}
+		var listed []Event
 		cursor := ""
 		for {
 			page, next, err := s.List(ctx, src, cursor, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, e := range page {
-				if e.Body != nil {
-					t.Fatal("List returned a payload")
-				}
-				if len(e.Forwarded) != 2 || e.Forwarded[0].Value != "push" {
-					t.Fatalf("List lost the forwarded headers: %v", e.Forwarded)
-				}
-				listed = append(listed, e.ID)
-			}
+			listed = append(listed, page...)
 			if next == "" {
 				break
 			}
@@ -66,14 +57,42 @@ func TestPutGetList(t *testing.T) {
 			t.Fatalf("listed %d events", len(listed))
 		}
 		for i := range listed {
-			if listed[i] != made[4-i] {
-				t.Fatalf("not newest first: %v", listed)
+			if !sameEvent(listed[i], made[4-i]) {
+				t.Fatalf("listed %+v, want %+v (newest first)", listed[i], made[4-i])
 			}
 		}
 		if _, _, err := s.List(ctx, src, "not-a-cursor", 2); !errors.Is(err, ErrBadCursor) {
 			t.Fatalf("bad cursor = %v", err)
 		}
 	})
+}
+
+func sameEvent(a, b Event) bool {
+	return a.ID == b.ID && a.SourceID == b.SourceID && a.Type == b.Type && a.ContentType == b.ContentType &&
+		a.ReceivedAt.Equal(b.ReceivedAt) && a.Size == b.Size && a.Partition == b.Partition && a.Offset == b.Offset &&
+		a.Located == b.Located && string(a.Body) == string(b.Body)
+}
+
+// The index holds small entries and no payload: an entry is the id, the
+// metadata and the coordinates, whatever the body's size.
+func TestIndexHoldsNoPayload(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := New(rdb, time.Hour)
+	src := ids.New(ids.Source)
+	e := Event{ID: ids.New(ids.Event), SourceID: src, Type: "order.created", ContentType: "application/json", ReceivedAt: time.Now(),
+		Size: 1 << 20, Partition: 2, Offset: 1 << 40, Located: true}
+	if err := s.Put(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	keys := rdb.Keys(ctx, "*").Val()
+	if len(keys) != 1 || keys[0] != indexKey(src) {
+		t.Fatalf("keys %v, want the source's index alone", keys)
+	}
+	ms := rdb.ZRange(ctx, indexKey(src), 0, -1).Val()
+	if len(ms) != 1 || len(ms[0]) > 150 {
+		t.Fatalf("index entry %q (%d bytes)", ms, len(ms[0]))
+	}
 }
 
 func TestIndexTrimsPastRetention(t *testing.T) {
@@ -119,77 +138,80 @@ func TestIndexTrimIsAmortised(t *testing.T) {
 	}
 }
 
-// Events are stored as one string with the retention as its expiry; events
-// an earlier version stored as hashes are still read; a metadata line longer
-// than List reads at once is read whole.
-func TestStorageFormats(t *testing.T) {
+// Events an earlier version stored with their payloads, as a string (a
+// metadata line, then the payload) or as a hash, keep being served, with
+// their payloads, beside the new entries, until they expire.
+func TestEarlierVersionsEvents(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
 		src := ids.New(ids.Source)
-		at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		at := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
 
-		current := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "a.b", ContentType: "application/json", ReceivedAt: at, Body: []byte("{\"x\":\"line\\nbreak\"}\n")}
+		asString := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "a.b", ContentType: "application/json", ReceivedAt: at, Body: []byte("{\"x\":\"line\\nbreak\"}\n")}
+		asString.Size = len(asString.Body)
+		rdb.Set(ctx, legacyKey(asString.ID), `{"s":"`+src+`","t":"a.b","c":"application/json","r":`+itoa(at.UnixMilli())+`,"n":`+itoa(int64(asString.Size))+`,"f":[["X-Github-Event","push"]]}`+"\n"+string(asString.Body), time.Hour)
+		rdb.ZAdd(ctx, indexKey(src), redis.Z{Member: asString.ID})
+
+		hashAt := at.Add(time.Second)
+		asHash := Event{ID: ids.NewAt(ids.Event, hashAt), SourceID: src, Type: "old.kind", ContentType: "text/plain", ReceivedAt: hashAt, Size: 3, Body: []byte("old")}
+		rdb.HSet(ctx, legacyKey(asHash.ID), "source_id", src, "type", "old.kind", "content_type", "text/plain",
+			"received_at", hashAt.UnixMilli(), "size", 3, "payload", "old")
+		rdb.ZAdd(ctx, indexKey(src), redis.Z{Member: asHash.ID})
+
+		newAt := at.Add(2 * time.Second)
+		current := Event{ID: ids.NewAt(ids.Event, newAt), SourceID: src, Type: "c", ContentType: "text/plain", ReceivedAt: newAt, Size: 1, Partition: 1, Offset: 9, Located: true}
 		if err := s.Put(ctx, current); err != nil {
 			t.Fatal(err)
 		}
-		if typ := rdb.Type(ctx, eventKey(current.ID)).Val(); typ != "string" {
-			t.Fatalf("stored as a %s", typ)
-		}
-		if ttl := rdb.TTL(ctx, eventKey(current.ID)).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
-			t.Fatalf("expires in %v, want the retention", ttl)
-		}
 
-		legacyAt := at.Add(time.Second)
-		legacy := ids.NewAt(ids.Event, legacyAt)
-		rdb.HSet(ctx, eventKey(legacy), "source_id", src, "type", "old.kind", "content_type", "text/plain",
-			"received_at", legacyAt.UnixMilli(), "size", 3, "payload", "old")
-		rdb.ZAdd(ctx, indexKey(src), redis.Z{Member: legacy})
-
-		longAt := at.Add(2 * time.Second)
-		long := Event{ID: ids.NewAt(ids.Event, longAt), SourceID: src, Type: "c", ContentType: "text/plain; x=" + strings.Repeat("y", 2*headRange), ReceivedAt: longAt, Body: []byte("z")}
-		if err := s.Put(ctx, long); err != nil {
-			t.Fatal(err)
-		}
-
-		for _, want := range []Event{current, {ID: legacy, SourceID: src, Type: "old.kind", ContentType: "text/plain", ReceivedAt: legacyAt, Size: 3, Body: []byte("old")}, long} {
-			want.Size = len(want.Body)
-			got, err := s.Get(ctx, want.ID)
-			if err != nil || got.SourceID != want.SourceID || got.Type != want.Type || got.ContentType != want.ContentType ||
-				!got.ReceivedAt.Equal(want.ReceivedAt) || got.Size != want.Size || string(got.Body) != string(want.Body) {
+		for _, want := range []Event{asString, asHash, current} {
+			got, err := s.Get(ctx, src, want.ID)
+			got.Forwarded = nil
+			if err != nil || !sameEvent(got, want) {
 				t.Fatalf("Get(%s) = %+v, %v; want %+v", want.ID, got, err, want)
 			}
+		}
+		if got, _ := s.Get(ctx, src, asString.ID); len(got.Forwarded) != 1 || got.Forwarded[0].Value != "push" {
+			t.Fatalf("forwarded headers of an earlier version's event: %v", got.Forwarded)
 		}
 		page, _, err := s.List(ctx, src, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(page) != 3 || page[0].ID != long.ID || page[1].ID != legacy || page[2].ID != current.ID {
+		if len(page) != 3 || page[0].ID != current.ID || page[1].ID != asHash.ID || page[2].ID != asString.ID {
 			t.Fatalf("List = %+v", page)
-		}
-		if page[0].ContentType != long.ContentType || page[1].Type != "old.kind" || page[2].Size != len(current.Body) {
-			t.Fatalf("List metadata = %+v", page)
 		}
 		for _, e := range page {
 			if e.Body != nil {
 				t.Fatalf("List returned the payload of %s", e.ID)
 			}
 		}
+		rng, next, err := s.Range(ctx, src, at, newAt.Add(time.Second), "", 10, 1<<20)
+		if err != nil || next != "" || len(rng) != 3 || string(rng[0].Body) != string(asString.Body) || string(rng[1].Body) != "old" || !rng[2].Located {
+			t.Fatalf("Range = %+v, %q, %v", rng, next, err)
+		}
+		// One whose value expired before its index entry was trimmed.
+		rdb.Del(ctx, legacyKey(asHash.ID))
+		if _, err := s.Get(ctx, src, asHash.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get of an expired earlier event = %v", err)
+		}
+		if page, _, _ := s.List(ctx, src, "", 10); len(page) != 2 {
+			t.Fatalf("List with one expired = %+v", page)
+		}
 	})
 }
 
-// Range walks a source's events of a time window oldest first, with their
-// payloads, a page at a time.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Range walks a source's events of a time window oldest first, a page at a
+// time.
 func TestRange(t *testing.T) {
 	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
 		src, base := ids.New(ids.Source), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
-		made := putEverySecond(t, s, src, base, 6, func(i int) []byte { return []byte(fmt.Sprintf(`{"n":%d}`, i)) })
-		// One whose value expired before its index entry was trimmed.
-		if err := rdb.Del(ctx, eventKey(made[3])).Err(); err != nil {
-			t.Fatal(err)
-		}
+		made := putEverySecond(t, s, src, base, 6, func(int) int { return 10 })
 		var got []string
 		after := ""
 		for pages := 0; ; pages++ {
@@ -198,8 +220,8 @@ func TestRange(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, e := range page {
-				if want := fmt.Sprintf(`{"n":%d}`, slices.Index(made, e.ID)); string(e.Body) != want || e.Type != "t" {
-					t.Fatalf("event %s: body %s type %q, want %s", e.ID, e.Body, e.Type, want)
+				if i := slices.Index(made, e.ID); e.Offset != int64(i) || !e.Located || e.Type != "t" {
+					t.Fatalf("event %s: %+v", e.ID, e)
 				}
 				got = append(got, e.ID)
 			}
@@ -211,8 +233,8 @@ func TestRange(t *testing.T) {
 			}
 			after = next
 		}
-		// [1s, 5s): events 1, 2 and 4 (3 expired), oldest first.
-		if want := []string{made[1], made[2], made[4]}; !slices.Equal(got, want) {
+		// [1s, 5s): events 1 to 4, oldest first.
+		if want := made[1:5]; !slices.Equal(got, want) {
 			t.Fatalf("range = %v, want %v", got, want)
 		}
 	})
@@ -225,12 +247,11 @@ func TestRangeBoundedByBytes(t *testing.T) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
 		src, base := ids.New(ids.Source), time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli())
-		made := putEverySecond(t, s, src, base, 10, func(i int) []byte {
-			size := 10 << 10
+		made := putEverySecond(t, s, src, base, 10, func(i int) int {
 			if i == 5 {
-				size = 100 << 10 // larger than the budget on its own
+				return 100 << 10 // larger than the budget on its own
 			}
-			return bytes.Repeat([]byte{'a' + byte(i)}, size)
+			return 10 << 10
 		})
 		var pages [][]string
 		after := ""
@@ -241,9 +262,6 @@ func TestRangeBoundedByBytes(t *testing.T) {
 			}
 			var got []string
 			for _, e := range page {
-				if want := 'a' + byte(slices.Index(made, e.ID)); e.Body[0] != want {
-					t.Fatalf("event %s has another's body", e.ID)
-				}
 				got = append(got, e.ID)
 			}
 			pages = append(pages, got)
@@ -262,14 +280,14 @@ func TestRangeBoundedByBytes(t *testing.T) {
 	})
 }
 
-// putEverySecond stores n events of src of type t, one a second from base,
-// event i with body(i), and returns their ids in order.
-func putEverySecond(t *testing.T, s *Store, src string, base time.Time, n int, body func(i int) []byte) []string {
+// putEverySecond indexes n events of src of type t, one a second from base,
+// event i of size(i) bytes at offset i, and returns their ids in order.
+func putEverySecond(t *testing.T, s *Store, src string, base time.Time, n int, size func(i int) int) []string {
 	t.Helper()
 	var made []string
 	for i := 0; i < n; i++ {
 		at := base.Add(time.Duration(i) * time.Second)
-		e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Body: body(i)}
+		e := Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: "t", ReceivedAt: at, Size: size(i), Offset: int64(i), Located: true}
 		if err := s.Put(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
