@@ -50,8 +50,11 @@ type Config struct {
 	WarmUpRate float64
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
-	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers.
+	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state.
 	Only []string
+	// Soak is how long the state scenario's soak with short windows runs
+	// (10 minutes unless set).
+	Soak time.Duration
 	Log  io.Writer
 }
 
@@ -110,6 +113,9 @@ func New(cfg Config) *Bench {
 	if cfg.WarmUpRate <= 0 {
 		cfg.WarmUpRate = 1000
 	}
+	if cfg.Soak == 0 {
+		cfg.Soak = 10 * time.Minute
+	}
 	tr := &http.Transport{
 		MaxIdleConns: 8192, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -125,9 +131,12 @@ func (b *Bench) logf(format string, args ...any) {
 }
 
 // body is a 1 KiB signed JSON event carrying its sequence number.
-func body(run string, n int) []byte {
+func body(run string, n int) []byte { return sizedBody(run, n, 1024) }
+
+// sizedBody is body of size bytes.
+func sizedBody(run string, n, size int) []byte {
 	head := fmt.Sprintf(`{"type":"bench.event","run":"%s","n":%d,"pad":"`, run, n)
-	pad := 1024 - len(head) - 2
+	pad := size - len(head) - 2
 	return []byte(head + strings.Repeat("x", max(pad, 0)) + `"}`)
 }
 
@@ -175,6 +184,11 @@ func (b *Bench) warmUp(ctx context.Context, url, secret string, fanout int) {
 // deliveryRun offers rate/s events for dur and measures deliveries at the
 // sink (fanout deliveries per event), waiting up to drain for stragglers.
 func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink, fanout int, rate float64, dur, drain time.Duration) Stats {
+	return b.deliveryRunSized(ctx, url, secret, sink, fanout, rate, dur, drain, 1024)
+}
+
+// deliveryRunSized is deliveryRun with bodies of size bytes.
+func (b *Bench) deliveryRunSized(ctx context.Context, url, secret string, sink *Sink, fanout int, rate float64, dur, drain time.Duration, size int) Stats {
 	total := int(rate * dur.Seconds())
 	due := make([]time.Time, total)
 	rec := &Recorder{}
@@ -183,7 +197,7 @@ func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink,
 	var failed atomic.Int64
 	sent, shed := OpenLoop(ctx, rate, dur, 4096, func(ctx context.Context, i int, at time.Time) {
 		due[i] = at
-		if !b.post(ctx, url, secret, body(run, i)) {
+		if !b.post(ctx, url, secret, sizedBody(run, i, size)) {
 			failed.Add(1)
 		}
 	})
@@ -459,7 +473,7 @@ func (b *Bench) Run(ctx context.Context) (Report, error) {
 	scenarios := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}}
+	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}}
 	for _, sc := range scenarios {
 		if len(b.cfg.Only) > 0 && !slices.Contains(b.cfg.Only, sc.name) {
 			continue

@@ -24,10 +24,10 @@ func (r *repeated) String() string     { return strings.Join(*r, ",") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 type benchOpts struct {
-	binDir, out, only *string
-	step, warmUp      *time.Duration
-	prefill           *int
-	warmUpRate        *float64
+	binDir, out, only  *string
+	step, warmUp, soak *time.Duration
+	prefill            *int
+	warmUpRate         *float64
 }
 
 func benchFlags(errOut io.Writer) (*flag.FlagSet, benchOpts) {
@@ -40,7 +40,8 @@ func benchFlags(errOut io.Writer) (*flag.FlagSet, benchOpts) {
 		warmUp:     fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured"),
 		warmUpRate: fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under"),
 		out:        fs.String("out", "", "also write the markdown report here"),
-		only:       fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers (default all)"),
+		only:       fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers, state (default all)"),
+		soak:       fs.Duration("soak", 10*time.Minute, "how long the state scenario's soak with short windows runs"),
 	}
 }
 
@@ -60,7 +61,7 @@ func runBench(ctx context.Context, a *app, args []string) error {
 	}
 	cfg := bench.Config{
 		Self: self, BinDir: *o.binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
-		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Log: a.errOut,
+		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Soak: *o.soak, Log: a.errOut,
 	}
 	if *o.only != "" {
 		cfg.Only = strings.Split(*o.only, ",")
