@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/record"
 )
@@ -78,26 +79,23 @@ func (c *Counter) apply(ctx context.Context, recs []*kgo.Record) error {
 		groups[k] = append(groups[k], counters.Record{Offset: r.Offset, Type: ev.Type, ReceivedAt: ev.ReceivedAt})
 	}
 	for _, k := range order {
-		backoff := 100 * time.Millisecond
-		for failures := 0; ; failures++ {
+		// A rebalance waiting is a reason to give up: the partitions may be
+		// someone else's by the next try.
+		p := backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Failed: func(err error, failures int) bool {
+			c.failures.Inc()
+			if backoff.Every(failures, 20) {
+				c.log.Warn("counting failed, retrying", "source_id", k.src, "partition", k.p, "error", err)
+			}
+			return !c.wanted.Load()
+		}}
+		if _, err := p.Retry(ctx, func(ctx context.Context) error {
 			n, err := c.store.Apply(ctx, k.src, k.p, groups[k], c.now())
 			if err == nil {
 				c.counted.Add(float64(n))
-				break
 			}
-			c.failures.Inc()
-			if failures == 0 || failures%20 == 0 {
-				c.log.Warn("counting failed, retrying", "source_id", k.src, "partition", k.p, "error", err)
-			}
-			if ctx.Err() != nil || c.wanted.Load() {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -355,38 +356,33 @@ func (a *Archiver) put(ctx context.Context, key string, body []byte, contentType
 // rebalance is waiting after a failure. While it fails, the service reports
 // itself unhealthy.
 func (a *Archiver) s3call(ctx context.Context, what string, fn func(ctx context.Context) error) error {
-	backoff := 200 * time.Millisecond
-	for failures := 0; ; failures++ {
-		cctx, cancel := context.WithTimeout(ctx, a.lim.CallTimeout)
-		err := fn(cctx)
-		cancel()
-		if err == nil {
-			if !a.healthy.Swap(true) {
-				a.m.healthy.Set(1)
-				a.log.Info("s3 writable again", "after_failures", failures)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	p := backoff.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Failed: func(err error, failures int) bool {
 		a.m.uploads.WithLabelValues("error").Inc()
 		a.lastErr.Store(err.Error())
 		if a.healthy.Swap(false) {
 			a.m.healthy.Set(0)
 		}
-		if failures == 0 || failures%10 == 0 {
-			a.log.Warn("s3 call failed, retrying", "while", what, "error", err, "failures", failures+1)
+		if backoff.Every(failures, 10) {
+			a.log.Warn("s3 call failed, retrying", "while", what, "error", err, "failures", failures)
 		}
-		if a.wanted.Load() {
-			return errAbandoned
+		return !a.wanted.Load()
+	}}
+	failures, err := p.Retry(ctx, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, a.lim.CallTimeout)
+		defer cancel()
+		return fn(cctx)
+	})
+	switch {
+	case err == nil:
+		if !a.healthy.Swap(true) {
+			a.m.healthy.Set(1)
+			a.log.Info("s3 writable again", "after_failures", failures)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return errAbandoned
 	}
 }
 
