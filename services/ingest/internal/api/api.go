@@ -105,7 +105,7 @@ type API struct {
 	cfg        Config
 	log        *slog.Logger
 	catalog    *catalog.Store
-	sources    *sourceCache
+	sources    *catalog.Cache[sourceEntry]
 	events     *eventstore.Store
 	payloads   *payloads.Reader
 	deliveries *delivery.Store
@@ -133,7 +133,7 @@ func New(cfg Config, d Deps) *API {
 	d.Telemetry.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "relay_ingest_body_bytes", Help: "Bytes inbound request bodies hold in memory now (bounded by RELAY_INGEST_MAX_INFLIGHT_BYTES).",
 	}, func() float64 { return float64(a.bodies.held.Load()) }))
-	a.sources = newSourceCache(d.Catalog, 2*time.Second, 10*time.Minute)
+	a.sources = catalog.NewCache[sourceEntry](catalog.CacheConfig{TTL: 2 * time.Second, Stale: 10 * time.Minute, Outage: redisconn.IsUnavailable})
 	a.engine = a.routes()
 	return a
 }

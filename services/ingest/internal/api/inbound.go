@@ -58,7 +58,7 @@ func (a *API) ingest(c *gin.Context) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
 		return
 	}
-	src, secrets, err := a.sources.get(ctx, id)
+	src, secrets, err := a.source(ctx, id)
 	if errors.Is(err, catalog.ErrNotFound) {
 		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
 		return

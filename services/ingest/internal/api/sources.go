@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -450,7 +449,7 @@ func (a *API) updateSource(c *gin.Context) {
 		a.storeError(c, "updating the source", err)
 		return
 	}
-	a.sources.forget(src.ID)
+	a.sources.Forget(src.ID)
 	c.JSON(http.StatusOK, a.sourceOut(updated))
 }
 
@@ -571,7 +570,7 @@ func (a *API) deleteSource(c *gin.Context) {
 		a.storeError(c, "deleting the source", err)
 		return
 	}
-	a.sources.forget(id)
+	a.sources.Forget(id)
 	c.Status(http.StatusNoContent)
 }
 
@@ -602,7 +601,7 @@ func (a *API) rotateSourceSecret(c *gin.Context) {
 		a.storeError(c, "rotating the secret", err)
 		return
 	}
-	a.sources.forget(src.ID)
+	a.sources.Forget(src.ID)
 	src.PreviousSecretExpiresAt = a.now().Add(grace)
 	out := a.sourceOut(src)
 	out.Secret = secret
@@ -624,74 +623,22 @@ func (a *API) grace(c *gin.Context, v string) (time.Duration, bool) {
 	return g, true
 }
 
-// sourceCache keeps recently used sources and their secrets in memory for
-// the inbound path: one Redis round trip saved per webhook. Entries refresh
-// after ttl; when Redis cannot be reached, a known source keeps verifying
-// from its cached copy for up to stale, so a Redis outage does not turn into
-// 503s for every sender.
-type sourceCache struct {
-	store *catalog.Store
-	ttl   time.Duration
-	stale time.Duration
-	now   func() time.Time
-	mu    sync.Mutex
-	m     map[string]cachedSource
-}
-
-type cachedSource struct {
+// sourceEntry is what the inbound path caches of a source.
+type sourceEntry struct {
 	src     catalog.Source
 	secrets catalog.Secrets
-	missing bool
-	at      time.Time
 }
 
-const sourceCacheMax = 10000
-
-func newSourceCache(store *catalog.Store, ttl, stale time.Duration) *sourceCache {
-	return &sourceCache{store: store, ttl: ttl, stale: stale, now: time.Now, m: map[string]cachedSource{}}
-}
-
-func (sc *sourceCache) get(ctx context.Context, id string) (catalog.Source, catalog.Secrets, error) {
-	now := sc.now()
-	sc.mu.Lock()
-	e, ok := sc.m[id]
-	sc.mu.Unlock()
-	if ok && now.Sub(e.at) < sc.ttl {
-		if e.missing {
-			return catalog.Source{}, catalog.Secrets{}, catalog.ErrNotFound
-		}
-		return e.src, e.secrets, nil
-	}
-	src, sec, err := sc.store.GetSourceWithSecrets(ctx, id)
-	switch {
-	case err == nil:
-		sc.put(id, cachedSource{src: src, secrets: sec, at: now})
-		return src, sec, nil
-	case errors.Is(err, catalog.ErrNotFound):
-		sc.put(id, cachedSource{missing: true, at: now})
-		return src, sec, err
-	case ok && !e.missing && now.Sub(e.at) < sc.stale && redisconn.IsUnavailable(err):
-		return e.src, e.secrets, nil
-	}
-	return src, sec, err
-}
-
-func (sc *sourceCache) put(id string, e cachedSource) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if len(sc.m) >= sourceCacheMax {
-		for k := range sc.m { // evict an arbitrary entry
-			delete(sc.m, k)
-			break
-		}
-	}
-	sc.m[id] = e
-}
-
-func (sc *sourceCache) forget(id string) {
-	sc.mu.Lock()
-	delete(sc.m, id)
-	sc.mu.Unlock()
+// source returns a source and its secrets from the cache: one Redis round
+// trip saved per webhook. When Redis cannot be reached, a known source keeps
+// verifying from its cached copy for up to 10 minutes, so a Redis outage
+// does not turn into 503s for every sender.
+func (a *API) source(ctx context.Context, id string) (catalog.Source, catalog.Secrets, error) {
+	e, err := a.sources.Get(ctx, id, func(ctx context.Context) (sourceEntry, error) {
+		src, sec, err := a.catalog.GetSourceWithSecrets(ctx, id)
+		return sourceEntry{src, sec}, err
+	})
+	return e.src, e.secrets, err
 }
 
 type rewrapResponse struct {
