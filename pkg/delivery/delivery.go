@@ -289,13 +289,8 @@ func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token s
 		return "", 0, fmt.Errorf("begin delivery %s/%s: %w", evt, sub, err)
 	}
 	leased := holder == token
-	outcome := Proceed
-	switch {
-	case st.Status == StatusDelivered:
-		outcome = AlreadyDelivered
-	case attempt <= st.Attempts:
-		outcome = Stale
-	case !leased:
+	outcome := Admit(st.Status, st.Attempts, attempt, leased)
+	if outcome == Busy {
 		return Busy, st.Attempts, nil
 	}
 	if outcome != Proceed && leased {
@@ -304,6 +299,26 @@ func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token s
 		}
 	}
 	return outcome, st.Attempts, nil
+}
+
+// Admit decides whether attempt number attempt of a pair may be made, from
+// the pair's stored status and the number of attempts finished, and whether
+// the asking worker holds the pair's lease. A delivered pair is never
+// attempted again, whatever the attempt number (a replay racing the first
+// delivery, a redelivered record); an attempt already finished is stale,
+// since its outcome is recorded and forwarded; either wins over a lease held
+// by someone else, so that a settled record is dropped rather than made to
+// wait for that lease.
+func Admit(status string, finished, attempt int, leased bool) string {
+	switch {
+	case status == StatusDelivered:
+		return AlreadyDelivered
+	case attempt <= finished:
+		return Stale
+	case !leased:
+		return Busy
+	}
+	return Proceed
 }
 
 // read decodes a pair's state from its field of the event's hash, or from

@@ -461,3 +461,31 @@ func TestFirstAttemptDeliveryIsOneField(t *testing.T) {
 		}
 	}
 }
+
+func TestAdmit(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		status            string
+		finished, attempt int
+		leased            bool
+		want              string
+	}{
+		{"first attempt, no state yet", "", 0, 1, true, Proceed},
+		{"first attempt, lease held elsewhere", "", 0, 1, false, Busy},
+		{"retry after one failure", StatusRetrying, 1, 2, true, Proceed},
+		{"redelivered record of a finished attempt", StatusRetrying, 2, 2, true, Stale},
+		{"older attempt than the last finished", StatusRetrying, 3, 2, true, Stale},
+		{"stale wins over a lease held elsewhere", StatusRetrying, 2, 2, false, Stale},
+		{"delivered: never again", StatusDelivered, 1, 2, true, AlreadyDelivered},
+		{"delivered: a replay racing the first delivery", StatusDelivered, 1, 1, false, AlreadyDelivered},
+		{"delivered wins over a higher attempt", StatusDelivered, 1, 9, true, AlreadyDelivered},
+		{"forced resend reopened a delivered pair", StatusRetrying, 1, 2, true, Proceed},
+		{"an earlier record after a forced resend reopened the pair", StatusRetrying, 1, 1, true, Stale},
+		{"dead, redriven", StatusDead, 5, 6, true, Proceed},
+		{"pending after a deferral", StatusPending, 0, 1, true, Proceed},
+	} {
+		if got := Admit(c.status, c.finished, c.attempt, c.leased); got != c.want {
+			t.Errorf("%s: Admit(%q, %d, %d, %v) = %s, want %s", c.name, c.status, c.finished, c.attempt, c.leased, got, c.want)
+		}
+	}
+}

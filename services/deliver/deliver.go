@@ -28,7 +28,9 @@ import (
 	"github.com/relayhq/relay/services/deliver/internal/consumer"
 	"github.com/relayhq/relay/services/deliver/internal/dispatch"
 	"github.com/relayhq/relay/services/deliver/internal/engine"
+	"github.com/relayhq/relay/services/deliver/internal/gate"
 	"github.com/relayhq/relay/services/deliver/internal/sender"
+	"github.com/relayhq/relay/services/deliver/internal/subs"
 )
 
 // Config is deliver's configuration. LoadConfig documents each variable.
@@ -184,7 +186,7 @@ type Service struct {
 	events     *consumer.Events
 	retries    *consumer.Retries
 	dispatcher *dispatch.Dispatcher
-	health     *engine.Health
+	gate       *gate.Gate
 	alerts     *alert.Notifier
 	pipe       *redisconn.Batcher
 }
@@ -216,8 +218,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	s.rdb = redisconn.New(cfg.Redis)
 	store := catalog.New(s.rdb, box)
-	subs := engine.NewSubCache(store, cfg.SubscriptionCacheTTL)
-	s.health = engine.NewHealth(s.rdb, log, reg)
+	subscriptions := subs.New(store, cfg.SubscriptionCacheTTL)
+	s.gate = gate.New(s.rdb, log, reg)
 	var alerter engine.Alerter
 	if cfg.AlertWebhookURL != "" {
 		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, cfg.DeliveryProxy, log, reg)
@@ -227,9 +229,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// (RELAY_REDIS_PIPELINES of them in flight).
 	s.pipe = redisconn.NewBatcher(s.rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
 	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
-		Deliveries: delivery.New(s.rdb, cfg.StateRetention).WithPipeliner(s.pipe),
-		Catalog:    store,
-		Subs:       subs,
+		States:   delivery.New(s.rdb, cfg.StateRetention).WithPipeliner(s.pipe),
+		Disabler: subscriptions,
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
 			AllowPrivate: cfg.AllowPrivateDestinations, MaxIdlePerHost: cfg.PerSubscription, Proxy: cfg.DeliveryProxy,
@@ -237,7 +238,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,
-		Health:   s.health,
+		Retrier:  s.gate,
 		Metrics:  engine.NewMetrics(reg),
 		Logger:   log,
 	})
@@ -245,7 +246,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// deferring it would cost: the first tier's delay.
 	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, names.Tiers[0].Delay, cfg.DeliveryTimeout+5*time.Second)
 	bytes := consumer.NewBudget(cfg.MaxInFlightBytes)
-	cd := consumer.Deps{Engine: eng, Subs: subs, Dispatcher: s.dispatcher, Health: s.health, Bytes: bytes, Logger: log}
+	cd := consumer.Deps{Engine: eng, Subs: subscriptions, Dispatcher: s.dispatcher, Gate: s.gate, Bytes: bytes, Logger: log}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)
@@ -273,7 +274,7 @@ func (s *Service) AdminAddr() string { return s.admin.Addr() }
 // polling and settle or abandon their in-flight records (committing what is
 // settled), the dispatcher drains, and the producer flushes.
 func (s *Service) Run(ctx context.Context) error {
-	stage3 := []lifecycle.Worker{s.health, s.admin}
+	stage3 := []lifecycle.Worker{s.gate, s.admin}
 	if s.alerts != nil {
 		stage3 = append(stage3, s.alerts)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/services/deliver/internal/engine"
 )
 
 // Events consumes relay.events in group relay-deliver and makes each
@@ -50,7 +49,7 @@ func (c *Events) Client() *kgo.Client { return c.g.cl }
 func (c *Events) Run(ctx context.Context) error {
 	defer c.g.cl.Close() // leaves the group; the revoke callback commits
 	for {
-		if err := c.d.Health.WaitUp(ctx,
+		if err := c.d.Gate.WaitUp(ctx,
 			func() { c.g.cl.PauseFetchTopics(c.names.Events) },
 			func() { c.g.cl.ResumeFetchTopics(c.names.Events) }); err != nil {
 			return nil
@@ -96,7 +95,7 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		return true
 	}
 	var fan catalog.FanOut
-	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscriptions", func() error {
+	if err := c.d.Gate.Retry(ctx, "load subscriptions", func() error {
 		var err error
 		fan, err = c.d.Subs.ForSource(ctx, ev.SourceID)
 		return err

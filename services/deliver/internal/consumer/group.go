@@ -22,15 +22,17 @@ import (
 
 	"github.com/relayhq/relay/services/deliver/internal/dispatch"
 	"github.com/relayhq/relay/services/deliver/internal/engine"
+	"github.com/relayhq/relay/services/deliver/internal/gate"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
+	"github.com/relayhq/relay/services/deliver/internal/subs"
 )
 
 // Deps are what both consumers share.
 type Deps struct {
 	Engine     *engine.Engine
-	Subs       *engine.SubCache
+	Subs       *subs.Subs
 	Dispatcher *dispatch.Dispatcher
-	Health     *engine.Health
+	Gate       *gate.Gate
 	// Bytes bounds the payload bytes of the records both consumers work on.
 	Bytes  *Budget
 	Logger *slog.Logger

@@ -11,7 +11,6 @@ import (
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/services/deliver/internal/engine"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
 )
 
@@ -54,7 +53,7 @@ func (c *Retries) Run(ctx context.Context) error {
 	defer c.g.cl.Close()
 	topics := c.names.RetryInputs()
 	for {
-		if err := c.d.Health.WaitUp(ctx,
+		if err := c.d.Gate.WaitUp(ctx,
 			func() { c.g.cl.PauseFetchTopics(topics...) },
 			func() { c.g.cl.ResumeFetchTopics(topics...) }); err != nil {
 			return nil
@@ -167,7 +166,7 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 	var sub catalog.SubscriptionWithSecrets
 	var found bool
 	var unreadable error
-	if err := engine.Retry(ctx, c.d.Logger, c.d.Health, "load subscription", func() error {
+	if err := c.d.Gate.Retry(ctx, "load subscription", func() error {
 		var err error
 		sub, found, err = c.d.Subs.Get(ctx, d.SubscriptionID)
 		if catalog.Unreadable(err) {

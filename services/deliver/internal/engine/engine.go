@@ -2,7 +2,9 @@
 // durably: the next tier or the DLQ is produced (and acknowledged) before the
 // state records the outcome, and the record is reported done only after both.
 // The consumers feed it; it is the same for first attempts, retries, replays
-// and redrives.
+// and redrives. What to do at each point is outcome.Decide's, a pure
+// function; the engine carries it out through the small interfaces declared
+// here, which the fakes in its tests stand in for.
 package engine
 
 import (
@@ -18,11 +20,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
-	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
 	"github.com/relayhq/relay/services/deliver/internal/outcome"
 	"github.com/relayhq/relay/services/deliver/internal/sender"
@@ -30,6 +32,31 @@ import (
 
 // Producer is what the engine needs of a Kafka client.
 type Producer = kafka.Producer
+
+// States is the delivery state store (delivery.Store) as the engine uses it.
+type States interface {
+	Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error)
+	Finish(ctx context.Context, evt, sub, token string, r delivery.Result) error
+	Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error
+	Schedule(ctx context.Context, evt, sub string, at, now time.Time) error
+	Release(ctx context.Context, evt, sub, token string) error
+}
+
+// Sender makes the POST (sender.Sender).
+type Sender interface {
+	Send(ctx context.Context, r sender.Request) sender.Response
+}
+
+// Disabler turns off a subscription whose endpoint is gone (subs.Subs).
+type Disabler interface {
+	Disable(ctx context.Context, id, reason string) error
+}
+
+// Retrier retries a state store call until it succeeds or ctx ends
+// (gate.Gate, which also pauses consumption while Redis is down).
+type Retrier interface {
+	Retry(ctx context.Context, what string, fn func() error) error
+}
 
 // Alerter hears about deliveries that went dead.
 type Alerter interface {
@@ -47,42 +74,51 @@ type Config struct {
 	// refusal (a topic's max.message.bytes, an ACL), and trying sooner would
 	// only burn CPU and fill the log.
 	RefusedWait time.Duration
+	// BusyWait is how long a worker waits before asking again for an
+	// attempt another worker holds (default 500ms).
+	BusyWait time.Duration
 }
 
 // Engine makes deliveries.
 type Engine struct {
-	cfg        Config
-	deliveries *delivery.Store
-	catalog    *catalog.Store
-	subs       *SubCache
-	sender     *sender.Sender
-	producer   Producer
-	alerts     Alerter
-	health     *Health
-	m          *Metrics
-	log        *slog.Logger
-	now        func() time.Time
-	holds      holdLog
+	cfg      Config
+	states   States
+	disabler Disabler
+	sender   Sender
+	producer Producer
+	retrier  Retrier
+	alerts   Alerter
+	m        *Metrics
+	log      *slog.Logger
+	now      func() time.Time
+	holds    holdLog
 }
 
 // Deps are the engine's collaborators.
 type Deps struct {
-	Deliveries *delivery.Store
-	Catalog    *catalog.Store
-	Subs       *SubCache
-	Sender     *sender.Sender
-	Producer   Producer
+	States   States
+	Disabler Disabler
+	Sender   Sender
+	Producer Producer
+	Retrier  Retrier
 	// Alerts may be nil.
 	Alerts  Alerter
-	Health  *Health
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// Now is the clock (time.Now unless set).
+	Now func() time.Time
 }
 
 // New returns an Engine.
 func New(cfg Config, d Deps) *Engine {
 	if cfg.RefusedWait <= 0 {
 		cfg.RefusedWait = time.Minute
+	}
+	if cfg.BusyWait <= 0 {
+		cfg.BusyWait = 500 * time.Millisecond
+	}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	// Every topic the engine writes to, so that an alert on refusals sees
 	// a zero before the first one.
@@ -91,8 +127,8 @@ func New(cfg Config, d Deps) *Engine {
 	}
 	d.Metrics.refused.WithLabelValues(cfg.Names.DLQ)
 	return &Engine{
-		cfg: cfg, deliveries: d.Deliveries, catalog: d.Catalog, subs: d.Subs, sender: d.Sender,
-		producer: d.Producer, alerts: d.Alerts, health: d.Health, m: d.Metrics, log: d.Logger, now: time.Now,
+		cfg: cfg, states: d.States, disabler: d.Disabler, sender: d.Sender, producer: d.Producer, retrier: d.Retrier,
+		alerts: d.Alerts, m: d.Metrics, log: d.Logger, now: d.Now,
 	}
 }
 
@@ -101,7 +137,8 @@ func New(cfg Config, d Deps) *Engine {
 // with: delivered, forwarded to its next tier or the DLQ, or skipped as
 // already settled. It returns an error only when ctx ended first; the record
 // must then be redone. answered is how long the endpoint took to answer the
-// attempt, 0 when none was made.
+// attempt, 0 when none was made. What to do at each point is
+// outcome.Decide's; the engine only carries it out.
 func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets) (answered time.Duration, err error) {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(
@@ -109,39 +146,32 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		attribute.Int("relay.attempt", d.Attempt),
 	)
 	token := newToken()
-	var begun string
-	err = e.retry(ctx, "begin delivery", func() error {
-		for {
-			out, _, err := e.deliveries.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor)
-			if err != nil {
-				return err
-			}
-			if out != delivery.Busy {
-				begun = out
-				return nil
-			}
-			// Another worker is on this very attempt (a redelivery during a
-			// rebalance). Wait for it to finish or for its lease to lapse.
-			e.m.leaseWaits.Inc()
-			if !sleep(ctx, 500*time.Millisecond) {
-				return ctx.Err()
-			}
+	s := outcome.Situation{Record: d, Enabled: sub.Enabled, Tiers: e.cfg.Names.Tiers, DLQ: e.cfg.Names.DLQ}
+	var step outcome.Step
+	for {
+		if err := e.retrier.Retry(ctx, "begin delivery", func() (err error) {
+			s.Begun, _, err = e.states.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor)
+			return err
+		}); err != nil {
+			return 0, err
 		}
-	})
-	if err != nil {
-		return 0, err
+		s.Now = e.now()
+		if step = outcome.Decide(s); step.Action != outcome.Wait {
+			break
+		}
+		// Another worker is on this very attempt (a redelivery during a
+		// rebalance). Wait for it to finish or for its lease to lapse.
+		e.m.leaseWaits.Inc()
+		if !backoff.Sleep(ctx, e.cfg.BusyWait) {
+			return 0, ctx.Err()
+		}
 	}
-	switch begun {
-	case delivery.AlreadyDelivered:
-		e.m.outcomes.WithLabelValues("skipped_delivered").Inc()
+	switch step.Action {
+	case outcome.Skip:
+		e.m.outcomes.WithLabelValues(step.Outcome).Inc()
 		return 0, nil
-	case delivery.Stale:
-		e.m.outcomes.WithLabelValues("skipped_stale").Inc()
-		return 0, nil
-	}
-
-	if !sub.Enabled {
-		return 0, e.park(ctx, d, sub, token)
+	case outcome.Park:
+		return 0, e.carry(ctx, d, token, step, 0)
 	}
 
 	now := e.now()
@@ -149,97 +179,64 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		URL: sub.URL, Body: d.Body, ContentType: d.ContentType, EventID: d.ID, EventType: d.Type,
 		Attempt: d.Attempt, Secrets: sub.Secrets.Active(now), Forwarded: d.Forwarded, Header: sub.Headers, Now: now,
 	})
-	if resp.Err != nil && ctx.Err() != nil {
+	s.Now = now
+	s.Answer = &outcome.Answer{
+		Status: resp.Status, Header: resp.Header, Body: resp.Body, Latency: resp.Latency, Err: resp.Err,
+		Cancelled: resp.Err != nil && ctx.Err() != nil,
+	}
+	step = outcome.Decide(s)
+	if step.Action == outcome.Abandon {
 		// Shutting down or revoked mid-attempt: nothing is settled, the
 		// record comes back; let the next owner start at once.
 		e.release(d, sub.ID, token)
 		return resp.Latency, ctx.Err()
 	}
-	return resp.Latency, e.settle(ctx, d, sub, token, resp, now)
-}
-
-// settle carries out what the answer to an attempt made at now decides:
-// the next tier or the DLQ, produced and acknowledged, then the outcome
-// recorded under the attempt's lease.
-func (e *Engine) settle(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets, token string, resp sender.Response, now time.Time) error {
-	span := trace.SpanFromContext(ctx)
 	class := outcome.StatusClass(resp.Status)
 	e.m.attemptDuration.WithLabelValues(class).Observe(resp.Latency.Seconds())
-	v := outcome.Classify(resp.Status, resp.Err, resp.Header, now)
-	att := delivery.Attempt{Attempt: d.Attempt, At: now, StatusCode: resp.Status, LatencyMS: resp.Latency.Milliseconds(), Response: string(resp.Body)}
-	if resp.Err != nil {
-		att.Error = resp.Err.Error()
-	} else if v.Kind != outcome.Delivered {
-		att.Error = outcome.Describe(resp.Status, resp.Header)
-	}
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
-
-	res := delivery.Result{Attempt: att}
-	next := record.Delivery{
-		Event: d.Event, SubscriptionID: sub.ID, LastStatus: resp.Status, LastError: att.Error,
-	}
-	switch v.Kind {
-	case outcome.Delivered:
-		res.Status = delivery.StatusDelivered
-		e.m.attempts.WithLabelValues("delivered", class).Inc()
-	case outcome.Retry:
-		if t, ok := outcome.NextTier(e.cfg.Names.Tiers, d.Tier-1, v.RetryAfter); ok {
-			tr := e.cfg.Names.Tiers[t]
-			next.Attempt, next.NotBefore, next.Origin, next.Tier = d.Attempt+1, now.Add(tr.Delay), record.OriginRetry, t+1
-			if err := e.produce(ctx, next.Record(tr.Topic)); err != nil {
-				e.release(d, sub.ID, token)
-				return err
-			}
-			res.Status, res.NextAttemptAt = delivery.StatusRetrying, next.NotBefore
-			e.m.attempts.WithLabelValues("retry", class).Inc()
-			break
-		}
-		v.DeadReason = record.DeadRetriesExhausted
-		fallthrough
-	case outcome.Dead:
-		next.Attempt, next.NotBefore, next.DeadReason, next.Origin, next.Tier = d.Attempt, now, v.DeadReason, d.Origin, d.Tier
-		if err := e.produce(ctx, next.Record(e.cfg.Names.DLQ)); err != nil {
-			e.release(d, sub.ID, token)
-			return err
-		}
-		res.Status = delivery.StatusDead
-		e.m.attempts.WithLabelValues("dead", class).Inc()
-		e.m.dead.WithLabelValues(v.DeadReason).Inc()
-	}
-	if err := e.retry(ctx, "record delivery outcome", func() error {
-		return e.deliveries.Finish(ctx, d.ID, sub.ID, token, res)
-	}); err != nil {
-		return err
-	}
-	e.m.outcomes.WithLabelValues(res.Status).Inc()
-	if res.Status == delivery.StatusDead {
-		if v.Gone {
-			e.disable(ctx, sub.ID, "endpoint answered 410 Gone")
-		}
-		e.notify(d, sub.ID, v.DeadReason, d.Attempt, resp.Status, att.Error)
-	}
-	return nil
+	e.m.attempts.WithLabelValues(attemptResult[step.Result.Status], class).Inc()
+	return resp.Latency, e.carry(ctx, d, token, step, resp.Status)
 }
 
-// park sends a delivery to a disabled subscription to the DLQ without
-// spending an attempt; re-enable the subscription, then redrive it.
-func (e *Engine) park(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets, token string) error {
-	dead := record.Delivery{
-		Event: d.Event, SubscriptionID: sub.ID, Attempt: d.Attempt - 1, NotBefore: e.now(),
-		LastError: "subscription disabled", DeadReason: record.DeadSubscriptionDisabled, Origin: d.Origin, Tier: d.Tier,
+// attemptResult is relay_deliver_attempts_total's result label for each
+// status an attempt leaves its delivery in.
+var attemptResult = map[string]string{delivery.StatusDelivered: "delivered", delivery.StatusRetrying: "retry", delivery.StatusDead: "dead"}
+
+// carry settles a delivery as step says: the next tier or the DLQ is
+// produced and acknowledged, then the outcome recorded under the attempt's
+// lease (parked, for a disabled subscription); a delivery gone dead is then
+// alerted on, and a 410 disables its subscription. status is the endpoint's
+// answer, 0 for none.
+func (e *Engine) carry(ctx context.Context, d record.Delivery, token string, step outcome.Step, status int) error {
+	sub := d.SubscriptionID
+	if step.Topic != "" {
+		if err := e.produce(ctx, step.Forward.Record(step.Topic)); err != nil {
+			e.release(d, sub, token)
+			return err
+		}
 	}
-	if err := e.produce(ctx, dead.Record(e.cfg.Names.DLQ)); err != nil {
-		e.release(d, sub.ID, token)
+	var err error
+	if step.Action == outcome.Park {
+		err = e.retrier.Retry(ctx, "park delivery", func() error {
+			return e.states.Park(ctx, d.ID, sub, token, step.Forward.LastError, e.now())
+		})
+	} else {
+		err = e.retrier.Retry(ctx, "record delivery outcome", func() error {
+			return e.states.Finish(ctx, d.ID, sub, token, step.Result)
+		})
+	}
+	if err != nil {
 		return err
 	}
-	if err := e.retry(ctx, "park delivery", func() error {
-		return e.deliveries.Park(ctx, d.ID, sub.ID, token, "subscription disabled", e.now())
-	}); err != nil {
-		return err
+	e.m.outcomes.WithLabelValues(step.Outcome).Inc()
+	if step.DeadReason == "" {
+		return nil
 	}
-	e.m.outcomes.WithLabelValues("parked").Inc()
-	e.m.dead.WithLabelValues(record.DeadSubscriptionDisabled).Inc()
-	e.notify(d, sub.ID, record.DeadSubscriptionDisabled, d.Attempt-1, 0, "subscription disabled")
+	e.m.dead.WithLabelValues(step.DeadReason).Inc()
+	if step.Disable {
+		e.disable(ctx, sub, "endpoint answered 410 Gone")
+	}
+	e.notify(d, sub, step.DeadReason, step.Forward.Attempt, status, step.Forward.LastError)
 	return nil
 }
 
@@ -256,8 +253,8 @@ func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, del
 		return err
 	}
 	e.m.outcomes.WithLabelValues("deferred").Inc()
-	return e.retry(ctx, "record deferral", func() error {
-		return e.deliveries.Schedule(ctx, d.ID, d.SubscriptionID, d.NotBefore, now)
+	return e.retrier.Retry(ctx, "record deferral", func() error {
+		return e.states.Schedule(ctx, d.ID, d.SubscriptionID, d.NotBefore, now)
 	})
 }
 
@@ -323,7 +320,7 @@ func (h *holdLog) first(sub string, now time.Time) bool {
 func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 	r.Context = ctx
 	refused := false
-	return e.retry(ctx, "produce to "+r.Topic, func() error {
+	return e.retrier.Retry(ctx, "produce to "+r.Topic, func() error {
 		err := kafka.ProduceAndWait(ctx, e.producer, r)
 		if !kafka.Refused(err) {
 			return err
@@ -336,7 +333,7 @@ func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 				"topic", r.Topic, "event_id", record.Header(r, record.HeaderEventID), "subscription_id", string(r.Key),
 				"value_bytes", len(r.Value), "retry_in", e.cfg.RefusedWait, "error", err)
 		}
-		if !sleep(ctx, e.cfg.RefusedWait) {
+		if !backoff.Sleep(ctx, e.cfg.RefusedWait) {
 			return ctx.Err()
 		}
 		return err
@@ -349,19 +346,17 @@ func (e *Engine) produce(ctx context.Context, r *kgo.Record) error {
 func (e *Engine) release(d record.Delivery, sub, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := e.deliveries.Release(ctx, d.ID, sub, token); err != nil {
+	if err := e.states.Release(ctx, d.ID, sub, token); err != nil {
 		e.log.Warn("releasing a delivery's lease failed; its next attempt waits for the lease to lapse",
 			"event_id", d.ID, "subscription_id", sub, "lease", e.cfg.LeaseFor, "error", err)
 	}
 }
 
 func (e *Engine) disable(ctx context.Context, sub, reason string) {
-	off := false
-	if _, err := e.catalog.UpdateSubscription(ctx, sub, catalog.SubscriptionPatch{Enabled: &off, DisabledReason: reason}); err != nil {
+	if err := e.disabler.Disable(ctx, sub, reason); err != nil {
 		e.log.WarnContext(ctx, "disabling subscription failed", "subscription_id", sub, "error", err)
 		return
 	}
-	e.subs.Forget(sub)
 	e.log.WarnContext(ctx, "subscription disabled", "subscription_id", sub, "reason", reason)
 }
 
@@ -374,53 +369,6 @@ func (e *Engine) notify(d record.Delivery, sub, reason string, attempts, status 
 		EventID: d.ID, SourceID: d.SourceID, SubscriptionID: sub, EventType: d.Type,
 		Reason: reason, Attempts: attempts, LastStatusCode: status, LastError: lastErr,
 	})
-}
-
-// retry runs fn until it succeeds or ctx ends, backing off from 100ms to 5s.
-// Redis outages are reported to the health gate, which pauses fetching.
-func (e *Engine) retry(ctx context.Context, what string, fn func() error) error {
-	return Retry(ctx, e.log, e.health, what, fn)
-}
-
-// Retry runs fn until it succeeds or ctx ends, backing off from 100ms to 5s
-// and reporting Redis outages (unreachable, or refusing writes) to h.
-func Retry(ctx context.Context, log *slog.Logger, h *Health, what string, fn func() error) error {
-	backoff := 100 * time.Millisecond
-	for failures := 0; ; failures++ {
-		err := fn()
-		if err == nil {
-			if failures > 0 {
-				log.InfoContext(ctx, "recovered", "while", what, "failures", failures)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if redisconn.IsUnavailable(err) || redisconn.IsWriteRefused(err) {
-			h.RedisDown(err)
-		}
-		if failures == 0 || failures%20 == 0 {
-			log.WarnContext(ctx, "retrying", "while", what, "error", err, "failures", failures+1)
-		}
-		if !sleep(ctx, backoff) {
-			return ctx.Err()
-		}
-		if backoff = backoff * 2; backoff > 5*time.Second {
-			backoff = 5 * time.Second
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func newToken() string {
@@ -470,98 +418,4 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.dead.WithLabelValues(r)
 	}
 	return m
-}
-
-// SubCache caches subscriptions (with their secrets) for a short TTL, so the
-// fan-out of each event costs no Redis round trip in the steady state. A
-// change made through the API is seen within the TTL.
-type SubCache struct {
-	store *catalog.Store
-	ttl   time.Duration
-	now   func() time.Time
-
-	mu       sync.Mutex
-	bySource map[string]cachedList
-	byID     map[string]cachedSub
-}
-
-type cachedList struct {
-	fan catalog.FanOut
-	at  time.Time
-}
-
-type cachedSub struct {
-	sub     catalog.SubscriptionWithSecrets
-	missing bool
-	at      time.Time
-}
-
-// NewSubCache returns a cache over store.
-func NewSubCache(store *catalog.Store, ttl time.Duration) *SubCache {
-	return &SubCache{store: store, ttl: ttl, now: time.Now, bySource: map[string]cachedList{}, byID: map[string]cachedSub{}}
-}
-
-// ForSource returns every subscription of a source, the unreadable apart.
-func (c *SubCache) ForSource(ctx context.Context, src string) (catalog.FanOut, error) {
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.bySource[src]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < c.ttl {
-		return e.fan, nil
-	}
-	fan, err := c.store.SourceSubscriptions(ctx, src)
-	if err != nil {
-		return catalog.FanOut{}, err
-	}
-	c.mu.Lock()
-	if len(c.bySource) > 10000 {
-		c.bySource = map[string]cachedList{}
-	}
-	c.bySource[src] = cachedList{fan: fan, at: now}
-	c.mu.Unlock()
-	return fan, nil
-}
-
-// Get returns one subscription; found is false when it was deleted.
-func (c *SubCache) Get(ctx context.Context, id string) (catalog.SubscriptionWithSecrets, bool, error) {
-	now := c.now()
-	c.mu.Lock()
-	e, ok := c.byID[id]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < c.ttl {
-		return e.sub, !e.missing, nil
-	}
-	sub, err := c.store.GetSubscriptionWithSecrets(ctx, id)
-	missing := false
-	switch {
-	case err == nil:
-	case err == catalog.ErrNotFound:
-		missing = true
-	default:
-		return catalog.SubscriptionWithSecrets{}, false, err
-	}
-	entry := cachedSub{sub: sub, missing: missing, at: now}
-	c.mu.Lock()
-	if len(c.byID) > 100000 {
-		c.byID = map[string]cachedSub{}
-	}
-	c.byID[id] = entry
-	c.mu.Unlock()
-	return entry.sub, !missing, nil
-}
-
-// Forget drops a subscription from the cache after Relay changed it.
-func (c *SubCache) Forget(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.byID, id)
-	for src, l := range c.bySource {
-		for _, s := range l.fan.Subscriptions {
-			if s.ID == id {
-				delete(c.bySource, src)
-				break
-			}
-		}
-	}
 }

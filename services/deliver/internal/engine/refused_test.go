@@ -42,7 +42,7 @@ func TestRefusedProduceWaitsForAnOperator(t *testing.T) {
 	tooLarge := fmt.Errorf("%w (uncompressed_bytes=1174557)", kerr.MessageTooLarge)
 	newEngine := func(p Producer, wait time.Duration) (*Engine, *testenv.LogBuffer) {
 		log, logs := testenv.Logger()
-		return &Engine{cfg: Config{RefusedWait: wait}, producer: p, log: log, m: NewMetrics(prometheus.NewRegistry())}, logs
+		return &Engine{cfg: Config{RefusedWait: wait}, producer: p, retrier: retryLoop{}, log: log, m: NewMetrics(prometheus.NewRegistry())}, logs
 	}
 	rec := func() *kgo.Record {
 		return record.Delivery{Event: record.Event{ID: "evt_big", SourceID: "src_a"}, SubscriptionID: "sub_a", Attempt: 2}.Record("relay.retry.5s")

@@ -18,15 +18,15 @@ func TestReleaseGivesTheLeaseBackOrSaysWhyNot(t *testing.T) {
 	rdb, mr := testenv.MiniRedis(t)
 	log, logs := testenv.Logger()
 	e := &Engine{
-		cfg:        Config{LeaseFor: 30 * time.Second},
-		deliveries: delivery.New(rdb, time.Hour),
-		log:        log,
+		cfg:    Config{LeaseFor: 30 * time.Second},
+		states: delivery.New(rdb, time.Hour),
+		log:    log,
 	}
 	ctx := context.Background()
 	d := record.Delivery{Event: record.Event{ID: "evt_release"}, Attempt: 1}
 	begin := func(token string) string {
 		t.Helper()
-		out, _, err := e.deliveries.Begin(ctx, d.ID, "sub_a", 1, token, e.cfg.LeaseFor)
+		out, _, err := e.states.Begin(ctx, d.ID, "sub_a", 1, token, e.cfg.LeaseFor)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,6 @@
-package engine
+// Package gate pauses deliver's consumers while Redis is down, and retries
+// the calls of work in flight until it is back.
+package gate
 
 import (
 	"context"
@@ -9,15 +11,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/redisconn"
 )
 
-// Health tracks whether Redis is reachable and accepts writes. While it does
+// Gate tracks whether Redis is reachable and accepts writes. While it does
 // not, the consumers stop fetching, so no new attempt starts (and no retry
 // tier is spent on an outage of Relay's own), and nothing is committed; work
 // in flight keeps retrying its Redis calls. A Run loop probes with a write
 // until one succeeds.
-type Health struct {
+type Gate struct {
 	rdb   redis.UniversalClient
 	log   *slog.Logger
 	gauge prometheus.Gauge
@@ -28,9 +31,9 @@ type Health struct {
 	kick chan struct{}
 }
 
-// NewHealth returns a Health over rdb.
-func NewHealth(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *Health {
-	h := &Health{
+// New returns a Gate over rdb.
+func New(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Registerer) *Gate {
+	h := &Gate{
 		rdb: rdb, log: log, kick: make(chan struct{}, 1),
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "relay_deliver_paused", Help: "1 while deliver has paused fetching because Redis is unreachable or refuses writes.",
@@ -41,11 +44,11 @@ func NewHealth(rdb redis.UniversalClient, log *slog.Logger, reg prometheus.Regis
 }
 
 // Name implements lifecycle.Worker.
-func (h *Health) Name() string { return "redis-health" }
+func (h *Gate) Name() string { return "redis-health" }
 
 // RedisDown reports a failed Redis call that looked like an outage: Redis
 // unreachable, or refusing writes.
-func (h *Health) RedisDown(err error) {
+func (h *Gate) RedisDown(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
@@ -64,7 +67,7 @@ func (h *Health) RedisDown(err error) {
 // WaitUp returns at once while Redis is up; otherwise it reports that, and
 // after pause has been called, blocks until Redis is back (then calls
 // resume) or ctx ends.
-func (h *Health) WaitUp(ctx context.Context, pause, resume func()) error {
+func (h *Gate) WaitUp(ctx context.Context, pause, resume func()) error {
 	h.mu.Lock()
 	down, up := h.down, h.up
 	h.mu.Unlock()
@@ -82,7 +85,7 @@ func (h *Health) WaitUp(ctx context.Context, pause, resume func()) error {
 }
 
 // Run probes Redis with a write once a second while it is down.
-func (h *Health) Run(ctx context.Context) error {
+func (h *Gate) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,7 +93,7 @@ func (h *Health) Run(ctx context.Context) error {
 		case <-h.kick:
 		}
 		for {
-			if !sleep(ctx, time.Second) {
+			if !backoff.Sleep(ctx, time.Second) {
 				return nil
 			}
 			if err := redisconn.Writable(ctx, h.rdb, time.Second); err == nil {
@@ -104,4 +107,26 @@ func (h *Health) Run(ctx context.Context) error {
 		h.mu.Unlock()
 		h.log.Info("redis accepts writes again: resuming consumption")
 	}
+}
+
+// Retry runs fn until it succeeds or ctx ends, backing off from 100ms to 5s,
+// and reports Redis outages (unreachable, or refusing writes) to the gate,
+// which pauses fetching: work in flight waits for Redis rather than failing.
+// what names the call in the log, once at the first failure, every 20th
+// after it, and once when it recovers.
+func (h *Gate) Retry(ctx context.Context, what string, fn func() error) error {
+	p := backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Failed: func(err error, failures int) bool {
+		if redisconn.IsUnavailable(err) || redisconn.IsWriteRefused(err) {
+			h.RedisDown(err)
+		}
+		if backoff.Every(failures, 20) {
+			h.log.WarnContext(ctx, "retrying", "while", what, "error", err, "failures", failures)
+		}
+		return true
+	}}
+	failures, err := p.Retry(ctx, func(context.Context) error { return fn() })
+	if err == nil && failures > 0 {
+		h.log.InfoContext(ctx, "recovered", "while", what, "failures", failures)
+	}
+	return err
 }
