@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/kafka"
@@ -28,13 +28,13 @@ import (
 type Config struct {
 	AdminAddr string
 	Limits    archiver.Limits
-	S3        arch.Config
+	S3        archivefile.Config
 	Kafka     kafka.Config
 }
 
 // LoadConfig reads the configuration from r and validates it.
 func LoadConfig(r *envconfig.Reader) (Config, error) {
-	s3cfg := arch.LoadConfig(r)
+	s3cfg := archivefile.LoadConfig(r)
 	c := Config{
 		// RELAY_ADMIN_ADDR: where /healthz, /readyz and /metrics are served.
 		AdminAddr: r.String("RELAY_ADMIN_ADDR", ":9091"),
@@ -90,7 +90,7 @@ func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3
 	if err != nil {
 		return nil, err
 	}
-	client, err := arch.NewClient(ctx, cfg.S3)
+	client, err := archivefile.NewClient(ctx, cfg.S3)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3
 }
 
 // ensureBucket creates the bucket when it is missing and creation is allowed.
-func ensureBucket(ctx context.Context, c *s3.Client, cfg arch.Config, log *slog.Logger) error {
+func ensureBucket(ctx context.Context, c *s3.Client, cfg archivefile.Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
@@ -162,9 +162,6 @@ func ensureBucket(ctx context.Context, c *s3.Client, cfg arch.Config, log *slog.
 
 // AdminAddr is where /healthz, /readyz and /metrics are served.
 func (s *Service) AdminAddr() string { return s.admin.Addr() }
-
-// Archived is how many events this replica archived.
-func (s *Service) Archived() int64 { return s.archiver.Uploaded() }
 
 // Run archives until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {

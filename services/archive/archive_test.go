@@ -18,7 +18,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
@@ -125,19 +125,19 @@ func (f *fixture) run(cfg Config, store func(*s3.Client) archiver.ObjectStore) (
 }
 
 // archived reads every line of the bucket and counts each event id.
-func (f *fixture) archived() (map[string]int, map[string]arch.Line) {
+func (f *fixture) archived() (map[string]int, map[string]archivefile.Line) {
 	f.t.Helper()
 	ctx := context.Background()
-	client, err := arch.NewClient(ctx, arch.Config{Endpoint: f.s3url, Region: "us-east-1", PathStyle: true, Anonymous: true})
+	client, err := archivefile.NewClient(ctx, archivefile.Config{Endpoint: f.s3url, Region: "us-east-1", PathStyle: true, Anonymous: true})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	r := arch.Reader{S3: client, Bucket: f.bucket}
+	r := archivefile.Reader{S3: client, Bucket: f.bucket}
 	objs, err := r.List(ctx, "events/")
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	counts, lines := map[string]int{}, map[string]arch.Line{}
+	counts, lines := map[string]int{}, map[string]archivefile.Line{}
 	for _, o := range objs {
 		ls, err := r.Lines(ctx, o.Key)
 		if err != nil {
@@ -146,10 +146,10 @@ func (f *fixture) archived() (map[string]int, map[string]arch.Line) {
 		for _, l := range ls {
 			counts[l.EventID]++
 			lines[l.EventID] = l
-			if !strings.HasPrefix(o.Key, arch.SourcePrefix(l.SourceID)) {
+			if !strings.HasPrefix(o.Key, archivefile.SourcePrefix(l.SourceID)) {
 				f.t.Fatalf("line of %s in object %s", l.SourceID, o.Key)
 			}
-			if _, first, _ := arch.ParseObjectKey(o.Key); l.Offset < first {
+			if _, first, _ := archivefile.ParseObjectKey(o.Key); l.Offset < first {
 				f.t.Fatalf("offset %d below the object's first offset %d", l.Offset, first)
 			}
 		}
@@ -157,9 +157,9 @@ func (f *fixture) archived() (map[string]int, map[string]arch.Line) {
 	return counts, lines
 }
 
-func (f *fixture) waitArchived(within time.Duration) map[string]arch.Line {
+func (f *fixture) waitArchived(within time.Duration) map[string]archivefile.Line {
 	f.t.Helper()
-	var lines map[string]arch.Line
+	var lines map[string]archivefile.Line
 	testenv.Eventually(f.t, within, "every event to be archived", func() bool {
 		var counts map[string]int
 		counts, lines = f.archived()

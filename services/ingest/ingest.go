@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
@@ -57,7 +57,7 @@ type Config struct {
 	// Archive is where events are read from once Kafka has deleted them
 	// (the RELAY_S3_* variables the archive service writes with); without
 	// RELAY_S3_BUCKET there is no such fallback.
-	Archive archive.Config
+	Archive archivefile.Config
 	Kafka   kafka.Config
 	Redis   redisconn.Config
 }
@@ -111,7 +111,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 			DrainDelay:     r.Duration("RELAY_HTTP_DRAIN_DELAY", 0),
 			MaxHeaderBytes: r.Int("RELAY_HTTP_MAX_HEADER_BYTES", t.MaxHeaderBytes),
 		},
-		Archive: archive.LoadConfig(r),
+		Archive: archivefile.LoadConfig(r),
 		Kafka:   kafka.LoadConfig(r),
 		Redis:   redisconn.LoadConfig(r),
 	}
@@ -239,14 +239,14 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}, log, "redis")
 	var arc payloads.Archive
 	if cfg.Archive.Bucket != "" {
-		s3c, err := archive.NewClient(ctx, cfg.Archive)
+		s3c, err := archivefile.NewClient(ctx, cfg.Archive)
 		if err != nil {
 			producer.Close()
 			pipe.Close()
 			_ = rdb.Close()
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		arc = archive.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
+		arc = archivefile.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,

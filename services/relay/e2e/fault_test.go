@@ -22,7 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
@@ -105,7 +105,7 @@ type faultStack struct {
 	api                             string
 	vars                            map[string]string
 	rdb                             redis.UniversalClient
-	reader                          arch.Reader
+	reader                          archivefile.Reader
 }
 
 func startFaultStack(t *testing.T) *faultStack {
@@ -166,11 +166,11 @@ func startFaultStack(t *testing.T) *faultStack {
 	s.api = "http://" + s.ingest.addr
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.redis.Addr, DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second})
 	t.Cleanup(func() { _ = s.rdb.Close() })
-	c, err := arch.NewClient(context.Background(), arch.Config{Endpoint: s.vars["RELAY_S3_ENDPOINT"], Region: "us-east-1", PathStyle: true, Anonymous: true})
+	c, err := archivefile.NewClient(context.Background(), archivefile.Config{Endpoint: s.vars["RELAY_S3_ENDPOINT"], Region: "us-east-1", PathStyle: true, Anonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.reader = arch.Reader{S3: c, Bucket: s.vars["RELAY_S3_BUCKET"]}
+	s.reader = archivefile.Reader{S3: c, Bucket: s.vars["RELAY_S3_BUCKET"]}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, p := range []*proc{s.ingest, s.deliver, s.archive, s.count} {

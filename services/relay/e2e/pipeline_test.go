@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/testenv"
 )
 
@@ -30,11 +30,11 @@ func s3vars(t *testing.T) map[string]string {
 func (e *env) archivedLines() map[string]int {
 	e.t.Helper()
 	ctx := context.Background()
-	c, err := arch.NewClient(ctx, arch.Config{Endpoint: e.vars["RELAY_S3_ENDPOINT"], Region: "us-east-1", PathStyle: true, Anonymous: true})
+	c, err := archivefile.NewClient(ctx, archivefile.Config{Endpoint: e.vars["RELAY_S3_ENDPOINT"], Region: "us-east-1", PathStyle: true, Anonymous: true})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	r := arch.Reader{S3: c, Bucket: e.vars["RELAY_S3_BUCKET"]}
+	r := archivefile.Reader{S3: c, Bucket: e.vars["RELAY_S3_BUCKET"]}
 	objs, err := r.List(ctx, "events/")
 	if err != nil {
 		e.t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/logging"
 	demo "github.com/relayhq/relay/services/relay/internal/receiver"
 	"github.com/relayhq/relay/services/relay/internal/smoke"
@@ -21,7 +21,7 @@ func TestSmoke(t *testing.T) {
 	e := startServices(t, services{deliver: true, archive: true, count: true}, vars)
 	recv := httptest.NewServer(demo.New(logging.Discard()))
 	defer recv.Close()
-	reader, err := smoke.ArchiveReader(context.Background(), arch.Config{
+	reader, err := smoke.ArchiveReader(context.Background(), archivefile.Config{
 		Endpoint: vars["RELAY_S3_ENDPOINT"], Bucket: vars["RELAY_S3_BUCKET"], Region: "us-east-1", PathStyle: true, Anonymous: true,
 	})
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/record"
 )
@@ -79,12 +79,11 @@ type Archiver struct {
 	m      *metrics
 	now    func() time.Time
 
-	batches  map[int32]*batch // touched by the poll loop and by rebalance callbacks, never at once
-	mu       sync.Mutex
-	wanted   atomic.Bool // a rebalance waits for us
-	healthy  atomic.Bool
-	lastErr  atomic.Value // string
-	uploaded atomic.Int64
+	batches map[int32]*batch // touched by the poll loop and by rebalance callbacks, never at once
+	mu      sync.Mutex
+	wanted  atomic.Bool // a rebalance waits for us
+	healthy atomic.Bool
+	lastErr atomic.Value // string
 }
 
 // New returns an Archiver writing to bucket.
@@ -239,7 +238,7 @@ func (a *Archiver) add(ctx context.Context, r *kgo.Record) error {
 func (a *Archiver) readMarker(ctx context.Context, p int32, first int64) (int64, error) {
 	target := int64(-1)
 	err := a.s3call(ctx, "read batch marker", func(ctx context.Context) error {
-		out, err := a.store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(a.bucket), Key: aws.String(arch.MarkerKey(a.topic, p, first))})
+		out, err := a.store.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(a.bucket), Key: aws.String(archivefile.MarkerKey(a.topic, p, first))})
 		var nsk *s3types.NoSuchKey
 		if errors.As(err, &nsk) {
 			return nil
@@ -248,7 +247,7 @@ func (a *Archiver) readMarker(ctx context.Context, p int32, first int64) (int64,
 			return err
 		}
 		defer out.Body.Close()
-		var m arch.Marker
+		var m archivefile.Marker
 		if err := json.NewDecoder(out.Body).Decode(&m); err != nil {
 			return fmt.Errorf("marker: %w", err)
 		}
@@ -264,15 +263,15 @@ func (a *Archiver) readMarker(ctx context.Context, p int32, first int64) (int64,
 func (a *Archiver) flush(ctx context.Context, b *batch) error {
 	start := a.now()
 	if b.target < 0 {
-		body, _ := json.Marshal(arch.Marker{First: b.first(), Last: b.last()})
-		if err := a.put(ctx, arch.MarkerKey(a.topic, b.partition, b.first()), body, "application/json"); err != nil {
+		body, _ := json.Marshal(archivefile.Marker{First: b.first(), Last: b.last()})
+		if err := a.put(ctx, archivefile.MarkerKey(a.topic, b.partition, b.first()), body, "application/json"); err != nil {
 			return err
 		}
 	}
 	type group struct {
 		src   string
 		at    time.Time
-		lines []arch.Line
+		lines []archivefile.Line
 	}
 	var order []string
 	groups := map[string]*group{}
@@ -292,7 +291,7 @@ func (a *Archiver) flush(ctx context.Context, b *batch) error {
 		for _, h := range r.Headers {
 			headers[h.Key] = string(h.Value)
 		}
-		g.lines = append(g.lines, arch.NewLine(ev, headers, r.Partition, r.Offset))
+		g.lines = append(g.lines, archivefile.NewLine(ev, headers, r.Partition, r.Offset))
 	}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(4)
@@ -303,7 +302,7 @@ func (a *Archiver) flush(ctx context.Context, b *batch) error {
 			if err != nil {
 				return err
 			}
-			return a.put(ectx, arch.ObjectKey(g.src, g.at, b.partition, b.first()), body, "application/gzip")
+			return a.put(ectx, archivefile.ObjectKey(g.src, g.at, b.partition, b.first()), body, "application/gzip")
 		})
 	}
 	if err := eg.Wait(); err != nil {
@@ -317,17 +316,13 @@ func (a *Archiver) flush(ctx context.Context, b *batch) error {
 	delete(a.batches, b.partition)
 	a.m.events.Add(float64(len(b.records)))
 	a.m.batchDuration.Observe(a.now().Sub(start).Seconds())
-	a.uploaded.Add(int64(len(b.records)))
 	return nil
 }
 
-// Uploaded is how many records this archiver has archived and committed.
-func (a *Archiver) Uploaded() int64 { return a.uploaded.Load() }
-
-func encode(lines []arch.Line) ([]byte, error) {
+func encode(lines []archivefile.Line) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	enc := arch.Encoder(zw)
+	enc := archivefile.Encoder(zw)
 	for _, l := range lines {
 		if err := enc.Encode(l); err != nil {
 			return nil, fmt.Errorf("encode archive line: %w", err)

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -57,7 +57,7 @@ type Broker interface {
 
 // Archive finds an archived event's line.
 type Archive interface {
-	Find(ctx context.Context, src string, receivedAt time.Time, partition int32, offset int64) (archive.Line, error)
+	Find(ctx context.Context, src string, receivedAt time.Time, partition int32, offset int64) (archivefile.Line, error)
 }
 
 // Reader reads payloads. It is safe for concurrent use.
@@ -299,9 +299,9 @@ func (r *Reader) fromArchive(ctx context.Context, ref Ref) (Payload, error) {
 	}
 	line, err := r.archive.Find(ctx, ref.SourceID, ref.ReceivedAt, ref.Partition, ref.Offset)
 	switch {
-	case errors.Is(err, archive.ErrNotArchived):
+	case errors.Is(err, archivefile.ErrNotArchived):
 		return Payload{}, ErrExpired
-	case errors.Is(err, archive.ErrGarbled):
+	case errors.Is(err, archivefile.ErrGarbled):
 		r.log.ErrorContext(ctx, "archived event unreadable; answered as expired", "event_id", ref.ID, "error", err)
 		return Payload{}, ErrExpired
 	case err != nil:

@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/logging"
@@ -101,15 +101,15 @@ func trim(b []byte) []byte {
 }
 
 // testArchive is a bucket of the test's own on the test S3 server.
-func testArchive(t *testing.T, endpoint string) archive.Reader {
+func testArchive(t *testing.T, endpoint string) archivefile.Reader {
 	t.Helper()
-	c, err := archive.NewClient(context.Background(), archive.Config{Endpoint: endpoint, Region: "us-east-1", PathStyle: true, Anonymous: true})
+	c, err := archivefile.NewClient(context.Background(), archivefile.Config{Endpoint: endpoint, Region: "us-east-1", PathStyle: true, Anonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	r := archive.Reader{S3: c, Bucket: "relay-payloads-" + hex.EncodeToString(b)}
+	r := archivefile.Reader{S3: c, Bucket: "relay-payloads-" + hex.EncodeToString(b)}
 	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(r.Bucket)}); err != nil && !strings.Contains(endpoint, "127.0.0.1:1") {
 		t.Fatal(err)
 	}
@@ -118,18 +118,18 @@ func testArchive(t *testing.T, endpoint string) archive.Reader {
 
 // archiveObject writes events as the archive service does: one object of a
 // source's share of a partition batch, named by its first offset.
-func archiveObject(t *testing.T, a archive.Reader, f *fixture, which ...int) {
+func archiveObject(t *testing.T, a archivefile.Reader, f *fixture, which ...int) {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	enc := archive.Encoder(zw)
+	enc := archivefile.Encoder(zw)
 	for _, i := range which {
 		rec := f.events[i].Record(f.names.Events)
 		headers := map[string]string{}
 		for _, h := range rec.Headers {
 			headers[h.Key] = string(h.Value)
 		}
-		if err := enc.Encode(archive.NewLine(f.events[i], headers, f.refs[i].Partition, f.refs[i].Offset)); err != nil {
+		if err := enc.Encode(archivefile.NewLine(f.events[i], headers, f.refs[i].Partition, f.refs[i].Offset)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,10 +137,10 @@ func archiveObject(t *testing.T, a archive.Reader, f *fixture, which ...int) {
 		t.Fatal(err)
 	}
 	first := f.refs[which[0]]
-	put(t, a, archive.ObjectKey(f.src, first.ReceivedAt, first.Partition, first.Offset), buf.Bytes())
+	put(t, a, archivefile.ObjectKey(f.src, first.ReceivedAt, first.Partition, first.Offset), buf.Bytes())
 }
 
-func put(t *testing.T, a archive.Reader, key string, body []byte) {
+func put(t *testing.T, a archivefile.Reader, key string, body []byte) {
 	t.Helper()
 	if _, err := a.S3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(a.Bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestPayloadsFromKafkaThenArchive(t *testing.T) {
 	}
 
 	// A damaged object: expired, and the log names it.
-	key := archive.ObjectKey(f.src, f.refs[0].ReceivedAt, 1, f.refs[0].Offset)
+	key := archivefile.ObjectKey(f.src, f.refs[0].ReceivedAt, 1, f.refs[0].Offset)
 	put(t, a, key, []byte("not gzip at all"))
 	if _, err := r.Get(ctx, f.refs[1]); !errors.Is(err, ErrExpired) {
 		t.Fatalf("an event in a garbled object: %v", err)

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 )
 
 // runArchive reads the S3 archive back: ls lists a source's objects, cat
@@ -49,7 +49,7 @@ func runArchive(ctx context.Context, a *app, args []string) error {
 		}
 		*d.t = t
 	}
-	cfg := arch.Config{
+	cfg := archivefile.Config{
 		Endpoint: *endpoint, Bucket: *bucket, Region: *region, PathStyle: *pathStyle,
 		AccessKeyID: a.getenv("RELAY_S3_ACCESS_KEY_ID"), SecretAccessKey: a.getenv("RELAY_S3_SECRET_ACCESS_KEY"),
 	}
@@ -59,11 +59,11 @@ func runArchive(ctx context.Context, a *app, args []string) error {
 		host := u.Hostname()
 		cfg.Anonymous = host == "127.0.0.1" || host == "localhost" || host == "::1"
 	}
-	client, err := arch.NewClient(ctx, cfg)
+	client, err := archivefile.NewClient(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	r := arch.Reader{S3: client, Bucket: cfg.Bucket}
+	r := archivefile.Reader{S3: client, Bucket: cfg.Bucket}
 	objs, err := r.SourceObjects(ctx, *src, fromT, toT)
 	if err != nil {
 		return err

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"time"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/services/relay/internal/smoke"
 )
 
@@ -22,7 +22,7 @@ func runSmoke(ctx context.Context, a *app, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := arch.Config{
+	cfg := archivefile.Config{
 		Endpoint: *endpoint, Bucket: *bucket, Region: envOr(a, "RELAY_S3_REGION", "us-east-1"), PathStyle: true,
 		AccessKeyID: a.getenv("RELAY_S3_ACCESS_KEY_ID"), SecretAccessKey: a.getenv("RELAY_S3_SECRET_ACCESS_KEY"),
 	}

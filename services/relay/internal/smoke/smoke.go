@@ -22,7 +22,7 @@ import (
 	"strings"
 	"time"
 
-	arch "github.com/relayhq/relay/pkg/archive"
+	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/services/relay/internal/client"
 	"github.com/relayhq/relay/services/relay/internal/receiver"
@@ -39,7 +39,7 @@ type Config struct {
 	ReceiverStats string
 	// Archive is where the archive is read back; a nil S3 skips nothing:
 	// the archive check fails without it.
-	Archive arch.Reader
+	Archive archivefile.Reader
 	// Timeout bounds each waiting step.
 	Timeout time.Duration
 	Out     io.Writer
@@ -417,10 +417,10 @@ func (r *run) all(ctx context.Context) (Result, error) {
 }
 
 // ArchiveReader builds the archive reader of an S3 endpoint and bucket.
-func ArchiveReader(ctx context.Context, cfg arch.Config) (arch.Reader, error) {
-	c, err := arch.NewClient(ctx, cfg)
+func ArchiveReader(ctx context.Context, cfg archivefile.Config) (archivefile.Reader, error) {
+	c, err := archivefile.NewClient(ctx, cfg)
 	if err != nil {
-		return arch.Reader{}, err
+		return archivefile.Reader{}, err
 	}
-	return arch.Reader{S3: c, Bucket: cfg.Bucket}, nil
+	return archivefile.Reader{S3: c, Bucket: cfg.Bucket}, nil
 }

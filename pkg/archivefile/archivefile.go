@@ -1,7 +1,8 @@
-// Package archive defines where and how Relay archives events in S3 (any
-// S3-compatible store): the object layout, the NDJSON line format of
-// proto/relay/v1 ArchiveLine, and the S3 client settings. The archive service
-// writes it; `relay archive ls|cat` reads it back.
+// Package archivefile is the archive's object format: where and how Relay
+// archives events in S3 (any S3-compatible store), that is the object layout,
+// the NDJSON line format of proto/relay/v1 ArchiveLine, and the S3 client
+// settings. The archive service writes it; ingest's events API and
+// `relay archive ls|cat` read it back.
 //
 // Layout:
 //
@@ -11,7 +12,7 @@
 // One object holds one source's share of one batch of one partition; it is
 // named by the batch's first offset, so a batch re-processed after a crash
 // overwrites its objects instead of adding copies.
-package archive
+package archivefile
 
 import (
 	"bytes"
