@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -62,7 +61,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	reg := d.Telemetry.Registry
 	rdb := redisconn.New(cfg.Redis)
-	c := &Counter{store: counters.New(rdb), topic: names.Events, log: d.Logger, now: time.Now,
+	c := &Counter{store: counters.New(rdb), log: d.Logger, now: time.Now,
 		counted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_count_events_total", Help: "Events counted (each exactly once).",
 		}),
@@ -70,19 +69,13 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			Name: "relay_count_redis_failures_total", Help: "Failed counter scripts (retried).",
 		}),
 	}
+	// Commit by hand, after the counting scripts ran; the offsets in Redis
+	// make even a second count of a batch harmless.
+	c.batches = &kafka.Batches{Topic: names.Events, MaxRecords: 2000, Handle: c.handle, Log: d.Logger}
 	reg.MustRegister(c.counted, c.failures)
 	in := kafka.Instrumentation{Logger: d.Logger, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
 	group := names.Group(record.GroupCount)
-	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events),
-		// Commit by hand, after the counting scripts ran.
-		kgo.DisableAutoCommit(),
-		// Rebalance only between polls, so a batch is counted and committed
-		// by the member that polled it; the offsets in Redis make even a
-		// second count harmless.
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { c.wanted.Store(true) }),
-		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { c.wanted.Store(false) }),
-	)
+	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events), c.batches.Options()...)
 	cl, err := kafka.NewClient(cfg.Kafka, "relay-count", in, in.Tracer("relay-count", group, false), opts...)
 	if err != nil {
 		_ = rdb.Close()
@@ -93,7 +86,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		_ = rdb.Close()
 		return nil, err
 	}
-	c.cl = cl
+	c.batches.SetClient(cl)
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },

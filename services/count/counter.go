@@ -2,9 +2,7 @@ package count
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,17 +10,16 @@ import (
 
 	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/counters"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 )
 
-// Counter is the consumer loop.
+// Counter counts what its Batches consumer polls.
 type Counter struct {
-	cl       *kgo.Client
+	batches  *kafka.Batches
 	store    *counters.Store
-	topic    string
 	log      *slog.Logger
 	now      func() time.Time
-	wanted   atomic.Bool
 	counted  prometheus.Counter
 	failures prometheus.Counter
 }
@@ -31,30 +28,18 @@ type Counter struct {
 func (c *Counter) Name() string { return "counter" }
 
 // Run counts until ctx is cancelled.
-func (c *Counter) Run(ctx context.Context) error {
-	defer c.cl.Close()
-	for {
-		fetches := c.cl.PollRecords(ctx, 2000)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			c.cl.AllowRebalance()
-			return nil
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				c.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
-			}
-		})
-		recs := fetches.Records()
-		if err := c.apply(ctx, recs); err != nil {
-			// Not counted: fetch the batch again from the committed offsets.
-			c.rewind(recs)
-		} else if len(recs) > 0 {
-			if err := c.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-				c.log.Warn("commit failed; the batch will be read again and skipped by its offsets", "error", err)
-			}
-		}
-		c.cl.AllowRebalance()
+func (c *Counter) Run(ctx context.Context) error { return c.batches.Run(ctx) }
+
+// handle counts one poll and commits it, or, when it could not be counted,
+// sends it back to be fetched again from the committed offsets (groups
+// already applied are skipped by their offsets).
+func (c *Counter) handle(ctx context.Context, recs []*kgo.Record) error {
+	if err := c.apply(ctx, recs); err != nil {
+		c.batches.Rewind(kafka.FirstOffsets(recs))
+		return err
 	}
+	c.batches.Commit(ctx, recs...)
+	return nil
 }
 
 // apply counts recs: one script per (source, partition), retried while Redis
@@ -86,7 +71,7 @@ func (c *Counter) apply(ctx context.Context, recs []*kgo.Record) error {
 			if backoff.Every(failures, 20) {
 				c.log.Warn("counting failed, retrying", "source_id", k.src, "partition", k.p, "error", err)
 			}
-			return !c.wanted.Load()
+			return !c.batches.Wanted()
 		}}
 		if _, err := p.Retry(ctx, func(ctx context.Context) error {
 			n, err := c.store.Apply(ctx, k.src, k.p, groups[k], c.now())
@@ -99,18 +84,4 @@ func (c *Counter) apply(ctx context.Context, recs []*kgo.Record) error {
 		}
 	}
 	return nil
-}
-
-// rewind sends each partition of recs back to its first record, so it is
-// fetched and counted again (groups already applied are skipped by offset).
-func (c *Counter) rewind(recs []*kgo.Record) {
-	first := map[int32]kgo.EpochOffset{}
-	for _, r := range recs {
-		if cur, ok := first[r.Partition]; !ok || r.Offset < cur.Offset {
-			first[r.Partition] = kgo.EpochOffset{Epoch: -1, Offset: r.Offset}
-		}
-	}
-	if len(first) > 0 {
-		c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{c.topic: first})
-	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/backoff"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -70,18 +71,17 @@ func (b *batch) last() int64  { return b.records[len(b.records)-1].Offset }
 // Archiver is the consumer loop. Create it with New, then hand Options to
 // the client it consumes with.
 type Archiver struct {
-	cl     *kgo.Client
-	store  ObjectStore
-	bucket string
-	topic  string
-	lim    Limits
-	log    *slog.Logger
-	m      *metrics
-	now    func() time.Time
+	consumer *kafka.Batches
+	store    ObjectStore
+	bucket   string
+	topic    string
+	lim      Limits
+	log      *slog.Logger
+	m        *metrics
+	now      func() time.Time
 
 	batches map[int32]*batch // touched by the poll loop and by rebalance callbacks, never at once
 	mu      sync.Mutex
-	wanted  atomic.Bool // a rebalance waits for us
 	healthy atomic.Bool
 	lastErr atomic.Value // string
 }
@@ -90,34 +90,25 @@ type Archiver struct {
 func New(store ObjectStore, bucket, topic string, lim Limits, log *slog.Logger, reg prometheus.Registerer) *Archiver {
 	a := &Archiver{store: store, bucket: bucket, topic: topic, lim: lim, log: log, m: newMetrics(reg), now: time.Now, batches: map[int32]*batch{}}
 	a.healthy.Store(true)
+	// Offsets are committed by hand, only after a batch's upload; a batch
+	// of a partition revoked before its upload is dropped, and its next
+	// owner redoes it.
+	a.consumer = &kafka.Batches{Topic: topic, MaxRecords: 1000, Wait: a.pollWait, Handle: a.process, Log: log,
+		Dropped: func(ps []int32) {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			for _, p := range ps {
+				delete(a.batches, p)
+			}
+		}}
 	return a
 }
 
 // Options are the group options the archiver needs on its client.
-func (a *Archiver) Options() []kgo.Opt {
-	drop := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		for _, p := range ps[a.topic] {
-			delete(a.batches, p) // not uploaded, not committed: the next owner redoes it
-		}
-		a.wanted.Store(false)
-	}
-	return []kgo.Opt{
-		// Offsets are committed by hand, only after a batch's upload.
-		kgo.DisableAutoCommit(),
-		// Rebalances wait until the loop is between polls, so a batch is never
-		// dropped half-flushed; a flush stuck retrying S3 gives way when a
-		// rebalance is waiting.
-		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { a.wanted.Store(true) }),
-		kgo.OnPartitionsRevoked(drop),
-		kgo.OnPartitionsLost(drop),
-	}
-}
+func (a *Archiver) Options() []kgo.Opt { return a.consumer.Options() }
 
 // SetClient sets the client the archiver consumes with.
-func (a *Archiver) SetClient(cl *kgo.Client) { a.cl = cl }
+func (a *Archiver) SetClient(cl *kgo.Client) { a.consumer.SetClient(cl) }
 
 // Name implements lifecycle.Worker.
 func (a *Archiver) Name() string { return "archiver" }
@@ -133,41 +124,25 @@ func (a *Archiver) Healthy() error {
 
 // Run consumes until ctx is cancelled. Batches not yet uploaded are dropped
 // at shutdown; their records are read again on the next start.
-func (a *Archiver) Run(ctx context.Context) error {
-	defer a.cl.Close()
-	for {
-		wait := a.lim.MaxWait
-		a.mu.Lock()
-		for _, b := range a.batches {
-			if d := b.started.Add(a.lim.MaxWait).Sub(a.now()); d < wait {
-				wait = max(d, 10*time.Millisecond)
-			}
-		}
-		a.mu.Unlock()
-		pctx, cancel := context.WithTimeout(ctx, min(wait, time.Second))
-		fetches := a.cl.PollRecords(pctx, 1000)
-		cancel()
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			a.cl.AllowRebalance()
-			return nil
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-				a.log.Warn("fetch error", "topic", t, "partition", p, "error", err)
-			}
-		})
-		err := a.process(ctx, fetches)
-		a.cl.AllowRebalance()
-		if err != nil && ctx.Err() != nil {
-			return nil
-		}
-	}
-}
+func (a *Archiver) Run(ctx context.Context) error { return a.consumer.Run(ctx) }
 
-func (a *Archiver) process(ctx context.Context, fetches kgo.Fetches) error {
+// pollWait is how long a poll may wait: until the oldest batch is due, at
+// most a second.
+func (a *Archiver) pollWait() time.Duration {
+	wait := min(a.lim.MaxWait, time.Second)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	recs := fetches.Records()
+	for _, b := range a.batches {
+		if d := b.started.Add(a.lim.MaxWait).Sub(a.now()); d < wait {
+			wait = max(d, 10*time.Millisecond)
+		}
+	}
+	return wait
+}
+
+func (a *Archiver) process(ctx context.Context, recs []*kgo.Record) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for i, r := range recs {
 		if err := a.add(ctx, r); err != nil {
 			return a.abandon(err, recs[i:])
@@ -188,21 +163,14 @@ func (a *Archiver) process(ctx context.Context, fetches kgo.Fetches) error {
 // partition to the first record not archived (the start of its batch, or
 // the first record of this poll not yet looked at), so it is fetched again.
 func (a *Archiver) abandon(err error, unprocessed []*kgo.Record) error {
-	rewind := map[int32]kgo.EpochOffset{}
+	rewind := kafka.FirstOffsets(unprocessed)
 	for p, b := range a.batches {
 		if len(b.records) > 0 {
-			rewind[p] = kgo.EpochOffset{Epoch: -1, Offset: b.first()}
+			rewind[p] = b.first() // before any record of this poll
 		}
 		delete(a.batches, p)
 	}
-	for _, r := range unprocessed {
-		if cur, ok := rewind[r.Partition]; !ok || r.Offset < cur.Offset {
-			rewind[r.Partition] = kgo.EpochOffset{Epoch: -1, Offset: r.Offset}
-		}
-	}
-	if len(rewind) > 0 {
-		a.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{a.topic: rewind})
-	}
+	a.consumer.Rewind(rewind)
 	return err
 }
 
@@ -309,10 +277,9 @@ func (a *Archiver) flush(ctx context.Context, b *batch) error {
 		return err
 	}
 	last := b.records[len(b.records)-1]
-	if err := a.cl.CommitRecords(ctx, last); err != nil {
-		// The objects are written; a re-run overwrites them. Keep going.
-		a.log.Warn("commit after upload failed; the batch will be rewritten", "partition", b.partition, "error", err)
-	}
+	// A failed commit is only logged: the objects are written, and a re-run
+	// overwrites them.
+	a.consumer.Commit(ctx, last)
 	delete(a.batches, b.partition)
 	a.m.events.Add(float64(len(b.records)))
 	a.m.batchDuration.Observe(a.now().Sub(start).Seconds())
@@ -360,7 +327,7 @@ func (a *Archiver) s3call(ctx context.Context, what string, fn func(ctx context.
 		if backoff.Every(failures, 10) {
 			a.log.Warn("s3 call failed, retrying", "while", what, "error", err, "failures", failures)
 		}
-		return !a.wanted.Load()
+		return !a.consumer.Wanted()
 	}}
 	failures, err := p.Retry(ctx, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, a.lim.CallTimeout)
