@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,3 +223,25 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 
 // Close releases the listener of a server that was never run.
 func (s *HTTPServer) Close() error { return s.ln.Close() }
+
+// FreeAddr returns a 127.0.0.1 address whose port is free now, for a
+// process started next to listen on (the dev stack's services, test
+// brokers). It is Relay's one such helper.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// FreePort is FreeAddr's port.
+func FreePort() (int, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(p)
+}

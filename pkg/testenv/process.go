@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
 )
 
 // Process is a server a test starts, kills and restarts by its own PID, for
@@ -34,12 +35,11 @@ type Process struct {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := lifecycle.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // StartKafka starts a Kafka broker of the test's own, on free ports, with its

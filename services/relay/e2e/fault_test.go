@@ -24,6 +24,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/archivefile"
 	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/testenv"
@@ -68,12 +69,11 @@ func binaries(t *testing.T) string {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := lifecycle.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // proc is one Relay service process of a test.

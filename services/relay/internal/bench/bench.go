@@ -24,6 +24,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
@@ -368,7 +369,7 @@ func (b *Bench) startRelay(services []string, extra map[string]string) (*relay, 
 		vars[k] = v
 	}
 	for _, name := range services {
-		addr, err := procs.FreeAddr()
+		addr, err := lifecycle.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -433,7 +434,7 @@ func (b *Bench) source(ctx context.Context, r *relay, targets []string) (string,
 
 // baseline starts `relay bench-server` with args as its own process.
 func (b *Bench) baseline(kind string, args ...string) (*procs.Proc, string, error) {
-	addr, err := procs.FreeAddr()
+	addr, err := lifecycle.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -762,7 +763,7 @@ func (b *Bench) consumersScenario(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		addr, _ := procs.FreeAddr()
+		addr, _ := lifecycle.FreeAddr()
 		env := []string{"RELAY_ADMIN_ADDR=" + addr}
 		for _, kv := range r.procs["ingest"].Env {
 			if !strings.HasPrefix(kv, "RELAY_HTTP_ADDR=") {

@@ -119,7 +119,7 @@ func runDev(ctx context.Context, a *app, args []string) error {
 	httpAddr := envOr(a, "RELAY_HTTP_ADDR", "127.0.0.1:8080")
 	if host, port, err := net.SplitHostPort(httpAddr); err == nil && port == "0" {
 		// Pick the port now, so RELAY_PUBLIC_URL and the banner name it.
-		p, err := devenv.FreePort()
+		p, err := lifecycle.FreePort()
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/relay/internal/devenv"
@@ -107,7 +108,7 @@ func runVersion(_ context.Context, a *app, _ []string) error {
 }
 
 func runFreePort(_ context.Context, a *app, _ []string) error {
-	p, err := devenv.FreePort()
+	p, err := lifecycle.FreePort()
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/relayhq/relay/pkg/lifecycle"
 )
 
 // Kafka is an embedded Kafka-protocol broker.
@@ -82,7 +84,7 @@ func startRedisServer(ctx context.Context, bin, dataDir string, log *slog.Logger
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redis data dir: %w", err)
 	}
-	port, err := FreePort()
+	port, err := lifecycle.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -171,14 +173,4 @@ func (s *S3) Close() error {
 	defer cancel()
 	err := s.srv.Shutdown(ctx)
 	return errors.Join(err, s.closeDB())
-}
-
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

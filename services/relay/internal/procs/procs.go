@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,16 +31,6 @@ type Proc struct {
 	done chan struct{}
 	mu   sync.Mutex
 	log  []string
-}
-
-// FreeAddr returns a free 127.0.0.1 address.
-func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Start starts the process and waits up to wait for it to be ready.
