@@ -69,10 +69,13 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 	}
 	log := logging.New(logOut, lc, service)
 	redisconn.RouteLogs(log)
+	var debugSrv *lifecycle.HTTPServer
 	if addr, ok := cfg.Lookup("RELAY_DEBUG_ADDR"); ok {
-		if err := serveDebug(ctx, addr, log); err != nil {
+		var err error
+		if debugSrv, err = debugServer(addr, log); err != nil {
 			return err
 		}
+		defer debugSrv.Close()
 	}
 	tel, err := telemetry.Setup(ctx, cfg, service, telemetry.Options{})
 	if err != nil {
@@ -85,7 +88,21 @@ func Run(ctx context.Context, service string, cfg *envconfig.Reader, logOut io.W
 			log.Warn("telemetry shutdown", "error", err)
 		}
 	}()
-	return run(ctx, Env{Config: cfg, Deps: lifecycle.Deps{Logger: log, Telemetry: tel}})
+	env := Env{Config: cfg, Deps: lifecycle.Deps{Logger: log, Telemetry: tel}}
+	if debugSrv == nil {
+		return run(ctx, env)
+	}
+	// The profiler serves for as long as the service runs, its shutdown
+	// included, and stops after it.
+	var runErr error
+	svc := lifecycle.Func(service, func(ctx context.Context) error {
+		runErr = run(ctx, env)
+		return nil
+	})
+	if err := lifecycle.Run(ctx, log, []lifecycle.Worker{svc}, []lifecycle.Worker{debugSrv}); err != nil && runErr == nil {
+		return err
+	}
+	return runErr
 }
 
 // Healthcheck GETs /readyz of a service listening on addr (":9091" means
@@ -111,10 +128,10 @@ func Healthcheck(addr string) error {
 	return nil
 }
 
-// serveDebug serves net/http/pprof on addr until ctx ends. It is off unless
+// debugServer serves net/http/pprof on addr. It is off unless
 // RELAY_DEBUG_ADDR is set, and belongs on a loopback or private address:
 // profiles reveal internals.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+func debugServer(addr string, log *slog.Logger) (*lifecycle.HTTPServer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -125,11 +142,10 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 	t.Write = 5 * time.Minute // CPU profiles and traces stream for as long as asked
 	srv, err := lifecycle.NewHTTPServer("debug", addr, mux, t, log)
 	if err != nil {
-		return fmt.Errorf("RELAY_DEBUG_ADDR: %w", err)
+		return nil, fmt.Errorf("RELAY_DEBUG_ADDR: %w", err)
 	}
 	log.Info("pprof listening", "addr", srv.Addr())
-	go func() { _ = srv.Run(ctx) }()
-	return nil
+	return srv, nil
 }
 
 // DefaultGOGC is the garbage collector's target unless GOGC is set. The

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,9 +35,14 @@ type Batches struct {
 	Dropped func(partitions []int32)
 	Log     *slog.Logger
 
-	cl     *kgo.Client
-	wanted atomic.Bool
+	cl        *kgo.Client
+	wanted    atomic.Bool
+	closeOnce sync.Once
 }
+
+// Close closes the client once, leaving the group: Run does it as it
+// returns, the service when it is never run.
+func (b *Batches) Close() { b.closeOnce.Do(b.cl.Close) }
 
 // Options are the group options Batches needs on its client.
 func (b *Batches) Options() []kgo.Opt {
@@ -104,7 +110,7 @@ func FirstOffsets(recs []*kgo.Record) map[int32]int64 {
 // closes the client, leaving the group. Records polled and not settled at
 // shutdown are read again by the next owner.
 func (b *Batches) Run(ctx context.Context) error {
-	defer b.cl.Close()
+	defer b.Close()
 	for {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
 		if b.Wait != nil {

@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -61,4 +63,18 @@ func Refused(err error) bool {
 		}
 	}
 	return false
+}
+
+// FlushAndClose waits up to 10 seconds for cl's buffered records to be
+// acknowledged, then closes it: a service's last step, so that what it
+// accepted is on the broker before it exits.
+func FlushAndClose(cl *kgo.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := cl.Flush(ctx)
+	cl.Close()
+	if err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
 }

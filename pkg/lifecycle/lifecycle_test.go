@@ -1,11 +1,14 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,5 +129,24 @@ func TestHTTPServerDrainDelay(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + srv.Addr()); err == nil {
 		t.Fatal("server still answers after the drain")
+	}
+}
+
+func TestClosersCloseLastFirstOnce(t *testing.T) {
+	var logs bytes.Buffer
+	c := NewClosers(slog.New(slog.NewTextHandler(&logs, nil)))
+	var order []string
+	c.Add("redis", func() error { order = append(order, "redis"); return nil })
+	c.Add("kafka", func() error { order = append(order, "kafka"); return errors.New("broker gone") })
+	c.Add("listener", func() error { order = append(order, "listener"); return net.ErrClosed })
+	if err := c.Fail(errors.New("boom")); err == nil || err.Error() != "boom" {
+		t.Fatalf("Fail = %v", err)
+	}
+	c.Close()
+	if strings.Join(order, ",") != "listener,kafka,redis" {
+		t.Fatalf("closed %v, want each once, last first", order)
+	}
+	if out := logs.String(); !strings.Contains(out, "closing kafka failed") || strings.Contains(out, "listener") {
+		t.Fatalf("log: %s", out)
 	}
 }

@@ -75,6 +75,7 @@ func (c Config) Validate() error {
 // Service is a running archive replica.
 type Service struct {
 	log      *slog.Logger
+	closers  *lifecycle.Closers
 	archiver *archiver.Archiver
 	admin    *lifecycle.HTTPServer
 }
@@ -110,21 +111,22 @@ func newService(ctx context.Context, cfg Config, d lifecycle.Deps, wrap func(*s3
 	if err != nil {
 		return nil, err
 	}
-	if err := kafka.EnsureTopicsRetrying(ctx, cl, cfg.Kafka, names, d.Logger); err != nil {
-		cl.Close()
-		return nil, err
-	}
 	a.SetClient(cl)
+	closers := lifecycle.NewClosers(d.Logger)
+	closers.Add("kafka consumer", func() error { a.Close(); return nil })
+	if err := kafka.EnsureTopicsRetrying(ctx, cl, cfg.Kafka, names, d.Logger); err != nil {
+		return nil, closers.Fail(err)
+	}
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
 		"s3":    func(context.Context) error { return a.Healthy() },
 	}
 	admin, err := lifecycle.NewHTTPServer("archive-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, d.Logger)), lifecycle.DefaultHTTPTimeouts(), d.Logger)
 	if err != nil {
-		cl.Close()
-		return nil, err
+		return nil, closers.Fail(err)
 	}
-	return &Service{log: d.Logger, archiver: a, admin: admin}, nil
+	closers.Add("archive-admin listener", admin.Close)
+	return &Service{log: d.Logger, closers: closers, archiver: a, admin: admin}, nil
 }
 
 // ensureBucket creates the bucket when it is missing and creation is allowed.
@@ -165,5 +167,9 @@ func (s *Service) AdminAddr() string { return s.admin.Addr() }
 
 // Run archives until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
+	defer s.Close()
 	return lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.archiver}, []lifecycle.Worker{s.admin})
 }
+
+// Close releases what New opened; Run does it when it returns.
+func (s *Service) Close() { s.closers.Close() }

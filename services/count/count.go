@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -48,7 +47,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 // Service is a running count replica.
 type Service struct {
 	log     *slog.Logger
-	rdb     redis.UniversalClient
+	closers *lifecycle.Closers
 	counter *Counter
 	admin   *lifecycle.HTTPServer
 }
@@ -60,7 +59,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		return nil, err
 	}
 	reg := d.Telemetry.Registry
+	closers := lifecycle.NewClosers(d.Logger)
 	rdb := redisconn.New(cfg.Redis)
+	closers.Add("redis", rdb.Close)
 	c := &Counter{store: counters.New(rdb), log: d.Logger, now: time.Now,
 		counted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_count_events_total", Help: "Events counted (each exactly once).",
@@ -78,26 +79,23 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	opts := append(kafka.ConsumerOptions(cfg.Kafka, group, names.Events), c.batches.Options()...)
 	cl, err := kafka.NewClient(cfg.Kafka, "relay-count", in, in.Tracer("relay-count", group, false), opts...)
 	if err != nil {
-		_ = rdb.Close()
-		return nil, err
-	}
-	if err := kafka.EnsureTopicsRetrying(ctx, cl, cfg.Kafka, names, d.Logger); err != nil {
-		cl.Close()
-		_ = rdb.Close()
-		return nil, err
+		return nil, closers.Fail(err)
 	}
 	c.batches.SetClient(cl)
+	closers.Add("kafka consumer", func() error { c.batches.Close(); return nil })
+	if err := kafka.EnsureTopicsRetrying(ctx, cl, cfg.Kafka, names, d.Logger); err != nil {
+		return nil, closers.Fail(err)
+	}
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return cl.Ping(ctx) },
 		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	admin, err := lifecycle.NewHTTPServer("count-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, d.Logger)), lifecycle.DefaultHTTPTimeouts(), d.Logger)
 	if err != nil {
-		cl.Close()
-		_ = rdb.Close()
-		return nil, err
+		return nil, closers.Fail(err)
 	}
-	return &Service{log: d.Logger, rdb: rdb, counter: c, admin: admin}, nil
+	closers.Add("count-admin listener", admin.Close)
+	return &Service{log: d.Logger, closers: closers, counter: c, admin: admin}, nil
 }
 
 // AdminAddr is where /healthz, /readyz and /metrics are served.
@@ -105,7 +103,9 @@ func (s *Service) AdminAddr() string { return s.admin.Addr() }
 
 // Run counts until ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
-	err := lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.counter}, []lifecycle.Worker{s.admin})
-	_ = s.rdb.Close()
-	return err
+	defer s.Close()
+	return lifecycle.Run(ctx, s.log, []lifecycle.Worker{s.counter}, []lifecycle.Worker{s.admin})
 }
+
+// Close releases what New opened; Run does it when it returns.
+func (s *Service) Close() { s.closers.Close() }

@@ -12,9 +12,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -180,15 +177,13 @@ func (c Config) Validate() error {
 // Service is a running deliver replica.
 type Service struct {
 	log        *slog.Logger
-	rdb        redis.UniversalClient
-	producer   *kgo.Client
+	closers    *lifecycle.Closers
 	admin      *lifecycle.HTTPServer
 	events     *consumer.Events
 	retries    *consumer.Retries
 	dispatcher *dispatch.Dispatcher
 	gate       *gate.Gate
 	alerts     *alert.Notifier
-	pipe       *redisconn.Batcher
 }
 
 // New connects to Kafka and Redis, creates the topics and builds the consumers.
@@ -204,11 +199,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{log: log, producer: producer}
-	fail := func(err error) (*Service, error) {
-		s.close()
-		return nil, err
-	}
+	s := &Service{log: log, closers: lifecycle.NewClosers(log)}
+	s.closers.Add("kafka producer", func() error { return kafka.FlushAndClose(producer) })
+	fail := func(err error) (*Service, error) { return nil, s.closers.Fail(err) }
 	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
 		return fail(err)
 	}
@@ -216,10 +209,11 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err != nil {
 		return fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))
 	}
-	s.rdb = redisconn.New(cfg.Redis)
-	store := catalog.New(s.rdb, box)
+	rdb := redisconn.New(cfg.Redis)
+	s.closers.Add("redis", rdb.Close)
+	store := catalog.New(rdb, box)
 	subscriptions := subs.New(store, cfg.SubscriptionCacheTTL)
-	s.gate = gate.New(s.rdb, log, reg)
+	s.gate = gate.New(rdb, log, reg)
 	var alerter engine.Alerter
 	if cfg.AlertWebhookURL != "" {
 		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, cfg.DeliveryProxy, log, reg)
@@ -227,9 +221,10 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	// Begin and finish scripts of concurrent deliveries share pipelines
 	// (RELAY_REDIS_PIPELINES of them in flight).
-	s.pipe = redisconn.NewBatcher(s.rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
+	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
+	s.closers.Add("redis pipelines", func() error { pipe.Close(); return nil })
 	eng := engine.New(engine.Config{Names: names, LeaseFor: cfg.DeliveryTimeout + 15*time.Second}, engine.Deps{
-		States:   delivery.New(s.rdb, cfg.StateRetention).WithPipeliner(s.pipe),
+		States:   delivery.New(rdb, cfg.StateRetention).WithPipeliner(pipe),
 		Disabler: subscriptions,
 		Sender: sender.New(sender.Config{
 			Timeout: cfg.DeliveryTimeout, ConnectTimeout: cfg.ConnectTimeout,
@@ -251,19 +246,22 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)
 	}
+	s.closers.Add("events consumer", func() error { s.events.Close(); return nil })
 	if s.retries, err = consumer.NewRetries(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)
 	}
+	s.closers.Add("retries consumer", func() error { s.retries.Close(); return nil })
 	reg.MustRegister(kafka.NewLagCollector(producer, names))
 	reg.MustRegister(dispatchGauges(s.dispatcher)...)
 	reg.MustRegister(budgetGauge(bytes))
 	checks := health.Checks{
 		"kafka": func(ctx context.Context) error { return producer.Ping(ctx) },
-		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, s.rdb, health.Timeout) },
+		"redis": func(ctx context.Context) error { return redisconn.Writable(ctx, rdb, health.Timeout) },
 	}
 	if s.admin, err = lifecycle.NewHTTPServer("deliver-admin", cfg.AdminAddr, health.Mux(reg, health.NewProbe(checks, log)), lifecycle.DefaultHTTPTimeouts(), log); err != nil {
 		return fail(err)
 	}
+	s.closers.Add("deliver-admin listener", s.admin.Close)
 	return s, nil
 }
 
@@ -278,28 +276,13 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.alerts != nil {
 		stage3 = append(stage3, s.alerts)
 	}
-	err := lifecycle.Run(ctx, s.log,
+	defer s.Close()
+	return lifecycle.Run(ctx, s.log,
 		[]lifecycle.Worker{s.events, s.retries},
 		[]lifecycle.Worker{s.dispatcher},
 		stage3,
 	)
-	s.close()
-	return err
 }
 
-func (s *Service) close() {
-	if s.producer != nil {
-		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.producer.Flush(fctx); err != nil {
-			s.log.Warn("producer flush", "error", err)
-		}
-		cancel()
-		s.producer.Close()
-	}
-	if s.pipe != nil {
-		s.pipe.Close()
-	}
-	if s.rdb != nil {
-		_ = s.rdb.Close()
-	}
-}
+// Close releases what New opened; Run does it when it returns.
+func (s *Service) Close() { s.closers.Close() }

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/archivefile"
@@ -189,13 +188,11 @@ func (c Config) Validate() error {
 
 // Service is a running ingest replica.
 type Service struct {
-	log      *slog.Logger
-	rdb      redis.UniversalClient
-	producer *kgo.Client
-	server   *lifecycle.HTTPServer
+	log    *slog.Logger
+	server *lifecycle.HTTPServer
 	// admin serves the detailed probes and metrics (RELAY_ADMIN_ADDR); nil without one.
-	admin *lifecycle.HTTPServer
-	pipe  *redisconn.Batcher
+	admin   *lifecycle.HTTPServer
+	closers *lifecycle.Closers
 }
 
 // New connects to Kafka and Redis, creates the topics and starts listening.
@@ -219,18 +216,20 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	closers := lifecycle.NewClosers(log)
+	closers.Add("kafka producer", func() error { return kafka.FlushAndClose(producer) })
 	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
-		producer.Close()
-		return nil, err
+		return nil, closers.Fail(err)
 	}
 	box, err := secretbox.New(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
-		producer.Close()
-		return nil, fmt.Errorf("RELAY_SECRET_KEY: %w", err)
+		return nil, closers.Fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))
 	}
 	rdb := redisconn.New(cfg.Redis)
+	closers.Add("redis", rdb.Close)
 	// RELAY_REDIS_PIPELINES pipelines in flight, each carrying up to 128 requests' commands.
 	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
+	closers.Add("redis pipelines", func() error { pipe.Close(); return nil })
 	deliveries := delivery.New(rdb, cfg.StateRetention)
 	// Without Redis ingest still accepts (without dedup): report it, stay ready.
 	ready := health.NewProbe(health.Checks{
@@ -241,10 +240,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if cfg.Archive.Bucket != "" {
 		s3c, err := archivefile.NewClient(ctx, cfg.Archive)
 		if err != nil {
-			producer.Close()
-			pipe.Close()
-			_ = rdb.Close()
-			return nil, fmt.Errorf("archive: %w", err)
+			return nil, closers.Fail(fmt.Errorf("archive: %w", err))
 		}
 		arc = archivefile.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
 	}
@@ -268,25 +264,20 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	})
 	server, err := lifecycle.NewHTTPServer("ingest-http", cfg.HTTPAddr, a.Handler(), cfg.HTTP, log)
 	if err != nil {
-		producer.Close()
-		pipe.Close()
-		_ = rdb.Close()
-		return nil, err
+		return nil, closers.Fail(err)
 	}
+	closers.Add("ingest-http listener", server.Close)
 	// Unready from SIGTERM on, while RELAY_HTTP_DRAIN_DELAY keeps serving.
 	ready.AddLive("shutdown", server.Draining)
-	s := &Service{log: log, rdb: rdb, producer: producer, server: server, pipe: pipe}
+	s := &Service{log: log, server: server, closers: closers}
 	if cfg.AdminAddr != "" {
 		// It serves while the API drains, to say so.
 		at := lifecycle.DefaultHTTPTimeouts()
 		at.DrainDelay = cfg.HTTP.DrainDelay
 		if s.admin, err = lifecycle.NewHTTPServer("ingest-admin", cfg.AdminAddr, health.Mux(d.Telemetry.Registry, ready), at, log); err != nil {
-			_ = server.Close()
-			producer.Close()
-			pipe.Close()
-			_ = rdb.Close()
-			return nil, err
+			return nil, closers.Fail(err)
 		}
+		closers.Add("ingest-admin listener", s.admin.Close)
 	}
 	return s, nil
 }
@@ -310,16 +301,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.admin != nil {
 		workers = append(workers, s.admin)
 	}
-	err := lifecycle.Run(ctx, s.log, workers)
-	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if ferr := s.producer.Flush(fctx); ferr != nil {
-		s.log.Warn("producer flush", "error", ferr)
-	}
-	s.producer.Close()
-	s.pipe.Close()
-	if cerr := s.rdb.Close(); cerr != nil {
-		s.log.Warn("redis close", "error", cerr)
-	}
-	return err
+	defer s.Close()
+	return lifecycle.Run(ctx, s.log, workers)
 }
+
+// Close releases what New opened; Run does it when it returns.
+func (s *Service) Close() { s.closers.Close() }

@@ -110,6 +110,9 @@ func (a *Archiver) Options() []kgo.Opt { return a.consumer.Options() }
 // SetClient sets the client the archiver consumes with.
 func (a *Archiver) SetClient(cl *kgo.Client) { a.consumer.SetClient(cl) }
 
+// Close closes the client, leaving the group: Run does it when it returns.
+func (a *Archiver) Close() { a.consumer.Close() }
+
 // Name implements lifecycle.Worker.
 func (a *Archiver) Name() string { return "archiver" }
 

@@ -41,13 +41,16 @@ func NewEvents(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation,
 // Name implements lifecycle.Worker.
 func (c *Events) Name() string { return c.g.name }
 
+// Close closes the client, leaving the group: Run does it when it returns.
+func (c *Events) Close() { c.g.close() }
+
 // Client is the consumer's Kafka client.
 func (c *Events) Client() *kgo.Client { return c.g.cl }
 
 // Run polls until ctx is cancelled, then lets in-flight work finish (up to
 // RevokeWait), commits, and leaves the group.
 func (c *Events) Run(ctx context.Context) error {
-	defer c.g.cl.Close() // leaves the group; the revoke callback commits
+	defer c.Close() // leaves the group; the revoke callback commits
 	for {
 		if err := c.d.Gate.WaitUp(ctx,
 			func() { c.g.cl.PauseFetchTopics(c.names.Events) },

@@ -70,7 +70,13 @@ type group struct {
 
 	mu    sync.Mutex
 	parts map[offsets.Partition]*partState
+
+	closeOnce sync.Once
 }
+
+// close closes the client once: by the consumer's Run as it returns, or by
+// the service when it is never run.
+func (g *group) close() { g.closeOnce.Do(g.cl.Close) }
 
 func newGroup(name string, tracer *kotel.Tracer, log *slog.Logger, bytes *Budget, o Options) *group {
 	return &group{

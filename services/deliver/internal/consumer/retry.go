@@ -48,9 +48,12 @@ func NewRetries(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation
 // Name implements lifecycle.Worker.
 func (c *Retries) Name() string { return c.g.name }
 
+// Close closes the client, leaving the group: Run does it when it returns.
+func (c *Retries) Close() { c.g.close() }
+
 // Run polls until ctx is cancelled.
 func (c *Retries) Run(ctx context.Context) error {
-	defer c.g.cl.Close()
+	defer c.Close()
 	topics := c.names.RetryInputs()
 	for {
 		if err := c.d.Gate.WaitUp(ctx,

@@ -37,11 +37,11 @@ type Options struct {
 
 // Stack is a set of running services.
 type Stack struct {
-	Ingest  *ingest.Service
-	Deliver *deliver.Service
-	Archive *archive.Service
-	Count   *count.Service
-	workers []func(context.Context) error
+	Ingest   *ingest.Service
+	Deliver  *deliver.Service
+	Archive  *archive.Service
+	Count    *count.Service
+	services []service
 }
 
 // deps are one service's logger and telemetry: the stack's tracer, and a
@@ -59,9 +59,15 @@ func (o Options) deps(service string) lifecycle.Deps {
 	}}
 }
 
-// New builds every service. Nothing runs until Run.
-func New(ctx context.Context, o Options) (*Stack, error) {
+// New builds every service. Nothing runs until Run. When one cannot be
+// built, those built before it are closed.
+func New(ctx context.Context, o Options) (st *Stack, err error) {
 	s := &Stack{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 	icfg, err := ingest.LoadConfig(envconfig.New(o.Env("ingest")))
 	if err != nil {
 		return nil, fmt.Errorf("ingest configuration: %w", err)
@@ -69,12 +75,12 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 	if s.Ingest, err = ingest.New(ctx, icfg, o.deps("ingest")); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	s.workers = append(s.workers, s.Ingest.Run)
+	s.add(s.Ingest)
 	if o.Deliver {
 		if s.Deliver, err = NewDeliver(ctx, o); err != nil {
 			return nil, err
 		}
-		s.workers = append(s.workers, s.Deliver.Run)
+		s.add(s.Deliver)
 	}
 	if o.Archive {
 		acfg, err := archive.LoadConfig(envconfig.New(o.Env("archive")))
@@ -84,7 +90,7 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		if s.Archive, err = archive.New(ctx, acfg, o.deps("archive")); err != nil {
 			return nil, fmt.Errorf("archive: %w", err)
 		}
-		s.workers = append(s.workers, s.Archive.Run)
+		s.add(s.Archive)
 	}
 	if o.Count {
 		ccfg, err := count.LoadConfig(envconfig.New(o.Env("count")))
@@ -94,9 +100,24 @@ func New(ctx context.Context, o Options) (*Stack, error) {
 		if s.Count, err = count.New(ctx, ccfg, o.deps("count")); err != nil {
 			return nil, fmt.Errorf("count: %w", err)
 		}
-		s.workers = append(s.workers, s.Count.Run)
+		s.add(s.Count)
 	}
 	return s, nil
+}
+
+// service is what the stack runs and closes of each service.
+type service interface {
+	Run(ctx context.Context) error
+	Close()
+}
+
+func (s *Stack) add(svc service) { s.services = append(s.services, svc) }
+
+// Close releases every service built and never run.
+func (s *Stack) Close() {
+	for _, svc := range s.services {
+		svc.Close()
+	}
 }
 
 // NewDeliver builds one more deliver replica with the stack's options.
@@ -115,8 +136,8 @@ func NewDeliver(ctx context.Context, o Options) (*deliver.Service, error) {
 // Run runs every service until ctx is cancelled or one fails.
 func (s *Stack) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, w := range s.workers {
-		g.Go(func() error { return w(gctx) })
+	for _, svc := range s.services {
+		g.Go(func() error { return svc.Run(gctx) })
 	}
 	return g.Wait()
 }
