@@ -151,7 +151,7 @@ func debugServer(addr string, log *slog.Logger) (*lifecycle.HTTPServer, error) {
 // DefaultGOGC is the garbage collector's target unless GOGC is set. The
 // services' live heaps are small (tens of MiB) and their garbage is
 // per-request, so collecting 4× less often than Go's default of 100 trades
-// a few tens of MiB for a measurable share of CPU (docs/BENCHMARKS.md).
+// a few tens of MiB for a share of CPU.
 // GOMEMLIMIT, when set, still caps the heap.
 const DefaultGOGC = 400
 

@@ -253,17 +253,13 @@ end
 // token, holding a lease for leaseFor. It returns Proceed, AlreadyDelivered,
 // Stale or Busy, and the number of attempts finished so far.
 //
-// It is plain commands in one round trip, not a script: take the lease if
-// it is free, then read the state (and an earlier version's, until none is
-// left). Every write that settles a delivery (Finish, Park) is made by the
-// lease's holder, so the state read after taking the lease is the settled
-// one. A delivered or stale answer wins over a lease someone else holds, so
-// a record of a pair settled meanwhile is dropped rather than made to wait
-// for that lease, and a lease taken for nothing is given back at once. A
-// worker that asks again with its token (its first answer was lost) holds
-// the lease it took. A pair with no state yet is pending (the API shows it
-// so) and its first Finish records it: a first attempt writes nothing before
-// its POST.
+// It takes the lease if it is free and reads the state in one round trip:
+// every write that settles a delivery (Finish, Park) is made by the lease's
+// holder, so the state read after taking the lease is the settled one. Admit
+// decides; a lease taken for nothing is given back at once. A worker that
+// asks again with its token (its first answer was lost) holds the lease it
+// took. A first attempt writes nothing before its POST: a pair with no state
+// is pending until its first Finish.
 func (s *Store) Begin(ctx context.Context, evt, sub string, attempt int, token string, leaseFor time.Duration) (string, int, error) {
 	var lease *redis.StatusCmd
 	var cur *redis.StringCmd

@@ -274,18 +274,16 @@ func ProducerOptions(cfg Config) []kgo.Opt {
 		// Ingest answers senders only once the broker has acknowledged, so
 		// the linger is latency every sender waits for; without one, each
 		// request or two sends a produce request of its own, which the
-		// broker and the producer pay for per request. On the benchmark
-		// machine 2ms cut produce requests at 6,000 events/s from ~2,400/s
-		// to ~500/s, and the CPU of ingest, broker and Redis by 15% there
-		// and by 27% at 4,000/s, for ~2ms more at p50 (docs/BENCHMARKS.md).
+		// broker and the producer pay for per request. A linger of a few
+		// milliseconds trades that much latency for far fewer requests.
 		// ProduceSync would defeat it by draining at once: Relay waits with
 		// ProduceAndWait.
 		kgo.ProducerLinger(cfg.Linger),
 		// Uncompressed by default, as Kafka's own producer: a compressed batch
 		// costs CPU three times over, in the producer, in the broker (which
 		// decompresses every batch to validate it) and in each of the three
-		// consumer groups, and the benchmarks' 2-core machine is CPU-bound
-		// (docs/BENCHMARKS.md). Where the network or the broker's disk is the
+		// consumer groups, where a small machine is bound by CPU. Where the
+		// network or the broker's disk is the
 		// limit instead, JSON bodies compress well: lz4 or zstd. A codec the
 		// broker refuses falls back to none.
 		// (Validate refuses an unknown name; franz-go drops the repeated none.)

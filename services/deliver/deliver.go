@@ -1,7 +1,7 @@
 // Package deliver is Relay's delivery engine: at least once per (event,
 // subscription), retried through delay-tier topics, parked in the DLQ when
 // the ladder is exhausted or the endpoint refuses for good, and never POSTed
-// again once recorded delivered. See ../../../shared/DESIGN.md, "Guarantees".
+// again once recorded delivered. See docs/guarantees.md.
 package deliver
 
 import (

@@ -1,5 +1,5 @@
 // Package api is ingest's HTTP API: the inbound webhook endpoint and the
-// management routes of ../shared/DESIGN.md ("HTTP API"), served with gin.
+// management routes described in docs/openapi.yaml, served with gin.
 package api
 
 import (
