@@ -1,4 +1,4 @@
-package api
+package inbound
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 // bodyBudget bounds the bytes that inbound request bodies hold in memory at
@@ -46,7 +48,7 @@ var errBodyBudget = errors.New("ingest holds its limit of request bodies in memo
 // (RELAY_INGEST_MAX_INFLIGHT_BYTES). It answers the request itself when it
 // returns ok false. release gives the charge back; call it once the body is
 // no longer needed, also when ok is false.
-func (a *API) readBody(c *gin.Context) (body []byte, release func(), ok bool) {
+func (a *Handler) readBody(c *gin.Context) (body []byte, release func(), ok bool) {
 	limit := a.cfg.MaxBodyBytes
 	declared := c.Request.ContentLength
 	var charged int64
@@ -68,20 +70,20 @@ func (a *API) readBody(c *gin.Context) (body []byte, release func(), ok bool) {
 		a.m.busy.Inc()
 		a.log.WarnContext(c.Request.Context(), "request refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)",
 			"limit", a.bodies.limit, "declared", declared)
-		unavailable(c, "server_busy", "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly", time.Second)
+		rest.Unavailable(c, "server_busy", "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly", time.Second)
 		return nil, release, false
 	case errors.As(err, &tooBig):
 		a.tooLarge(c)
 		return nil, release, false
 	case err != nil:
-		fail(c, http.StatusBadRequest, "unreadable_body", "the request body could not be read: "+err.Error())
+		rest.Fail(c, http.StatusBadRequest, "unreadable_body", "the request body could not be read: "+err.Error())
 		return nil, release, false
 	}
 	return body, release, true
 }
 
-func (a *API) tooLarge(c *gin.Context) {
-	fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", a.cfg.MaxBodyBytes))
+func (a *Handler) tooLarge(c *gin.Context) {
+	rest.Fail(c, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("body is larger than %d bytes (RELAY_MAX_BODY_BYTES)", a.cfg.MaxBodyBytes))
 }
 
 // readGrowing reads r to its end into a buffer that grows as bytes arrive,

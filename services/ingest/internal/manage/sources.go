@@ -1,12 +1,10 @@
-package api
+package manage
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 type verificationJSON struct {
@@ -69,13 +68,13 @@ func paramsOut(params map[string]string) schemeParamsJSON {
 // fit it.
 func configureScheme(c *gin.Context, name string, params map[string]string) (signature.Scheme, map[string]string, bool) {
 	if _, ok := signature.Lookup(name); !ok {
-		invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
+		rest.Invalid(c, "verification.scheme", "must be one of "+strings.Join(signature.Names(), ", "))
 		return nil, nil, false
 	}
 	s, err := signature.ForSource(name, params)
 	if err != nil {
 		field, msg, _ := strings.Cut(err.Error(), ": ")
-		invalid(c, "verification."+field, msg)
+		rest.Invalid(c, "verification."+field, msg)
 		return nil, nil, false
 	}
 	var stored map[string]string
@@ -103,14 +102,14 @@ func (a *API) sourceOut(s catalog.Source) sourceJSON {
 	out := sourceJSON{
 		ID: s.ID, Name: s.Name,
 		Verification:   verificationJSON{Scheme: s.Scheme, schemeParamsJSON: paramsOut(s.SchemeParams)},
-		DedupWindow:    formatDuration(s.DedupWindow),
+		DedupWindow:    rest.FormatDuration(s.DedupWindow),
 		IngestURL:      strings.TrimSuffix(a.cfg.PublicURL, "/") + "/in/" + s.ID,
 		CreatedAt:      s.CreatedAt.UTC(),
 		ForwardHeaders: append([]string{}, s.ForwardHeaders...),
 		AllowedIPs:     append([]string{}, s.AllowedIPs...),
 	}
 	if scheme, ok := signature.Lookup(s.Scheme); ok && signature.Timestamped(scheme) {
-		out.Verification.Tolerance = formatDuration(s.Tolerance)
+		out.Verification.Tolerance = rest.FormatDuration(s.Tolerance)
 	}
 	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
 		t := s.PreviousSecretExpiresAt.UTC()
@@ -134,7 +133,7 @@ type createSourceRequest struct {
 
 func (a *API) createSource(c *gin.Context) {
 	var req createSourceRequest
-	if !bindJSON(c, &req, false) {
+	if !rest.BindJSON(c, &req, false) {
 		return
 	}
 	name, ok := sourceName(c, req.Name)
@@ -150,7 +149,7 @@ func (a *API) createSource(c *gin.Context) {
 		}
 		secret = v.Secret
 		if v.Tolerance != "" {
-			if tol, ok = durationField(c, "verification.tolerance", v.Tolerance); !ok {
+			if tol, ok = rest.DurationField(c, "verification.tolerance", v.Tolerance); !ok {
 				return
 			}
 		}
@@ -168,7 +167,7 @@ func (a *API) createSource(c *gin.Context) {
 	}
 	window := a.cfg.DefaultDedupWindow
 	if req.DedupWindow != "" {
-		if window, ok = durationField(c, "dedup_window", req.DedupWindow); !ok {
+		if window, ok = rest.DurationField(c, "dedup_window", req.DedupWindow); !ok {
 			return
 		}
 	}
@@ -202,7 +201,7 @@ func (a *API) createSource(c *gin.Context) {
 func sourceName(c *gin.Context, v string) (string, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" || len(v) > 200 || !utf8.ValidString(v) {
-		invalid(c, "name", "is required, at most 200 bytes of UTF-8")
+		rest.Invalid(c, "name", "is required, at most 200 bytes of UTF-8")
 		return "", false
 	}
 	return v, true
@@ -210,7 +209,7 @@ func sourceName(c *gin.Context, v string) (string, bool) {
 
 func toleranceInRange(c *gin.Context, tol time.Duration) bool {
 	if tol < time.Second || tol > time.Hour {
-		invalid(c, "verification.tolerance", "must be from 1s to 1h")
+		rest.Invalid(c, "verification.tolerance", "must be from 1s to 1h")
 		return false
 	}
 	return true
@@ -224,14 +223,14 @@ func windowCoversTolerance(c *gin.Context, scheme signature.Scheme, window, tol 
 	if !signature.Timestamped(scheme) || window >= tol {
 		return true
 	}
-	invalid(c, "dedup_window", fmt.Sprintf("is %s, shorter than verification.tolerance (%s): a request replayed within the tolerance after its dedup key expired would be accepted again; make dedup_window at least the tolerance, or the tolerance shorter",
-		formatDuration(window), formatDuration(tol)))
+	rest.Invalid(c, "dedup_window", fmt.Sprintf("is %s, shorter than verification.tolerance (%s): a request replayed within the tolerance after its dedup key expired would be accepted again; make dedup_window at least the tolerance, or the tolerance shorter",
+		rest.FormatDuration(window), rest.FormatDuration(tol)))
 	return false
 }
 
 func windowInRange(c *gin.Context, window time.Duration) bool {
 	if window < time.Minute || window > 30*24*time.Hour {
-		invalid(c, "dedup_window", "must be from 1m to 720h")
+		rest.Invalid(c, "dedup_window", "must be from 1m to 720h")
 		return false
 	}
 	return true
@@ -246,7 +245,7 @@ var notForwarded = map[string]bool{"Authorization": true, "Cookie": true}
 // forwards and returns them canonical.
 func checkForwardHeaders(c *gin.Context, names []string) ([]string, bool) {
 	if len(names) > record.MaxForwarded {
-		invalid(c, "forward_headers", fmt.Sprintf("has %d names; at most %d", len(names), record.MaxForwarded))
+		rest.Invalid(c, "forward_headers", fmt.Sprintf("has %d names; at most %d", len(names), record.MaxForwarded))
 		return nil, false
 	}
 	var out []string
@@ -256,10 +255,10 @@ func checkForwardHeaders(c *gin.Context, names []string) ([]string, bool) {
 		case !ok:
 			return nil, false
 		case notForwarded[canon]:
-			invalid(c, "forward_headers", canon+" carries a credential for Relay's endpoint and is not forwarded; give an endpoint's own credential as a subscription header")
+			rest.Invalid(c, "forward_headers", canon+" carries a credential for Relay's endpoint and is not forwarded; give an endpoint's own credential as a subscription header")
 			return nil, false
 		case slices.Contains(out, canon):
-			invalid(c, "forward_headers", canon+" is given twice")
+			rest.Invalid(c, "forward_headers", canon+" is given twice")
 			return nil, false
 		}
 		out = append(out, canon)
@@ -274,14 +273,14 @@ const maxAllowedIPs = 100
 // prefixes, and returns them as prefixes.
 func checkAllowedIPs(c *gin.Context, v []string) ([]string, bool) {
 	if len(v) > maxAllowedIPs {
-		invalid(c, "allowed_ips", fmt.Sprintf("has %d entries; at most %d", len(v), maxAllowedIPs))
+		rest.Invalid(c, "allowed_ips", fmt.Sprintf("has %d entries; at most %d", len(v), maxAllowedIPs))
 		return nil, false
 	}
 	var out []string
 	for _, s := range v {
-		p, err := parseAllowed(s)
+		p, err := catalog.ParseAllowed(s)
 		if err != nil {
-			invalid(c, "allowed_ips", fmt.Sprintf("%s is not an IP address or a CIDR prefix (examples: 192.0.2.10, 3.18.12.0/22, 2001:db8::/32)", quoteID(s)))
+			rest.Invalid(c, "allowed_ips", fmt.Sprintf("%s is not an IP address or a CIDR prefix (examples: 192.0.2.10, 3.18.12.0/22, 2001:db8::/32)", rest.QuoteID(s)))
 			return nil, false
 		}
 		if !slices.Contains(out, p.String()) {
@@ -291,43 +290,6 @@ func checkAllowedIPs(c *gin.Context, v []string) ([]string, bool) {
 	return out, true
 }
 
-// parseAllowed reads one allowed_ips entry as a prefix: an address alone is
-// itself (/32, /128).
-func parseAllowed(s string) (netip.Prefix, error) {
-	if a, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil {
-		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(strings.TrimSpace(s))
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	if p.Addr().Is4In6() {
-		// Client addresses are compared unmapped: an IPv4-mapped prefix
-		// would match none of them, so it is stored as the IPv4 one it means.
-		if p.Bits() < 96 {
-			return netip.Prefix{}, fmt.Errorf("%s reaches beyond the IPv4-mapped range", p)
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
-}
-
-// ipAllowed reports whether the client address ip is in one of allowed
-// (prefixes as checkAllowedIPs stores them).
-func ipAllowed(ip string, allowed []string) bool {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, s := range allowed {
-		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // setDuration parses a duration a PATCH gives (null leaves it as it is;
 // "" is not a duration there) and checks its range.
 func setDuration(c *gin.Context, field string, v *string, inRange func(*gin.Context, time.Duration) bool) (*time.Duration, bool) {
@@ -335,10 +297,10 @@ func setDuration(c *gin.Context, field string, v *string, inRange func(*gin.Cont
 		return nil, true
 	}
 	if *v == "" {
-		invalid(c, field, `"" is not a duration (examples: 30s, 5m, 72h); leave the field out to keep it as it is`)
+		rest.Invalid(c, field, `"" is not a duration (examples: 30s, 5m, 72h); leave the field out to keep it as it is`)
 		return nil, false
 	}
-	d, ok := durationField(c, field, *v)
+	d, ok := rest.DurationField(c, field, *v)
 	if !ok || !inRange(c, d) {
 		return nil, false
 	}
@@ -368,7 +330,7 @@ func (a *API) updateSource(c *gin.Context) {
 		return
 	}
 	var req updateSourceRequest
-	if !bindJSON(c, &req, false) {
+	if !rest.BindJSON(c, &req, false) {
 		return
 	}
 	var patch catalog.SourcePatch
@@ -381,11 +343,11 @@ func (a *API) updateSource(c *gin.Context) {
 	}
 	if v := req.Verification; v != nil {
 		if v.Scheme != nil && *v.Scheme != src.Scheme {
-			invalid(c, "verification.scheme", "cannot be changed: it decides the secret's format and the sender's headers; create a new source for "+quoteID(*v.Scheme))
+			rest.Invalid(c, "verification.scheme", "cannot be changed: it decides the secret's format and the sender's headers; create a new source for "+rest.QuoteID(*v.Scheme))
 			return
 		}
 		if v.Secret != nil {
-			invalid(c, "verification.secret", "is changed by POST /sources/{id}/rotate-secret, which keeps the old secret verifying for a grace period")
+			rest.Invalid(c, "verification.secret", "is changed by POST /sources/{id}/rotate-secret, which keeps the old secret verifying for a grace period")
 			return
 		}
 		if patch.Tolerance, ok = setDuration(c, "verification.tolerance", v.Tolerance, toleranceInRange); !ok {
@@ -442,7 +404,7 @@ func (a *API) updateSource(c *gin.Context) {
 	}
 	updated, err := a.catalog.UpdateSource(c.Request.Context(), src.ID, patch)
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(src.ID))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(src.ID))
 		return
 	}
 	if err != nil {
@@ -459,21 +421,21 @@ func (a *API) storeError(c *gin.Context, what string, err error) {
 	if ce := (*catalog.CorruptError)(nil); errors.As(err, &ce) {
 		// Only fields that hold no secret are decoded, so the cause can be told.
 		a.log.ErrorContext(c.Request.Context(), "corrupt record in Redis", "while", what, "error", err)
-		fail(c, http.StatusInternalServerError, "corrupt_record", ce.Error()+"; "+repairHint(ce))
+		rest.Fail(c, http.StatusInternalServerError, "corrupt_record", ce.Error()+"; "+repairHint(ce))
 		return
 	}
 	if redisconn.IsUnavailable(err) {
 		a.log.WarnContext(c.Request.Context(), "redis unavailable", "while", what, "error", err)
-		unavailable(c, "redis_unavailable", "Redis is unavailable while "+what+"; retry shortly", 5*time.Second)
+		rest.Unavailable(c, "redis_unavailable", "Redis is unavailable while "+what+"; retry shortly", 5*time.Second)
 		return
 	}
 	if redisconn.IsWriteRefused(err) {
 		// Redis's own answer (OOM, READONLY, MISCONF) says what to fix and holds no secret.
 		a.log.ErrorContext(c.Request.Context(), "redis refuses writes", "while", what, "error", err)
-		unavailable(c, "redis_refuses_writes", "Redis refuses writes while "+what+": "+err.Error(), 30*time.Second)
+		rest.Unavailable(c, "redis_refuses_writes", "Redis refuses writes while "+what+": "+err.Error(), 30*time.Second)
 		return
 	}
-	a.internal(c, what, err)
+	rest.Internal(c, a.log, what, err)
 }
 
 // repairHint says how a corrupt record can be mended through the API.
@@ -491,7 +453,7 @@ func repairHint(ce *catalog.CorruptError) string {
 }
 
 func (a *API) listSources(c *gin.Context) {
-	limit, cursor, ok := idPageParams(c, ids.Source)
+	limit, cursor, ok := rest.IDPageParams(c, ids.Source)
 	if !ok {
 		return
 	}
@@ -500,7 +462,7 @@ func (a *API) listSources(c *gin.Context) {
 		a.storeError(c, "listing sources", err)
 		return
 	}
-	out := list[sourceJSON]{Data: []sourceJSON{}, NextCursor: page.Next}
+	out := rest.List[sourceJSON]{Data: []sourceJSON{}, NextCursor: page.Next}
 	for _, s := range page.Items {
 		out.Data = append(out.Data, a.sourceOut(s))
 	}
@@ -519,7 +481,7 @@ func (a *API) loadSource(c *gin.Context) (catalog.Source, bool) {
 func (a *API) findSource(c *gin.Context, corruptOK bool) (catalog.Source, *catalog.CorruptError, bool) {
 	id := c.Param("source_id")
 	if !ids.Valid(ids.Source, id) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return catalog.Source{}, nil, false
 	}
 	src, err := a.catalog.GetSource(c.Request.Context(), id)
@@ -528,7 +490,7 @@ func (a *API) findSource(c *gin.Context, corruptOK bool) (catalog.Source, *catal
 		return src, damaged, true
 	}
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return src, nil, false
 	}
 	if err != nil {
@@ -536,14 +498,6 @@ func (a *API) findSource(c *gin.Context, corruptOK bool) (catalog.Source, *catal
 		return src, nil, false
 	}
 	return src, nil, true
-}
-
-// quoteID bounds and quotes an id from a URL for an error message.
-func quoteID(id string) string {
-	if len(id) > 64 {
-		id = id[:64] + "…"
-	}
-	return `"` + strings.ToValidUTF8(id, "?") + `"`
 }
 
 func (a *API) getSource(c *gin.Context) {
@@ -558,12 +512,12 @@ func (a *API) deleteSource(c *gin.Context) {
 	id := c.Param("source_id")
 	if !ids.Valid(ids.Source, id) {
 		// Checked before anything is touched: an id is part of Redis keys.
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return
 	}
 	err := a.catalog.DeleteSource(c.Request.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return
 	}
 	if err != nil {
@@ -585,7 +539,7 @@ func (a *API) rotateSourceSecret(c *gin.Context) {
 		return
 	}
 	var req rotateRequest
-	if !bindJSON(c, &req, true) {
+	if !rest.BindJSON(c, &req, true) {
 		return
 	}
 	scheme, _ := signature.Lookup(src.Scheme)
@@ -609,7 +563,7 @@ func (a *API) rotateSourceSecret(c *gin.Context) {
 }
 
 func (a *API) grace(c *gin.Context, v string) (time.Duration, bool) {
-	g, ok := durationField(c, "grace", v)
+	g, ok := rest.DurationField(c, "grace", v)
 	if !ok {
 		return 0, false
 	}
@@ -617,28 +571,10 @@ func (a *API) grace(c *gin.Context, v string) (time.Duration, bool) {
 		g = a.cfg.RotationGrace
 	}
 	if g < 0 || g > 30*24*time.Hour {
-		invalid(c, "grace", "must be from 0s to 720h")
+		rest.Invalid(c, "grace", "must be from 0s to 720h")
 		return 0, false
 	}
 	return g, true
-}
-
-// sourceEntry is what the inbound path caches of a source.
-type sourceEntry struct {
-	src     catalog.Source
-	secrets catalog.Secrets
-}
-
-// source returns a source and its secrets from the cache: one Redis round
-// trip saved per webhook. When Redis cannot be reached, a known source keeps
-// verifying from its cached copy for up to 10 minutes, so a Redis outage
-// does not turn into 503s for every sender.
-func (a *API) source(ctx context.Context, id string) (catalog.Source, catalog.Secrets, error) {
-	e, err := a.sources.Get(ctx, id, func(ctx context.Context) (sourceEntry, error) {
-		src, sec, err := a.catalog.GetSourceWithSecrets(ctx, id)
-		return sourceEntry{src, sec}, err
-	})
-	return e.src, e.secrets, err
 }
 
 type rewrapResponse struct {
@@ -657,7 +593,7 @@ type rewrapResponse struct {
 func (a *API) rewrapSecrets(c *gin.Context) {
 	after := c.Query("cursor")
 	if after != "" && !ids.Valid(ids.Source, after) {
-		invalid(c, "cursor", "is not a cursor this route answered")
+		rest.Invalid(c, "cursor", "is not a cursor this route answered")
 		return
 	}
 	res, err := a.catalog.RewrapSecrets(c.Request.Context(), after, a.now().Add(a.cfg.WorkBudget))
@@ -672,4 +608,18 @@ func (a *API) rewrapSecrets(c *gin.Context) {
 	a.log.InfoContext(c.Request.Context(), "secrets rewrapped", "rewrapped", out.Rewrapped, "current", out.Current,
 		"changed_meanwhile", out.ChangedMeanwhile, "undecryptable", out.Undecryptable)
 	c.JSON(http.StatusOK, out)
+}
+
+// secretFor returns the secret an operator supplied when scheme accepts it,
+// a fresh one in the scheme's format when none was supplied, and otherwise
+// answers 400 naming field.
+func secretFor(c *gin.Context, scheme signature.Scheme, given, field string) (string, bool) {
+	if given == "" {
+		return scheme.NewSecret(), true
+	}
+	if err := scheme.CheckSecret(given); err != nil {
+		rest.Invalid(c, field, err.Error())
+		return "", false
+	}
+	return given, true
 }

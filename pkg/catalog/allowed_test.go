@@ -1,4 +1,4 @@
-package api
+package catalog
 
 import "testing"
 
@@ -9,17 +9,17 @@ func TestParseAllowed(t *testing.T) {
 		"192.0.2.10": "192.0.2.10/32", "10.1.2.3/8": "10.0.0.0/8", "::ffff:198.51.100.9": "198.51.100.9/32",
 		"::ffff:10.0.0.0/104": "10.0.0.0/8", "2001:db8::1/32": "2001:db8::/32",
 	} {
-		p, err := parseAllowed(in)
+		p, err := ParseAllowed(in)
 		if err != nil || p.String() != want {
-			t.Errorf("parseAllowed(%q) = %v, %v; want %s", in, p, err, want)
+			t.Errorf("ParseAllowed(%q) = %v, %v; want %s", in, p, err, want)
 		}
-		if !ipAllowed(p.Addr().String(), []string{p.String()}) {
+		if !IPAllowed(p.Addr().String(), []string{p.String()}) {
 			t.Errorf("%s is not allowed by its own prefix %s", p.Addr(), p)
 		}
 	}
 	for _, bad := range []string{"::ffff:0.0.0.0/80", "10.0.0.0/33", "host"} {
-		if p, err := parseAllowed(bad); err == nil {
-			t.Errorf("parseAllowed(%q) = %v, want an error", bad, p)
+		if p, err := ParseAllowed(bad); err == nil {
+			t.Errorf("ParseAllowed(%q) = %v, want an error", bad, p)
 		}
 	}
 }

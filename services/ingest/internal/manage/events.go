@@ -1,4 +1,4 @@
-package api
+package manage
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/payloads"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 type eventJSON struct {
@@ -93,10 +94,10 @@ func (a *API) payloadOf(c *gin.Context, e eventstore.Event) (*payloads.Payload, 
 func (a *API) payloadUnavailable(c *gin.Context, err error) {
 	a.log.WarnContext(c.Request.Context(), "reading a payload failed", "error", err)
 	if errors.Is(err, payloads.ErrArchiveUnavailable) {
-		unavailable(c, "archive_unavailable", "the event's payload is only in the archive, which cannot be read right now; retry shortly", 5*time.Second)
+		rest.Unavailable(c, "archive_unavailable", "the event's payload is only in the archive, which cannot be read right now; retry shortly", 5*time.Second)
 		return
 	}
-	unavailable(c, "kafka_unavailable", "the event's payload cannot be read from Kafka right now; retry shortly", 5*time.Second)
+	rest.Unavailable(c, "kafka_unavailable", "the event's payload cannot be read from Kafka right now; retry shortly", 5*time.Second)
 }
 
 func (a *API) listEvents(c *gin.Context) {
@@ -104,20 +105,20 @@ func (a *API) listEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, cursor, ok := pageParams(c)
+	limit, cursor, ok := rest.PageParams(c)
 	if !ok {
 		return
 	}
 	evs, next, err := a.events.List(c.Request.Context(), src.ID, cursor, limit)
 	if errors.Is(err, eventstore.ErrBadCursor) {
-		invalid(c, "cursor", "is not a cursor returned by this listing")
+		rest.Invalid(c, "cursor", "is not a cursor returned by this listing")
 		return
 	}
 	if err != nil {
 		a.storeError(c, "listing events", err)
 		return
 	}
-	out := list[eventJSON]{Data: []eventJSON{}, NextCursor: next}
+	out := rest.List[eventJSON]{Data: []eventJSON{}, NextCursor: next}
 	for _, e := range evs {
 		out.Data = append(out.Data, eventOut(e))
 	}
@@ -132,12 +133,12 @@ func (a *API) loadEvent(c *gin.Context) (catalog.Source, eventstore.Event, bool)
 	}
 	id := c.Param("event_id")
 	if !ids.Valid(ids.Event, id) {
-		fail(c, http.StatusNotFound, "event_not_found", "no event "+quoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
+		rest.Fail(c, http.StatusNotFound, "event_not_found", "no event "+rest.QuoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
 		return src, eventstore.Event{}, false
 	}
 	e, err := a.events.Get(c.Request.Context(), src.ID, id)
 	if errors.Is(err, eventstore.ErrNotFound) {
-		fail(c, http.StatusNotFound, "event_not_found", "no event "+quoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
+		rest.Fail(c, http.StatusNotFound, "event_not_found", "no event "+rest.QuoteID(id)+" on source "+src.ID+" (events are kept for RELAY_EVENT_RETENTION)")
 		return src, e, false
 	}
 	if err != nil {
@@ -212,7 +213,7 @@ func (a *API) listDeliveries(c *gin.Context) {
 		a.storeError(c, "reading deliveries", err)
 		return
 	}
-	out := list[deliveryJSON]{Data: []deliveryJSON{}}
+	out := rest.List[deliveryJSON]{Data: []deliveryJSON{}}
 	seen := map[string]bool{}
 	add := func(subID, url string, st delivery.State) {
 		seen[subID] = true
@@ -269,7 +270,7 @@ func replayForce(c *gin.Context) (bool, bool) {
 	case "true":
 		return true, true
 	default:
-		invalid(c, "force", fmt.Sprintf("must be true or false, not %s", quoteID(v)))
+		rest.Invalid(c, "force", fmt.Sprintf("must be true or false, not %s", rest.QuoteID(v)))
 		return false, false
 	}
 }
@@ -392,7 +393,7 @@ func (a *API) replayEvents(c *gin.Context, events []eventstore.Event, subs []cat
 	switch err := a.runReplay(ctx, b, now); {
 	case errors.Is(err, errReplayProduce):
 		a.log.ErrorContext(ctx, "replay produce failed", "error", err)
-		unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
+		rest.Unavailable(c, "broker_unavailable", "the replay could not be queued in full; retry", 5*time.Second)
 		return b, false
 	case err != nil:
 		a.storeError(c, "queueing the replay (nothing was queued)", err)
@@ -424,7 +425,7 @@ func (a *API) replay(c *gin.Context) {
 		return
 	}
 	if p == nil {
-		fail(c, http.StatusGone, "payload_expired", "event "+e.ID+"'s payload is past Kafka's retention and not in the archive: it cannot be sent again")
+		rest.Fail(c, http.StatusGone, "payload_expired", "event "+e.ID+"'s payload is past Kafka's retention and not in the archive: it cannot be sent again")
 		return
 	}
 	e.Body, e.Forwarded = p.Body, p.Forwarded
@@ -483,17 +484,17 @@ func (a *API) replayRange(c *gin.Context) {
 	}
 	switch {
 	case from.IsZero():
-		invalid(c, "from", "is required: when the events to replay start (RFC 3339)")
+		rest.Invalid(c, "from", "is required: when the events to replay start (RFC 3339)")
 		return
 	case !from.Before(to):
-		invalid(c, "from", "is not before to")
+		rest.Invalid(c, "from", "is not before to")
 		return
 	}
 	after := ""
 	if cur := c.Query("cursor"); cur != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(cur)
 		if err != nil || !ids.Valid(ids.Event, string(raw)) {
-			invalid(c, "cursor", "is not a cursor this route answered")
+			rest.Invalid(c, "cursor", "is not a cursor this route answered")
 			return
 		}
 		after = string(raw)
@@ -591,7 +592,7 @@ func timeQuery(c *gin.Context, name string, def time.Time) (time.Time, bool) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
-		invalid(c, name, fmt.Sprintf("%s is not an RFC 3339 time (example: 2026-12-04T10:00:00Z)", quoteID(v)))
+		rest.Invalid(c, name, fmt.Sprintf("%s is not an RFC 3339 time (example: 2026-12-04T10:00:00Z)", rest.QuoteID(v)))
 		return time.Time{}, false
 	}
 	return t, true
@@ -609,12 +610,12 @@ func (a *API) sourceMetrics(c *gin.Context) {
 	from, to := c.Query("from"), c.Query("to")
 	for name, v := range map[string]string{"from": from, "to": to} {
 		if v != "" && !counters.ValidDay(v) {
-			invalid(c, name, "must be a day written YYYY-MM-DD")
+			rest.Invalid(c, name, "must be a day written YYYY-MM-DD")
 			return
 		}
 	}
 	if from != "" && to != "" && from > to {
-		invalid(c, "from", "is after to")
+		rest.Invalid(c, "from", "is after to")
 		return
 	}
 	data, err := a.counters.Read(c.Request.Context(), src.ID, from, to)

@@ -1,4 +1,4 @@
-package api
+package manage
 
 import (
 	"errors"
@@ -9,16 +9,17 @@ import (
 
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 func dlqFilter(c *gin.Context) (dlq.Filter, bool) {
 	f := dlq.Filter{SubscriptionID: c.Query("subscription_id"), SourceID: c.Query("source_id")}
 	if f.SubscriptionID != "" && !ids.Valid(ids.Subscription, f.SubscriptionID) {
-		invalid(c, "subscription_id", "is not a subscription id (sub_…)")
+		rest.Invalid(c, "subscription_id", "is not a subscription id (sub_…)")
 		return f, false
 	}
 	if f.SourceID != "" && !ids.Valid(ids.Source, f.SourceID) {
-		invalid(c, "source_id", "is not a source id (src_…)")
+		rest.Invalid(c, "source_id", "is not a source id (src_…)")
 		return f, false
 	}
 	return f, true
@@ -30,13 +31,13 @@ func (a *API) listDLQ(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, cursor, ok := pageParams(c)
+	limit, cursor, ok := rest.PageParams(c)
 	if !ok {
 		return
 	}
 	items, next, err := a.dlq.List(c.Request.Context(), f, cursor, limit)
 	if errors.Is(err, dlq.ErrBadCursor) {
-		invalid(c, "cursor", "is not a cursor returned by this listing")
+		rest.Invalid(c, "cursor", "is not a cursor returned by this listing")
 		return
 	}
 	if err != nil {
@@ -46,7 +47,7 @@ func (a *API) listDLQ(c *gin.Context) {
 	if items == nil {
 		items = []dlq.Parked{}
 	}
-	c.JSON(http.StatusOK, list[dlq.Parked]{Data: items, NextCursor: next})
+	c.JSON(http.StatusOK, rest.List[dlq.Parked]{Data: items, NextCursor: next})
 }
 
 // redriveDLQ is POST /replay/dlq: put what is parked back on relay.deliveries.
@@ -57,7 +58,7 @@ func (a *API) redriveDLQ(c *gin.Context) {
 	}
 	res, err := a.dlq.Redrive(c.Request.Context(), f, a.now())
 	if errors.Is(err, dlq.ErrBusy) {
-		fail(c, http.StatusConflict, "redrive_in_progress", "another redrive is running; retry when it finishes")
+		rest.Fail(c, http.StatusConflict, "redrive_in_progress", "another redrive is running; retry when it finishes")
 		return
 	}
 	if err != nil {
@@ -69,5 +70,5 @@ func (a *API) redriveDLQ(c *gin.Context) {
 
 func (a *API) dlqError(c *gin.Context, what string, err error) {
 	a.log.ErrorContext(c.Request.Context(), "dlq operation failed", "while", what, "error", err)
-	unavailable(c, "dlq_unavailable", what+" failed: the broker or Redis is unavailable; retry shortly", 5*time.Second)
+	rest.Unavailable(c, "dlq_unavailable", what+" failed: the broker or Redis is unavailable; retry shortly", 5*time.Second)
 }

@@ -1,4 +1,4 @@
-package api
+package inbound
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/classify"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 type ingestResponse struct {
@@ -50,17 +51,17 @@ func answer(c *gin.Context, status int, r ingestResponse) {
 
 // ingest is POST /in/{source_id}: verify, dedup, produce with acks=all, and
 // only then answer 202.
-func (a *API) ingest(c *gin.Context) {
+func (a *Handler) ingest(c *gin.Context) {
 	ctx := c.Request.Context()
 	span := trace.SpanFromContext(ctx)
 	id := c.Param("source_id")
 	if !ids.Valid(ids.Source, id) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return
 	}
 	src, secrets, err := a.source(ctx, id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, http.StatusNotFound, "source_not_found", "no source "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "source_not_found", "no source "+rest.QuoteID(id))
 		return
 	}
 	if errors.Is(err, secretbox.ErrDecrypt) || errors.Is(err, catalog.ErrCorrupt) {
@@ -68,19 +69,19 @@ func (a *API) ingest(c *gin.Context) {
 		// that does not open its secret, a damaged record): the sender's
 		// retries outlast the fix, so 503, and an error in the log.
 		a.log.ErrorContext(ctx, "source unreadable", "source_id", id, "error", err)
-		unavailable(c, "source_unreadable", "this source's stored record cannot be read; the operator is told, retry later", 30*time.Second)
+		rest.Unavailable(c, "source_unreadable", "this source's stored record cannot be read; the operator is told, retry later", 30*time.Second)
 		return
 	}
 	if err != nil {
 		// Without the source's secret nothing can be verified: ask the sender to retry.
 		a.log.WarnContext(ctx, "source lookup failed", "source_id", id, "error", err)
-		unavailable(c, "redis_unavailable", "cannot load the source right now; retry shortly", 5*time.Second)
+		rest.Unavailable(c, "redis_unavailable", "cannot load the source right now; retry shortly", 5*time.Second)
 		return
 	}
 	span.SetAttributes(attribute.String("relay.source_id", src.ID))
-	if len(src.AllowedIPs) > 0 && !ipAllowed(c.ClientIP(), src.AllowedIPs) {
+	if len(src.AllowedIPs) > 0 && !catalog.IPAllowed(c.ClientIP(), src.AllowedIPs) {
 		// Before the body is read: nothing from elsewhere is worth reading.
-		fail(c, http.StatusForbidden, "ip_not_allowed", "this source takes webhooks only from its allowed_ips")
+		rest.Fail(c, http.StatusForbidden, "ip_not_allowed", "this source takes webhooks only from its allowed_ips")
 		return
 	}
 
@@ -91,7 +92,7 @@ func (a *API) ingest(c *gin.Context) {
 	}
 	scheme, err := signature.ForSource(src.Scheme, src.SchemeParams)
 	if err != nil {
-		a.internal(c, "verifying the request", fmt.Errorf("source %s: scheme %q: %w", src.ID, src.Scheme, err))
+		rest.Internal(c, a.log, "verifying the request", fmt.Errorf("source %s: scheme %q: %w", src.ID, src.Scheme, err))
 		return
 	}
 	now := a.now()
@@ -112,11 +113,11 @@ func (a *API) ingest(c *gin.Context) {
 		}
 	}
 	if ct := c.GetHeader("Content-Type"); len(ct) > record.MaxContentType {
-		fail(c, http.StatusBadRequest, "invalid_content_type", fmt.Sprintf("Content-Type is longer than %d bytes", record.MaxContentType))
+		rest.Fail(c, http.StatusBadRequest, "invalid_content_type", fmt.Sprintf("Content-Type is longer than %d bytes", record.MaxContentType))
 		return
 	}
 	if k := c.GetHeader(classify.HeaderIdempotencyKey); len(k) > classify.MaxIdempotencyKey {
-		fail(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("%s is longer than %d bytes", classify.HeaderIdempotencyKey, classify.MaxIdempotencyKey))
+		rest.Fail(c, http.StatusBadRequest, "invalid_idempotency_key", fmt.Sprintf("%s is longer than %d bytes", classify.HeaderIdempotencyKey, classify.MaxIdempotencyKey))
 		return
 	}
 
@@ -141,7 +142,7 @@ func (a *API) ingest(c *gin.Context) {
 	claim, dupID, err := a.dedup.Acquire(work, dedup.Key(src.ID, classify.DedupKey(c.Request.Header, body, scheme)), ev.ID)
 	switch {
 	case errors.Is(err, dedup.ErrInFlight):
-		unavailable(c, "duplicate_in_flight", "an identical request is being accepted right now; retry shortly", time.Second)
+		rest.Unavailable(c, "duplicate_in_flight", "an identical request is being accepted right now; retry shortly", time.Second)
 		return
 	case err != nil && (redisconn.IsUnavailable(err) || redisconn.IsWriteRefused(err)):
 		// An event lost is worse than a rare duplicate: accept without dedup.
@@ -152,7 +153,7 @@ func (a *API) ingest(c *gin.Context) {
 		a.log.WarnContext(ctx, "dedup unavailable, accepting without dedup", "source_id", src.ID, "error", err)
 		claim = nil
 	case err != nil:
-		a.internal(c, "checking for duplicates", err)
+		rest.Internal(c, a.log, "checking for duplicates", err)
 		return
 	case dupID != "":
 		a.m.events.WithLabelValues("duplicate").Inc()
@@ -188,11 +189,11 @@ func (a *API) ingest(c *gin.Context) {
 			// acts. The sender's retries may outlast the fix.
 			a.log.ErrorContext(ctx, "the broker refused the event for good; check the topic's max.message.bytes against RELAY_MAX_BODY_BYTES, and the ACLs",
 				"source_id", src.ID, "event_id", ev.ID, "body_bytes", len(body), "error", perr)
-			unavailable(c, "broker_refused", "the broker refused to store the event; nothing was accepted, the operator is told, retry later", 30*time.Second)
+			rest.Unavailable(c, "broker_refused", "the broker refused to store the event; nothing was accepted, the operator is told, retry later", 30*time.Second)
 			return
 		}
 		a.log.ErrorContext(ctx, "produce failed", "source_id", src.ID, "event_id", ev.ID, "error", perr)
-		unavailable(c, "broker_unavailable", "the event could not be stored durably; nothing was accepted, retry", 5*time.Second)
+		rest.Unavailable(c, "broker_unavailable", "the event could not be stored durably; nothing was accepted, retry", 5*time.Second)
 		return
 	}
 
@@ -210,7 +211,7 @@ func (a *API) ingest(c *gin.Context) {
 // the order it names them; several values of one are joined by ", ". One
 // longer than record.MaxForwardedValue is left out, with a warning: the event is
 // accepted either way.
-func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) []record.ForwardedHeader {
+func (a *Handler) forwarded(ctx context.Context, h http.Header, src catalog.Source) []record.ForwardedHeader {
 	var out []record.ForwardedHeader
 	for _, name := range src.ForwardHeaders {
 		vs := h[name]
@@ -227,7 +228,7 @@ func (a *API) forwarded(ctx context.Context, h http.Header, src catalog.Source) 
 	return out
 }
 
-func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {
+func (a *Handler) rejectSignature(c *gin.Context, scheme string, err error) {
 	code, reason := "invalid_signature", "mismatch"
 	switch {
 	case errors.Is(err, signature.ErrMissing):
@@ -239,12 +240,12 @@ func (a *API) rejectSignature(c *gin.Context, scheme string, err error) {
 	}
 	a.m.verifyFailures.WithLabelValues(scheme, reason).Inc()
 	trace.SpanFromContext(c.Request.Context()).SetAttributes(attribute.String("relay.verification_failure", reason))
-	fail(c, http.StatusUnauthorized, code, err.Error())
+	rest.Fail(c, http.StatusUnauthorized, code, err.Error())
 }
 
 // bookkeep records an accepted event: the dedup key now names it (when a
 // claim was made), and the events API can list it.
-func (a *API) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Duration, e eventstore.Event) {
+func (a *Handler) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Duration, e eventstore.Event) {
 	var commit *redis.StatusCmd
 	var stored []redis.Cmder
 	err := a.pipe.Do(ctx, func(p redis.Pipeliner) {

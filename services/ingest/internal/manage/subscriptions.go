@@ -1,4 +1,4 @@
-package api
+package manage
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/ssrf"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 type subscriptionJSON struct {
@@ -73,7 +74,7 @@ func (p *patterns) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (patterns) expects() string { return `a glob string such as "payment.*" or a list of them` }
+func (patterns) Expects() string { return `a glob string such as "payment.*" or a list of them` }
 
 // jsonValueKind names the kind of the JSON value b, as encoding/json's
 // type errors do.
@@ -93,16 +94,16 @@ func jsonValueKind(b []byte) string {
 
 func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
 	if len(p) == 0 {
-		invalid(c, "events", "needs at least one pattern (\"*\" for every event)")
+		rest.Invalid(c, "events", "needs at least one pattern (\"*\" for every event)")
 		return nil, false
 	}
 	if len(p) > 50 {
-		invalid(c, "events", "has more than 50 patterns")
+		rest.Invalid(c, "events", "has more than 50 patterns")
 		return nil, false
 	}
 	for _, pat := range p {
 		if err := glob.Validate(pat); err != nil {
-			invalid(c, "events", err.Error())
+			rest.Invalid(c, "events", err.Error())
 			return nil, false
 		}
 	}
@@ -113,11 +114,11 @@ func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
 // ssrf.CheckURL, and with RELAY_REQUIRE_HTTPS an https one.
 func (a *API) checkURL(c *gin.Context, raw string) bool {
 	if err := ssrf.CheckURL(raw, a.cfg.AllowPrivateDestinations); err != nil {
-		invalid(c, "url", err.Error())
+		rest.Invalid(c, "url", err.Error())
 		return false
 	}
 	if a.cfg.RequireHTTPS && !ssrf.IsHTTPS(raw) {
-		invalid(c, "url", "must be https:// (RELAY_REQUIRE_HTTPS=true): deliveries carry event payloads")
+		rest.Invalid(c, "url", "must be https:// (RELAY_REQUIRE_HTTPS=true): deliveries carry event payloads")
 		return false
 	}
 	return true
@@ -147,10 +148,10 @@ func headerName(c *gin.Context, field, name string) (string, bool) {
 	canon := http.CanonicalHeaderKey(name)
 	switch {
 	case !httpguts.ValidHeaderFieldName(name) || len(name) > record.MaxHeaderName:
-		invalid(c, field, fmt.Sprintf("%s is not a header name", quoteID(name)))
+		rest.Invalid(c, field, fmt.Sprintf("%s is not a header name", rest.QuoteID(name)))
 		return "", false
 	case reservedHeaders[canon] || strings.HasPrefix(canon, "X-Relay-"):
-		invalid(c, field, fmt.Sprintf("%s is set by Relay or by HTTP itself", canon))
+		rest.Invalid(c, field, fmt.Sprintf("%s is set by Relay or by HTTP itself", canon))
 		return "", false
 	}
 	return canon, true
@@ -160,7 +161,7 @@ func headerName(c *gin.Context, field, name string) (string, bool) {
 // them by canonical name. Values are never quoted back: they are secrets.
 func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool) {
 	if len(h) > maxHeaders {
-		invalid(c, "headers", fmt.Sprintf("has %d headers; at most %d", len(h), maxHeaders))
+		rest.Invalid(c, "headers", fmt.Sprintf("has %d headers; at most %d", len(h), maxHeaders))
 		return nil, false
 	}
 	out := make(map[string]string, len(h))
@@ -171,17 +172,17 @@ func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool)
 		case !ok:
 			return nil, false
 		case out[canon] != "":
-			invalid(c, "headers", fmt.Sprintf("%s is given twice", canon))
+			rest.Invalid(c, "headers", fmt.Sprintf("%s is given twice", canon))
 			return nil, false
 		case value == "" || len(value) > maxHeaderValueBytes || !httpguts.ValidHeaderFieldValue(value) || !utf8.ValidString(value):
-			invalid(c, "headers", fmt.Sprintf("the value of %s must be 1 to %d bytes of text without line breaks", canon, maxHeaderValueBytes))
+			rest.Invalid(c, "headers", fmt.Sprintf("the value of %s must be 1 to %d bytes of text without line breaks", canon, maxHeaderValueBytes))
 			return nil, false
 		}
 		total += len(canon) + len(value)
 		out[canon] = value
 	}
 	if total > maxHeadersBytes {
-		invalid(c, "headers", fmt.Sprintf("are %d bytes together; at most %d", total, maxHeadersBytes))
+		rest.Invalid(c, "headers", fmt.Sprintf("are %d bytes together; at most %d", total, maxHeadersBytes))
 		return nil, false
 	}
 	return out, true
@@ -201,7 +202,7 @@ func (a *API) createSubscription(c *gin.Context) {
 		return
 	}
 	var req createSubscriptionRequest
-	if !bindJSON(c, &req, false) {
+	if !rest.BindJSON(c, &req, false) {
 		return
 	}
 	if !a.checkURL(c, req.URL) {
@@ -245,7 +246,7 @@ func (a *API) listSubscriptions(c *gin.Context) {
 	if !ok {
 		return
 	}
-	limit, cursor, ok := idPageParams(c, ids.Subscription)
+	limit, cursor, ok := rest.IDPageParams(c, ids.Subscription)
 	if !ok {
 		return
 	}
@@ -254,7 +255,7 @@ func (a *API) listSubscriptions(c *gin.Context) {
 		a.storeError(c, "listing subscriptions", err)
 		return
 	}
-	out := list[subscriptionJSON]{Data: []subscriptionJSON{}, NextCursor: page.Next}
+	out := rest.List[subscriptionJSON]{Data: []subscriptionJSON{}, NextCursor: page.Next}
 	for _, s := range page.Items {
 		out.Data = append(out.Data, a.subOut(s))
 	}
@@ -295,7 +296,7 @@ func (a *API) subscriptionOf(c *gin.Context, src catalog.Source, id string, corr
 		err = nil
 	}
 	if errors.Is(err, catalog.ErrNotFound) || ((err == nil || corrupt) && sub.SourceID != src.ID) || !ids.Valid(ids.Subscription, id) {
-		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id)+" on source "+src.ID)
+		rest.Fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+rest.QuoteID(id)+" on source "+src.ID)
 		return sub, nil, false
 	}
 	if err != nil {
@@ -328,7 +329,7 @@ func (a *API) updateSubscription(c *gin.Context) {
 		return
 	}
 	var req updateSubscriptionRequest
-	if !bindJSON(c, &req, false) {
+	if !rest.BindJSON(c, &req, false) {
 		return
 	}
 	patch := catalog.SubscriptionPatch{URL: req.URL, Enabled: req.Enabled}
@@ -359,7 +360,7 @@ func (a *API) updateSubscription(c *gin.Context) {
 	}
 	updated, err := a.catalog.UpdateSubscription(c.Request.Context(), sub.ID, patch)
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(sub.ID))
+		rest.Fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+rest.QuoteID(sub.ID))
 		return
 	}
 	if err != nil {
@@ -387,7 +388,7 @@ func (a *API) rotateSubscriptionSecret(c *gin.Context) {
 		return
 	}
 	var req rotateRequest
-	if !bindJSON(c, &req, true) {
+	if !rest.BindJSON(c, &req, true) {
 		return
 	}
 	secret, ok := secretFor(c, signature.StandardWebhooks{}, req.Secret, "secret")
@@ -406,7 +407,7 @@ func (a *API) rotateSubscriptionSecret(c *gin.Context) {
 	id := sub.ID
 	sub, err := a.catalog.GetSubscription(c.Request.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) { // deleted meanwhile
-		fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+quoteID(id))
+		rest.Fail(c, http.StatusNotFound, "subscription_not_found", "no subscription "+rest.QuoteID(id))
 		return
 	}
 	if err != nil {
