@@ -3,9 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,15 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/services/relay/internal/bench"
 )
-
-type repeated []string
-
-func (r *repeated) String() string     { return strings.Join(*r, ",") }
-func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 type benchOpts struct {
 	binDir, out, only  *string
@@ -30,10 +26,9 @@ type benchOpts struct {
 	warmUpRate         *float64
 }
 
-func benchFlags(errOut io.Writer) (*flag.FlagSet, benchOpts) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	return fs, benchOpts{
+// bindBenchFlags binds relay bench's flags to fs.
+func bindBenchFlags(fs *pflag.FlagSet) benchOpts {
+	return benchOpts{
 		binDir:     fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count"),
 		step:       fs.Duration("step", 4*time.Second, "length of each load step"),
 		prefill:    fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios"),
@@ -45,92 +40,86 @@ func benchFlags(errOut io.Writer) (*flag.FlagSet, benchOpts) {
 	}
 }
 
-// runBench runs every benchmark scenario (make bench) against the broker,
+// benchFlags runs every benchmark scenario (make bench) against the broker,
 // Redis and S3 that scripts/testenv.sh provides.
-func runBench(ctx context.Context, a *app, args []string) error {
-	fs, o := benchFlags(a.errOut)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *o.warmUpRate <= 0 || *o.warmUp < 0 {
-		return errors.New("--warm-up-rate must be positive and --warm-up not negative")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cfg := bench.Config{
-		Self: self, BinDir: *o.binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
-		S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Soak: *o.soak, Log: a.errOut,
-	}
-	if *o.only != "" {
-		cfg.Only = strings.Split(*o.only, ",")
-	}
-	cfg.KafkaPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_KAFKA_PID"))
-	cfg.RedisPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_REDIS_PID"))
-	if cfg.Brokers == "" || cfg.Redis == "" || cfg.S3Endpoint == "" {
-		return errors.New("run it through make bench (scripts/testenv.sh provides RELAY_TEST_KAFKA_BROKERS, RELAY_TEST_REDIS_ADDR, RELAY_TEST_S3_ENDPOINT)")
-	}
-	report, err := bench.New(cfg).Run(ctx)
-	if err != nil {
-		return err
-	}
-	versions := fmt.Sprintf("Kafka %s (%s), Redis at %s", a.getenv("RELAY_TEST_KAFKA_VERSION"), a.getenv("RELAY_TEST_KAFKA_KIND"), cfg.Redis)
-	command := benchCommand(fs)
-	report.Markdown(a.out, command, versions)
-	if *o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(*o.out), 0o755); err != nil {
-			return err
+func (a *app) benchFlags(cmd *cobra.Command) runFunc {
+	fs := cmd.Flags()
+	o := bindBenchFlags(fs)
+	return func(ctx context.Context, _ []string) error {
+		if *o.warmUpRate <= 0 || *o.warmUp < 0 {
+			return errors.New("--warm-up-rate must be positive and --warm-up not negative")
 		}
-		f, err := os.Create(*o.out)
+		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		report.Markdown(f, command, versions)
-		fmt.Fprintf(a.errOut, "bench: report written to %s\n", *o.out)
+		cfg := bench.Config{
+			Self: self, BinDir: *o.binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
+			S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Soak: *o.soak, Log: a.errOut,
+		}
+		if *o.only != "" {
+			cfg.Only = strings.Split(*o.only, ",")
+		}
+		cfg.KafkaPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_KAFKA_PID"))
+		cfg.RedisPID, _ = strconv.Atoi(a.getenv("RELAY_TEST_REDIS_PID"))
+		if cfg.Brokers == "" || cfg.Redis == "" || cfg.S3Endpoint == "" {
+			return errors.New("run it through make bench (scripts/testenv.sh provides RELAY_TEST_KAFKA_BROKERS, RELAY_TEST_REDIS_ADDR, RELAY_TEST_S3_ENDPOINT)")
+		}
+		report, err := bench.New(cfg).Run(ctx)
+		if err != nil {
+			return err
+		}
+		versions := fmt.Sprintf("Kafka %s (%s), Redis at %s", a.getenv("RELAY_TEST_KAFKA_VERSION"), a.getenv("RELAY_TEST_KAFKA_KIND"), cfg.Redis)
+		command := benchCommand(fs)
+		report.Markdown(a.out, command, versions)
+		if *o.out != "" {
+			if err := os.MkdirAll(filepath.Dir(*o.out), 0o755); err != nil {
+				return err
+			}
+			f, err := os.Create(*o.out)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			report.Markdown(f, command, versions)
+			fmt.Fprintf(a.errOut, "bench: report written to %s\n", *o.out)
+		}
+		return nil
 	}
-	return nil
 }
 
 // runBenchServer runs one baseline server of the benchmarks as its own process.
-func runBenchServer(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want hmac or proxy")
-	}
-	fs := flag.NewFlagSet("bench-server", flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+func (a *app) benchServerFlags(cmd *cobra.Command) verbFunc {
+	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	secret := fs.String("secret", "", "HMAC secret")
-	var forward repeated
-	fs.Var(&forward, "forward", "proxy: an endpoint to forward to (repeat for fan-out)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	forward := fs.StringArray("forward", nil, "proxy: an endpoint to forward to (repeat for fan-out)")
+	return func(ctx context.Context, verb string, pos []string) error {
+		var h http.Handler
+		switch verb {
+		case "hmac":
+			h = bench.BaselineHandler(*secret)
+		case "proxy":
+			h = bench.ProxyHandler(*secret, *forward)
+		default:
+			return fmt.Errorf("unknown baseline %q", verb)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+		mux.Handle("/", h)
+		srv, err := lifecycle.NewHTTPServer("bench-"+verb, *addr, mux, lifecycle.DefaultHTTPTimeouts(), logging.Discard())
+		if err != nil {
+			return err
+		}
+		return srv.Run(ctx)
 	}
-	var h http.Handler
-	switch args[0] {
-	case "hmac":
-		h = bench.BaselineHandler(*secret)
-	case "proxy":
-		h = bench.ProxyHandler(*secret, forward)
-	default:
-		return fmt.Errorf("unknown baseline %q", args[0])
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.Handle("/", h)
-	srv, err := lifecycle.NewHTTPServer("bench-"+args[0], *addr, mux, lifecycle.DefaultHTTPTimeouts(), logging.Discard())
-	if err != nil {
-		return err
-	}
-	return srv.Run(ctx)
 }
 
 // benchCommand is the command a report names: make bench when the run
 // measured what make bench measures, else the flags that changed it.
-func benchCommand(fs *flag.FlagSet) string {
+func benchCommand(fs *pflag.FlagSet) string {
 	var set []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		if f.Name != "out" && f.Name != "bin-dir" {
 			set = append(set, "--"+f.Name+" "+f.Value.String())
 		}

@@ -2,10 +2,10 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // relay bench refuses a warm-up it cannot run before it needs a broker.
@@ -13,7 +13,7 @@ func TestBenchRefusesBadWarmUp(t *testing.T) {
 	for _, args := range [][]string{{"--warm-up-rate", "0"}, {"--warm-up-rate", "-5"}, {"--warm-up", "-1s"}} {
 		var out, errOut bytes.Buffer
 		a := &app{out: &out, errOut: &errOut, getenv: func(string) string { return "" }}
-		err := runBench(context.Background(), a, args)
+		err := a.run("bench", args...)
 		if err == nil || !strings.Contains(err.Error(), "--warm-up") {
 			t.Fatalf("relay bench %v: %v, want an error naming the flag", args, err)
 		}
@@ -30,7 +30,8 @@ func TestBenchCommandNamesTheFlags(t *testing.T) {
 		{[]string{"--only", "fanout", "--out", "x.md"}, "make build && scripts/testenv.sh ./bin/relay bench --only fanout"},
 		{[]string{"--warm-up-rate", "3000", "--step", "8s"}, "make build && scripts/testenv.sh ./bin/relay bench --step 8s --warm-up-rate 3000"},
 	} {
-		fs, _ := benchFlags(io.Discard)
+		fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+		bindBenchFlags(fs)
 		if err := fs.Parse(c.args); err != nil {
 			t.Fatal(err)
 		}

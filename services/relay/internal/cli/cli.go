@@ -1,28 +1,24 @@
-// Package cli implements the `relay` command: `relay dev`, the demo
-// receiver, and the operator CLI over the HTTP API and Kafka.
+// Package cli implements the `relay` command on cobra: `relay dev`, the
+// demo receiver, and the operator CLI over the HTTP API and Kafka, a
+// command per noun and verb, with shell completion (`relay completion`).
 package cli
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"text/template"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/relayhq/relay/services/relay/internal/client"
 )
-
-// command is one subcommand.
-type command struct {
-	usage string
-	run   func(ctx context.Context, a *app, args []string) error
-}
 
 // app carries what every command shares.
 type app struct {
@@ -30,91 +26,181 @@ type app struct {
 	getenv      func(string) string
 }
 
-func commands() map[string]command {
-	return map[string]command{
-		"dev":            {"relay dev [--data-dir DIR]: run the whole system in one process", runDev},
-		"receiver":       {"relay receiver [--addr ADDR] [--secret whsec_…]: run the demo webhook receiver", runReceiver},
-		"sources":        {"relay sources create|ls|get|patch|rm|rotate [--scheme S] [--param name=value]: manage sources", runSources},
-		"subs":           {"relay subs create|ls|get|patch|rm|enable|disable|rotate --source ID: manage subscriptions", runSubs},
-		"send":           {"relay send --source ID --secret S [--scheme relay|stripe|github|standard-webhooks|shopify|slack|hmac] [--type T] [--data JSON|@file]: send a signed webhook", runSend},
-		"events":         {"relay events ls|get --source ID: list received events", runEvents},
-		"deliveries":     {"relay deliveries [--source ID] EVENT_ID: show an event's deliveries", runDeliveries},
-		"replay":         {"relay replay [--source ID] [--subscription ID] [--force] EVENT_ID | --source ID --since D|--from T [--to T]: deliver an event (or every event of a time range) again to subscriptions not yet delivered (or to one; --force: delivered ones too)", runReplay},
-		"dlq":            {"relay dlq ls|redrive [--subscription ID]: list or redrive parked deliveries", runDLQ},
-		"metrics":        {"relay metrics --source ID [--from DAY] [--to DAY]: events received per day and type", runMetrics},
-		"secrets":        {"relay secrets rewrap: re-encrypt stored secrets under RELAY_SECRET_KEY (a key rotation's step 3)", runSecrets},
-		"tail":           {"relay tail [--brokers B] [--from-start]: follow relay.events from Kafka", runTail},
-		"archive":        {"relay archive ls|cat --source ID [--from DAY] [--to DAY] [--payload]: read the S3 archive", runArchive},
-		"standin":        {"relay standin kafka|redis|s3 [--addr ADDR]: run one embedded stand-in as its own process (tests)", runStandin},
-		"broker-version": {"relay broker-version --brokers B [--wait D]: wait for a Kafka broker and print its version", runBrokerVersion},
-		"version":        {"relay version: print the version", runVersion},
-		"smoke":          {"relay smoke [--receiver URL] [--s3-endpoint URL --bucket B]: check a running Relay end to end (make smoke)", runSmoke},
-		"bench":          {"relay bench [--step D] [--out FILE]: run every benchmark scenario (make bench)", runBench},
-		"bench-server":   {"relay bench-server hmac|proxy --addr A --secret S [--forward URL]...: a baseline server of the benchmarks", runBenchServer},
-		"probe":          {"relay probe URL: exit 0 when URL answers 200 within 3s (container health checks)", runProbe},
-		"free-port":      {"relay free-port: print a free TCP port on 127.0.0.1 (test scripts)", runFreePort},
+// root is the relay command and every subcommand under it.
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "relay",
+		Short: "Relay catches webhooks durably and delivers them with retries, a DLQ and replay",
+		Long: `Relay catches webhooks durably and delivers them with retries, a DLQ and replay.
+
+The API commands read RELAY_API (default http://127.0.0.1:8080) and RELAY_ADMIN_TOKEN,
+or --api and --token; --json prints the API's raw JSON, --format a Go template of it.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
 	}
+	root.SetOut(a.out)
+	root.SetErr(a.errOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		a.leaf(&cobra.Command{Use: "dev", Short: "Run the whole system in one process on embedded stand-ins", Args: cobra.NoArgs}, a.devFlags),
+		a.leaf(&cobra.Command{Use: "receiver", Short: "Run the demo webhook receiver", Args: cobra.NoArgs}, a.receiverFlags),
+		a.noun("sources", "Manage sources (where senders post webhooks)", []verb{
+			{"create", "Create a source; prints its ingest URL and secret"}, {"ls", "List sources"},
+			{"get SOURCE_ID", "Show a source"}, {"patch SOURCE_ID", "Change a source's settings"},
+			{"rm SOURCE_ID", "Delete a source and its subscriptions"}, {"rotate SOURCE_ID", "Rotate a source's signing secret"},
+		}, a.sourcesFlags),
+		a.noun("subs", "Manage subscriptions (where a source's events are delivered)", []verb{
+			{"create", "Create a subscription; prints its signing secret"}, {"ls", "List a source's subscriptions"},
+			{"get SUBSCRIPTION_ID", "Show a subscription"}, {"patch SUBSCRIPTION_ID", "Change a subscription"},
+			{"rm SUBSCRIPTION_ID", "Delete a subscription"}, {"enable SUBSCRIPTION_ID", "Enable a subscription"},
+			{"disable SUBSCRIPTION_ID", "Disable a subscription (its deliveries are parked in the DLQ)"},
+			{"rotate SUBSCRIPTION_ID", "Rotate a subscription's signing secret"},
+		}, a.subsFlags),
+		a.leaf(&cobra.Command{Use: "send", Short: "Send a signed webhook to a source, signed as its provider signs", Args: cobra.NoArgs}, a.sendFlags),
+		a.noun("events", "List and show received events", []verb{
+			{"ls", "List a source's events, newest first"}, {"get EVENT_ID", "Show an event with its payload"},
+		}, a.eventsFlags),
+		a.leaf(&cobra.Command{Use: "deliveries EVENT_ID", Short: "Show an event's deliveries"}, a.deliveriesFlags),
+		a.leaf(&cobra.Command{
+			Use:   "replay EVENT_ID | --source ID --since D | --from T [--to T]",
+			Short: "Deliver an event (or every event of a time range) again",
+			Long: "Deliver an event, or every event of a time range, again to the subscriptions not yet delivered\n" +
+				"(or to one, with --subscription; --force: to delivered ones too).",
+		}, a.replayFlags),
+		a.noun("dlq", "List or redrive parked deliveries", []verb{
+			{"ls", "List parked deliveries"}, {"redrive", "Queue parked deliveries again"},
+		}, a.dlqFlags),
+		a.leaf(&cobra.Command{Use: "metrics", Short: "Events received per day and type", Args: cobra.NoArgs}, a.metricsFlags),
+		a.noun("secrets", "Stored secrets", []verb{
+			{"rewrap", "Re-encrypt stored secrets under RELAY_SECRET_KEY (a key rotation's step 3)"},
+		}, a.secretsFlags),
+		a.leaf(&cobra.Command{Use: "tail", Short: "Follow relay.events from Kafka", Args: cobra.NoArgs}, a.tailFlags),
+		a.noun("archive", "Read the S3 archive", []verb{
+			{"ls", "List a source's archive objects"}, {"cat", "Print a source's archived events (NDJSON)"},
+		}, a.archiveFlags),
+		a.leaf(&cobra.Command{Use: "smoke", Short: "Check a running Relay end to end (make smoke)", Args: cobra.NoArgs}, a.smokeFlags),
+		a.leaf(&cobra.Command{Use: "bench", Short: "Run every benchmark scenario (make bench)", Args: cobra.NoArgs}, a.benchFlags),
+		a.leaf(&cobra.Command{Use: "probe URL", Short: "Exit 0 when URL answers 200 within 3s (container health checks)", Args: cobra.ExactArgs(1)}, probeFlags),
+		a.leaf(&cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs}, a.versionFlags),
+		// Test scaffolding: run by scripts/testenv.sh and the benchmarks,
+		// not by users, so not listed.
+		hidden(a.noun("standin", "Run one embedded stand-in as its own process (tests)", []verb{
+			{"kafka", "An embedded Kafka broker"}, {"redis", "An embedded Redis"}, {"s3", "An embedded S3 server"},
+		}, a.standinFlags)),
+		hidden(a.leaf(&cobra.Command{Use: "broker-version", Short: "Wait for a Kafka broker and print its version", Args: cobra.NoArgs}, a.brokerVersionFlags)),
+		hidden(a.noun("bench-server", "A baseline server of the benchmarks", []verb{
+			{"hmac", "A bare HMAC-verifying server"}, {"proxy", "A two-hop proxy"},
+		}, a.benchServerFlags)),
+		hidden(a.leaf(&cobra.Command{Use: "free-port", Short: "Print a free TCP port on 127.0.0.1 (test scripts)", Args: cobra.NoArgs}, a.freePortFlags)),
+	)
+	return root
 }
 
+// runFunc runs a command with its positional arguments, once its flags are
+// parsed into the variables its flags function bound them to.
+type runFunc func(ctx context.Context, args []string) error
+
+// verbFunc is runFunc for a verb of a noun command.
+type verbFunc func(ctx context.Context, verb string, args []string) error
+
+// leaf completes cmd: flags binds its flags and returns how it runs.
+func (a *app) leaf(cmd *cobra.Command, flags func(cmd *cobra.Command) runFunc) *cobra.Command {
+	run := flags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), args) }
+	return cmd
+}
+
+// verb is one verb of a noun: its use line ("get SOURCE_ID") and summary.
+type verb struct{ use, short string }
+
+// noun is a command with a command per verb. Every verb takes the noun's
+// flags (each flag's help says which verbs read it).
+func (a *app) noun(name, short string, verbs []verb, flags func(cmd *cobra.Command) verbFunc) *cobra.Command {
+	names := make([]string, len(verbs))
+	for i, v := range verbs {
+		names[i] = strings.Fields(v.use)[0]
+	}
+	cmd := &cobra.Command{
+		Use: name, Short: short, Args: cobra.ArbitraryArgs, DisableFlagsInUseLine: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 || args[0] == "help" {
+				return cmd.Help()
+			}
+			return usageError{fmt.Errorf("unknown subcommand %q: want %s", args[0], strings.Join(names, ", "))}
+		},
+	}
+	for _, v := range verbs {
+		sub := &cobra.Command{Use: v.use, Short: v.short}
+		run := flags(sub)
+		sub.RunE = func(c *cobra.Command, args []string) error { return run(c.Context(), c.Name(), args) }
+		hideOthers(sub, names)
+		cmd.AddCommand(sub)
+	}
+	return cmd
+}
+
+// hideOthers hides from a verb's help the flags whose help says they serve
+// other verbs only ("… (create, patch)", "cat: …"); they are still
+// accepted, as they always were.
+func hideOthers(sub *cobra.Command, verbs []string) {
+	sub.Flags().VisitAll(func(f *pflag.Flag) {
+		words := map[string]bool{}
+		if i := strings.LastIndex(f.Usage, "("); i >= 0 && strings.HasSuffix(f.Usage, ")") {
+			for _, w := range strings.FieldsFunc(f.Usage[i:], func(r rune) bool { return r < 'a' || r > 'z' }) {
+				words[w] = true
+			}
+		}
+		if v, _, ok := strings.Cut(f.Usage, ":"); ok {
+			words[v] = true
+		}
+		serves := false
+		for _, v := range verbs {
+			serves = serves || words[v]
+		}
+		if serves && !words[sub.Name()] {
+			f.Hidden = true
+		}
+	})
+}
+
+func hidden(cmd *cobra.Command) *cobra.Command {
+	cmd.Hidden = true
+	return cmd
+}
+
+// usageError is a command line Relay cannot read: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
 // Main runs the relay command with args (without the program name) and
-// returns the process exit code.
+// returns the process exit code: 0, 1 when the command failed, 2 when the
+// command line was wrong.
 func Main(ctx context.Context, args []string) int {
 	a := &app{out: os.Stdout, errOut: os.Stderr, getenv: os.Getenv}
 	return a.main(ctx, args)
 }
 
 func (a *app) main(ctx context.Context, args []string) int {
-	cmds := commands()
-	if len(args) == 0 || isHelp(args[0]) {
-		a.usage(cmds)
+	cmd, err := a.execute(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(a.errOut, "%s: %v\n", cmd.CommandPath(), err)
+	var ue usageError
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
+		fmt.Fprintf(a.errOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return 2
 	}
-	c, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(a.errOut, "relay: unknown command %q\n\n", args[0])
-		a.usage(cmds)
-		return 2
-	}
-	if verb, ok := c.verb(); ok && len(args) == 2 && isHelp(args[1]) {
-		// Without a verb there are no flags to list yet: say what comes next.
-		fmt.Fprintf(a.errOut, "Usage: %s\n\nEach of them lists its flags with -h: relay %s %s -h\n", c.usage, args[0], strings.SplitN(verb, "|", 2)[0])
-		return 2
-	}
-	if err := c.run(ctx, a, args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 2
-		}
-		fmt.Fprintf(a.errOut, "relay %s: %v\n", args[0], err)
-		return 1
-	}
-	return 0
+	return 1
 }
 
-// verb returns the verbs a command takes first ("create|ls|get"), as its
-// usage spells them.
-func (c command) verb() (string, bool) {
-	f := strings.Fields(c.usage)
-	if len(f) < 3 || strings.HasPrefix(f[2], "[") || strings.HasPrefix(f[2], "-") || strings.ToUpper(f[2]) == f[2] {
-		return "", false
-	}
-	return strings.TrimSuffix(f[2], ":"), true
-}
-
-func isHelp(arg string) bool {
-	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
-}
-
-func (a *app) usage(cmds map[string]command) {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(a.errOut, "Usage: relay COMMAND [flags]\n\nCommands:")
-	for _, n := range names {
-		fmt.Fprintf(a.errOut, "  %s\n", cmds[n].usage)
-	}
-	fmt.Fprintln(a.errOut, "\nThe API commands read RELAY_API (default http://127.0.0.1:8080) and RELAY_ADMIN_TOKEN, or --api and --token; --json prints raw JSON.")
+// execute runs the command args name and returns it with its error.
+func (a *app) execute(ctx context.Context, args []string) (*cobra.Command, error) {
+	root := a.root()
+	root.SetArgs(args)
+	return root.ExecuteContextC(ctx)
 }
 
 // apiFlags are the flags of every command that talks to the API.
@@ -124,9 +210,10 @@ type apiFlags struct {
 	format     string
 }
 
-func (a *app) apiFlagSet(name string, f *apiFlags) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+// apiFlags binds the API flags to cmd and returns its flag set, for the
+// command's own flags.
+func (a *app) apiFlags(cmd *cobra.Command, f *apiFlags) *pflag.FlagSet {
+	fs := cmd.Flags()
 	def := a.getenv("RELAY_API")
 	if def == "" {
 		def = "http://127.0.0.1:8080"
@@ -174,22 +261,6 @@ func (f *apiFlags) client() (*client.Client, error) {
 		return nil, errors.New("no admin token: set RELAY_ADMIN_TOKEN (printed by `relay dev`) or pass --token")
 	}
 	return client.New(f.api, f.token), nil
-}
-
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // printJSON pretty-prints raw JSON.

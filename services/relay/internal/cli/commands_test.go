@@ -32,7 +32,7 @@ func TestReplayToOneSubscription(t *testing.T) {
 		{"--source", "src_1", "--subscription", "sub_2", "evt_1"},
 		{"--source", "src_1", "--force", "evt_1"},
 	} {
-		if err := commands()["replay"].run(context.Background(), a, args); err != nil {
+		if err := a.run("replay", args...); err != nil {
 			t.Fatalf("relay replay %v: %v", args, err)
 		}
 	}
@@ -68,7 +68,7 @@ func TestSecretsRewrapFollowsTheWalkAndFailsUntilComplete(t *testing.T) {
 	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
 	out := &bytes.Buffer{}
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
-	run := func() error { return commands()["secrets"].run(context.Background(), a, []string{"rewrap"}) }
+	run := func() error { return a.run("secrets", "rewrap") }
 
 	// The first call stopped at its budget with a record it could not open;
 	// the second finished.
@@ -117,7 +117,7 @@ func TestSendSlack(t *testing.T) {
 	out := &bytes.Buffer{}
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
 	for _, typ := range []string{"app_mention", "message.bot_message", "url_verification"} {
-		if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_1", "--secret", secret, "--scheme", "slack", "--type", typ}); err != nil {
+		if err := a.run("send", "--source", "src_1", "--secret", secret, "--scheme", "slack", "--type", typ); err != nil {
 			t.Fatalf("relay send --type %s: %v", typ, err)
 		}
 	}
@@ -138,25 +138,74 @@ func TestSendSlack(t *testing.T) {
 	}
 }
 
-// A command that takes a verb first answers -h with its verbs rather than
-// taking -h for one (which ran `relay sources -h` as a call to the API).
-func TestHelpBeforeTheVerb(t *testing.T) {
-	for _, args := range [][]string{{"sources", "-h"}, {"subs", "--help"}, {"dlq", "help"}, {"archive", "-h"}} {
-		errOut := &bytes.Buffer{}
-		a := &app{out: &bytes.Buffer{}, errOut: errOut, getenv: func(string) string { return "" }}
-		if code := a.main(context.Background(), args); code != 2 {
+// Help is asked for, so it is on stdout with exit status 0: a command that
+// takes a verb first lists its verbs (rather than taking -h for one, which
+// once ran `relay sources -h` as a call to the API), and a command without
+// verbs lists its flags.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"sources", "-h"}, {"subs", "--help"}, {"dlq", "help"}, {"archive", "-h"}, {"help", "dlq"}} {
+		out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
+		a := &app{out: out, errOut: errOut, getenv: func(string) string { return "" }}
+		if code := a.main(context.Background(), args); code != 0 {
 			t.Errorf("relay %v: exit %d", args, code)
 		}
-		if !strings.HasPrefix(errOut.String(), "Usage: relay "+args[0]+" ") || !strings.Contains(errOut.String(), " -h") {
-			t.Errorf("relay %v printed:\n%s", args, errOut)
+		noun := args[0]
+		if noun == "help" {
+			noun = args[1]
+		}
+		if !strings.Contains(out.String(), "relay "+noun+" [command]") || !strings.Contains(out.String(), "Available Commands:") || errOut.Len() != 0 {
+			t.Errorf("relay %v printed:\n%s\nand on stderr:\n%s", args, out, errOut)
 		}
 	}
-	// Commands without verbs keep their flag usage.
-	errOut := &bytes.Buffer{}
-	a := &app{out: &bytes.Buffer{}, errOut: errOut, getenv: func(string) string { return "" }}
-	if code := a.main(context.Background(), []string{"send", "-h"}); code != 2 || !strings.Contains(errOut.String(), "-scheme") {
-		t.Errorf("relay send -h: exit %d, printed:\n%s", code, errOut)
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+	if code := a.main(context.Background(), []string{"send", "-h"}); code != 0 || !strings.Contains(out.String(), "--scheme") {
+		t.Errorf("relay send -h: exit %d, printed:\n%s", code, out)
 	}
+	// The verbs' own help lists their flags.
+	out.Reset()
+	if code := a.main(context.Background(), []string{"sources", "create", "--help"}); code != 0 || !strings.Contains(out.String(), "--dedup-window") {
+		t.Errorf("relay sources create --help: exit %d, printed:\n%s", code, out)
+	}
+}
+
+// The user's help lists what users run, not the test scaffolding, and a
+// command line Relay cannot read exits 2 and says where help is.
+func TestUsage(t *testing.T) {
+	out, errOut := &bytes.Buffer{}, &bytes.Buffer{}
+	a := &app{out: out, errOut: errOut, getenv: func(string) string { return "" }}
+	if code := a.main(context.Background(), []string{"--help"}); code != 0 {
+		t.Fatalf("relay --help: exit %d", code)
+	}
+	for _, want := range []string{"sources", "subs", "replay", "dlq", "completion", "RELAY_ADMIN_TOKEN"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("relay --help lacks %q:\n%s", want, out)
+		}
+	}
+	for _, scaffolding := range []string{"standin", "free-port", "bench-server", "broker-version"} {
+		if strings.Contains(out.String(), scaffolding) {
+			t.Errorf("relay --help lists %s:\n%s", scaffolding, out)
+		}
+	}
+	for _, args := range [][]string{{"frobnicate"}, {"sources", "frob"}, {"sources", "ls", "--no-such-flag"}} {
+		errOut.Reset()
+		if code := a.main(context.Background(), args); code != 2 || !strings.Contains(errOut.String(), "--help' for usage") {
+			t.Errorf("relay %v: exit %d, printed:\n%s", args, code, errOut)
+		}
+	}
+	// A shell completion script, for bash and zsh.
+	for _, shell := range []string{"bash", "zsh"} {
+		out.Reset()
+		if code := a.main(context.Background(), []string{"completion", shell}); code != 0 || !strings.Contains(out.String(), "relay") {
+			t.Errorf("relay completion %s: exit %d, %d bytes", shell, code, out.Len())
+		}
+	}
+}
+
+// run runs relay NAME ARGS... as the command line would.
+func (a *app) run(name string, args ...string) error {
+	_, err := a.execute(context.Background(), append([]string{name}, args...))
+	return err
 }
 
 // relay sources patch sends only the settings given, and refuses to send
@@ -172,7 +221,7 @@ func TestSourcesPatch(t *testing.T) {
 	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
 	out := &bytes.Buffer{}
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
-	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1", "--tolerance", "10m", "--dedup-window", "24h"}); err != nil {
+	if err := a.run("sources", "patch", "src_1", "--tolerance", "10m", "--dedup-window", "24h"); err != nil {
 		t.Fatal(err)
 	}
 	if want := `PATCH /sources/src_1 {"dedup_window":"24h","verification":{"tolerance":"10m"}}`; len(asked) != 1 || asked[0] != want {
@@ -181,11 +230,11 @@ func TestSourcesPatch(t *testing.T) {
 	if !strings.Contains(out.String(), "Updated source src_1 (shop, scheme stripe, tolerance 10m, dedup window 24h).") {
 		t.Fatalf("printed:\n%s", out)
 	}
-	if err := commands()["sources"].run(context.Background(), a, []string{"patch", "src_1"}); err == nil || len(asked) != 1 {
+	if err := a.run("sources", "patch", "src_1"); err == nil || len(asked) != 1 {
 		t.Fatalf("patch without a change: %v, asked %q", err, asked)
 	}
 	for _, args := range [][]string{{"--forward-headers", "X-GitHub-Event, X-GitHub-Delivery"}, {"--forward-headers", ""}, {"--allowed-ips", "192.0.2.0/24,198.51.100.9"}} {
-		if err := commands()["sources"].run(context.Background(), a, append([]string{"patch", "src_1"}, args...)); err != nil {
+		if err := a.run("sources", append([]string{"patch", "src_1"}, args...)...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -213,7 +262,7 @@ func TestSubsHeaders(t *testing.T) {
 		{"patch", "--source", "src_1", "sub_1", "--header", "Authorization: Bearer c"},
 		{"patch", "--source", "src_1", "sub_1", "--no-headers"},
 	} {
-		if err := commands()["subs"].run(context.Background(), a, args); err != nil {
+		if err := a.run("subs", args...); err != nil {
 			t.Fatalf("relay subs %v: %v", args, err)
 		}
 	}
@@ -232,7 +281,7 @@ func TestSubsHeaders(t *testing.T) {
 		{"patch", "--source", "src_1", "sub_1", "--no-headers", "--header", "A: b"},
 		{"create", "--source", "src_1", "--url", "https://example.com", "--header", "no colon"},
 	} {
-		if err := commands()["subs"].run(context.Background(), a, args); err == nil {
+		if err := a.run("subs", args...); err == nil {
 			t.Errorf("relay subs %v: no error", args)
 		}
 	}
@@ -259,7 +308,7 @@ func TestReplayRangeFollowsTheCursor(t *testing.T) {
 	out := &bytes.Buffer{}
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
 	start := time.Now()
-	if err := commands()["replay"].run(context.Background(), a, []string{"--source", "src_1", "--since", "2h", "--subscription", "sub_1", "--force"}); err != nil {
+	if err := a.run("replay", "--source", "src_1", "--since", "2h", "--subscription", "sub_1", "--force"); err != nil {
 		t.Fatal(err)
 	}
 	if len(asked) != 2 || asked[1].Get("cursor") != "c1" || asked[0].Get("subscription_id") != "sub_1" || asked[0].Get("force") != "true" {
@@ -276,7 +325,7 @@ func TestReplayRangeFollowsTheCursor(t *testing.T) {
 		{"--source", "src_1", "--since", "2h", "--from", "2026-12-04T10:00:00Z"},
 		{"--source", "src_1", "--since", "2h", "evt_1"},
 	} {
-		if err := commands()["replay"].run(context.Background(), a, args); err == nil {
+		if err := a.run("replay", args...); err == nil {
 			t.Errorf("relay replay %v: no error", args)
 		}
 	}
@@ -310,13 +359,13 @@ func TestSendHMAC(t *testing.T) {
 	t.Cleanup(srv.Close)
 	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
 	a := &app{out: &bytes.Buffer{}, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
-	if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_1", "--secret", secret, "--scheme", "hmac", "--type", "Issue"}); err != nil {
+	if err := a.run("send", "--source", "src_1", "--secret", secret, "--scheme", "hmac", "--type", "Issue"); err != nil {
 		t.Fatal(err)
 	}
 	if !verified || !typed {
 		t.Fatalf("verified %v, type header set %v", verified, typed)
 	}
-	if err := commands()["send"].run(context.Background(), a, []string{"--source", "src_2", "--secret", secret, "--scheme", "hmac"}); err == nil {
+	if err := a.run("send", "--source", "src_2", "--secret", secret, "--scheme", "hmac"); err == nil {
 		t.Fatal("signed for a source the API does not know")
 	}
 }

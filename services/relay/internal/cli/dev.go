@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"golang.org/x/sync/errgroup"
 
@@ -61,130 +62,128 @@ func loadCredentials(dataDir string) (devCredentials, error) {
 }
 
 // runDev runs the whole system in one process on embedded stand-ins.
-func runDev(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+func (a *app) devFlags(cmd *cobra.Command) runFunc {
+	fs := cmd.Flags()
 	dataDir := fs.String("data-dir", a.getenv("RELAY_DATA_DIR"), "keep state here across restarts (RELAY_DATA_DIR); in memory when empty")
 	kafkaPort := fs.Int("kafka-port", 9092, "port of the embedded Kafka broker")
 	s3Addr := fs.String("s3-addr", "127.0.0.1:9000", "address of the embedded S3 server")
 	receiverAddr := fs.String("receiver-addr", envOr(a, "RELAY_RECEIVER_ADDR", "127.0.0.1:8081"), "address of the demo receiver (RELAY_RECEIVER_ADDR)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *dataDir != "" {
-		if err := os.MkdirAll(*dataDir, 0o755); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
+	return func(ctx context.Context, args []string) error {
+		if *dataDir != "" {
+			if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+				return fmt.Errorf("--data-dir: %w", err)
+			}
 		}
-	}
-	creds, err := loadCredentials(*dataDir)
-	if err != nil {
-		return err
-	}
-	// Same variables as the services; text by default, for a terminal.
-	logEnv := envconfig.New(func(k string) (string, bool) {
-		if v := a.getenv(k); v != "" {
-			return v, true
-		}
-		return "text", k == "RELAY_LOG_FORMAT"
-	})
-	lc := logging.LoadConfig(logEnv)
-	if err := logEnv.Err(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	log := slog.New(logging.NewHandler(a.errOut, lc))
-	redisconn.RouteLogs(log)
-
-	sub := func(name string) string {
-		if *dataDir == "" {
-			return ""
-		}
-		return filepath.Join(*dataDir, name)
-	}
-	kafka, err := devenv.StartKafka(*kafkaPort, sub("kafka"))
-	if err != nil {
-		return fmt.Errorf("%w (is another relay dev or Kafka using port %d? try --kafka-port)", err, *kafkaPort)
-	}
-	defer kafka.Close()
-	rdb, err := devenv.StartRedis(ctx, *dataDir, log)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	s3, err := devenv.StartS3(*s3Addr, sub("s3"))
-	if err != nil {
-		return err
-	}
-	defer s3.Close()
-
-	httpAddr := envOr(a, "RELAY_HTTP_ADDR", "127.0.0.1:8080")
-	if host, port, err := net.SplitHostPort(httpAddr); err == nil && port == "0" {
-		// Pick the port now, so RELAY_PUBLIC_URL and the banner name it.
-		p, err := lifecycle.FreePort()
+		creds, err := loadCredentials(*dataDir)
 		if err != nil {
 			return err
 		}
-		httpAddr = net.JoinHostPort(host, strconv.Itoa(p))
-	}
-	token := envOr(a, "RELAY_ADMIN_TOKEN", creds.AdminToken)
-	// Dev owns the addresses of its stand-ins; everything else can be
-	// overridden with the services' own RELAY_* variables.
-	owned := map[string]string{
-		"RELAY_KAFKA_BROKERS": kafka.Addr,
-		"RELAY_REDIS_ADDRS":   rdb.Addr,
-		"RELAY_S3_ENDPOINT":   s3.Endpoint,
-	}
-	defaults := map[string]string{
-		"RELAY_HTTP_ADDR":                  httpAddr,
-		"RELAY_PUBLIC_URL":                 "http://" + httpAddr,
-		"RELAY_ADMIN_TOKEN":                token,
-		"RELAY_SECRET_KEY":                 creds.SecretKey,
-		"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
-		"RELAY_KAFKA_PARTITIONS":           "3",
-		"RELAY_S3_BUCKET":                  "relay-archive",
-		"RELAY_S3_REGION":                  "us-east-1",
-		"RELAY_S3_PATH_STYLE":              "true",
-		"RELAY_ARCHIVE_MAX_WAIT":           "5s",
-		"RELAY_S3_ACCESS_KEY_ID":           "relay-dev",
-		"RELAY_S3_SECRET_ACCESS_KEY":       "relay-dev",
-	}
-	adminPorts := map[string]string{"ingest": "127.0.0.1:9190", "deliver": "127.0.0.1:9191", "archive": "127.0.0.1:9192", "count": "127.0.0.1:9193"}
-	env := func(service string) envconfig.LookupFunc {
-		return func(k string) (string, bool) {
-			if v, ok := owned[k]; ok {
-				return v, true
-			}
-			if k == "RELAY_ADMIN_ADDR" {
-				if v := a.getenv("RELAY_" + strings.ToUpper(service) + "_ADMIN_ADDR"); v != "" {
-					return v, true
-				}
-				return adminPorts[service], true
-			}
+		// Same variables as the services; text by default, for a terminal.
+		logEnv := envconfig.New(func(k string) (string, bool) {
 			if v := a.getenv(k); v != "" {
 				return v, true
 			}
-			v, ok := defaults[k]
-			return v, ok
+			return "text", k == "RELAY_LOG_FORMAT"
+		})
+		lc := logging.LoadConfig(logEnv)
+		if err := logEnv.Err(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
 		}
-	}
-	st, err := stack.New(ctx, stack.Options{Env: env, Logger: log, Deliver: true, Archive: true, Count: true})
-	if err != nil {
+		log := slog.New(logging.NewHandler(a.errOut, lc))
+		redisconn.RouteLogs(log)
+
+		sub := func(name string) string {
+			if *dataDir == "" {
+				return ""
+			}
+			return filepath.Join(*dataDir, name)
+		}
+		kafka, err := devenv.StartKafka(*kafkaPort, sub("kafka"))
+		if err != nil {
+			return fmt.Errorf("%w (is another relay dev or Kafka using port %d? try --kafka-port)", err, *kafkaPort)
+		}
+		defer kafka.Close()
+		rdb, err := devenv.StartRedis(ctx, *dataDir, log)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		s3, err := devenv.StartS3(*s3Addr, sub("s3"))
+		if err != nil {
+			return err
+		}
+		defer s3.Close()
+
+		httpAddr := envOr(a, "RELAY_HTTP_ADDR", "127.0.0.1:8080")
+		if host, port, err := net.SplitHostPort(httpAddr); err == nil && port == "0" {
+			// Pick the port now, so RELAY_PUBLIC_URL and the banner name it.
+			p, err := lifecycle.FreePort()
+			if err != nil {
+				return err
+			}
+			httpAddr = net.JoinHostPort(host, strconv.Itoa(p))
+		}
+		token := envOr(a, "RELAY_ADMIN_TOKEN", creds.AdminToken)
+		// Dev owns the addresses of its stand-ins; everything else can be
+		// overridden with the services' own RELAY_* variables.
+		owned := map[string]string{
+			"RELAY_KAFKA_BROKERS": kafka.Addr,
+			"RELAY_REDIS_ADDRS":   rdb.Addr,
+			"RELAY_S3_ENDPOINT":   s3.Endpoint,
+		}
+		defaults := map[string]string{
+			"RELAY_HTTP_ADDR":                  httpAddr,
+			"RELAY_PUBLIC_URL":                 "http://" + httpAddr,
+			"RELAY_ADMIN_TOKEN":                token,
+			"RELAY_SECRET_KEY":                 creds.SecretKey,
+			"RELAY_ALLOW_PRIVATE_DESTINATIONS": "true",
+			"RELAY_KAFKA_PARTITIONS":           "3",
+			"RELAY_S3_BUCKET":                  "relay-archive",
+			"RELAY_S3_REGION":                  "us-east-1",
+			"RELAY_S3_PATH_STYLE":              "true",
+			"RELAY_ARCHIVE_MAX_WAIT":           "5s",
+			"RELAY_S3_ACCESS_KEY_ID":           "relay-dev",
+			"RELAY_S3_SECRET_ACCESS_KEY":       "relay-dev",
+		}
+		adminPorts := map[string]string{"ingest": "127.0.0.1:9190", "deliver": "127.0.0.1:9191", "archive": "127.0.0.1:9192", "count": "127.0.0.1:9193"}
+		env := func(service string) envconfig.LookupFunc {
+			return func(k string) (string, bool) {
+				if v, ok := owned[k]; ok {
+					return v, true
+				}
+				if k == "RELAY_ADMIN_ADDR" {
+					if v := a.getenv("RELAY_" + strings.ToUpper(service) + "_ADMIN_ADDR"); v != "" {
+						return v, true
+					}
+					return adminPorts[service], true
+				}
+				if v := a.getenv(k); v != "" {
+					return v, true
+				}
+				v, ok := defaults[k]
+				return v, ok
+			}
+		}
+		st, err := stack.New(ctx, stack.Options{Env: env, Logger: log, Deliver: true, Archive: true, Count: true})
+		if err != nil {
+			return err
+		}
+		recv, err := lifecycle.NewHTTPServer("receiver", *receiverAddr, receiver.New(log.With("service", "receiver")), lifecycle.DefaultHTTPTimeouts(), log)
+		if err != nil {
+			return fmt.Errorf("%w (set RELAY_RECEIVER_ADDR or --receiver-addr)", err)
+		}
+		a.banner(devBanner{
+			API: "http://" + st.Ingest.Addr(), Token: token, Receiver: "http://" + recv.Addr(), Kafka: kafka.Addr,
+			Redis: rdb.Addr, RedisPersistent: rdb.Persistent, S3: s3.Endpoint, DataDir: *dataDir,
+			Tiers: envOr(a, "RELAY_RETRY_TIERS", "5s,30s,2m,10m,1h,6h"), Admin: adminPorts,
+		})
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return st.Run(gctx) })
+		g.Go(func() error { return recv.Run(gctx) })
+		err = g.Wait()
+		fmt.Fprintln(a.errOut, "relay dev stopped")
 		return err
 	}
-	recv, err := lifecycle.NewHTTPServer("receiver", *receiverAddr, receiver.New(log.With("service", "receiver")), lifecycle.DefaultHTTPTimeouts(), log)
-	if err != nil {
-		return fmt.Errorf("%w (set RELAY_RECEIVER_ADDR or --receiver-addr)", err)
-	}
-	a.banner(devBanner{
-		API: "http://" + st.Ingest.Addr(), Token: token, Receiver: "http://" + recv.Addr(), Kafka: kafka.Addr,
-		Redis: rdb.Addr, RedisPersistent: rdb.Persistent, S3: s3.Endpoint, DataDir: *dataDir,
-		Tiers: envOr(a, "RELAY_RETRY_TIERS", "5s,30s,2m,10m,1h,6h"), Admin: adminPorts,
-	})
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return st.Run(gctx) })
-	g.Go(func() error { return recv.Run(gctx) })
-	err = g.Wait()
-	fmt.Fprintln(a.errOut, "relay dev stopped")
-	return err
 }
 
 type devBanner struct {

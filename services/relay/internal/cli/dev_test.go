@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 )
@@ -19,7 +18,7 @@ func TestDevRefusesBadLogSettings(t *testing.T) {
 				}
 				return ""
 			}}
-			err := runDev(context.Background(), a, nil)
+			err := a.run("dev")
 			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), value) {
 				t.Fatalf("relay dev with %s=%s: %v, want an error naming both", name, value, err)
 			}

@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/relayhq/relay/services/relay/internal/client"
 )
@@ -28,12 +30,9 @@ type sourceOut struct {
 	Secret      string    `json:"secret"`
 }
 
-func runSources(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want a subcommand: create, ls, get, patch, rm or rotate")
-	}
+func (a *app) sourcesFlags(cmd *cobra.Command) verbFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("sources "+args[0], &f)
+	fs := a.apiFlags(cmd, &f)
 	name := fs.String("name", "", "source name (create, patch)")
 	scheme := fs.String("scheme", "relay", "verification scheme: relay, standard-webhooks, stripe, github, shopify, slack, hmac (create; hmac takes --param)")
 	secret := fs.String("secret", "", "the provider's signing secret; generated when empty (create, rotate)")
@@ -51,152 +50,151 @@ func runSources(ctx context.Context, a *app, args []string) error {
 	})
 	allowedIPs := fs.String("allowed-ips", "", "comma-separated IPs or CIDR prefixes the source takes webhooks from; on patch, '' takes them from anywhere (create, patch)")
 	forward := fs.String("forward-headers", "", "comma-separated request headers of the sender's to forward to subscribers, e.g. 'X-GitHub-Event,X-GitHub-Delivery'; on patch, '' forwards none (create, patch)")
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	switch args[0] {
-	case "create":
-		if err := need("name", *name); err != nil {
-			return err
-		}
-		ver := map[string]any{"scheme": *scheme}
-		for k, v := range params {
-			ver[k] = v
-		}
-		if *secret != "" {
-			ver["secret"] = *secret
-		}
-		if *tolerance != "" {
-			ver["tolerance"] = *tolerance
-		}
-		body := map[string]any{"name": *name, "verification": ver}
-		if *window != "" {
-			body["dedup_window"] = *window
-		}
-		if *forward != "" {
-			body["forward_headers"] = splitGlobs(*forward)
-		}
-		if *allowedIPs != "" {
-			body["allowed_ips"] = splitGlobs(*allowedIPs)
-		}
-		var s sourceOut
-		raw, err := c.Do(ctx, "POST", "/sources", body, &s)
+	return func(ctx context.Context, verb string, pos []string) error {
+		var err error
+		c, err := f.client()
 		if err != nil {
 			return err
 		}
-		if f.raw() {
-			return a.printRaw(&f, raw)
-		}
-		fmt.Fprintf(a.out, "Created source %s (%s, scheme %s).\n\n  ingest URL  %s\n  secret      %s   (shown once: senders sign with it)\n",
-			s.ID, s.Name, s.Verification.Scheme, s.IngestURL, s.Secret)
-		return nil
-	case "ls":
-		var out struct {
-			Data []sourceOut `json:"data"`
-		}
-		raw, err := c.ListAll(ctx, "/sources")
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return fmt.Errorf("decode sources: %w", err)
-		}
-		if f.raw() {
-			return a.printRaw(&f, raw)
-		}
-		rows := [][]string{}
-		for _, s := range out.Data {
-			rows = append(rows, []string{s.ID, s.Name, s.Verification.Scheme, s.DedupWindow, s.CreatedAt.Local().Format(time.DateTime)})
-		}
-		a.table([]string{"ID", "NAME", "SCHEME", "DEDUP", "CREATED"}, rows)
-		return nil
-	case "get", "patch", "rm", "rotate":
-		if len(pos) != 1 {
-			return fmt.Errorf("usage: relay sources %s SOURCE_ID", args[0])
-		}
-		path := "/sources/" + url.PathEscape(pos[0])
-		switch args[0] {
-		case "get":
-			raw, err := c.Do(ctx, "GET", path, nil, nil)
-			if err != nil {
+		switch verb {
+		case "create":
+			if err := need("name", *name); err != nil {
 				return err
 			}
-			return a.printJSON(raw)
-		case "patch":
-			body := map[string]any{}
-			if *name != "" {
-				body["name"] = *name
-			}
-			ver := map[string]any{}
+			ver := map[string]any{"scheme": *scheme}
 			for k, v := range params {
 				ver[k] = v
+			}
+			if *secret != "" {
+				ver["secret"] = *secret
 			}
 			if *tolerance != "" {
 				ver["tolerance"] = *tolerance
 			}
-			if len(ver) > 0 {
-				body["verification"] = ver
-			}
+			body := map[string]any{"name": *name, "verification": ver}
 			if *window != "" {
 				body["dedup_window"] = *window
 			}
-			fs.Visit(func(fl *flag.Flag) {
-				switch fl.Name {
-				case "forward-headers":
-					body["forward_headers"] = append([]string{}, splitGlobs(*forward)...)
-				case "allowed-ips":
-					body["allowed_ips"] = append([]string{}, splitGlobs(*allowedIPs)...)
+			if *forward != "" {
+				body["forward_headers"] = splitGlobs(*forward)
+			}
+			if *allowedIPs != "" {
+				body["allowed_ips"] = splitGlobs(*allowedIPs)
+			}
+			var s sourceOut
+			raw, err := c.Do(ctx, "POST", "/sources", body, &s)
+			if err != nil {
+				return err
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			fmt.Fprintf(a.out, "Created source %s (%s, scheme %s).\n\n  ingest URL  %s\n  secret      %s   (shown once: senders sign with it)\n",
+				s.ID, s.Name, s.Verification.Scheme, s.IngestURL, s.Secret)
+			return nil
+		case "ls":
+			var out struct {
+				Data []sourceOut `json:"data"`
+			}
+			raw, err := c.ListAll(ctx, "/sources")
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return fmt.Errorf("decode sources: %w", err)
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			rows := [][]string{}
+			for _, s := range out.Data {
+				rows = append(rows, []string{s.ID, s.Name, s.Verification.Scheme, s.DedupWindow, s.CreatedAt.Local().Format(time.DateTime)})
+			}
+			a.table([]string{"ID", "NAME", "SCHEME", "DEDUP", "CREATED"}, rows)
+			return nil
+		case "get", "patch", "rm", "rotate":
+			if len(pos) != 1 {
+				return fmt.Errorf("usage: relay sources %s SOURCE_ID", verb)
+			}
+			path := "/sources/" + url.PathEscape(pos[0])
+			switch verb {
+			case "get":
+				raw, err := c.Do(ctx, "GET", path, nil, nil)
+				if err != nil {
+					return err
 				}
-			})
-			if len(body) == 0 {
-				return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers, --allowed-ips or --param")
+				return a.printJSON(raw)
+			case "patch":
+				body := map[string]any{}
+				if *name != "" {
+					body["name"] = *name
+				}
+				ver := map[string]any{}
+				for k, v := range params {
+					ver[k] = v
+				}
+				if *tolerance != "" {
+					ver["tolerance"] = *tolerance
+				}
+				if len(ver) > 0 {
+					body["verification"] = ver
+				}
+				if *window != "" {
+					body["dedup_window"] = *window
+				}
+				fs.Visit(func(fl *pflag.Flag) {
+					switch fl.Name {
+					case "forward-headers":
+						body["forward_headers"] = append([]string{}, splitGlobs(*forward)...)
+					case "allowed-ips":
+						body["allowed_ips"] = append([]string{}, splitGlobs(*allowedIPs)...)
+					}
+				})
+				if len(body) == 0 {
+					return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers, --allowed-ips or --param")
+				}
+				var s sourceOut
+				raw, err := c.Do(ctx, "PATCH", path, body, &s)
+				if err != nil {
+					return err
+				}
+				if f.raw() {
+					return a.printRaw(&f, raw)
+				}
+				tol := ""
+				if s.Verification.Tolerance != "" {
+					tol = ", tolerance " + s.Verification.Tolerance
+				}
+				fmt.Fprintf(a.out, "Updated source %s (%s, scheme %s%s, dedup window %s).\n", s.ID, s.Name, s.Verification.Scheme, tol, s.DedupWindow)
+				return nil
+			case "rm":
+				if _, err := c.Do(ctx, "DELETE", path, nil, nil); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "Deleted source %s and its subscriptions.\n", pos[0])
+				return nil
+			default:
+				body := map[string]any{}
+				if *secret != "" {
+					body["secret"] = *secret
+				}
+				if *grace != "" {
+					body["grace"] = *grace
+				}
+				var s sourceOut
+				raw, err := c.Do(ctx, "POST", path+"/rotate-secret", body, &s)
+				if err != nil {
+					return err
+				}
+				if f.raw() {
+					return a.printRaw(&f, raw)
+				}
+				fmt.Fprintf(a.out, "New secret for %s: %s (shown once; the old one keeps verifying during the grace period)\n", s.ID, s.Secret)
+				return nil
 			}
-			var s sourceOut
-			raw, err := c.Do(ctx, "PATCH", path, body, &s)
-			if err != nil {
-				return err
-			}
-			if f.raw() {
-				return a.printRaw(&f, raw)
-			}
-			tol := ""
-			if s.Verification.Tolerance != "" {
-				tol = ", tolerance " + s.Verification.Tolerance
-			}
-			fmt.Fprintf(a.out, "Updated source %s (%s, scheme %s%s, dedup window %s).\n", s.ID, s.Name, s.Verification.Scheme, tol, s.DedupWindow)
-			return nil
-		case "rm":
-			if _, err := c.Do(ctx, "DELETE", path, nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "Deleted source %s and its subscriptions.\n", pos[0])
-			return nil
-		default:
-			body := map[string]any{}
-			if *secret != "" {
-				body["secret"] = *secret
-			}
-			if *grace != "" {
-				body["grace"] = *grace
-			}
-			var s sourceOut
-			raw, err := c.Do(ctx, "POST", path+"/rotate-secret", body, &s)
-			if err != nil {
-				return err
-			}
-			if f.raw() {
-				return a.printRaw(&f, raw)
-			}
-			fmt.Fprintf(a.out, "New secret for %s: %s (shown once; the old one keeps verifying during the grace period)\n", s.ID, s.Secret)
-			return nil
 		}
+		return fmt.Errorf("unknown subcommand %q: want create, ls, get, patch, rm or rotate", verb)
 	}
-	return fmt.Errorf("unknown subcommand %q: want create, ls, get, patch, rm or rotate", args[0])
 }
 
 type subOut struct {
@@ -211,12 +209,9 @@ type subOut struct {
 	Secret         string    `json:"secret"`
 }
 
-func runSubs(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want a subcommand: create, ls, get, rm, enable, disable or rotate")
-	}
+func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("subs "+args[0], &f)
+	fs := a.apiFlags(cmd, &f)
 	src := fs.String("source", "", "source id (required)")
 	target := fs.String("url", "", "endpoint URL (create, patch)")
 	events := fs.String("events", "*", "comma-separated event type globs, e.g. 'payment.*,invoice.paid' (create, patch)")
@@ -231,113 +226,112 @@ func runSubs(ctx context.Context, a *app, args []string) error {
 		return nil
 	})
 	noHeaders := fs.Bool("no-headers", false, "remove every custom header (patch)")
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	base := "/sources/" + url.PathEscape(*src) + "/subscriptions"
-	switch args[0] {
-	case "create":
-		if err := need("url", *target); err != nil {
+	return func(ctx context.Context, verb string, pos []string) error {
+		var err error
+		if err := need("source", *src); err != nil {
 			return err
 		}
-		body := map[string]any{"url": *target, "events": splitGlobs(*events)}
-		if len(headers) > 0 {
-			body["headers"] = headers
-		}
-		var s subOut
-		raw, err := c.Do(ctx, "POST", base, body, &s)
+		c, err := f.client()
 		if err != nil {
 			return err
 		}
-		if f.raw() {
-			return a.printRaw(&f, raw)
-		}
-		fmt.Fprintf(a.out, "Created subscription %s → %s for %s.\n\n  secret  %s   (shown once: the endpoint verifies deliveries with it)\n",
-			s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
-		if len(s.HeaderNames) > 0 {
-			fmt.Fprintf(a.out, "  headers %s   (values kept encrypted, never shown)\n", strings.Join(s.HeaderNames, ", "))
-		}
-		return nil
-	case "ls":
-		var out struct {
-			Data []subOut `json:"data"`
-		}
-		raw, err := c.ListAll(ctx, base)
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return fmt.Errorf("decode subscriptions: %w", err)
-		}
-		if f.raw() {
-			return a.printRaw(&f, raw)
-		}
-		rows := [][]string{}
-		for _, s := range out.Data {
-			state := "enabled"
-			if !s.Enabled {
-				state = "disabled: " + s.DisabledReason
+		base := "/sources/" + url.PathEscape(*src) + "/subscriptions"
+		switch verb {
+		case "create":
+			if err := need("url", *target); err != nil {
+				return err
 			}
-			rows = append(rows, []string{s.ID, s.URL, strings.Join(s.Events, ","), state})
-		}
-		a.table([]string{"ID", "URL", "EVENTS", "STATE"}, rows)
-		return nil
-	case "get", "rm", "enable", "disable", "rotate", "patch":
-		if len(pos) != 1 {
-			return fmt.Errorf("usage: relay subs %s --source SOURCE_ID SUBSCRIPTION_ID", args[0])
-		}
-		path := base + "/" + url.PathEscape(pos[0])
-		var raw []byte
-		switch args[0] {
-		case "get":
-			raw, err = c.Do(ctx, "GET", path, nil, nil)
-		case "rm":
-			if _, err = c.Do(ctx, "DELETE", path, nil, nil); err == nil {
-				fmt.Fprintf(a.out, "Deleted subscription %s.\n", pos[0])
-				return nil
+			body := map[string]any{"url": *target, "events": splitGlobs(*events)}
+			if len(headers) > 0 {
+				body["headers"] = headers
 			}
-		case "enable", "disable":
-			raw, err = c.Do(ctx, "PATCH", path, map[string]any{"enabled": args[0] == "enable"}, nil)
-		case "patch":
-			body := map[string]any{}
-			fs.Visit(func(fl *flag.Flag) {
-				switch fl.Name {
-				case "url":
-					body["url"] = *target
-				case "events":
-					body["events"] = splitGlobs(*events)
-				case "header", "no-headers":
-					body["headers"] = headers
+			var s subOut
+			raw, err := c.Do(ctx, "POST", base, body, &s)
+			if err != nil {
+				return err
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			fmt.Fprintf(a.out, "Created subscription %s → %s for %s.\n\n  secret  %s   (shown once: the endpoint verifies deliveries with it)\n",
+				s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
+			if len(s.HeaderNames) > 0 {
+				fmt.Fprintf(a.out, "  headers %s   (values kept encrypted, never shown)\n", strings.Join(s.HeaderNames, ", "))
+			}
+			return nil
+		case "ls":
+			var out struct {
+				Data []subOut `json:"data"`
+			}
+			raw, err := c.ListAll(ctx, base)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return fmt.Errorf("decode subscriptions: %w", err)
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			rows := [][]string{}
+			for _, s := range out.Data {
+				state := "enabled"
+				if !s.Enabled {
+					state = "disabled: " + s.DisabledReason
 				}
-			})
-			if *noHeaders && len(headers) > 0 {
-				return errors.New("patch: --header and --no-headers together")
+				rows = append(rows, []string{s.ID, s.URL, strings.Join(s.Events, ","), state})
 			}
-			if len(body) == 0 {
-				return errors.New("patch: give --url, --events, --header or --no-headers")
+			a.table([]string{"ID", "URL", "EVENTS", "STATE"}, rows)
+			return nil
+		case "get", "rm", "enable", "disable", "rotate", "patch":
+			if len(pos) != 1 {
+				return fmt.Errorf("usage: relay subs %s --source SOURCE_ID SUBSCRIPTION_ID", verb)
 			}
-			raw, err = c.Do(ctx, "PATCH", path, body, nil)
-		default:
-			body := map[string]any{}
-			if *grace != "" {
-				body["grace"] = *grace
+			path := base + "/" + url.PathEscape(pos[0])
+			var raw []byte
+			switch verb {
+			case "get":
+				raw, err = c.Do(ctx, "GET", path, nil, nil)
+			case "rm":
+				if _, err = c.Do(ctx, "DELETE", path, nil, nil); err == nil {
+					fmt.Fprintf(a.out, "Deleted subscription %s.\n", pos[0])
+					return nil
+				}
+			case "enable", "disable":
+				raw, err = c.Do(ctx, "PATCH", path, map[string]any{"enabled": verb == "enable"}, nil)
+			case "patch":
+				body := map[string]any{}
+				fs.Visit(func(fl *pflag.Flag) {
+					switch fl.Name {
+					case "url":
+						body["url"] = *target
+					case "events":
+						body["events"] = splitGlobs(*events)
+					case "header", "no-headers":
+						body["headers"] = headers
+					}
+				})
+				if *noHeaders && len(headers) > 0 {
+					return errors.New("patch: --header and --no-headers together")
+				}
+				if len(body) == 0 {
+					return errors.New("patch: give --url, --events, --header or --no-headers")
+				}
+				raw, err = c.Do(ctx, "PATCH", path, body, nil)
+			default:
+				body := map[string]any{}
+				if *grace != "" {
+					body["grace"] = *grace
+				}
+				raw, err = c.Do(ctx, "POST", path+"/rotate-secret", body, nil)
 			}
-			raw, err = c.Do(ctx, "POST", path+"/rotate-secret", body, nil)
+			if err != nil {
+				return err
+			}
+			return a.printRaw(&f, raw)
 		}
-		if err != nil {
-			return err
-		}
-		return a.printRaw(&f, raw)
+		return fmt.Errorf("unknown subcommand %q", verb)
 	}
-	return fmt.Errorf("unknown subcommand %q", args[0])
 }
 
 func splitGlobs(s string) []string {
@@ -357,57 +351,53 @@ type eventOut struct {
 	Size       int       `json:"size"`
 }
 
-func runEvents(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want a subcommand: ls or get")
-	}
+func (a *app) eventsFlags(cmd *cobra.Command) verbFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("events "+args[0], &f)
+	fs := a.apiFlags(cmd, &f)
 	src := fs.String("source", "", "source id (required)")
 	limit := fs.Int("limit", 20, "how many, newest first (ls)")
-	pos, err := parse(fs, args[1:])
-	if err != nil {
-		return err
-	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	base := "/sources/" + url.PathEscape(*src) + "/events"
-	switch args[0] {
-	case "ls":
-		var out struct {
-			Data []eventOut `json:"data"`
-			Next string     `json:"next_cursor"`
+	return func(ctx context.Context, verb string, pos []string) error {
+		var err error
+		if err := need("source", *src); err != nil {
+			return err
 		}
-		raw, err := c.Do(ctx, "GET", base+"?limit="+strconv.Itoa(*limit), nil, &out)
+		c, err := f.client()
 		if err != nil {
 			return err
 		}
-		if f.raw() {
-			return a.printRaw(&f, raw)
+		base := "/sources/" + url.PathEscape(*src) + "/events"
+		switch verb {
+		case "ls":
+			var out struct {
+				Data []eventOut `json:"data"`
+				Next string     `json:"next_cursor"`
+			}
+			raw, err := c.Do(ctx, "GET", base+"?limit="+strconv.Itoa(*limit), nil, &out)
+			if err != nil {
+				return err
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			rows := [][]string{}
+			for _, e := range out.Data {
+				rows = append(rows, []string{e.ID, e.Type, e.ReceivedAt.Local().Format(time.DateTime + ".000"), strconv.Itoa(e.Size)})
+			}
+			a.table([]string{"ID", "TYPE", "RECEIVED", "BYTES"}, rows)
+			a.more(out.Next, "older events")
+			return nil
+		case "get":
+			if len(pos) != 1 {
+				return errors.New("usage: relay events get --source SOURCE_ID EVENT_ID")
+			}
+			raw, err := c.Do(ctx, "GET", base+"/"+url.PathEscape(pos[0]), nil, nil)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(raw)
 		}
-		rows := [][]string{}
-		for _, e := range out.Data {
-			rows = append(rows, []string{e.ID, e.Type, e.ReceivedAt.Local().Format(time.DateTime + ".000"), strconv.Itoa(e.Size)})
-		}
-		a.table([]string{"ID", "TYPE", "RECEIVED", "BYTES"}, rows)
-		a.more(out.Next, "older events")
-		return nil
-	case "get":
-		if len(pos) != 1 {
-			return errors.New("usage: relay events get --source SOURCE_ID EVENT_ID")
-		}
-		raw, err := c.Do(ctx, "GET", base+"/"+url.PathEscape(pos[0]), nil, nil)
-		if err != nil {
-			return err
-		}
-		return a.printJSON(raw)
+		return fmt.Errorf("unknown subcommand %q: want ls or get", verb)
 	}
-	return fmt.Errorf("unknown subcommand %q: want ls or get", args[0])
 }
 
 type deliveryOut struct {
@@ -420,102 +410,103 @@ type deliveryOut struct {
 	NextAttemptAt  *time.Time `json:"next_attempt_at"`
 }
 
-func runDeliveries(ctx context.Context, a *app, args []string) error {
+func (a *app) deliveriesFlags(cmd *cobra.Command) runFunc {
 	var f apiFlags
-	c, eventPath, err := a.eventCommand(ctx, "deliveries", &f, args, nil)
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Data []deliveryOut `json:"data"`
-	}
-	raw, err := c.Do(ctx, "GET", eventPath+"/deliveries", nil, &out)
-	if err != nil {
-		return err
-	}
-	if f.raw() {
-		return a.printRaw(&f, raw)
-	}
-	rows := [][]string{}
-	for _, d := range out.Data {
-		next := ""
-		if d.NextAttemptAt != nil {
-			next = d.NextAttemptAt.Local().Format(time.TimeOnly)
+	_, event := a.eventFlags(cmd, &f)
+	return func(ctx context.Context, args []string) error {
+		c, eventPath, err := event(ctx, args)
+		if err != nil {
+			return err
 		}
-		code := ""
-		if d.LastStatusCode != 0 {
-			code = strconv.Itoa(d.LastStatusCode)
+		var out struct {
+			Data []deliveryOut `json:"data"`
 		}
-		rows = append(rows, []string{d.SubscriptionID, d.Status, strconv.Itoa(d.Attempts), code, next, d.LastError})
+		raw, err := c.Do(ctx, "GET", eventPath+"/deliveries", nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.raw() {
+			return a.printRaw(&f, raw)
+		}
+		rows := [][]string{}
+		for _, d := range out.Data {
+			next := ""
+			if d.NextAttemptAt != nil {
+				next = d.NextAttemptAt.Local().Format(time.TimeOnly)
+			}
+			code := ""
+			if d.LastStatusCode != 0 {
+				code = strconv.Itoa(d.LastStatusCode)
+			}
+			rows = append(rows, []string{d.SubscriptionID, d.Status, strconv.Itoa(d.Attempts), code, next, d.LastError})
+		}
+		a.table([]string{"SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "NEXT", "ERROR"}, rows)
+		return nil
 	}
-	a.table([]string{"SUBSCRIPTION", "STATUS", "ATTEMPTS", "LAST", "NEXT", "ERROR"}, rows)
-	return nil
 }
 
-func runReplay(ctx context.Context, a *app, args []string) error {
-	for _, arg := range args {
-		if name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "="); strings.HasPrefix(arg, "-") && (name == "since" || name == "from") {
-			return runReplayRange(ctx, a, args)
-		}
-	}
+func (a *app) replayFlags(cmd *cobra.Command) runFunc {
 	var f apiFlags
-	var sub *string
-	var force *bool
-	c, eventPath, err := a.eventCommand(ctx, "replay", &f, args, func(fs *flag.FlagSet) {
-		sub = fs.String("subscription", "", "replay to this subscription only")
-		force = fs.Bool("force", false, "also resend where it was delivered (the endpoint acknowledged it, then lost it)")
-	})
-	if err != nil {
-		return err
+	fs, event := a.eventFlags(cmd, &f)
+	sub := fs.String("subscription", "", "replay to this subscription only")
+	force := fs.Bool("force", false, "also resend where it was delivered (the endpoint acknowledged it, then lost it)")
+	since := fs.Duration("since", 0, "replay the events of --source received this long ago until now, e.g. 24h")
+	from := fs.String("from", "", "replay the events of --source received from this time (RFC 3339)")
+	to := fs.String("to", "", "... until this time (RFC 3339; default now)")
+	return func(ctx context.Context, args []string) error {
+		if fs.Changed("since") || fs.Changed("from") {
+			src, _ := fs.GetString("source")
+			return a.replayRange(ctx, &f, replayRangeOpts{src: src, since: *since, from: *from, to: *to, sub: *sub, force: *force}, args)
+		}
+		c, eventPath, err := event(ctx, args)
+		if err != nil {
+			return err
+		}
+		path := eventPath + "/replay"
+		q := url.Values{}
+		if *sub != "" {
+			q.Set("subscription_id", *sub)
+		}
+		if *force {
+			q.Set("force", "true")
+		}
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var out struct {
+			Queued  []string `json:"queued"`
+			Skipped []struct {
+				SubscriptionID string `json:"subscription_id"`
+				Reason         string `json:"reason"`
+			} `json:"skipped"`
+		}
+		raw, err := c.Do(ctx, "POST", path, nil, &out)
+		if err != nil {
+			return err
+		}
+		if f.raw() {
+			return a.printRaw(&f, raw)
+		}
+		fmt.Fprintf(a.out, "Queued for %d subscription(s): %s\n", len(out.Queued), strings.Join(out.Queued, ", "))
+		for _, s := range out.Skipped {
+			fmt.Fprintf(a.out, "Skipped %s: %s\n", s.SubscriptionID, s.Reason)
+		}
+		return nil
 	}
-	path := eventPath + "/replay"
-	q := url.Values{}
-	if *sub != "" {
-		q.Set("subscription_id", *sub)
-	}
-	if *force {
-		q.Set("force", "true")
-	}
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var out struct {
-		Queued  []string `json:"queued"`
-		Skipped []struct {
-			SubscriptionID string `json:"subscription_id"`
-			Reason         string `json:"reason"`
-		} `json:"skipped"`
-	}
-	raw, err := c.Do(ctx, "POST", path, nil, &out)
-	if err != nil {
-		return err
-	}
-	if f.raw() {
-		return a.printRaw(&f, raw)
-	}
-	fmt.Fprintf(a.out, "Queued for %d subscription(s): %s\n", len(out.Queued), strings.Join(out.Queued, ", "))
-	for _, s := range out.Skipped {
-		fmt.Fprintf(a.out, "Skipped %s: %s\n", s.SubscriptionID, s.Reason)
-	}
-	return nil
 }
 
-// runReplayRange is relay replay --source SRC --since D | --from T [--to T]:
+// replayRangeOpts are the flags of a range replay.
+type replayRangeOpts struct {
+	src, from, to, sub string
+	since              time.Duration
+	force              bool
+}
+
+// replayRange is relay replay --source SRC --since D | --from T [--to T]:
 // every event of the source received in the range, oldest first, through
 // POST /sources/{id}/replay, following next_cursor to the end.
-func runReplayRange(ctx context.Context, a *app, args []string) error {
-	var f apiFlags
-	fs := a.apiFlagSet("replay", &f)
-	src := fs.String("source", "", "source id (required)")
-	since := fs.Duration("since", 0, "replay the events received this long ago until now, e.g. 24h")
-	from := fs.String("from", "", "replay the events received from this time (RFC 3339)")
-	to := fs.String("to", "", "... until this time (RFC 3339; default now)")
-	sub := fs.String("subscription", "", "replay to this subscription only")
-	force := fs.Bool("force", false, "also resend where an event was delivered")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
+func (a *app) replayRange(ctx context.Context, f *apiFlags, o replayRangeOpts, pos []string) error {
+	src, since, from, to, sub, force := &o.src, &o.since, &o.from, &o.to, &o.sub, &o.force
 	switch {
 	case len(pos) > 0:
 		return errors.New("usage: relay replay --source SOURCE_ID --since D | --from T [--to T] (no EVENT_ID: the range is the events)")
@@ -560,7 +551,7 @@ func runReplayRange(ctx context.Context, a *app, args []string) error {
 			return err
 		}
 		if f.raw() {
-			if err := a.printRaw(&f, raw); err != nil {
+			if err := a.printRaw(f, raw); err != nil {
 				return err
 			}
 		}
@@ -588,45 +579,109 @@ func runReplayRange(ctx context.Context, a *app, args []string) error {
 	return nil
 }
 
-func runDLQ(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want a subcommand: ls or redrive")
-	}
+func (a *app) dlqFlags(cmd *cobra.Command) verbFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("dlq "+args[0], &f)
+	fs := a.apiFlags(cmd, &f)
 	sub := fs.String("subscription", "", "only this subscription")
 	src := fs.String("source", "", "only this source")
 	limit := fs.Int("limit", 50, "how many (ls)")
-	if _, err := parse(fs, args[1:]); err != nil {
-		return err
+	return func(ctx context.Context, verb string, pos []string) error {
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		if *sub != "" {
+			q.Set("subscription_id", *sub)
+		}
+		if *src != "" {
+			q.Set("source_id", *src)
+		}
+		switch verb {
+		case "ls":
+			q.Set("limit", strconv.Itoa(*limit))
+			var out struct {
+				Data []struct {
+					EventID        string    `json:"event_id"`
+					SubscriptionID string    `json:"subscription_id"`
+					EventType      string    `json:"event_type"`
+					Reason         string    `json:"reason"`
+					Attempts       int       `json:"attempts"`
+					LastStatusCode int       `json:"last_status_code"`
+					DeadAt         time.Time `json:"dead_at"`
+				} `json:"data"`
+				Next string `json:"next_cursor"`
+			}
+			raw, err := c.Do(ctx, "GET", "/dlq?"+q.Encode(), nil, &out)
+			if err != nil {
+				return err
+			}
+			if f.raw() {
+				return a.printRaw(&f, raw)
+			}
+			rows := [][]string{}
+			for _, d := range out.Data {
+				rows = append(rows, []string{d.EventID, d.SubscriptionID, d.EventType, d.Reason, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatusCode), d.DeadAt.Local().Format(time.DateTime)})
+			}
+			a.table([]string{"EVENT", "SUBSCRIPTION", "TYPE", "REASON", "ATTEMPTS", "LAST", "PARKED"}, rows)
+			a.more(out.Next, "parked deliveries")
+			return nil
+		case "redrive":
+			for {
+				var out struct {
+					Redriven         int  `json:"redriven"`
+					AlreadyDelivered int  `json:"already_delivered"`
+					Complete         bool `json:"complete"`
+				}
+				raw, err := c.Do(ctx, "POST", "/replay/dlq?"+q.Encode(), nil, &out)
+				if err != nil {
+					return err
+				}
+				if f.raw() {
+					if err := a.printRaw(&f, raw); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(a.out, "Redriven %d, already delivered %d.\n", out.Redriven, out.AlreadyDelivered)
+				}
+				if out.Complete {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("unknown subcommand %q: want ls or redrive", verb)
 	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	q := url.Values{}
-	if *sub != "" {
-		q.Set("subscription_id", *sub)
-	}
-	if *src != "" {
-		q.Set("source_id", *src)
-	}
-	switch args[0] {
-	case "ls":
-		q.Set("limit", strconv.Itoa(*limit))
+}
+
+func (a *app) metricsFlags(cmd *cobra.Command) runFunc {
+	var f apiFlags
+	fs := a.apiFlags(cmd, &f)
+	src := fs.String("source", "", "source id (required)")
+	from := fs.String("from", "", "first day, YYYY-MM-DD")
+	to := fs.String("to", "", "last day, YYYY-MM-DD")
+	return func(ctx context.Context, args []string) error {
+		if err := need("source", *src); err != nil {
+			return err
+		}
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		if *from != "" {
+			q.Set("from", *from)
+		}
+		if *to != "" {
+			q.Set("to", *to)
+		}
 		var out struct {
 			Data []struct {
-				EventID        string    `json:"event_id"`
-				SubscriptionID string    `json:"subscription_id"`
-				EventType      string    `json:"event_type"`
-				Reason         string    `json:"reason"`
-				Attempts       int       `json:"attempts"`
-				LastStatusCode int       `json:"last_status_code"`
-				DeadAt         time.Time `json:"dead_at"`
+				Day   string `json:"day"`
+				Type  string `json:"type"`
+				Count int64  `json:"count"`
 			} `json:"data"`
-			Next string `json:"next_cursor"`
 		}
-		raw, err := c.Do(ctx, "GET", "/dlq?"+q.Encode(), nil, &out)
+		raw, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(*src)+"/metrics?"+q.Encode(), nil, &out)
 		if err != nil {
 			return err
 		}
@@ -635,109 +690,36 @@ func runDLQ(ctx context.Context, a *app, args []string) error {
 		}
 		rows := [][]string{}
 		for _, d := range out.Data {
-			rows = append(rows, []string{d.EventID, d.SubscriptionID, d.EventType, d.Reason, strconv.Itoa(d.Attempts), strconv.Itoa(d.LastStatusCode), d.DeadAt.Local().Format(time.DateTime)})
+			rows = append(rows, []string{d.Day, d.Type, strconv.FormatInt(d.Count, 10)})
 		}
-		a.table([]string{"EVENT", "SUBSCRIPTION", "TYPE", "REASON", "ATTEMPTS", "LAST", "PARKED"}, rows)
-		a.more(out.Next, "parked deliveries")
+		a.table([]string{"DAY", "TYPE", "COUNT"}, rows)
 		return nil
-	case "redrive":
-		for {
-			var out struct {
-				Redriven         int  `json:"redriven"`
-				AlreadyDelivered int  `json:"already_delivered"`
-				Complete         bool `json:"complete"`
-			}
-			raw, err := c.Do(ctx, "POST", "/replay/dlq?"+q.Encode(), nil, &out)
-			if err != nil {
-				return err
-			}
-			if f.raw() {
-				if err := a.printRaw(&f, raw); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintf(a.out, "Redriven %d, already delivered %d.\n", out.Redriven, out.AlreadyDelivered)
-			}
-			if out.Complete {
-				return nil
-			}
-		}
 	}
-	return fmt.Errorf("unknown subcommand %q: want ls or redrive", args[0])
 }
 
-func runMetrics(ctx context.Context, a *app, args []string) error {
-	var f apiFlags
-	fs := a.apiFlagSet("metrics", &f)
-	src := fs.String("source", "", "source id (required)")
-	from := fs.String("from", "", "first day, YYYY-MM-DD")
-	to := fs.String("to", "", "last day, YYYY-MM-DD")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	q := url.Values{}
-	if *from != "" {
-		q.Set("from", *from)
-	}
-	if *to != "" {
-		q.Set("to", *to)
-	}
-	var out struct {
-		Data []struct {
-			Day   string `json:"day"`
-			Type  string `json:"type"`
-			Count int64  `json:"count"`
-		} `json:"data"`
-	}
-	raw, err := c.Do(ctx, "GET", "/sources/"+url.PathEscape(*src)+"/metrics?"+q.Encode(), nil, &out)
-	if err != nil {
-		return err
-	}
-	if f.raw() {
-		return a.printRaw(&f, raw)
-	}
-	rows := [][]string{}
-	for _, d := range out.Data {
-		rows = append(rows, []string{d.Day, d.Type, strconv.FormatInt(d.Count, 10)})
-	}
-	a.table([]string{"DAY", "TYPE", "COUNT"}, rows)
-	return nil
-}
-
-// eventCommand parses the flags of a command about one event, `relay NAME
-// [--source SOURCE_ID] EVENT_ID`, with flags of its own added by more (when
-// not nil), and returns the API path of that event, finding its source when
-// --source is omitted.
-func (a *app) eventCommand(ctx context.Context, name string, f *apiFlags, args []string, more func(*flag.FlagSet)) (*client.Client, string, error) {
-	fs := a.apiFlagSet(name, f)
+// eventFlags binds the flags of a command about one event, `relay NAME
+// [--source SOURCE_ID] EVENT_ID`, and returns its flag set, for flags of
+// its own, and how it finds the API path of that event: from --source, or
+// by asking each source when it is omitted.
+func (a *app) eventFlags(cmd *cobra.Command, f *apiFlags) (*pflag.FlagSet, func(ctx context.Context, args []string) (*client.Client, string, error)) {
+	fs := a.apiFlags(cmd, f)
 	src := fs.String("source", "", "source id (found from the event when omitted)")
-	if more != nil {
-		more(fs)
-	}
-	pos, err := parse(fs, args)
-	if err != nil {
-		return nil, "", err
-	}
-	if len(pos) != 1 {
-		return nil, "", fmt.Errorf("usage: relay %s [--source SOURCE_ID] EVENT_ID", name)
-	}
-	c, err := f.client()
-	if err != nil {
-		return nil, "", err
-	}
-	if *src == "" {
-		if *src, err = findSource(ctx, c, pos[0]); err != nil {
+	return fs, func(ctx context.Context, args []string) (*client.Client, string, error) {
+		if len(args) != 1 {
+			return nil, "", fmt.Errorf("usage: relay %s [--source SOURCE_ID] EVENT_ID", cmd.Name())
+		}
+		c, err := f.client()
+		if err != nil {
 			return nil, "", err
 		}
+		source := *src
+		if source == "" {
+			if source, err = findSource(ctx, c, args[0]); err != nil {
+				return nil, "", err
+			}
+		}
+		return c, "/sources/" + url.PathEscape(source) + "/events/" + url.PathEscape(args[0]), nil
 	}
-	return c, "/sources/" + url.PathEscape(*src) + "/events/" + url.PathEscape(pos[0]), nil
 }
 
 // findSource finds which source an event belongs to, for commands given only
@@ -769,63 +751,59 @@ func findSource(ctx context.Context, c *client.Client, evt string) (string, erro
 	return "", fmt.Errorf("no source has event %s (events are kept for RELAY_EVENT_RETENTION); pass --source", evt)
 }
 
-// runSecrets is relay secrets rewrap: step 3 of rotating RELAY_SECRET_KEY
+// secretsFlags is relay secrets rewrap: step 3 of rotating RELAY_SECRET_KEY
 // (docs/configuration.md). It fails unless the rewrap is complete, so that a
 // script does not drop the previous key too early.
-func runSecrets(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 || args[0] != "rewrap" {
-		return errors.New("want a subcommand: rewrap")
-	}
+func (a *app) secretsFlags(cmd *cobra.Command) verbFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("secrets rewrap", &f)
-	if _, err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	c, err := f.client()
-	if err != nil {
-		return err
-	}
-	// One call works for a bounded time; follow next_cursor to the end and
-	// judge the whole walk.
-	var total struct{ rewrapped, current, changed int }
-	var undecryptable []string
-	for cursor := ""; ; {
-		var out struct {
-			Rewrapped        int      `json:"rewrapped"`
-			Current          int      `json:"current"`
-			ChangedMeanwhile int      `json:"changed_meanwhile"`
-			Undecryptable    []string `json:"undecryptable"`
-			Next             string   `json:"next_cursor"`
-		}
-		raw, err := c.Do(ctx, "POST", "/secrets/rewrap?"+url.Values{"cursor": {cursor}}.Encode(), nil, &out)
+	a.apiFlags(cmd, &f)
+	return func(ctx context.Context, _ string, _ []string) error {
+		c, err := f.client()
 		if err != nil {
 			return err
 		}
-		if f.raw() {
-			if err := a.printRaw(&f, raw); err != nil {
+		// One call works for a bounded time; follow next_cursor to the end and
+		// judge the whole walk.
+		var total struct{ rewrapped, current, changed int }
+		var undecryptable []string
+		for cursor := ""; ; {
+			var out struct {
+				Rewrapped        int      `json:"rewrapped"`
+				Current          int      `json:"current"`
+				ChangedMeanwhile int      `json:"changed_meanwhile"`
+				Undecryptable    []string `json:"undecryptable"`
+				Next             string   `json:"next_cursor"`
+			}
+			raw, err := c.Do(ctx, "POST", "/secrets/rewrap?"+url.Values{"cursor": {cursor}}.Encode(), nil, &out)
+			if err != nil {
 				return err
 			}
+			if f.raw() {
+				if err := a.printRaw(&f, raw); err != nil {
+					return err
+				}
+			}
+			total.rewrapped += out.Rewrapped
+			total.current += out.Current
+			total.changed += out.ChangedMeanwhile
+			undecryptable = append(undecryptable, out.Undecryptable...)
+			if out.Next == "" {
+				break
+			}
+			if out.Next == cursor {
+				return fmt.Errorf("the API answered cursor %q twice", cursor)
+			}
+			cursor = out.Next
 		}
-		total.rewrapped += out.Rewrapped
-		total.current += out.Current
-		total.changed += out.ChangedMeanwhile
-		undecryptable = append(undecryptable, out.Undecryptable...)
-		if out.Next == "" {
-			break
+		if !f.raw() {
+			fmt.Fprintf(a.out, "Rewrapped %d, already under the current key %d, changed meanwhile %d.\n", total.rewrapped, total.current, total.changed)
+			for _, id := range undecryptable {
+				fmt.Fprintf(a.out, "Undecryptable with either key: %s\n", id)
+			}
 		}
-		if out.Next == cursor {
-			return fmt.Errorf("the API answered cursor %q twice", cursor)
+		if total.changed > 0 || len(undecryptable) > 0 {
+			return errors.New("not complete: keep RELAY_SECRET_KEY_PREVIOUS, look into any undecryptable record, and run it again")
 		}
-		cursor = out.Next
+		return nil
 	}
-	if !f.raw() {
-		fmt.Fprintf(a.out, "Rewrapped %d, already under the current key %d, changed meanwhile %d.\n", total.rewrapped, total.current, total.changed)
-		for _, id := range undecryptable {
-			fmt.Fprintf(a.out, "Undecryptable with either key: %s\n", id)
-		}
-	}
-	if total.changed > 0 || len(undecryptable) > 0 {
-		return errors.New("not complete: keep RELAY_SECRET_KEY_PREVIOUS, look into any undecryptable record, and run it again")
-	}
-	return nil
 }

@@ -15,93 +15,94 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/relayhq/relay/pkg/signature"
 )
 
 // runSend posts a webhook to a source, signed exactly as the provider would.
-func runSend(ctx context.Context, a *app, args []string) error {
+func (a *app) sendFlags(cmd *cobra.Command) runFunc {
 	var f apiFlags
-	fs := a.apiFlagSet("send", &f)
+	fs := a.apiFlags(cmd, &f)
 	src := fs.String("source", "", "source id (required)")
 	secret := fs.String("secret", a.getenv("RELAY_SOURCE_SECRET"), "the source's signing secret (RELAY_SOURCE_SECRET)")
 	scheme := fs.String("scheme", "relay", "how to sign: "+strings.Join(signature.Names(), ", "))
 	typ := fs.String("type", "test.event", "event type (the body's \"type\"; X-GitHub-Event for github, X-Shopify-Topic for shopify; the inner event's type for slack, url_verification for its handshake)")
 	data := fs.String("data", "", "the body: JSON, or @file; default a small event of --type")
 	idem := fs.String("idempotency-key", "", "x-idempotency-key header")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := need("source", *src); err != nil {
-		return err
-	}
-	if err := need("secret", *secret); err != nil {
-		return err
-	}
-	s, ok := signature.Lookup(*scheme)
-	if !ok {
-		return fmt.Errorf("--scheme %q: want one of %s", *scheme, strings.Join(signature.Names(), ", "))
-	}
-	if _, ok := s.(signature.Configurable); ok {
-		// Signed as the source is configured: its parameters are in its listing.
-		var err error
-		if s, err = a.sourceScheme(ctx, &f, *src, *scheme); err != nil {
+	return func(ctx context.Context, args []string) error {
+		if err := need("source", *src); err != nil {
 			return err
 		}
-	}
-	body, err := sendBody(*data, *scheme, *typ)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(f.api, "/")+"/in/"+url.PathEscape(*src), bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	switch *scheme {
-	case "github":
-		req.Header.Set(signature.HeaderGitHubEvent, *typ)
-	case "shopify":
-		req.Header.Set(signature.HeaderShopifyTopic, *typ)
-	}
-	if h, ok := s.(signature.HMAC); ok && h.TypeHeader != "" {
-		req.Header.Set(h.TypeHeader, *typ)
-	}
-	if *idem != "" {
-		req.Header.Set("X-Idempotency-Key", *idem)
-	}
-	if err := s.Sign(req.Header, body, *secret, time.Now()); err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the Relay API at %s: %w", f.api, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		fmt.Fprintf(a.errOut, "HTTP %d ", resp.StatusCode)
-		_, _ = a.errOut.Write(append(raw, '\n'))
-		return fmt.Errorf("the webhook was not accepted (HTTP %d)", resp.StatusCode)
-	}
-	if f.raw() {
-		return a.printRaw(&f, raw)
-	}
-	var out struct {
-		EventID   string  `json:"event_id"`
-		Duplicate bool    `json:"duplicate"`
-		Challenge *string `json:"challenge"`
-	}
-	_ = json.Unmarshal(raw, &out)
-	if out.Challenge != nil {
-		fmt.Fprintf(a.out, "Endpoint verification answered (HTTP %d) with challenge %q; nothing was stored.\n", resp.StatusCode, *out.Challenge)
+		if err := need("secret", *secret); err != nil {
+			return err
+		}
+		s, ok := signature.Lookup(*scheme)
+		if !ok {
+			return fmt.Errorf("--scheme %q: want one of %s", *scheme, strings.Join(signature.Names(), ", "))
+		}
+		if _, ok := s.(signature.Configurable); ok {
+			// Signed as the source is configured: its parameters are in its listing.
+			var err error
+			if s, err = a.sourceScheme(ctx, &f, *src, *scheme); err != nil {
+				return err
+			}
+		}
+		body, err := sendBody(*data, *scheme, *typ)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(f.api, "/")+"/in/"+url.PathEscape(*src), bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		switch *scheme {
+		case "github":
+			req.Header.Set(signature.HeaderGitHubEvent, *typ)
+		case "shopify":
+			req.Header.Set(signature.HeaderShopifyTopic, *typ)
+		}
+		if h, ok := s.(signature.HMAC); ok && h.TypeHeader != "" {
+			req.Header.Set(h.TypeHeader, *typ)
+		}
+		if *idem != "" {
+			req.Header.Set("X-Idempotency-Key", *idem)
+		}
+		if err := s.Sign(req.Header, body, *secret, time.Now()); err != nil {
+			return fmt.Errorf("sign: %w", err)
+		}
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			return fmt.Errorf("cannot reach the Relay API at %s: %w", f.api, err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode >= 300 {
+			fmt.Fprintf(a.errOut, "HTTP %d ", resp.StatusCode)
+			_, _ = a.errOut.Write(append(raw, '\n'))
+			return fmt.Errorf("the webhook was not accepted (HTTP %d)", resp.StatusCode)
+		}
+		if f.raw() {
+			return a.printRaw(&f, raw)
+		}
+		var out struct {
+			EventID   string  `json:"event_id"`
+			Duplicate bool    `json:"duplicate"`
+			Challenge *string `json:"challenge"`
+		}
+		_ = json.Unmarshal(raw, &out)
+		if out.Challenge != nil {
+			fmt.Fprintf(a.out, "Endpoint verification answered (HTTP %d) with challenge %q; nothing was stored.\n", resp.StatusCode, *out.Challenge)
+			return nil
+		}
+		if out.Duplicate {
+			fmt.Fprintf(a.out, "Duplicate of %s (HTTP %d): not delivered again.\n", out.EventID, resp.StatusCode)
+			return nil
+		}
+		fmt.Fprintf(a.out, "Accepted %s (HTTP %d). Follow it: relay deliveries --source %s %s\n", out.EventID, resp.StatusCode, *src, out.EventID)
 		return nil
 	}
-	if out.Duplicate {
-		fmt.Fprintf(a.out, "Duplicate of %s (HTTP %d): not delivered again.\n", out.EventID, resp.StatusCode)
-		return nil
-	}
-	fmt.Fprintf(a.out, "Accepted %s (HTTP %d). Follow it: relay deliveries --source %s %s\n", out.EventID, resp.StatusCode, *src, out.EventID)
-	return nil
 }
 
 func sendBody(data, scheme, typ string) ([]byte, error) {

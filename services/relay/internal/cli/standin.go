@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/kafka"
@@ -23,100 +23,99 @@ import (
 // runStandin runs one embedded stand-in as its own process, for the test
 // harness: the S3 server tests use, and the Kafka fallback when Java or
 // Maven is missing outside CI. It prints "ready ADDR" and runs until signalled.
-func runStandin(ctx context.Context, a *app, args []string) error {
-	if len(args) == 0 {
-		return errors.New("want kafka, redis or s3")
-	}
-	fs := flag.NewFlagSet("standin "+args[0], flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+func (a *app) standinFlags(cmd *cobra.Command) verbFunc {
+	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (kafka: 127.0.0.1:PORT)")
 	dataDir := fs.String("data-dir", "", "persist here")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	return func(ctx context.Context, verb string, pos []string) error {
+		switch verb {
+		case "kafka":
+			_, portStr, err := net.SplitHostPort(*addr)
+			if err != nil {
+				return fmt.Errorf("--addr: %w", err)
+			}
+			port, _ := strconv.Atoi(portStr)
+			k, err := devenv.StartKafka(port, *dataDir)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			fmt.Fprintf(a.out, "ready %s\n", k.Addr)
+		case "redis":
+			r, err := devenv.StartRedis(ctx, *dataDir, logging.Discard())
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			fmt.Fprintf(a.out, "ready %s\n", r.Addr)
+		case "s3":
+			s, err := devenv.StartS3(*addr, *dataDir)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			fmt.Fprintf(a.out, "ready %s\n", s.Endpoint)
+		default:
+			return fmt.Errorf("unknown stand-in %q: want kafka, redis or s3", verb)
+		}
+		<-ctx.Done()
+		return nil
 	}
-	switch args[0] {
-	case "kafka":
-		_, portStr, err := net.SplitHostPort(*addr)
-		if err != nil {
-			return fmt.Errorf("--addr: %w", err)
-		}
-		port, _ := strconv.Atoi(portStr)
-		k, err := devenv.StartKafka(port, *dataDir)
-		if err != nil {
-			return err
-		}
-		defer k.Close()
-		fmt.Fprintf(a.out, "ready %s\n", k.Addr)
-	case "redis":
-		r, err := devenv.StartRedis(ctx, *dataDir, logging.Discard())
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		fmt.Fprintf(a.out, "ready %s\n", r.Addr)
-	case "s3":
-		s, err := devenv.StartS3(*addr, *dataDir)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		fmt.Fprintf(a.out, "ready %s\n", s.Endpoint)
-	default:
-		return fmt.Errorf("unknown stand-in %q: want kafka, redis or s3", args[0])
-	}
-	<-ctx.Done()
-	return nil
 }
 
 // runBrokerVersion waits until a broker answers metadata and prints its
 // version, so a test run shows which broker it ran against.
-func runBrokerVersion(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("broker-version", flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+func (a *app) brokerVersionFlags(cmd *cobra.Command) runFunc {
+	fs := cmd.Flags()
 	brokers := fs.String("brokers", a.getenv("RELAY_KAFKA_BROKERS"), "seed brokers")
 	wait := fs.Duration("wait", 90*time.Second, "how long to wait for the broker")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *brokers == "" {
-		return errors.New("--brokers is required")
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...), kgo.DialTimeout(2*time.Second))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	deadline := time.Now().Add(*wait)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		v, err := kafka.BrokerVersion(pctx, cl)
-		cancel()
-		if err == nil {
-			fmt.Fprintln(a.out, v)
-			return nil
+	return func(ctx context.Context, args []string) error {
+		if *brokers == "" {
+			return errors.New("--brokers is required")
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("no broker answered at %s within %v: %w", *brokers, *wait, err)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...), kgo.DialTimeout(2*time.Second))
+		if err != nil {
+			return err
 		}
-		time.Sleep(250 * time.Millisecond)
+		defer cl.Close()
+		deadline := time.Now().Add(*wait)
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			v, err := kafka.BrokerVersion(pctx, cl)
+			cancel()
+			if err == nil {
+				fmt.Fprintln(a.out, v)
+				return nil
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("no broker answered at %s within %v: %w", *brokers, *wait, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
 	}
 }
 
-func runVersion(_ context.Context, a *app, _ []string) error {
-	fmt.Fprintf(a.out, "relay %s\n", telemetry.Version)
-	return nil
-}
-
-func runFreePort(_ context.Context, a *app, _ []string) error {
-	p, err := lifecycle.FreePort()
-	if err != nil {
-		return err
+func (a *app) versionFlags(*cobra.Command) runFunc {
+	return func(context.Context, []string) error {
+		fmt.Fprintf(a.out, "relay %s\n", telemetry.Version)
+		return nil
 	}
-	fmt.Fprintln(a.out, p)
-	return nil
 }
 
-func runProbe(ctx context.Context, _ *app, args []string) error {
+func (a *app) freePortFlags(*cobra.Command) runFunc {
+	return func(context.Context, []string) error {
+		p, err := lifecycle.FreePort()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(a.out, p)
+		return nil
+	}
+}
+
+func probeFlags(*cobra.Command) runFunc { return probe }
+
+func probe(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: relay probe URL")
 	}

@@ -3,12 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/envconfig"
@@ -19,54 +19,52 @@ import (
 // runTail follows relay.events straight from Kafka, one readable line per
 // event. It reads with a group-less consumer, so it never moves any
 // service's offsets.
-func runTail(ctx context.Context, a *app, args []string) error {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(a.errOut)
+func (a *app) tailFlags(cmd *cobra.Command) runFunc {
+	fs := cmd.Flags()
 	brokers := fs.String("brokers", envOr(a, "RELAY_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers (RELAY_KAFKA_BROKERS)")
 	prefix := fs.String("topic-prefix", a.getenv("RELAY_KAFKA_TOPIC_PREFIX"), "topic prefix (RELAY_KAFKA_TOPIC_PREFIX)")
 	fromStart := fs.Bool("from-start", false, "start at the oldest retained event instead of now")
 	topic := fs.String("topic", record.TopicEvents, "topic to follow (before the prefix)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	start := kgo.NewOffset().AtEnd()
-	if *fromStart {
-		start = kgo.NewOffset().AtStart()
-	}
-	// The services' own Kafka settings (RELAY_KAFKA_TLS*, RELAY_KAFKA_SASL_*),
-	// so that tail reaches any cluster they do.
-	r := envconfig.New(func(k string) (string, bool) { v := a.getenv(k); return v, v != "" })
-	cfg := kafka.LoadConfig(r)
-	if err := r.Err(); err != nil {
-		return err
-	}
-	cfg.Brokers = strings.Split(*brokers, ",")
-	cl, err := kafka.NewClient(cfg, "relay-tail", kafka.Instrumentation{}, nil,
-		kgo.ConsumeTopics(*prefix+*topic),
-		kgo.ConsumeResetOffset(start),
-	)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	fmt.Fprintf(a.errOut, "following %s on %s (Ctrl-C to stop)\n", *prefix+*topic, *brokers)
-	for {
-		fetches := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil
+	return func(ctx context.Context, args []string) error {
+		start := kgo.NewOffset().AtEnd()
+		if *fromStart {
+			start = kgo.NewOffset().AtStart()
 		}
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+		// The services' own Kafka settings (RELAY_KAFKA_TLS*, RELAY_KAFKA_SASL_*),
+		// so that tail reaches any cluster they do.
+		r := envconfig.New(func(k string) (string, bool) { v := a.getenv(k); return v, v != "" })
+		cfg := kafka.LoadConfig(r)
+		if err := r.Err(); err != nil {
+			return err
+		}
+		cfg.Brokers = strings.Split(*brokers, ",")
+		cl, err := kafka.NewClient(cfg, "relay-tail", kafka.Instrumentation{}, nil,
+			kgo.ConsumeTopics(*prefix+*topic),
+			kgo.ConsumeResetOffset(start),
+		)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		fmt.Fprintf(a.errOut, "following %s on %s (Ctrl-C to stop)\n", *prefix+*topic, *brokers)
+		for {
+			fetches := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				return nil
 			}
-		})
-		if ferr != nil {
-			return ferr
+			var ferr error
+			fetches.EachError(func(t string, p int32, err error) {
+				if !errors.Is(err, context.Canceled) {
+					ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+				}
+			})
+			if ferr != nil {
+				return ferr
+			}
+			fetches.EachRecord(func(r *kgo.Record) {
+				fmt.Fprintln(a.out, tailLine(r))
+			})
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			fmt.Fprintln(a.out, tailLine(r))
-		})
 	}
 }
 

@@ -46,7 +46,7 @@ func TestTailReadsAMutualTLSCluster(t *testing.T) {
 	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
 	tctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- runTail(tctx, a, []string{"--from-start"}) }()
+	go func() { _, err := a.execute(tctx, []string{"tail", "--from-start"}); done <- err }()
 	testenv.Eventually(t, 30*time.Second, "relay tail to print the event", func() bool { return strings.Contains(out.String(), "evt_tailtest tail.test") })
 	stop()
 	if err := <-done; err != nil {
