@@ -13,8 +13,9 @@ import (
 	"github.com/relayhq/relay/pkg/archivefile"
 )
 
-// runArchive reads the S3 archive back: ls lists a source's objects, cat
-// prints their lines (NDJSON; --payload prints the bodies only).
+// archiveFlags is relay archive, which reads the S3 archive back: ls lists a
+// source's objects, cat prints their lines (NDJSON; --payload prints the
+// bodies only).
 func (a *app) archiveFlags(cmd *cobra.Command) verbFunc {
 	fs := cmd.Flags()
 	src := fs.String("source", "", "source id (required)")

@@ -40,8 +40,8 @@ func bindBenchFlags(fs *pflag.FlagSet) benchOpts {
 	}
 }
 
-// benchFlags runs every benchmark scenario (make bench) against the broker,
-// Redis and S3 that scripts/testenv.sh provides.
+// benchFlags is relay bench, which runs every benchmark scenario (make bench)
+// against the broker, Redis and S3 that scripts/testenv.sh provides.
 func (a *app) benchFlags(cmd *cobra.Command) runFunc {
 	fs := cmd.Flags()
 	o := bindBenchFlags(fs)
@@ -88,7 +88,8 @@ func (a *app) benchFlags(cmd *cobra.Command) runFunc {
 	}
 }
 
-// runBenchServer runs one baseline server of the benchmarks as its own process.
+// benchServerFlags is relay bench-server, which runs one baseline server of
+// the benchmarks as its own process.
 func (a *app) benchServerFlags(cmd *cobra.Command) verbFunc {
 	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")

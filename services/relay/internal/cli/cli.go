@@ -97,7 +97,8 @@ or --api and --token; --json prints the API's raw JSON, --format a Go template o
 }
 
 // runFunc runs a command with its positional arguments, once its flags are
-// parsed into the variables its flags function bound them to.
+// parsed into the variables its flags function bound them to. Each command's
+// xFlags function binds its flags and returns its runFunc (or verbFunc).
 type runFunc func(ctx context.Context, args []string) error
 
 // verbFunc is runFunc for a verb of a noun command.

@@ -61,7 +61,7 @@ func loadCredentials(dataDir string) (devCredentials, error) {
 	return c, nil
 }
 
-// runDev runs the whole system in one process on embedded stand-ins.
+// devFlags is relay dev, which runs the whole system in one process on embedded stand-ins.
 func (a *app) devFlags(cmd *cobra.Command) runFunc {
 	fs := cmd.Flags()
 	dataDir := fs.String("data-dir", a.getenv("RELAY_DATA_DIR"), "keep state here across restarts (RELAY_DATA_DIR); in memory when empty")

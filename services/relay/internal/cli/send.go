@@ -20,7 +20,8 @@ import (
 	"github.com/relayhq/relay/pkg/signature"
 )
 
-// runSend posts a webhook to a source, signed exactly as the provider would.
+// sendFlags is relay send, which posts a webhook to a source, signed exactly
+// as the provider would.
 func (a *app) sendFlags(cmd *cobra.Command) runFunc {
 	var f apiFlags
 	fs := a.apiFlags(cmd, &f)

@@ -12,7 +12,7 @@ import (
 	"github.com/relayhq/relay/services/relay/internal/smoke"
 )
 
-// runSmoke checks a running Relay end to end (make smoke).
+// smokeFlags is relay smoke, which checks a running Relay end to end (make smoke).
 func (a *app) smokeFlags(cmd *cobra.Command) runFunc {
 	var f apiFlags
 	fs := a.apiFlags(cmd, &f)

@@ -20,9 +20,10 @@ import (
 	"github.com/relayhq/relay/services/relay/internal/devenv"
 )
 
-// runStandin runs one embedded stand-in as its own process, for the test
-// harness: the S3 server tests use, and the Kafka fallback when Java or
-// Maven is missing outside CI. It prints "ready ADDR" and runs until signalled.
+// standinFlags is relay standin, which runs one embedded stand-in as its own
+// process, for the test harness: the S3 server tests use, and the Kafka
+// fallback when Java or Maven is missing outside CI. It prints "ready ADDR"
+// and runs until signalled.
 func (a *app) standinFlags(cmd *cobra.Command) verbFunc {
 	fs := cmd.Flags()
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (kafka: 127.0.0.1:PORT)")
@@ -63,8 +64,9 @@ func (a *app) standinFlags(cmd *cobra.Command) verbFunc {
 	}
 }
 
-// runBrokerVersion waits until a broker answers metadata and prints its
-// version, so a test run shows which broker it ran against.
+// brokerVersionFlags is relay broker-version, which waits until a broker
+// answers metadata and prints its version, so a test run shows which broker
+// it ran against.
 func (a *app) brokerVersionFlags(cmd *cobra.Command) runFunc {
 	fs := cmd.Flags()
 	brokers := fs.String("brokers", a.getenv("RELAY_KAFKA_BROKERS"), "seed brokers")

@@ -16,9 +16,9 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 )
 
-// runTail follows relay.events straight from Kafka, one readable line per
-// event. It reads with a group-less consumer, so it never moves any
-// service's offsets.
+// tailFlags is relay tail, which follows relay.events straight from Kafka,
+// one readable line per event. It reads with a group-less consumer, so it
+// never moves any service's offsets.
 func (a *app) tailFlags(cmd *cobra.Command) runFunc {
 	fs := cmd.Flags()
 	brokers := fs.String("brokers", envOr(a, "RELAY_KAFKA_BROKERS", "127.0.0.1:9092"), "seed brokers (RELAY_KAFKA_BROKERS)")
