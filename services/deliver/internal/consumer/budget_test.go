@@ -17,7 +17,8 @@ import (
 func TestStartWaitsForBytes(t *testing.T) {
 	b := NewBudget(3000)
 	g := newGroup("g", nil, logging.Discard(), b, Options{MaxInFlight: 100})
-	g.parts[offsets.Partition{Topic: "t", Partition: 0}] = &partState{}
+	st := &partState{}
+	g.parts[offsets.Partition{Topic: "t", Partition: 0}] = st
 	offset := int64(0)
 	rec := func(size int) *kgo.Record {
 		offset++
@@ -26,7 +27,7 @@ func TestStartWaitsForBytes(t *testing.T) {
 	startWithin := func(r *kgo.Record, d time.Duration) (work, bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		return g.start(ctx, r)
+		return g.start(ctx, r, st)
 	}
 	var held []work
 	for i := 0; i < 3; i++ {

@@ -12,6 +12,7 @@ import (
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/offsets"
 )
 
 // Events consumes relay.events in group relay-deliver and makes each
@@ -67,11 +68,12 @@ func (c *Events) Run(ctx context.Context) error {
 			}
 		})
 		var stop bool
+		fetchedIn := c.g.assignment()
 		fetches.EachRecord(func(rec *kgo.Record) {
 			if stop {
 				return
 			}
-			wk, ok := c.g.start(ctx, rec)
+			wk, ok := c.g.start(ctx, rec, fetchedIn[offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}])
 			if !ok {
 				stop = ctx.Err() != nil
 				return

@@ -182,6 +182,23 @@ func (g *group) forget(ps map[string][]int32) {
 	}
 }
 
+// assignment is the state of every partition assigned now, taken right
+// after a poll: a record belongs to the assignment it was fetched under, and
+// start refuses it once that assignment has ended, even when the partition
+// has been assigned to this member again since (the new assignment fetches
+// it again from the committed offset).
+func (g *group) assignment() map[offsets.Partition]*partState {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[offsets.Partition]*partState, len(g.parts))
+	for tp, st := range g.parts {
+		if !st.revoked {
+			out[tp] = st
+		}
+	}
+	return out
+}
+
 // state returns the live state of a partition, or nil when it is not (or no
 // longer) assigned.
 func (g *group) state(tp offsets.Partition) *partState {
@@ -194,11 +211,13 @@ func (g *group) state(tp offsets.Partition) *partState {
 	return st
 }
 
-// start begins tracking rec; it blocks while MaxInFlight records are being
-// worked on, or while the records being worked on hold the byte budget.
-// ok is false when the record must not be worked on (its partition was
-// revoked, or it was seen before).
-func (g *group) start(ctx context.Context, rec *kgo.Record) (work, bool) {
+// start begins tracking rec, fetched while its partition's state was
+// fetchedIn; it blocks while MaxInFlight records are being worked on, or
+// while the records being worked on hold the byte budget. ok is false when
+// the record must not be worked on: its partition was revoked, or revoked
+// and assigned again, since it was fetched (it is fetched again from the
+// committed offset), or it was seen before.
+func (g *group) start(ctx context.Context, rec *kgo.Record, fetchedIn *partState) (work, bool) {
 	select {
 	case g.inflight <- struct{}{}:
 	case <-ctx.Done():
@@ -212,7 +231,7 @@ func (g *group) start(ctx context.Context, rec *kgo.Record) (work, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.parts[offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}]
-	if st == nil || st.revoked {
+	if st == nil || st.revoked || st != fetchedIn {
 		g.bytes.release(w)
 		<-g.inflight
 		return work{}, false

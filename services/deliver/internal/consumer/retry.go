@@ -23,8 +23,17 @@ type Retries struct {
 	g      *group
 	d      Deps
 	names  record.Topics
-	queues map[offsets.Partition][]*kgo.Record // fetched, not yet due; only the poll loop touches it
+	queues map[offsets.Partition]*held // fetched, not yet due; only the poll loop touches it
 	now    func() time.Time
+}
+
+// held are a partition's records fetched and not yet due, with the
+// assignment they were fetched under: once that assignment ends they are
+// dropped, even when the partition is assigned to this member again (the
+// new assignment fetches them again from the committed offset).
+type held struct {
+	st   *partState
+	recs []*kgo.Record
 }
 
 // NewRetries builds the consumer and its client.
@@ -34,7 +43,7 @@ func NewRetries(kcfg kafka.Config, names record.Topics, in kafka.Instrumentation
 	tracer := in.Tracer("relay-deliver", groupName, true)
 	c := &Retries{
 		g: newGroup(groupName, tracer, d.Logger, d.Bytes, o), d: d, names: names,
-		queues: map[offsets.Partition][]*kgo.Record{}, now: time.Now,
+		queues: map[offsets.Partition]*held{}, now: time.Now,
 	}
 	opts := append(kafka.ConsumerOptions(kcfg, groupName, names.RetryInputs()...), c.g.callbacks()...)
 	cl, err := kafka.NewClient(kcfg, "relay-deliver-retry", in, tracer, opts...)
@@ -79,9 +88,9 @@ func (c *Retries) Run(ctx context.Context) error {
 				c.d.Logger.Warn("fetch error", "topic", t, "partition", p, "error", err)
 			}
 		})
+		fetchedIn := c.g.assignment()
 		fetches.EachRecord(func(rec *kgo.Record) {
-			tp := offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}
-			c.queues[tp] = append(c.queues[tp], rec)
+			c.hold(rec, fetchedIn[offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}])
 		})
 		if !c.dispatchDue(ctx) {
 			return nil
@@ -89,14 +98,26 @@ func (c *Retries) Run(ctx context.Context) error {
 	}
 }
 
+// hold queues rec, fetched under the partition state st, behind the records
+// of its partition already held; those of an earlier assignment are dropped.
+func (c *Retries) hold(rec *kgo.Record, st *partState) {
+	tp := offsets.Partition{Topic: rec.Topic, Partition: rec.Partition}
+	q := c.queues[tp]
+	if q == nil || q.st != st {
+		q = &held{st: st}
+		c.queues[tp] = q
+	}
+	q.recs = append(q.recs, rec)
+}
+
 // nextDue is the earliest not-before among held records.
 func (c *Retries) nextDue() (time.Time, bool) {
 	var next time.Time
 	for _, q := range c.queues {
-		if len(q) == 0 {
+		if len(q.recs) == 0 {
 			continue
 		}
-		if nb := notBefore(q[0]); next.IsZero() || nb.Before(next) {
+		if nb := notBefore(q.recs[0]); next.IsZero() || nb.Before(next) {
 			next = nb
 		}
 	}
@@ -112,27 +133,28 @@ func notBefore(rec *kgo.Record) time.Time {
 }
 
 // dispatchDue starts every record whose time has come, pausing partitions
-// whose head is not due and resuming those with nothing held.
+// whose head is not due and resuming those with nothing held. Records held
+// from an assignment that has ended are dropped first.
 func (c *Retries) dispatchDue(ctx context.Context) bool {
 	now := c.now()
 	for tp, q := range c.queues {
 		st := c.g.state(tp)
-		if st == nil {
-			delete(c.queues, tp) // revoked: the next owner reads them again
+		if st == nil || st != q.st {
+			delete(c.queues, tp) // revoked: the next owner, or the next assignment, reads them again
 			continue
 		}
-		for len(q) > 0 {
-			if nb := notBefore(q[0]); nb.After(now) {
+		for len(q.recs) > 0 {
+			if nb := notBefore(q.recs[0]); nb.After(now) {
 				if !st.paused {
 					c.g.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 					st.paused = true
 				}
 				break
 			}
-			rec := q[0]
-			q[0] = nil
-			q = q[1:]
-			wk, ok := c.g.start(ctx, rec)
+			rec := q.recs[0]
+			q.recs[0] = nil
+			q.recs = q.recs[1:]
+			wk, ok := c.g.start(ctx, rec, q.st)
 			if !ok {
 				if ctx.Err() != nil {
 					return false
@@ -144,14 +166,12 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 				c.g.finish(wk, done)
 			}()
 		}
-		if len(q) == 0 {
+		if len(q.recs) == 0 {
 			delete(c.queues, tp)
 			if st.paused {
 				c.g.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 				st.paused = false
 			}
-		} else {
-			c.queues[tp] = q
 		}
 	}
 	return true
