@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian/Ubuntu machine: redis-server,
-# and (for the real Kafka broker) a Java 17+ runtime and Maven when they are
+# Installs what the tests need on a fresh Debian/Ubuntu machine: redis-server
+# and redis-cli, nginx, and (for the real Kafka broker) a Java 17+ runtime and Maven when they are
 # missing; `install-deps.sh protoc` installs protoc for `make proto`. Go
 # itself is assumed (see README). Safe to run again.
 set -euo pipefail
@@ -14,6 +14,9 @@ if [ "${1:-}" = protoc ]; then
 	[ -f /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
 else
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+	command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+	# The load balancer of the scale tests, with the repository's deploy/nginx config.
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 	if ! "$here/kafka.sh" java-ok; then missing+=(openjdk-17-jre-headless); fi
 	command -v mvn >/dev/null 2>&1 || missing+=(maven)
 fi

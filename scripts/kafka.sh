@@ -9,6 +9,14 @@
 #                                            TLSDIR (ca.pem, server.pem, server-key.pem in PKCS#8),
 #                                            PORT speaks only mutual TLS and the broker talks to
 #                                            itself in plain text on IPORT.
+#   scripts/kafka.sh cluster-id              print a new cluster id
+#   scripts/kafka.sh start-node DIR NODE PORT CPORT VOTERS CLUSTER_ID
+#                                            one node (broker and controller) of a cluster of
+#                                            several: NODE is its id, VOTERS every node's
+#                                            controller (1@127.0.0.1:CPORT1,2@...); internal
+#                                            topics are replicated to 3 with min.insync.replicas
+#                                            2, as Relay's own topics are there. Restart a killed
+#                                            node with the same arguments.
 #
 # The test harness (scripts/testenv.sh) and the fault-injection tests use it;
 # start execs java, so the caller's PID is the broker's.
@@ -48,10 +56,9 @@ install() {
 
 start() {
 	local dir=$1 port=$2 cport=$3 tls=${4:-} iport=${5:-}
-	install >/dev/null
-	mkdir -p "$dir/data"
 	local listeners="PLAINTEXT://127.0.0.1:$port" internal=PLAINTEXT tlsprops=""
 	if [ -n "$tls" ]; then
+		mkdir -p "$dir"
 		cat "$tls/server-key.pem" "$tls/server.pem" >"$dir/keystore.pem"
 		listeners="SSL://127.0.0.1:$port,INTERNAL://127.0.0.1:$iport"
 		internal=INTERNAL
@@ -61,37 +68,55 @@ listener.name.ssl.ssl.truststore.type=PEM
 listener.name.ssl.ssl.truststore.location=$tls/ca.pem
 listener.name.ssl.ssl.client.auth=required"
 	fi
+	run_node "$dir" 1 "$listeners" "$internal" "$cport" "1@127.0.0.1:$cport" 1 "" "$tlsprops"
+}
+
+start_node() {
+	local dir=$1 node=$2 port=$3 cport=$4 voters=$5 cluster=$6
+	run_node "$dir" "$node" "PLAINTEXT://127.0.0.1:$port" PLAINTEXT "$cport" "$voters" 3 "$cluster" ""
+}
+
+# run_node DIR NODE LISTENERS INTERNAL CPORT VOTERS REPLICAS CLUSTER_ID EXTRA:
+# write the node's properties, format DIR once, and exec the broker.
+run_node() {
+	local dir=$1 node=$2 listeners=$3 internal=$4 cport=$5 voters=$6 replicas=$7 cluster=$8 extra=$9
+	install >/dev/null
+	mkdir -p "$dir/data"
+	local isr=1
+	[ "$replicas" -ge 3 ] && isr=2
 	cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node
+controller.quorum.voters=$voters
 listeners=$listeners,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=$internal
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,SSL:SSL
-$tlsprops
+$extra
 log.dirs=$dir/data
 num.partitions=1
-offsets.topic.replication.factor=1
+default.replication.factor=$replicas
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$replicas
 offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
 	# Format the storage exactly once: a second format of a used directory is refused.
 	if [ ! -f "$dir/data/meta.properties" ]; then
-		java -cp "$libs/*" kafka.tools.StorageTool format \
-			-t "$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid)" \
+		[ -n "$cluster" ] || cluster=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid)
+		java -cp "$libs/*" kafka.tools.StorageTool format -t "$cluster" \
 			-c "$dir/server.properties" >"$dir/format.log" 2>&1
 	fi
 	# The JVM settings Kafka's own start scripts use (kafka-server-start.sh's
-	# heap, kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS). With G1's default
-	# 200ms pause target and a heap growing from 256m, the broker paused 37-40
-	# times in 45s at 5,000 events/s, up to 34ms; with these, 18-20 times, up to
-	# 21ms (docs/BENCHMARKS.md).
-	exec java -Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+	# heap, kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS): G1 with a 20ms
+	# pause target on a fixed heap. A node of a cluster gets half the heap.
+	local heap=1g
+	[ "$replicas" -ge 3 ] && heap=512m
+	exec java -Xms$heap -Xmx$heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
 		-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
 		-XX:MaxInlineLevel=15 -Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
@@ -101,6 +126,8 @@ PROPS
 case "${1:-}" in
 install) install ;;
 start) shift; start "$@" ;;
+start-node) shift; start_node "$@" ;;
+cluster-id) install >/dev/null; java -cp "$libs/*" kafka.tools.StorageTool random-uuid ;;
 java-ok) java_ok ;;
-*) echo "usage: $0 install | start DIR PORT CONTROLLER_PORT [TLS_DIR INTERNAL_PORT]" >&2; exit 2 ;;
+*) echo "usage: $0 install | start DIR PORT CONTROLLER_PORT [TLS_DIR INTERNAL_PORT] | cluster-id | start-node DIR NODE PORT CONTROLLER_PORT VOTERS CLUSTER_ID" >&2; exit 2 ;;
 esac

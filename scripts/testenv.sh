@@ -11,6 +11,13 @@
 # it started (RELAY_TEST_KAFKA_PID, RELAY_TEST_REDIS_PID) for the benchmarks.
 # A variable already set (a compose Redpanda, say) is used as is.
 #
+# RELAY_TEST_KAFKA_NODES=3 starts a three-node KRaft cluster instead of one
+# broker (topics replicated to 3, min.insync.replicas=2); it exports every
+# node's PID in RELAY_TEST_KAFKA_PIDS and, in RELAY_TEST_KAFKA_NODE_<N>, the
+# arguments that restart node N (scripts/kafka.sh start-node ...).
+# RELAY_TEST_REDIS_NODES=3 starts a Redis Cluster of three masters, and
+# RELAY_TEST_REDIS_ADDR lists them all.
+#
 # Kafka is Apache Kafka in KRaft mode run from Maven Central jars
 # (scripts/kafka.sh). Outside CI, without Java 17+ or Maven, it falls back to
 # franz-go's kfake as a separate process and says so loudly; with CI=true a
@@ -63,22 +70,51 @@ redis_ping() (
 )
 
 # --- Redis -------------------------------------------------------------------
-if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
-	command -v redis-server >/dev/null 2>&1 || "$here/install-deps.sh"
-	command -v redis-server >/dev/null 2>&1 || die "redis-server is missing and could not be installed"
-	port=$("$relay" free-port)
-	mkdir -p "$run/redis"
-	redis-server --bind 127.0.0.1 --port "$port" --dir "$run/redis" --appendonly yes \
-		--maxmemory-policy noeviction --save "" --rdbcompression no --daemonize no >"$run/redis.log" 2>&1 &
+# start_redis PORT DIR [ARGS...]: one redis-server, waited for.
+start_redis() {
+	local port=$1 dir=$2
+	shift 2
+	mkdir -p "$dir"
+	redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --appendonly yes \
+		--maxmemory-policy noeviction --save "" --rdbcompression no --daemonize no "$@" >"$dir/redis.log" 2>&1 &
 	pids+=($!)
-	ok=""
+	local ok=""
 	for _ in $(seq 1 100); do
 		if redis_ping "$port" 2>/dev/null; then ok=1; break; fi
 		sleep 0.1
 	done
-	[ -n "$ok" ] || { cat "$run/redis.log" >&2; die "redis-server did not answer on port $port"; }
-	export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port" RELAY_TEST_REDIS_PID="${pids[-1]}"
-	say "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') (redis-server, appendonly yes, noeviction, rdbcompression no) at $RELAY_TEST_REDIS_ADDR"
+	[ -n "$ok" ] || { cat "$dir/redis.log" >&2; die "redis-server did not answer on port $port"; }
+}
+
+redis_nodes=${RELAY_TEST_REDIS_NODES:-1}
+if [ -z "${RELAY_TEST_REDIS_ADDR:-}" ]; then
+	command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || "$here/install-deps.sh"
+	command -v redis-server >/dev/null 2>&1 || die "redis-server is missing and could not be installed"
+	redis_version=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+	if [ "$redis_nodes" -eq 1 ]; then
+		port=$("$relay" free-port)
+		start_redis "$port" "$run/redis"
+		export RELAY_TEST_REDIS_ADDR="127.0.0.1:$port" RELAY_TEST_REDIS_PID="${pids[-1]}"
+		say "Redis $redis_version (redis-server, appendonly yes, noeviction, rdbcompression no) at $RELAY_TEST_REDIS_ADDR"
+	else
+		addrs=()
+		for n in $(seq 1 "$redis_nodes"); do
+			port=$("$relay" free-port)
+			start_redis "$port" "$run/redis-$n" --cluster-enabled yes --cluster-config-file "$run/redis-$n/nodes.conf" --cluster-node-timeout 5000
+			addrs+=("127.0.0.1:$port")
+		done
+		redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$run/redis-cluster.log" 2>&1 ||
+			{ cat "$run/redis-cluster.log" >&2; die "redis-cli --cluster create failed"; }
+		ok=""
+		for _ in $(seq 1 100); do
+			if redis-cli -p "${addrs[0]##*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then ok=1; break; fi
+			sleep 0.1
+		done
+		[ -n "$ok" ] || die "the Redis Cluster did not reach cluster_state:ok"
+		RELAY_TEST_REDIS_ADDR=$(IFS=,; echo "${addrs[*]}")
+		export RELAY_TEST_REDIS_ADDR
+		say "Redis Cluster $redis_version of $redis_nodes masters at $RELAY_TEST_REDIS_ADDR"
+	fi
 else
 	say "Redis at $RELAY_TEST_REDIS_ADDR (given)"
 fi
@@ -87,7 +123,32 @@ fi
 if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 	if [ "$ci" = "true" ]; then "$here/install-deps.sh"; fi
 	port=$("$relay" free-port)
-	if "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1; then
+	kafka_nodes=${RELAY_TEST_KAFKA_NODES:-1}
+	if "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1 && [ "$kafka_nodes" -gt 1 ]; then
+		"$here/kafka.sh" install >/dev/null
+		cluster=$("$here/kafka.sh" cluster-id)
+		ports=() cports=() voters=()
+		for n in $(seq 1 "$kafka_nodes"); do
+			ports+=("$("$relay" free-port)")
+			cports+=("$("$relay" free-port)")
+			voters+=("$n@127.0.0.1:${cports[-1]}")
+		done
+		voters=$(IFS=,; echo "${voters[*]}")
+		brokers=() kpids=()
+		for n in $(seq 1 "$kafka_nodes"); do
+			args="$run/kafka-$n $n ${ports[$((n - 1))]} ${cports[$((n - 1))]} $voters $cluster"
+			# shellcheck disable=SC2086 # the arguments are words without spaces
+			"$here/kafka.sh" start-node $args >"$run/kafka-$n.log" 2>&1 &
+			pids+=($!)
+			kpids+=($!)
+			brokers+=("127.0.0.1:${ports[$((n - 1))]}")
+			export "RELAY_TEST_KAFKA_NODE_$n=$args"
+		done
+		port=$(IFS=,; echo "${brokers[*]}")
+		RELAY_TEST_KAFKA_PIDS=$(IFS=,; echo "${kpids[*]}")
+		export RELAY_TEST_KAFKA_KIND=kafka RELAY_TEST_KAFKA_PID="${kpids[0]}" RELAY_TEST_KAFKA_PIDS
+		run_kafka_log="$run/kafka-1.log"
+	elif "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1; then
 		"$here/kafka.sh" install >/dev/null
 		cport=$("$relay" free-port)
 		"$here/kafka.sh" start "$run/kafka" "$port" "$cport" >"$run/kafka.log" 2>&1 &
@@ -104,12 +165,15 @@ if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 		pids+=($!)
 		export RELAY_TEST_KAFKA_KIND=kfake
 	fi
-	export RELAY_TEST_KAFKA_BROKERS="127.0.0.1:$port"
-	if ! version=$("$relay" broker-version --brokers "$RELAY_TEST_KAFKA_BROKERS" --wait 120s); then
-		tail -n 50 "$run/kafka.log" >&2 || true
+	case $port in
+	*,*) export RELAY_TEST_KAFKA_BROKERS="$port" ;;
+	*) export RELAY_TEST_KAFKA_BROKERS="127.0.0.1:$port" ;;
+	esac
+	if ! version=$("$relay" broker-version --brokers "$RELAY_TEST_KAFKA_BROKERS" --nodes "$kafka_nodes" --wait 120s); then
+		tail -n 50 "${run_kafka_log:-$run/kafka.log}" >&2 || true
 		die "the Kafka broker did not come up"
 	fi
-	say "Kafka broker $version ($RELAY_TEST_KAFKA_KIND) at $RELAY_TEST_KAFKA_BROKERS"
+	say "Kafka $version ($RELAY_TEST_KAFKA_KIND, $kafka_nodes node(s)) at $RELAY_TEST_KAFKA_BROKERS"
 	export RELAY_TEST_KAFKA_VERSION="$version"
 else
 	export RELAY_TEST_KAFKA_KIND=${RELAY_TEST_KAFKA_KIND:-external}

@@ -77,7 +77,8 @@ func S3Endpoint(t testing.TB) string {
 // Tests share the server, so they only touch keys of ids they made.
 func Redis(t testing.TB) redis.UniversalClient {
 	t.Helper()
-	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{RedisAddr(t)}, ContextTimeoutEnabled: true})
+	// Several addresses (RELAY_TEST_REDIS_NODES) are a Redis Cluster.
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(RedisAddr(t), ","), ContextTimeoutEnabled: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {

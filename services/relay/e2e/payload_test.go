@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -148,14 +150,30 @@ func TestRedisHoldsNoPayload(t *testing.T) {
 	rdb := testenv.Redis(t)
 	ctx := context.Background()
 	var keys []string
-	for _, pattern := range []string{"*" + src.ID + "*", "*" + rep.EventID + "*", "*" + sub.ID + "*"} {
-		iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
+	var mu sync.Mutex
+	// Every node's keys: a Redis Cluster spreads them over its masters.
+	scan := func(ctx context.Context, node redis.UniversalClient) error {
+		for _, pattern := range []string{"*" + src.ID + "*", "*" + rep.EventID + "*", "*" + sub.ID + "*"} {
+			iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				mu.Lock()
+				keys = append(keys, iter.Val())
+				mu.Unlock()
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
 		}
-		if err := iter.Err(); err != nil {
-			t.Fatal(err)
-		}
+		return nil
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(keys) == 0 {
 		t.Fatal("no key found for the event")

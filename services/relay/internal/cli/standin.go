@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/kafka"
@@ -71,6 +72,7 @@ func (a *app) brokerVersionFlags(cmd *cobra.Command) runFunc {
 	fs := cmd.Flags()
 	brokers := fs.String("brokers", a.getenv("RELAY_KAFKA_BROKERS"), "seed brokers")
 	wait := fs.Duration("wait", 90*time.Second, "how long to wait for the broker")
+	nodes := fs.Int("nodes", 1, "wait until the cluster has this many brokers, and its internal topics can be created")
 	return func(ctx context.Context, args []string) error {
 		if *brokers == "" {
 			return errors.New("--brokers is required")
@@ -84,6 +86,9 @@ func (a *app) brokerVersionFlags(cmd *cobra.Command) runFunc {
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			v, err := kafka.BrokerVersion(pctx, cl)
+			if err == nil && *nodes > 1 {
+				err = clusterReady(pctx, cl, *nodes)
+			}
 			cancel()
 			if err == nil {
 				fmt.Fprintln(a.out, v)
@@ -95,6 +100,22 @@ func (a *app) brokerVersionFlags(cmd *cobra.Command) runFunc {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
+}
+
+// clusterReady reports whether a cluster has n brokers, each with a
+// controller that has elected a leader.
+func clusterReady(ctx context.Context, cl *kgo.Client, n int) error {
+	md, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err != nil {
+		return err
+	}
+	if len(md.Brokers) < n {
+		return fmt.Errorf("%d of %d brokers up", len(md.Brokers), n)
+	}
+	if md.Controller < 0 {
+		return errors.New("no active controller yet")
+	}
+	return nil
 }
 
 func (a *app) versionFlags(*cobra.Command) runFunc {
