@@ -29,7 +29,7 @@ deps: ## install what the tests need (redis-server, Java 17+, Maven) when missin
 	scripts/install-deps.sh
 
 .PHONY: test
-test: deps lint test-unit fuzz test-integration ## lint, unit tests, bounded fuzzing, then everything against real Kafka, Redis and S3
+test: deps lint test-unit fuzz test-integration test-scale ## lint, unit tests, bounded fuzzing, then everything against real Kafka, Redis and S3, then on several nodes
 
 .PHONY: test-unit
 test-unit: ## fast tests, no external services (-short)
@@ -38,6 +38,11 @@ test-unit: ## fast tests, no external services (-short)
 .PHONY: test-integration
 test-integration: ## every test, with a real Kafka broker, redis-server and S3 started by scripts/testenv.sh
 	scripts/testenv.sh scripts/gotest.sh $(PKGS)
+
+.PHONY: test-scale
+test-scale: ## a broker of three killed under load (three-broker KRaft cluster), then the end-to-end suite on a three-master Redis Cluster
+	RELAY_TEST_KAFKA_NODES=3 RELAY_TEST_SCALE=1 scripts/testenv.sh scripts/gotest.sh -run 'TestScaleBroker' ./services/relay/e2e/
+	RELAY_TEST_REDIS_NODES=3 scripts/testenv.sh scripts/gotest.sh ./services/relay/e2e/ ./services/ingest/... ./services/deliver/... ./services/count/...
 
 .PHONY: bench
 bench: build ## every benchmark scenario against real Kafka and Redis, with bare-HTTP baselines; report in bench-results/
