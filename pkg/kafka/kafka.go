@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -610,24 +611,121 @@ func EnsureTopicsRetrying(ctx context.Context, cl *kgo.Client, cfg Config, names
 }
 
 // StickyFor partitions records of the given topics stickily, ignoring their
-// keys: every record of a linger window goes to one partition, the next
-// window to another. relay.events keys are event ids, unique by
-// construction, so hashing them orders nothing and only spreads each small
-// batch over every partition, which costs the broker and the producer per
-// batch. Records of other topics keep the default: murmur2 of the key,
-// as Java clients and kcat -X partitioner=murmur2_random do.
-func StickyFor(topics ...string) kgo.Partitioner {
-	return stickyFor{topics: topics, sticky: kgo.StickyPartitioner(), keyed: kgo.StickyKeyPartitioner(nil)}
+// keys: every record of a batch goes to one partition, the next batch to
+// the partition with the fewest records buffered. relay.events keys are
+// event ids, unique by construction, so hashing them orders nothing and only
+// spreads each small batch over every partition, which costs the broker and
+// the producer per batch. A partition that stops draining (its leader died
+// and is not yet replaced: its batch stays open, taking records) is left once
+// its batch has been open for stuckAfter, and skipped for a while after:
+// with one broker of several down, only the records already on its
+// partitions wait. Records of other topics keep the default: murmur2 of the
+// key, as Java clients and kcat -X partitioner=murmur2_random do.
+func StickyFor(linger time.Duration, topics ...string) kgo.Partitioner {
+	stuck := 100*time.Millisecond + 4*linger
+	return stickyFor{topics: topics, keyed: kgo.StickyKeyPartitioner(nil), stuckAfter: stuck, avoidFor: 10 * time.Second}
 }
 
 type stickyFor struct {
-	topics        []string
-	sticky, keyed kgo.Partitioner
+	topics               []string
+	keyed                kgo.Partitioner
+	stuckAfter, avoidFor time.Duration
 }
 
 func (p stickyFor) ForTopic(topic string) kgo.TopicPartitioner {
 	if slices.Contains(p.topics, topic) {
-		return p.sticky.ForTopic(topic)
+		return &stickyTopic{cur: -1, stuckAfter: p.stuckAfter, avoidFor: p.avoidFor, now: time.Now, avoid: map[int]time.Time{}}
 	}
 	return p.keyed.ForTopic(topic)
+}
+
+// stickyTopic is StickyFor's partitioner of one topic. franz-go calls it
+// under a lock of its own, per topic; mu guards it all the same.
+type stickyTopic struct {
+	mu                   sync.Mutex
+	cur                  int       // index among the writable partitions; -1 before the first
+	leave                bool      // cur's batch is full or sent: the next record chooses anew
+	since                time.Time // when cur's batch began
+	stuckAfter, avoidFor time.Duration
+	avoid                map[int]time.Time // partitions found stuck, until when they are skipped
+	now                  func() time.Time
+	backups              []int64
+}
+
+func (p *stickyTopic) RequiresConsistency(*kgo.Record) bool { return false }
+
+// Partition is not called: franz-go calls PartitionByBackup instead.
+func (p *stickyTopic) Partition(_ *kgo.Record, n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cap(p.backups) < n {
+		p.backups = make([]int64, n)
+	}
+	p.backups = p.backups[:n]
+	clear(p.backups)
+	return p.chooseLocked(n)
+}
+
+// OnNewBatch: the current partition's batch is full or sent; the next
+// record chooses anew.
+func (p *stickyTopic) OnNewBatch() {
+	p.mu.Lock()
+	p.leave = true
+	p.mu.Unlock()
+}
+
+func (p *stickyTopic) PartitionByBackup(_ *kgo.Record, n int, it kgo.TopicBackupIter) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cap(p.backups) < n {
+		p.backups = make([]int64, n)
+	}
+	p.backups = p.backups[:n]
+	for it.Rem() > 0 {
+		i, b := it.Next()
+		p.backups[i] = b
+	}
+	return p.chooseLocked(n)
+}
+
+func (p *stickyTopic) chooseLocked(n int) int {
+	now := p.now()
+	stuck := p.cur >= 0 && !p.leave && now.Sub(p.since) >= p.stuckAfter
+	if stuck {
+		p.avoid[p.cur] = now.Add(p.avoidFor)
+	}
+	for i, until := range p.avoid {
+		if !now.Before(until) {
+			delete(p.avoid, i)
+		}
+	}
+	next := stickyChoice(p.cur, n, p.leave || stuck, func(i int) (int64, bool) { _, bad := p.avoid[i]; return p.backups[i], bad })
+	if p.leave || stuck || next != p.cur {
+		p.cur, p.since, p.leave = next, now, false
+	}
+	return next
+}
+
+// stickyChoice is the partition (index among n writable ones) for the next
+// record: cur while its batch is open; when leave says its batch is done or
+// stuck, the one with the fewest records buffered among those not to be
+// avoided (among all, when every one is), searching from the one after cur
+// so that ties rotate.
+func stickyChoice(cur, n int, leave bool, backup func(int) (int64, bool)) int {
+	if cur >= 0 && cur < n && !leave {
+		return cur
+	}
+	best, bestBackup, bestAvoided := -1, int64(0), false
+	for k := 1; k <= n; k++ {
+		i := (cur + k) % n
+		if i < 0 {
+			i += n
+		}
+		b, avoided := backup(i)
+		better := best < 0 || (bestAvoided && !avoided) || (avoided == bestAvoided && b < bestBackup)
+		if better {
+			best, bestBackup, bestAvoided = i, b, avoided
+		}
+	}
+	return best
 }

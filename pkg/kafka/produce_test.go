@@ -101,7 +101,7 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 		records.Add(int32(m.NumRecords))
 	})
 	producer, err := kafka.NewClient(cfg, "linger-test", kafka.Instrumentation{}, nil,
-		append(kafka.ProducerOptions(cfg), kgo.RecordPartitioner(kafka.StickyFor(names.Events)), kgo.WithHooks(hook))...)
+		append(kafka.ProducerOptions(cfg), kgo.RecordPartitioner(kafka.StickyFor(cfg.Linger, names.Events)), kgo.WithHooks(hook))...)
 	if err != nil {
 		t.Fatal(err)
 	}

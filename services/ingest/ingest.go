@@ -211,7 +211,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			kgo.AllowIdempotentProduceCancellation(),
 			kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
 			// Larger batches of events, fewer of them: see kafka.StickyFor.
-			kgo.RecordPartitioner(kafka.StickyFor(names.Events)),
+			kgo.RecordPartitioner(kafka.StickyFor(cfg.Kafka.Linger, names.Events)),
 		)...)
 	if err != nil {
 		return nil, err
