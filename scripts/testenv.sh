@@ -119,6 +119,32 @@ else
 	say "Redis at $RELAY_TEST_REDIS_ADDR (given)"
 fi
 
+# start_kafka_cluster ATTEMPT: start RELAY_TEST_KAFKA_NODES nodes of one
+# KRaft cluster on free ports; sets port (the brokers), kpids, and
+# RELAY_TEST_KAFKA_NODE_<N> (the arguments that restart node N).
+start_kafka_cluster() {
+	local attempt=$1 n cluster args
+	cluster=$("$here/kafka.sh" cluster-id)
+	local ports=() cports=() voters=() brokers=()
+	kpids=()
+	for n in $(seq 1 "$kafka_nodes"); do
+		ports+=("$("$relay" free-port)")
+		cports+=("$("$relay" free-port)")
+		voters+=("$n@127.0.0.1:${cports[-1]}")
+	done
+	voters=$(IFS=,; echo "${voters[*]}")
+	for n in $(seq 1 "$kafka_nodes"); do
+		args="$run/kafka-$attempt-$n $n ${ports[$((n - 1))]} ${cports[$((n - 1))]} $voters $cluster"
+		# shellcheck disable=SC2086 # the arguments are words without spaces
+		"$here/kafka.sh" start-node $args >"$run/kafka-$attempt-$n.log" 2>&1 &
+		pids+=($!)
+		kpids+=($!)
+		brokers+=("127.0.0.1:${ports[$((n - 1))]}")
+		export "RELAY_TEST_KAFKA_NODE_$n=$args"
+	done
+	port=$(IFS=,; echo "${brokers[*]}")
+}
+
 # --- Kafka -------------------------------------------------------------------
 if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 	if [ "$ci" = "true" ]; then "$here/install-deps.sh"; fi
@@ -126,28 +152,25 @@ if [ -z "${RELAY_TEST_KAFKA_BROKERS:-}" ]; then
 	kafka_nodes=${RELAY_TEST_KAFKA_NODES:-1}
 	if "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1 && [ "$kafka_nodes" -gt 1 ]; then
 		"$here/kafka.sh" install >/dev/null
-		cluster=$("$here/kafka.sh" cluster-id)
-		ports=() cports=() voters=()
-		for n in $(seq 1 "$kafka_nodes"); do
-			ports+=("$("$relay" free-port)")
-			cports+=("$("$relay" free-port)")
-			voters+=("$n@127.0.0.1:${cports[-1]}")
+		# A cluster that does not form within a minute (a port taken between
+		# free-port and the bind) is stopped, its logs shown, and started
+		# again on new ports, once.
+		for attempt in 1 2; do
+			start_kafka_cluster "$attempt"
+			if "$relay" broker-version --brokers "$port" --nodes "$kafka_nodes" --wait 60s >/dev/null; then
+				break
+			fi
+			for n in $(seq 1 "$kafka_nodes"); do
+				say "--- kafka node $n, attempt $attempt ---"
+				tail -n 20 "$run/kafka-$attempt-$n.log" >&2 || true
+			done
+			kill "${kpids[@]}" 2>/dev/null || true
+			wait "${kpids[@]}" 2>/dev/null || true
+			[ "$attempt" -eq 2 ] && die "the Kafka cluster did not form"
 		done
-		voters=$(IFS=,; echo "${voters[*]}")
-		brokers=() kpids=()
-		for n in $(seq 1 "$kafka_nodes"); do
-			args="$run/kafka-$n $n ${ports[$((n - 1))]} ${cports[$((n - 1))]} $voters $cluster"
-			# shellcheck disable=SC2086 # the arguments are words without spaces
-			"$here/kafka.sh" start-node $args >"$run/kafka-$n.log" 2>&1 &
-			pids+=($!)
-			kpids+=($!)
-			brokers+=("127.0.0.1:${ports[$((n - 1))]}")
-			export "RELAY_TEST_KAFKA_NODE_$n=$args"
-		done
-		port=$(IFS=,; echo "${brokers[*]}")
 		RELAY_TEST_KAFKA_PIDS=$(IFS=,; echo "${kpids[*]}")
 		export RELAY_TEST_KAFKA_KIND=kafka RELAY_TEST_KAFKA_PID="${kpids[0]}" RELAY_TEST_KAFKA_PIDS
-		run_kafka_log="$run/kafka-1.log"
+		run_kafka_log="$run/kafka-$attempt-1.log"
 	elif "$here/kafka.sh" java-ok && command -v mvn >/dev/null 2>&1; then
 		"$here/kafka.sh" install >/dev/null
 		cport=$("$relay" free-port)
