@@ -29,6 +29,8 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/inbound"
+	"github.com/relayhq/relay/services/ingest/internal/manage"
 	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
@@ -246,9 +248,14 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
-		MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
-		RotationGrace: cfg.RotationGrace, ProduceTimeout: cfg.ProduceTimeout, WorkBudget: cfg.RedriveBudget,
-		AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
+		Inbound: inbound.Config{
+			MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
+			ProduceTimeout: cfg.ProduceTimeout, Names: names,
+		},
+		Manage: manage.Config{
+			DefaultDedupWindow: cfg.DedupWindow, RotationGrace: cfg.RotationGrace, WorkBudget: cfg.RedriveBudget,
+			AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
+		},
 	}, api.Deps{
 		Catalog:    catalog.New(rdb, box),
 		Events:     eventstore.New(rdb, cfg.EventRetention),

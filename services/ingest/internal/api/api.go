@@ -24,7 +24,6 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
-	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
@@ -42,7 +41,9 @@ import (
 // at once, through ProduceSync, which sends them without lingering.
 type Producer = manage.Producer
 
-// Config is the API's share of ingest's configuration.
+// Config is the API's share of ingest's configuration: the admin token and
+// the load balancers it trusts, and what the hot path and the management
+// routes each take.
 type Config struct {
 	// AdminToken is the management routes' bearer token; PreviousAdminToken
 	// is accepted too during a rotation (empty for none).
@@ -51,23 +52,8 @@ type Config struct {
 	// TrustedProxies are the load balancers (IPs, CIDRs) whose
 	// X-Forwarded-For gives the client address logged; none by default.
 	TrustedProxies []string
-	MaxBodyBytes   int64
-	// MaxInflightBytes bounds the bytes request bodies hold in memory at
-	// once (RELAY_INGEST_MAX_INFLIGHT_BYTES); beyond it a request is
-	// answered 503 with Retry-After.
-	MaxInflightBytes   int64
-	DefaultDedupWindow time.Duration
-	RotationGrace      time.Duration
-	ProduceTimeout     time.Duration
-	// WorkBudget bounds one call of a long walk (POST /secrets/rewrap), as
-	// RELAY_REDRIVE_BUDGET bounds a redrive, within the write timeout.
-	WorkBudget               time.Duration
-	AllowPrivateDestinations bool
-	// RequireHTTPS refuses subscription URLs that are not https.
-	RequireHTTPS bool
-	// PublicURL, when set, makes responses carry absolute ingest URLs.
-	PublicURL string
-	Names     record.Topics
+	Inbound        inbound.Config
+	Manage         manage.Config
 }
 
 // Deps are the stores and clients the API works with.
@@ -103,19 +89,13 @@ type API struct {
 
 // New builds the API and its routes.
 func New(cfg Config, d Deps) *API {
-	in := inbound.New(inbound.Config{
-		MaxBodyBytes: cfg.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DefaultDedupWindow,
-		ProduceTimeout: cfg.ProduceTimeout, Names: cfg.Names,
-	}, inbound.Deps{
+	in := inbound.New(cfg.Inbound, inbound.Deps{
 		Catalog: d.Catalog, Events: d.Events, Dedup: d.Dedup, Producer: d.Producer, Pipe: d.Pipe,
 		Registry: d.Telemetry.Registry, Logger: d.Logger,
 	})
 	a := &API{
 		cfg: cfg, log: d.Logger, inbound: in, ready: d.Ready, tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry),
-		manage: manage.New(manage.Config{
-			DefaultDedupWindow: cfg.DefaultDedupWindow, RotationGrace: cfg.RotationGrace, WorkBudget: cfg.WorkBudget,
-			AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: cfg.Names,
-		}, manage.Deps{
+		manage: manage.New(cfg.Manage, manage.Deps{
 			Catalog: d.Catalog, Sources: in, Events: d.Events, Payloads: d.Payloads, Deliveries: d.Deliveries,
 			Counters: d.Counters, DLQ: d.DLQ, Producer: d.Producer, Logger: d.Logger,
 		}),

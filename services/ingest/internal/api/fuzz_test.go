@@ -25,6 +25,8 @@ import (
 	"github.com/relayhq/relay/pkg/testenv"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/inbound"
+	"github.com/relayhq/relay/services/ingest/internal/manage"
 )
 
 // memProducer acknowledges every record and keeps it.
@@ -52,8 +54,9 @@ func newTestAPI(t testing.TB) (*API, *memProducer, *catalog.Store) {
 	p := &memProducer{}
 	store := catalog.New(rdb, box)
 	a := New(Config{
-		AdminToken: "fuzz-admin-token-0123456789", MaxBodyBytes: 4096, MaxInflightBytes: 1 << 20, DefaultDedupWindow: time.Hour,
-		RotationGrace: time.Hour, ProduceTimeout: time.Second, Names: names,
+		AdminToken: "fuzz-admin-token-0123456789",
+		Inbound:    inbound.Config{MaxBodyBytes: 4096, MaxInflightBytes: 1 << 20, DefaultDedupWindow: time.Hour, ProduceTimeout: time.Second, Names: names},
+		Manage:     manage.Config{DefaultDedupWindow: time.Hour, RotationGrace: time.Hour, Names: names},
 	}, Deps{
 		Catalog: store, Events: eventstore.New(rdb, time.Hour), Deliveries: delivery.New(rdb, time.Hour),
 		Counters: counters.New(rdb), Dedup: dedup.New(rdb, nil, 5*time.Second, 100*time.Millisecond), Producer: p, Pipe: redisconn.Direct{Client: rdb},
