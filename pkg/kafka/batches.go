@@ -64,9 +64,6 @@ func (b *Batches) Options() []kgo.Opt {
 // SetClient sets the client Batches consumes with.
 func (b *Batches) SetClient(cl *kgo.Client) { b.cl = cl }
 
-// Client is the client Batches consumes with.
-func (b *Batches) Client() *kgo.Client { return b.cl }
-
 // Wanted reports whether a rebalance waits for the loop to be between polls.
 func (b *Batches) Wanted() bool { return b.wanted.Load() }
 

@@ -717,10 +717,7 @@ func stickyChoice(cur, n int, leave bool, backup func(int) (int64, bool)) int {
 	}
 	best, bestBackup, bestAvoided := -1, int64(0), false
 	for k := 1; k <= n; k++ {
-		i := (cur + k) % n
-		if i < 0 {
-			i += n
-		}
+		i := (cur + k) % n // cur >= -1, so never negative
 		b, avoided := backup(i)
 		better := best < 0 || (bestAvoided && !avoided) || (avoided == bestAvoided && b < bestBackup)
 		if better {
