@@ -318,6 +318,10 @@ func ConsumerOptions(cfg Config, group string, topics ...string) []kgo.Opt {
 		// so one hot partition cannot fill the client's buffer, but never
 		// below the largest batch a topic admits.
 		kgo.FetchMaxPartitionBytes(int32(max(4<<20, cfg.MaxMessageBytes()))),
+		// A consumer that lags holds a fetch it works through and the next,
+		// each this large at most: a few MiB keep a core busy, and memory
+		// stays flat however far behind it is.
+		kgo.FetchMaxBytes(int32(max(8<<20, cfg.MaxMessageBytes()))),
 	}
 }
 

@@ -69,10 +69,10 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		// tier's delay, and are otherwise deferred to that tier without spending an attempt.
 		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 1000),
 		// RELAY_DELIVER_MAX_INFLIGHT_RECORDS: records worked on at once per consumer group.
-		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 5000),
+		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 1000),
 		// RELAY_DELIVER_MAX_INFLIGHT_BYTES: payload bytes of the records worked on at once,
 		// both consumer groups together.
-		MaxInFlightBytes: r.Int64("RELAY_DELIVER_MAX_INFLIGHT_BYTES", 256<<20),
+		MaxInFlightBytes: r.Int64("RELAY_DELIVER_MAX_INFLIGHT_BYTES", 64<<20),
 		// RELAY_DELIVERY_TIMEOUT: the whole of one attempt, connect to last response byte.
 		DeliveryTimeout: r.Duration("RELAY_DELIVERY_TIMEOUT", 15*time.Second),
 		// RELAY_DELIVERY_CONNECT_TIMEOUT: the TCP connect of one attempt.

@@ -45,6 +45,7 @@ type Config struct {
 	SecretKey                []byte
 	PreviousSecretKey        []byte
 	MaxInflightBytes         int64
+	MaxInflightRequests      int
 	DedupWindow              time.Duration
 	DedupWait                time.Duration
 	EventRetention           time.Duration
@@ -83,6 +84,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		// RELAY_INGEST_MAX_INFLIGHT_BYTES: the bytes request bodies may hold in memory at
 		// once; beyond it a request is answered 503 with Retry-After.
 		MaxInflightBytes: r.Int64("RELAY_INGEST_MAX_INFLIGHT_BYTES", 128<<20),
+		// RELAY_INGEST_MAX_INFLIGHT_REQUESTS: inbound webhooks worked on at once; beyond it a
+		// request is answered 503 with Retry-After at once rather than queued.
+		MaxInflightRequests: r.Int("RELAY_INGEST_MAX_INFLIGHT_REQUESTS", 1024),
 		// RELAY_DEDUP_WINDOW: how long a dedup key is remembered, unless a source sets its own.
 		DedupWindow: r.Duration("RELAY_DEDUP_WINDOW", 72*time.Hour),
 		// RELAY_DEDUP_WAIT: how long a concurrent duplicate waits for the first request's outcome.
@@ -136,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.SecretKey) != secretbox.KeySize {
 		errs = append(errs, errors.New("RELAY_SECRET_KEY: required, 32 bytes in base64 (make one with: openssl rand -base64 32)"))
+	}
+	if c.MaxInflightRequests < 1 {
+		errs = append(errs, fmt.Errorf("RELAY_INGEST_MAX_INFLIGHT_REQUESTS: %d is below 1", c.MaxInflightRequests))
 	}
 	if c.MaxInflightBytes < c.Kafka.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("RELAY_INGEST_MAX_INFLIGHT_BYTES: %d is below RELAY_MAX_BODY_BYTES (%d): the largest body could never be read", c.MaxInflightBytes, c.Kafka.MaxBodyBytes))
@@ -249,7 +256,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		Inbound: inbound.Config{
-			MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, DefaultDedupWindow: cfg.DedupWindow,
+			MaxBodyBytes: cfg.Kafka.MaxBodyBytes, MaxInflightBytes: cfg.MaxInflightBytes, MaxInflightRequests: cfg.MaxInflightRequests, DefaultDedupWindow: cfg.DedupWindow,
 			ProduceTimeout: cfg.ProduceTimeout, Names: names,
 		},
 		Manage: manage.Config{

@@ -1,9 +1,11 @@
 package inbound
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -67,9 +69,8 @@ func (a *Handler) readBody(c *gin.Context) (body []byte, release func(), ok bool
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.Is(err, errBodyBudget):
-		a.m.busy.Inc()
-		a.log.WarnContext(c.Request.Context(), "request refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)",
-			"limit", a.bodies.limit, "declared", declared)
+		a.m.busy.WithLabelValues("bytes").Inc()
+		a.refusals.note(c.Request.Context(), a.log, "requests refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)", "limit", a.bodies.limit)
 		rest.Unavailable(c, "server_busy", "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly", time.Second)
 		return nil, release, false
 	case errors.As(err, &tooBig):
@@ -139,4 +140,22 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// refusalLog writes one warning per second at most for requests refused
+// for a limit, with how many were refused since the last: under overload a
+// line per request would cost what the refusals save.
+type refusalLog struct {
+	last    atomic.Int64 // unix nanoseconds of the last line
+	refused atomic.Int64 // since the last line
+}
+
+func (r *refusalLog) note(ctx context.Context, log *slog.Logger, msg string, args ...any) {
+	r.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(time.Second) || !r.last.CompareAndSwap(last, now) {
+		return
+	}
+	log.WarnContext(ctx, msg, append(args, "refused", r.refused.Swap(0))...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 // Config is the hot path's share of ingest's configuration.
@@ -25,10 +26,14 @@ type Config struct {
 	// MaxInflightBytes bounds the bytes request bodies hold in memory at
 	// once (RELAY_INGEST_MAX_INFLIGHT_BYTES); beyond it a request is
 	// answered 503 with Retry-After.
-	MaxInflightBytes   int64
-	DefaultDedupWindow time.Duration
-	ProduceTimeout     time.Duration
-	Names              record.Topics
+	MaxInflightBytes int64
+	// MaxInflightRequests bounds the inbound requests worked on at once
+	// (RELAY_INGEST_MAX_INFLIGHT_REQUESTS); beyond it a request is answered
+	// 503 with Retry-After before its body is read.
+	MaxInflightRequests int
+	DefaultDedupWindow  time.Duration
+	ProduceTimeout      time.Duration
+	Names               record.Topics
 }
 
 // Deps are what the hot path works with.
@@ -56,6 +61,10 @@ type Handler struct {
 	m        *metrics
 	now      func() time.Time
 	bodies   *bodyBudget
+	// working holds a token per request being worked on.
+	working chan struct{}
+	// refusals paces the log lines of requests refused for a limit.
+	refusals *refusalLog
 }
 
 // New returns the handler and registers its metrics.
@@ -63,16 +72,34 @@ func New(cfg Config, d Deps) *Handler {
 	h := &Handler{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, dedup: d.Dedup, producer: d.Producer, pipe: d.Pipe,
 		m: newMetrics(d.Registry), now: time.Now, bodies: &bodyBudget{limit: cfg.MaxInflightBytes},
+		working: make(chan struct{}, max(1, cfg.MaxInflightRequests)), refusals: &refusalLog{},
 		sources: catalog.NewCache[sourceEntry](catalog.CacheConfig{TTL: 2 * time.Second, Stale: 10 * time.Minute, Outage: redisconn.IsUnavailable}),
 	}
 	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "relay_ingest_body_bytes", Help: "Bytes inbound request bodies hold in memory now (bounded by RELAY_INGEST_MAX_INFLIGHT_BYTES).",
 	}, func() float64 { return float64(h.bodies.held.Load()) }))
+	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "relay_ingest_inflight_requests", Help: "Inbound webhooks being worked on now (bounded by RELAY_INGEST_MAX_INFLIGHT_REQUESTS).",
+	}, func() float64 { return float64(len(h.working)) }))
 	return h
 }
 
-// Serve is the gin handler of POST /in/:source_id.
-func (a *Handler) Serve(c *gin.Context) { a.ingest(c) }
+// Serve is the gin handler of POST /in/:source_id. Beyond
+// MaxInflightRequests at once it answers 503 at once: a sender retries
+// later, which costs it less than a request queued behind thousands of
+// others until it times out, and the requests taken stay fast.
+func (a *Handler) Serve(c *gin.Context) {
+	select {
+	case a.working <- struct{}{}:
+	default:
+		a.m.busy.WithLabelValues("requests").Inc()
+		a.refusals.note(c.Request.Context(), a.log, "requests refused: inbound requests at their limit (RELAY_INGEST_MAX_INFLIGHT_REQUESTS)", "limit", cap(a.working))
+		rest.Unavailable(c, "server_busy", "ingest is working on as many webhooks as it may right now; nothing was accepted, retry shortly", time.Second)
+		return
+	}
+	defer func() { <-a.working }()
+	a.ingest(c)
+}
 
 // Forget drops a source from the hot path's cache, after the management API
 // changed or deleted it: the next webhook reads it again.
@@ -103,7 +130,7 @@ type metrics struct {
 	produceDuration prometheus.Histogram
 	produceFailures prometheus.Counter
 	storeFailures   prometheus.Counter
-	busy            prometheus.Counter
+	busy            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -127,13 +154,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_event_store_failures_total", Help: "Accepted events that could not be written to the events API store (Redis).",
 		}),
-		busy: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "relay_ingest_busy_total", Help: "Inbound requests answered 503 because request bodies held their limit of memory (RELAY_INGEST_MAX_INFLIGHT_BYTES).",
-		}),
+		busy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_ingest_busy_total", Help: "Inbound requests answered 503 server_busy, by the limit they met: requests (RELAY_INGEST_MAX_INFLIGHT_REQUESTS) or bytes (RELAY_INGEST_MAX_INFLIGHT_BYTES).",
+		}, []string{"limit"}),
 	}
 	reg.MustRegister(m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures, m.busy)
 	for _, r := range []string{"accepted", "duplicate", "handshake"} {
 		m.events.WithLabelValues(r)
+	}
+	for _, l := range []string{"requests", "bytes"} {
+		m.busy.WithLabelValues(l)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ var MetricNames = []string{
 	"relay_http_requests_total", "relay_http_request_duration_seconds", "relay_ingest_verification_failures_total",
 	"relay_ingest_events_total", "relay_ingest_dedup_fail_open_total", "relay_ingest_produce_duration_seconds",
 	"relay_ingest_produce_failures_total", "relay_ingest_event_store_failures_total", "relay_ingest_body_bytes", "relay_ingest_busy_total",
+	"relay_ingest_inflight_requests",
 	"relay_deliver_attempts_total", "relay_deliver_attempt_duration_seconds", "relay_deliver_outcomes_total",
 	"relay_deliver_dead_total", "relay_deliver_lease_waits_total", "relay_deliver_paused", "relay_deliver_queued",
 	"relay_deliver_backlog_waiting", "relay_deliver_produce_refused_total", "relay_deliver_inflight_bytes",
