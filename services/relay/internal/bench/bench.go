@@ -27,7 +27,6 @@ import (
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/secretbox"
-	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/services/relay/internal/procs"
 )
 
@@ -51,12 +50,18 @@ type Config struct {
 	WarmUpRate float64
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
-	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state.
+	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart.
 	Only []string
 	// Soak is how long the state scenario's soak with short windows runs
 	// (10 minutes unless set).
 	Soak time.Duration
-	Log  io.Writer
+	// Overload is how long the overload scenario offers deliver twice its
+	// maximum (a minute unless set).
+	Overload time.Duration
+	// KafkaScript is scripts/kafka.sh, which the cold start runs a fresh
+	// broker with (no cold start without it).
+	KafkaScript string
+	Log         io.Writer
 }
 
 // Result is one measured line of the report.
@@ -117,6 +122,9 @@ func New(cfg Config) *Bench {
 	if cfg.Soak == 0 {
 		cfg.Soak = 10 * time.Minute
 	}
+	if cfg.Overload == 0 {
+		cfg.Overload = time.Minute
+	}
 	tr := &http.Transport{
 		MaxIdleConns: 8192, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -143,19 +151,8 @@ func sizedBody(run string, n, size int) []byte {
 
 // post sends one signed event and reports success.
 func (b *Bench) post(ctx context.Context, url, secret string, payload []byte) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
-	if err != nil {
-		return false
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(signature.HeaderRelaySignature, signature.HexHMAC(secret, payload))
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode/100 == 2
+	status, _, _ := b.postStatus(ctx, url, secret, payload)
+	return status/100 == 2
 }
 
 // ingestRun offers rate/s for dur to url and measures the answers.
@@ -190,6 +187,14 @@ func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink,
 
 // deliveryRunSized is deliveryRun with bodies of size bytes.
 func (b *Bench) deliveryRunSized(ctx context.Context, url, secret string, sink *Sink, fanout int, rate float64, dur, drain time.Duration, size int) Stats {
+	return b.deliveryRunWith(ctx, sink, fanout, rate, dur, drain, func(ctx context.Context, run string, i int) bool {
+		return b.post(ctx, url, secret, sizedBody(run, i, size))
+	})
+}
+
+// deliveryRunWith is deliveryRun with send offering event i of run (true
+// once it is accepted).
+func (b *Bench) deliveryRunWith(ctx context.Context, sink *Sink, fanout int, rate float64, dur, drain time.Duration, send func(ctx context.Context, run string, i int) bool) Stats {
 	total := int(rate * dur.Seconds())
 	due := make([]time.Time, total)
 	rec := &Recorder{}
@@ -198,7 +203,7 @@ func (b *Bench) deliveryRunSized(ctx context.Context, url, secret string, sink *
 	var failed atomic.Int64
 	sent, shed := OpenLoop(ctx, rate, dur, 4096, func(ctx context.Context, i int, at time.Time) {
 		due[i] = at
-		if !b.post(ctx, url, secret, sizedBody(run, i, size)) {
+		if !send(ctx, run, i) {
 			failed.Add(1)
 		}
 	})
@@ -474,7 +479,7 @@ func (b *Bench) Run(ctx context.Context) (Report, error) {
 	scenarios := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}}
+	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}, {"overload", b.overloadScenario}, {"coldstart", b.coldStart}}
 	for _, sc := range scenarios {
 		if len(b.cfg.Only) > 0 && !slices.Contains(b.cfg.Only, sc.name) {
 			continue

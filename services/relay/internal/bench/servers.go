@@ -137,11 +137,22 @@ type sinkRun struct {
 	rec    *Recorder
 	mu     sync.Mutex
 	seen   map[string]bool
+	// repeats counts deliveries of a (path, request) seen before.
+	repeats atomic.Int64
 }
 
 // Arm points the sink at a run: due[i] is when request i was due.
 func (s *Sink) Arm(run string, due []time.Time, rec *Recorder) {
 	s.armed.Store(&sinkRun{marker: []byte(`"run":"` + run + `"`), due: due, rec: rec, seen: map[string]bool{}})
+}
+
+// Repeats is how many deliveries of the armed run reached the sink again
+// after their first.
+func (s *Sink) Repeats() int {
+	if run := s.armed.Load(); run != nil {
+		return int(run.repeats.Load())
+	}
+	return 0
 }
 
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +175,8 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			run.mu.Unlock()
 			if first {
 				run.rec.Observe(now.Sub(run.due[n]))
+			} else {
+				run.repeats.Add(1)
 			}
 		}
 	}

@@ -22,6 +22,8 @@ import (
 type benchOpts struct {
 	binDir, out, only  *string
 	step, warmUp, soak *time.Duration
+	overload           *time.Duration
+	kafkaScript        *string
 	prefill            *int
 	warmUpRate         *float64
 }
@@ -29,14 +31,16 @@ type benchOpts struct {
 // bindBenchFlags binds relay bench's flags to fs.
 func bindBenchFlags(fs *pflag.FlagSet) benchOpts {
 	return benchOpts{
-		binDir:     fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count"),
-		step:       fs.Duration("step", 4*time.Second, "length of each load step"),
-		prefill:    fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios"),
-		warmUp:     fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured"),
-		warmUpRate: fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under"),
-		out:        fs.String("out", "", "also write the markdown report here"),
-		only:       fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers, state (default all)"),
-		soak:       fs.Duration("soak", 10*time.Minute, "how long the state scenario's soak with short windows runs"),
+		binDir:      fs.String("bin-dir", "bin", "directory of relay-ingest, relay-deliver, relay-archive, relay-count"),
+		step:        fs.Duration("step", 4*time.Second, "length of each load step"),
+		prefill:     fs.Int("prefill", 60000, "events pre-filled for the archive and count scenarios"),
+		warmUp:      fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured"),
+		warmUpRate:  fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under"),
+		out:         fs.String("out", "", "also write the markdown report here"),
+		only:        fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart (default all)"),
+		soak:        fs.Duration("soak", 10*time.Minute, "how long the state scenario's soak with short windows runs"),
+		overload:    fs.Duration("overload", time.Minute, "how long the overload scenario offers deliver twice its maximum"),
+		kafkaScript: fs.String("kafka-script", "scripts/kafka.sh", "scripts/kafka.sh, to start the cold start's fresh broker with (empty: no cold start)"),
 	}
 }
 
@@ -55,7 +59,7 @@ func (a *app) benchFlags(cmd *cobra.Command) runFunc {
 		}
 		cfg := bench.Config{
 			Self: self, BinDir: *o.binDir, Brokers: a.getenv("RELAY_TEST_KAFKA_BROKERS"), Redis: a.getenv("RELAY_TEST_REDIS_ADDR"),
-			S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Soak: *o.soak, Log: a.errOut,
+			S3Endpoint: a.getenv("RELAY_TEST_S3_ENDPOINT"), Step: *o.step, WarmUp: *o.warmUp, WarmUpRate: *o.warmUpRate, Prefill: *o.prefill, Soak: *o.soak, Overload: *o.overload, KafkaScript: *o.kafkaScript, Log: a.errOut,
 		}
 		if *o.only != "" {
 			cfg.Only = strings.Split(*o.only, ",")
