@@ -29,7 +29,11 @@ deps: ## install what the tests need (redis-server, Java 17+, Maven) when missin
 	scripts/install-deps.sh
 
 .PHONY: test
-test: deps lint test-unit fuzz test-integration test-scale ## lint, unit tests, bounded fuzzing, then everything against real Kafka, Redis and S3, then on several nodes
+test: deps lint test-helm test-unit fuzz test-integration test-scale ## lint, the Helm chart, unit tests, bounded fuzzing, then everything against real Kafka, Redis and S3, then on several nodes
+
+.PHONY: test-helm
+test-helm: ## helm lint and kubeconform on the chart in deploy/helm/relay (both installed through the Go module proxy)
+	scripts/helm.sh check
 
 .PHONY: test-unit
 test-unit: ## fast tests, no external services (-short)

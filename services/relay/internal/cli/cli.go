@@ -92,6 +92,7 @@ or --api and --token; --json prints the API's raw JSON, --format a Go template o
 			{"hmac", "A bare HMAC-verifying server"}, {"proxy", "A two-hop proxy"},
 		}, a.benchServerFlags)),
 		hidden(a.leaf(&cobra.Command{Use: "free-port", Short: "Print a free TCP port on 127.0.0.1 (test scripts)", Args: cobra.NoArgs}, a.freePortFlags)),
+		hidden(a.leaf(&cobra.Command{Use: "k8s-schemas", Short: "Write kubeconform's schemas from Kubernetes' swagger.json (make test-helm)", Args: cobra.NoArgs}, a.k8sSchemasFlags)),
 	)
 	return root
 }

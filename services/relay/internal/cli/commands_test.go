@@ -182,7 +182,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("relay --help lacks %q:\n%s", want, out)
 		}
 	}
-	for _, scaffolding := range []string{"standin", "free-port", "bench-server", "broker-version"} {
+	for _, scaffolding := range []string{"standin", "free-port", "bench-server", "broker-version", "k8s-schemas"} {
 		if strings.Contains(out.String(), scaffolding) {
 			t.Errorf("relay --help lists %s:\n%s", scaffolding, out)
 		}

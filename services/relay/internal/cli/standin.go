@@ -19,6 +19,7 @@ import (
 	"github.com/relayhq/relay/pkg/logging"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/services/relay/internal/devenv"
+	"github.com/relayhq/relay/services/relay/internal/k8sschema"
 )
 
 // standinFlags is relay standin, which runs one embedded stand-in as its own
@@ -132,6 +133,25 @@ func (a *app) freePortFlags(*cobra.Command) runFunc {
 			return err
 		}
 		fmt.Fprintln(a.out, p)
+		return nil
+	}
+}
+
+// k8sSchemasFlags is relay k8s-schemas, which writes the schemas kubeconform
+// validates the Helm chart's manifests with (scripts/install-deps.sh helm).
+func (a *app) k8sSchemasFlags(cmd *cobra.Command) runFunc {
+	fs := cmd.Flags()
+	swagger := fs.String("swagger", "", "Kubernetes' api/openapi-spec/swagger.json")
+	out := fs.String("out", "", "directory to write <kind>-<group>-<version>.json into")
+	return func(context.Context, []string) error {
+		if *swagger == "" || *out == "" {
+			return usageError{errors.New("--swagger and --out are required")}
+		}
+		n, err := k8sschema.Write(*swagger, *out, true)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.out, "%d schemas written to %s\n", n, *out)
 		return nil
 	}
 }
