@@ -593,6 +593,18 @@ func (s slogLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	s.l.Log(context.Background(), lvl, msg, keyvals...)
 }
 
+// WarmProducer loads the producer ID that idempotent produces need, before
+// the first one: on a broker that has just started, allocating it waits on
+// the controller, and the first webhooks would wait with it. A failure is
+// only logged: the first produce tries again and reports it.
+func WarmProducer(ctx context.Context, cl *kgo.Client, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		log.Warn("could not load a producer ID ahead of the first produce", "error", err)
+	}
+}
+
 // EnsureTopicsRetrying runs EnsureTopics until it succeeds or a minute has
 // passed, so a service started alongside its broker waits for it.
 func EnsureTopicsRetrying(ctx context.Context, cl *kgo.Client, cfg Config, names record.Topics, log *slog.Logger) error {

@@ -205,6 +205,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
 		return fail(err)
 	}
+	kafka.WarmProducer(ctx, producer, log)
 	box, err := secretbox.New(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
 		return fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))

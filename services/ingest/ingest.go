@@ -230,6 +230,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	if err := kafka.EnsureTopicsRetrying(ctx, producer, cfg.Kafka, names, log); err != nil {
 		return nil, closers.Fail(err)
 	}
+	kafka.WarmProducer(ctx, producer, log)
 	box, err := secretbox.New(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
 		return nil, closers.Fail(fmt.Errorf("RELAY_SECRET_KEY: %w", err))
