@@ -219,7 +219,10 @@ func (a *API) observe() gin.HandlerFunc {
 		status := c.Writer.Status()
 		a.m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 		a.m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
-		if status >= 400 {
+		if status >= 400 && c.GetString("error_code") != rest.CodeServerBusy {
+			// (server_busy refusals are logged by the hot path, once a
+			// second with their count: under overload a line each would
+			// cost what refusing saves.)
 			lvl := slog.LevelInfo
 			if status >= 500 {
 				lvl = slog.LevelError

@@ -70,8 +70,8 @@ func (a *Handler) readBody(c *gin.Context) (body []byte, release func(), ok bool
 	switch {
 	case errors.Is(err, errBodyBudget):
 		a.m.busy.WithLabelValues("bytes").Inc()
-		a.refusals.note(c.Request.Context(), a.log, "requests refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)", "limit", a.bodies.limit)
-		rest.Unavailable(c, "server_busy", "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly", time.Second)
+		a.refusedBodies.note(c.Request.Context(), a.log, "requests refused: request bodies in memory at their limit (RELAY_INGEST_MAX_INFLIGHT_BYTES)", "limit", a.bodies.limit)
+		rest.Busy(c, "ingest holds as many request bodies as it may right now; nothing was accepted, retry shortly")
 		return nil, release, false
 	case errors.As(err, &tooBig):
 		a.tooLarge(c)

@@ -63,8 +63,9 @@ type Handler struct {
 	bodies   *bodyBudget
 	// working holds a token per request being worked on.
 	working chan struct{}
-	// refusals paces the log lines of requests refused for a limit.
-	refusals *refusalLog
+	// refusedRequests and refusedBodies pace the log lines of requests
+	// refused for each limit.
+	refusedRequests, refusedBodies *refusalLog
 }
 
 // New returns the handler and registers its metrics.
@@ -72,7 +73,7 @@ func New(cfg Config, d Deps) *Handler {
 	h := &Handler{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, events: d.Events, dedup: d.Dedup, producer: d.Producer, pipe: d.Pipe,
 		m: newMetrics(d.Registry), now: time.Now, bodies: &bodyBudget{limit: cfg.MaxInflightBytes},
-		working: make(chan struct{}, max(1, cfg.MaxInflightRequests)), refusals: &refusalLog{},
+		working: make(chan struct{}, max(1, cfg.MaxInflightRequests)), refusedRequests: &refusalLog{}, refusedBodies: &refusalLog{},
 		sources: catalog.NewCache[sourceEntry](catalog.CacheConfig{TTL: 2 * time.Second, Stale: 10 * time.Minute, Outage: redisconn.IsUnavailable}),
 	}
 	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -93,8 +94,8 @@ func (a *Handler) Serve(c *gin.Context) {
 	case a.working <- struct{}{}:
 	default:
 		a.m.busy.WithLabelValues("requests").Inc()
-		a.refusals.note(c.Request.Context(), a.log, "requests refused: inbound requests at their limit (RELAY_INGEST_MAX_INFLIGHT_REQUESTS)", "limit", cap(a.working))
-		rest.Unavailable(c, "server_busy", "ingest is working on as many webhooks as it may right now; nothing was accepted, retry shortly", time.Second)
+		a.refusedRequests.note(c.Request.Context(), a.log, "requests refused: inbound requests at their limit (RELAY_INGEST_MAX_INFLIGHT_REQUESTS)", "limit", cap(a.working))
+		rest.Busy(c, "ingest is working on as many webhooks as it may right now; nothing was accepted, retry shortly")
 		return
 	}
 	defer func() { <-a.working }()

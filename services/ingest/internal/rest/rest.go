@@ -47,6 +47,14 @@ func Unavailable(c *gin.Context, code, msg string, retryAfter time.Duration) {
 	Fail(c, http.StatusServiceUnavailable, code, msg)
 }
 
+// CodeServerBusy is the error code of a webhook refused because ingest is
+// at one of its limits. Whoever refuses logs the refusals, paced; the
+// observe middleware does not log each.
+const CodeServerBusy = "server_busy"
+
+// Busy answers 503 server_busy with Retry-After: 1.
+func Busy(c *gin.Context, msg string) { Unavailable(c, CodeServerBusy, msg, time.Second) }
+
 // Internal answers 500 without leaking the cause, which is logged.
 func Internal(c *gin.Context, log *slog.Logger, what string, err error) {
 	log.ErrorContext(c.Request.Context(), what, "error", err)
