@@ -41,3 +41,18 @@ func TestLoadConfigReadsTheDeliveryProxy(t *testing.T) {
 		}
 	}
 }
+
+// With the defaults, several slow subscriptions at once, each holding its
+// full backlog and concurrency of records, leave room in the records
+// deliver works on for every other subscription.
+func TestDefaultsLeaveRoomBesideSlowSubscriptions(t *testing.T) {
+	c, err := LoadConfig(envconfig.FromMap(map[string]string{"RELAY_SECRET_KEY": secretbox.GenerateKey()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := c.SubscriptionBacklog + c.PerSubscription
+	if slow := c.MaxInFlightRecords / held; slow < 4 {
+		t.Fatalf("RELAY_DELIVER_MAX_INFLIGHT_RECORDS %d leaves room for %d slow subscriptions (backlog %d + concurrency %d each), want at least 4",
+			c.MaxInFlightRecords, slow, c.SubscriptionBacklog, c.PerSubscription)
+	}
+}

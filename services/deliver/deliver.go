@@ -67,7 +67,7 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		// RELAY_DELIVER_SUBSCRIPTION_BACKLOG: deliveries queued in memory per subscription;
 		// beyond it, new ones wait for room when they would start within the first retry
 		// tier's delay, and are otherwise deferred to that tier without spending an attempt.
-		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 1000),
+		SubscriptionBacklog: r.Int("RELAY_DELIVER_SUBSCRIPTION_BACKLOG", 128),
 		// RELAY_DELIVER_MAX_INFLIGHT_RECORDS: records worked on at once per consumer group.
 		MaxInFlightRecords: r.Int("RELAY_DELIVER_MAX_INFLIGHT_RECORDS", 1000),
 		// RELAY_DELIVER_MAX_INFLIGHT_BYTES: payload bytes of the records worked on at once,
@@ -194,6 +194,13 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	}
 	log := d.Logger
 	reg := d.Telemetry.Registry
+	if held := cfg.SubscriptionBacklog + cfg.PerSubscription; held >= cfg.MaxInFlightRecords {
+		// Each record being worked on holds a place until all its
+		// deliveries settle: one slow subscription, its queue full, could
+		// hold every place and stop delivery to all the others.
+		log.Warn("one slow subscription can hold every record deliver works on: keep RELAY_DELIVER_SUBSCRIPTION_BACKLOG + RELAY_DELIVER_PER_SUBSCRIPTION well below RELAY_DELIVER_MAX_INFLIGHT_RECORDS",
+			"backlog_plus_concurrency", held, "max_inflight_records", cfg.MaxInFlightRecords)
+	}
 	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: reg}
 	producer, err := kafka.NewClient(cfg.Kafka, "relay-deliver-producer", in, in.Tracer("relay-deliver-producer", "", false), kafka.ProducerOptions(cfg.Kafka)...)
 	if err != nil {
