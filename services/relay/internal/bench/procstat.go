@@ -51,17 +51,13 @@ func Cores(a, b ProcSample) float64 {
 }
 
 // PeakRSS reads the process's peak resident set size (VmHWM) in bytes.
-func PeakRSS(pid int) int64 { return procStatus(pid, "VmHWM:") }
-
-// procStatus reads one kB field of /proc/<pid>/status in bytes (0 when
-// the process or the field is gone).
-func procStatus(pid int, field string) int64 {
+func PeakRSS(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field) {
+		if strings.HasPrefix(line, "VmHWM:") {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10
