@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,28 +147,9 @@ func TestBodiesBeyondTheBudgetAnswer503(t *testing.T) {
 	h := start(t, nil, "", map[string]string{"RELAY_INGEST_MAX_INFLIGHT_BYTES": "8192", "RELAY_HTTP_READ_TIMEOUT": "30s"})
 	src := h.source("relay")
 	addr := strings.TrimPrefix(h.base, "http://")
-	held := func() float64 {
-		_, _, raw := h.do("GET", "/metrics", nil, nil)
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "relay_ingest_body_bytes "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return -1
-	}
 	// Two bodies of 4,096 declared bytes, of which most arrive, fill the budget.
-	var slow []net.Conn
-	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /in/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n%s", src.ID, strings.Repeat("x", 4000))
-		slow = append(slow, c)
-	}
-	testenv.Eventually(t, 10*time.Second, "the two bodies to be held", func() bool { return held() == 8192 })
+	slow := slowSenders(t, addr, src.ID, 2, 4096, 4000)
+	testenv.Eventually(t, 10*time.Second, "the two bodies to be held", func() bool { return h.metric("relay_ingest_body_bytes") == "8192" })
 
 	body := []byte(`{"type":"order.created"}`)
 	code, hdr, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
@@ -177,76 +157,41 @@ func TestBodiesBeyondTheBudgetAnswer503(t *testing.T) {
 		t.Fatalf("beyond the budget: %d %v %s", code, hdr, raw)
 	}
 	// The slow senders finish; their bodies are answered and let go.
-	for _, c := range slow {
-		if _, err := io.WriteString(c, strings.Repeat("x", 96)); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "401") {
-			t.Fatalf("a finished slow body: %q %v", line, err)
-		}
-	}
-	testenv.Eventually(t, 10*time.Second, "the bodies to be let go", func() bool { return held() == 0 })
+	finishSlow(t, slow, 96)
+	testenv.Eventually(t, 10*time.Second, "the bodies to be let go", func() bool { return h.metric("relay_ingest_body_bytes") == "0" })
 	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {
 		t.Fatalf("after the bodies were let go: %d %s", code, raw)
 	}
 }
 
-// TestRequestsBeyondTheLimitAnswer503: with RELAY_INGEST_MAX_INFLIGHT_REQUESTS
-// webhooks being worked on, one more is refused at once, before its body
-// is read, with 503 server_busy and a Retry-After, counted by
-// relay_ingest_busy_total{limit="requests"}; the management routes are not
-// limited, and once the slow requests end, webhooks are served again.
-func TestRequestsBeyondTheLimitAnswer503(t *testing.T) {
-	h := start(t, nil, "", map[string]string{"RELAY_INGEST_MAX_INFLIGHT_REQUESTS": "2", "RELAY_HTTP_READ_TIMEOUT": "30s"})
-	src := h.source("relay")
-	addr := strings.TrimPrefix(h.base, "http://")
-	metric := func(name string) string {
-		_, _, raw := h.do("GET", "/metrics", nil, nil)
-		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				return v
-			}
-		}
-		return ""
-	}
-	before := h.records()
-	// Two senders whose bodies have not all arrived hold the two places.
-	var slow []net.Conn
-	for i := 0; i < 2; i++ {
+// slowSenders opens n connections to addr, each POSTing to source a body
+// of declared bytes of which only sent arrive, and leaves them open.
+func slowSenders(t *testing.T, addr, source string, n, declared, sent int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		fmt.Fprintf(c, "POST /in/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n%s", src.ID, strings.Repeat("x", 10))
-		slow = append(slow, c)
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "POST /in/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", source, declared, strings.Repeat("x", sent))
+		conns = append(conns, c)
 	}
-	testenv.Eventually(t, 10*time.Second, "the two requests to be worked on", func() bool { return metric("relay_ingest_inflight_requests") == "2" })
-	body := []byte(`{"type":"order.created"}`)
-	code, hdr, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now()))
-	if r := decode(t, raw); code != 503 || r.Error.Code != "server_busy" || hdr.Get("Retry-After") != "1" {
-		t.Fatalf("beyond the limit: %d %v %s", code, hdr, raw)
-	}
-	if got := metric(`relay_ingest_busy_total{limit="requests"}`); got != "1" {
-		t.Fatalf(`relay_ingest_busy_total{limit="requests"} = %q after a refusal`, got)
-	}
-	if code, _, raw := h.do("GET", "/sources/"+src.ID, nil, admin()); code != 200 {
-		t.Fatalf("a management route while webhooks are at their limit: %d %s", code, raw)
-	}
-	for _, c := range slow {
-		if _, err := io.WriteString(c, strings.Repeat("x", 90)); err != nil {
+	return conns
+}
+
+// finishSlow sends the rest bytes of each slow sender's unsigned body and
+// checks it is answered 401.
+func finishSlow(t *testing.T, conns []net.Conn, rest int) {
+	t.Helper()
+	for _, c := range conns {
+		if _, err := io.WriteString(c, strings.Repeat("x", rest)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(line, "401") {
 			t.Fatalf("a finished slow request: %q %v", line, err)
 		}
-	}
-	if code, _, raw := h.do("POST", "/in/"+src.ID, body, signed(t, "relay", src.Secret, body, time.Now())); code != 202 {
-		t.Fatalf("after the slow requests ended: %d %s", code, raw)
-	}
-	if got := h.records() - before; got != 1 {
-		t.Fatalf("%d records produced, want the one accepted", got)
 	}
 }

@@ -179,6 +179,18 @@ func decode(t *testing.T, raw []byte) reply {
 	return r
 }
 
+// metric is the value of one line of ingest's /metrics, by its name and
+// labels as exposed ("" when absent).
+func (h *harness) metric(name string) string {
+	_, _, raw := h.do("GET", "/metrics", nil, nil)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // records counts the records ever written to the events topic.
 func (h *harness) records() int64 {
 	h.t.Helper()

@@ -48,22 +48,33 @@ func (m *memProducer) ProduceSync(_ context.Context, rs ...*kgo.Record) kgo.Prod
 
 // newTestAPI builds the API on miniredis and an in-memory producer.
 func newTestAPI(t testing.TB) (*API, *memProducer, *catalog.Store) {
+	p := &memProducer{}
+	a, store, _ := newTestAPIWith(t, p, 0)
+	return a, p, store
+}
+
+// newTestAPIWith builds the API on miniredis and p, with at most
+// maxInflight webhooks worked on at once (0: the default's order).
+func newTestAPIWith(t testing.TB, p Producer, maxInflight int) (*API, *catalog.Store, *telemetry.Telemetry) {
 	rdb, _ := testenv.MiniRedis(t)
 	box, _ := secretbox.New(make([]byte, secretbox.KeySize), nil)
 	names, _ := record.NewTopics("", record.DefaultTierDelays)
-	p := &memProducer{}
+	if maxInflight == 0 {
+		maxInflight = 1024
+	}
 	store := catalog.New(rdb, box)
+	tel := &telemetry.Telemetry{TracerProvider: noop.NewTracerProvider(), Registry: telemetry.NewRegistry()}
 	a := New(Config{
 		AdminToken: "fuzz-admin-token-0123456789",
-		Inbound:    inbound.Config{MaxBodyBytes: 4096, MaxInflightBytes: 1 << 20, DefaultDedupWindow: time.Hour, ProduceTimeout: time.Second, Names: names},
+		Inbound:    inbound.Config{MaxBodyBytes: 4096, MaxInflightBytes: 1 << 20, MaxInflightRequests: maxInflight, DefaultDedupWindow: time.Hour, ProduceTimeout: 10 * time.Second, Names: names},
 		Manage:     manage.Config{DefaultDedupWindow: time.Hour, RotationGrace: time.Hour, Names: names},
 	}, Deps{
 		Catalog: store, Events: eventstore.New(rdb, time.Hour), Deliveries: delivery.New(rdb, time.Hour),
 		Counters: counters.New(rdb), Dedup: dedup.New(rdb, nil, 5*time.Second, 100*time.Millisecond), Producer: p, Pipe: redisconn.Direct{Client: rdb},
-		Telemetry: &telemetry.Telemetry{TracerProvider: noop.NewTracerProvider(), Registry: telemetry.NewRegistry()},
+		Telemetry: tel,
 		Logger:    logging.Discard(),
 	})
-	return a, p, store
+	return a, store, tel
 }
 
 // FuzzIngestHandler throws arbitrary bodies and signature headers at

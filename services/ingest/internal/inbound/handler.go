@@ -27,9 +27,9 @@ type Config struct {
 	// once (RELAY_INGEST_MAX_INFLIGHT_BYTES); beyond it a request is
 	// answered 503 with Retry-After.
 	MaxInflightBytes int64
-	// MaxInflightRequests bounds the inbound requests worked on at once
-	// (RELAY_INGEST_MAX_INFLIGHT_REQUESTS); beyond it a request is answered
-	// 503 with Retry-After before its body is read.
+	// MaxInflightRequests bounds the webhooks worked on at once once their
+	// bodies are read (RELAY_INGEST_MAX_INFLIGHT_REQUESTS); beyond it a
+	// webhook is answered 503 with Retry-After before it is verified.
 	MaxInflightRequests int
 	DefaultDedupWindow  time.Duration
 	ProduceTimeout      time.Duration
@@ -61,7 +61,7 @@ type Handler struct {
 	m        *metrics
 	now      func() time.Time
 	bodies   *bodyBudget
-	// working holds a token per request being worked on.
+	// working holds a token per webhook being worked on (its body read).
 	working chan struct{}
 	// refusedRequests and refusedBodies pace the log lines of requests
 	// refused for each limit.
@@ -80,26 +80,31 @@ func New(cfg Config, d Deps) *Handler {
 		Name: "relay_ingest_body_bytes", Help: "Bytes inbound request bodies hold in memory now (bounded by RELAY_INGEST_MAX_INFLIGHT_BYTES).",
 	}, func() float64 { return float64(h.bodies.held.Load()) }))
 	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "relay_ingest_inflight_requests", Help: "Inbound webhooks being worked on now (bounded by RELAY_INGEST_MAX_INFLIGHT_REQUESTS).",
+		Name: "relay_ingest_inflight_requests", Help: "Inbound webhooks being worked on now, their bodies read (bounded by RELAY_INGEST_MAX_INFLIGHT_REQUESTS).",
 	}, func() float64 { return float64(len(h.working)) }))
 	return h
 }
 
-// Serve is the gin handler of POST /in/:source_id. Beyond
-// MaxInflightRequests at once it answers 503 at once: a sender retries
-// later, which costs it less than a request queued behind thousands of
-// others until it times out, and the requests taken stay fast.
-func (a *Handler) Serve(c *gin.Context) {
+// Serve is the gin handler of POST /in/:source_id.
+func (a *Handler) Serve(c *gin.Context) { a.ingest(c) }
+
+// startWork takes one of MaxInflightRequests places for a webhook whose
+// body has been read, or answers 503 at once: a sender retries later, which
+// costs it less than a request queued behind thousands of others until it
+// times out, and the webhooks taken stay fast. Reading a body takes no
+// place (RELAY_INGEST_MAX_INFLIGHT_BYTES and the read timeout bound it), so
+// that slow senders cannot keep every other webhook out. done gives the
+// place back.
+func (a *Handler) startWork(c *gin.Context) (done func(), ok bool) {
 	select {
 	case a.working <- struct{}{}:
+		return func() { <-a.working }, true
 	default:
 		a.m.busy.WithLabelValues("requests").Inc()
 		a.refusedRequests.note(c.Request.Context(), a.log, "requests refused: inbound requests at their limit (RELAY_INGEST_MAX_INFLIGHT_REQUESTS)", "limit", cap(a.working))
 		rest.Busy(c, "ingest is working on as many webhooks as it may right now; nothing was accepted, retry shortly")
-		return
+		return nil, false
 	}
-	defer func() { <-a.working }()
-	a.ingest(c)
 }
 
 // Forget drops a source from the hot path's cache, after the management API

@@ -90,6 +90,11 @@ func (a *Handler) ingest(c *gin.Context) {
 	if !ok {
 		return
 	}
+	done, ok := a.startWork(c)
+	if !ok {
+		return
+	}
+	defer done()
 	scheme, err := signature.ForSource(src.Scheme, src.SchemeParams)
 	if err != nil {
 		rest.Internal(c, a.log, "verifying the request", fmt.Errorf("source %s: scheme %q: %w", src.ID, src.Scheme, err))
