@@ -516,21 +516,12 @@ func (b *Bench) ingestScenario(ctx context.Context) error {
 	baseMax := best(baseSteps)
 	b.add(Result{Scenario: "ingest max", System: "baseline", Stats: baseMax.Stats, Usage: baseMax.Usage, Note: "bare net/http + HMAC"})
 
-	r, err := b.startRelay([]string{"ingest"}, nil)
+	r, url, err := b.warmIngest(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	url, err := b.source(ctx, r, nil)
-	if err != nil {
-		return err
-	}
-	b.warmUp(ctx, url, b.secret, 1)
-	steps := ramp(500, 64000, b.meterFor(merge(b.infra(), r.pids())), b.fresh, func(rate float64) Stats { return b.ingestRun(ctx, url, b.secret, rate, b.cfg.Step) })
-	for _, s := range steps {
-		b.add(Result{Scenario: "ingest ramp", System: "relay", Stats: s.Stats, Usage: s.Usage})
-	}
-	top := best(steps)
+	top := b.rampIngest(ctx, r, url, "ingest ramp")
 	b.add(Result{Scenario: "ingest max", System: "relay", Stats: top.Stats, Usage: top.Usage, Note: "verify, dedup (Redis), produce acks=all, store"})
 	// Half the maximum, as the service runs at it: not in the wake of the
 	// overloaded steps just before (a step at the rate first, unmeasured).
@@ -550,6 +541,41 @@ func (b *Bench) ingestScenario(ctx context.Context) error {
 		Summary{"ingest: p99 at half max", halfP99, "", "", "< 25ms", hs.P99 < 25*time.Millisecond && hs.Sustained()},
 	)
 	return nil
+}
+
+// up starts services with extra settings and creates the bench source,
+// subscribed by targets; it returns the source's ingest URL.
+func (b *Bench) up(ctx context.Context, services []string, extra map[string]string, targets []string) (*relay, string, error) {
+	r, err := b.startRelay(services, extra)
+	if err != nil {
+		return nil, "", err
+	}
+	url, err := b.source(ctx, r, targets)
+	if err != nil {
+		r.stop()
+		return nil, "", err
+	}
+	return r, url, nil
+}
+
+// warmIngest starts ingest alone with extra settings, creates the bench
+// source and warms it up; it returns the source's ingest URL.
+func (b *Bench) warmIngest(ctx context.Context, extra map[string]string) (*relay, string, error) {
+	r, url, err := b.up(ctx, []string{"ingest"}, extra, nil)
+	if err == nil {
+		b.warmUp(ctx, url, b.secret, 1)
+	}
+	return r, url, err
+}
+
+// rampIngest ramps the load on url, adds each step as scenario, and
+// returns the best.
+func (b *Bench) rampIngest(ctx context.Context, r *relay, url, scenario string) measured {
+	steps := ramp(500, 64000, b.meterFor(merge(b.infra(), r.pids())), b.fresh, func(rate float64) Stats { return b.ingestRun(ctx, url, b.secret, rate, b.cfg.Step) })
+	for _, s := range steps {
+		b.add(Result{Scenario: scenario, System: "relay", Stats: s.Stats, Usage: s.Usage})
+	}
+	return best(steps)
 }
 
 func (b *Bench) endToEndScenario(ctx context.Context) error {
@@ -577,15 +603,11 @@ func (b *Bench) endToEndScenario(ctx context.Context) error {
 	// One endpoint takes every delivery, and the baseline proxy allows
 	// 1,024 connections to it: lift deliver's per-subscription cap (32 by
 	// default, which protects receivers) to its overall concurrency.
-	r, err := b.startRelay([]string{"ingest", "deliver"}, map[string]string{"RELAY_DELIVER_PER_SUBSCRIPTION": "256"})
+	r, url, err := b.up(ctx, []string{"ingest", "deliver"}, map[string]string{"RELAY_DELIVER_PER_SUBSCRIPTION": "256"}, []string{sinkURL + "/hook"})
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	url, err := b.source(ctx, r, []string{sinkURL + "/hook"})
-	if err != nil {
-		return err
-	}
 	b.warmUp(ctx, url, b.secret, 1)
 	b.settle(sink)()
 	m := b.meter(merge(b.infra(), r.pids()))

@@ -50,15 +50,11 @@ func (b *Bench) deliverOverload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := b.startRelay([]string{"ingest", "deliver"}, nil)
+	r, ingestURL, err := b.up(ctx, []string{"ingest", "deliver"}, nil, []string{sinkURL + "/hook"})
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	ingestURL, err := b.source(ctx, r, []string{sinkURL + "/hook"})
-	if err != nil {
-		return err
-	}
 	kcfg := kafka.Config{Brokers: strings.Split(b.cfg.Brokers, ","), TopicPrefix: r.prefix, DialTimeout: 5 * time.Second,
 		RetryTiers: record.DefaultTierDelays, MaxBodyBytes: kafka.DefaultMaxBodyBytes}
 	names, err := kcfg.Names()
@@ -143,36 +139,21 @@ func (b *Bench) deliverOverload(ctx context.Context) error {
 // machine, can offer twice what it takes without itself running out of CPU.
 func (b *Bench) ingestOverload(ctx context.Context) error {
 	b.logf("scenario: ingest (one core) offered twice its maximum, with its in-flight limit and without")
-	oneCore := map[string]string{"GOMAXPROCS": "1"}
-	r, err := b.startRelay([]string{"ingest"}, oneCore)
+	r, url, err := b.warmIngest(ctx, map[string]string{"GOMAXPROCS": "1"})
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	url, err := b.source(ctx, r, nil)
-	if err != nil {
-		return err
-	}
-	b.warmUp(ctx, url, b.secret, 1)
-	steps := ramp(500, 64000, b.meterFor(merge(b.infra(), r.pids())), b.fresh, func(rate float64) Stats { return b.ingestRun(ctx, url, b.secret, rate, b.cfg.Step) })
-	for _, s := range steps {
-		b.add(Result{Scenario: "ingest ramp, one core", System: "relay", Stats: s.Stats, Usage: s.Usage})
-	}
-	top := best(steps).Achieved
+	top := b.rampIngest(ctx, r, url, "ingest ramp, one core").Achieved
 	limited := b.ingestOverloadRun(ctx, r, url, 2*top)
 	r.stop()
 
 	// The same without the limit, for comparison.
-	unlimited, err := b.startRelay([]string{"ingest"}, map[string]string{"GOMAXPROCS": "1", "RELAY_INGEST_MAX_INFLIGHT_REQUESTS": "1000000"})
+	unlimited, uurl, err := b.warmIngest(ctx, map[string]string{"GOMAXPROCS": "1", "RELAY_INGEST_MAX_INFLIGHT_REQUESTS": "1000000"})
 	if err != nil {
 		return err
 	}
 	defer unlimited.stop()
-	uurl, err := b.source(ctx, unlimited, nil)
-	if err != nil {
-		return err
-	}
-	b.warmUp(ctx, uurl, b.secret, 1)
 	without := b.ingestOverloadRun(ctx, unlimited, uurl, 2*top)
 
 	for _, o := range []struct {
@@ -283,15 +264,11 @@ func (b *Bench) coldStart(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := b.startRelay([]string{"ingest", "deliver"}, map[string]string{"RELAY_KAFKA_BROKERS": broker.addr})
+	r, url, err := b.up(ctx, []string{"ingest", "deliver"}, map[string]string{"RELAY_KAFKA_BROKERS": broker.addr}, []string{sinkURL + "/hook"})
 	if err != nil {
 		return err
 	}
 	defer r.stop()
-	url, err := b.source(ctx, r, []string{sinkURL + "/hook"})
-	if err != nil {
-		return err
-	}
 	pids := merge(b.infra(), r.pids(), map[string]int{"kafka": broker.pid})
 	window := 30 * time.Second
 	m := b.meter(pids)
