@@ -132,6 +132,9 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// As with the warm-up, the hook may run after the promises: wait for
+	// both records to be counted before counting the batches.
+	testenv.Eventually(t, 10*time.Second, "both records' batch hook", func() bool { return records.Load() >= 2 })
 	if b, r := batches.Load(), records.Load(); b != 1 || r != 2 {
 		t.Fatalf("%d records went out in %d batches, want 2 in 1", r, b)
 	}
