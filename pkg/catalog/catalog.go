@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/relayhq/relay/pkg/filter"
 	"github.com/relayhq/relay/pkg/secretbox"
 )
 
@@ -113,6 +114,29 @@ type Subscription struct {
 	// besides Relay's own (an endpoint's Authorization, say), canonical and
 	// sorted. Their values are secrets: see SubscriptionWithSecrets.
 	HeaderNames []string
+	// Filter is a CEL expression over each event (package filter); empty
+	// for none. Only events it matches become deliveries.
+	Filter string
+	// MaxAttempts caps the attempts of each delivery (the retry ladder's
+	// first MaxAttempts-1 tiers); 0 for the whole ladder.
+	MaxAttempts int
+}
+
+// Filters compiles the subscriptions' filters once for the whole process:
+// the catalog checks that a stored one compiles, and deliver and ingest
+// evaluate it from here.
+var Filters filter.Cache
+
+// Matches reports whether the filter expr matches the event in, as deliver
+// decides it: an expression that does not compile or an evaluation that
+// fails is a non-match.
+func Matches(ctx context.Context, expr string, in *filter.Input) bool {
+	f, err := Filters.Get(expr)
+	if err != nil {
+		return false
+	}
+	ok, err := f.Match(ctx, in)
+	return ok && err == nil
 }
 
 // Store keeps the catalog in Redis.
@@ -163,6 +187,30 @@ func (d *decoder) time(field string) time.Time {
 		return time.UnixMilli(n)
 	}
 	return time.Time{}
+}
+
+// count reads a positive integer.
+func (d *decoder) count(field string) int {
+	n, err := strconv.Atoi(d.m[field])
+	if err != nil || n <= 0 {
+		d.fail(field, "a positive integer")
+		return 0
+	}
+	return n
+}
+
+// filter reads an optional CEL filter, which must compile: deliver holds
+// a subscription's deliveries rather than guess what one that does not
+// would have matched.
+func (d *decoder) filter(field string) string {
+	expr := d.m[field]
+	if expr == "" {
+		return ""
+	}
+	if _, err := Filters.Get(expr); err != nil {
+		d.fail(field, "a CEL filter that compiles ("+err.Error()+")")
+	}
+	return expr
 }
 
 // flag reads "1" or "0".
@@ -725,6 +773,12 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret
 	if sealed != "" {
 		fields["header_names"], fields["headers"] = names, sealed
 	}
+	if sub.Filter != "" {
+		fields["filter"] = sub.Filter
+	}
+	if sub.MaxAttempts > 0 {
+		fields["max_attempts"] = strconv.Itoa(sub.MaxAttempts)
+	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, subKey(sub.ID), fields)
 		p.ZAdd(ctx, sourceSubsKey(sub.SourceID), redis.Z{Member: sub.ID})
@@ -756,6 +810,10 @@ func subFrom(id string, m map[string]string) (Subscription, error) {
 		CreatedAt:      d.time("created_at"),
 		UpdatedAt:      d.time("updated_at"),
 		HeaderNames:    d.list("header_names", "header names"),
+		Filter:         d.filter("filter"),
+	}
+	if m["max_attempts"] != "" {
+		sub.MaxAttempts = d.count("max_attempts")
 	}
 	if m["prev_secret"] != "" {
 		sub.PreviousSecretExpiresAt = d.time("prev_expires")
@@ -898,6 +956,10 @@ type SubscriptionPatch struct {
 	DisabledReason string
 	// Headers, when not nil, replace the custom headers (an empty map: none).
 	Headers *map[string]string
+	// Filter, when not nil, replaces the filter ("": none).
+	Filter *string
+	// MaxAttempts, when not nil, replaces the attempt cap (0: the ladder's).
+	MaxAttempts *int
 }
 
 // hsetIfExists sets fields on KEYS[1] only when it exists. ARGV: field, value, ….
@@ -909,7 +971,7 @@ return 1
 
 // UpdateSubscription applies a patch and returns the updated subscription.
 func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
-	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil {
+	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil && p.Filter == nil && p.MaxAttempts == nil {
 		return s.GetSubscription(ctx, id) // nothing to change, updated_at included
 	}
 	args := []any{"updated_at", ms(s.now())}
@@ -936,6 +998,16 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, p Subscriptio
 			return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
 		}
 		args = append(args, "header_names", names, "headers", sealed)
+	}
+	if p.Filter != nil {
+		args = append(args, "filter", *p.Filter)
+	}
+	if p.MaxAttempts != nil {
+		n := "" // the ladder's
+		if *p.MaxAttempts > 0 {
+			n = strconv.Itoa(*p.MaxAttempts)
+		}
+		args = append(args, "max_attempts", n)
 	}
 	n, err := hsetIfExists.Run(ctx, s.rdb, []string{subKey(id)}, args...).Int()
 	if err != nil {

@@ -171,7 +171,10 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 		}
 	}
 
-	for field, value := range map[string]string{"events": "orders/*", "enabled": "yes", "created_at": "yesterday", "header_names": "Authorization"} {
+	for field, value := range map[string]string{
+		"events": "orders/*", "enabled": "yes", "created_at": "yesterday", "header_names": "Authorization",
+		"filter": `type ==`, "max_attempts": "-1",
+	} {
 		t.Run("subscription "+field, func(t *testing.T) {
 			good, _ := rdb.HGet(ctx, subKey(sub.ID), field).Result()
 			rdb.HSet(ctx, subKey(sub.ID), field, value)
@@ -388,6 +391,37 @@ func TestSubscriptionHeaders(t *testing.T) {
 
 // updated_at moves when a subscription changes, secret included, and only
 // then.
+// A subscription's delivery policy round-trips, and a patch changes or
+// clears each part alone.
+func TestSubscriptionPolicy(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := newStore(t, rdb)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	sub := Subscription{
+		ID: ids.New(ids.Subscription), SourceID: ids.New(ids.Source), URL: "https://example.com", Events: []string{"*"}, Enabled: true,
+		CreatedAt: now, UpdatedAt: now, Filter: `data.total > 100`, MaxAttempts: 3,
+	}
+	if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA==", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSubscription(ctx, sub.ID)
+	if err != nil || got.Filter != sub.Filter || got.MaxAttempts != 3 {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	expr, one := `type == "a"`, 1
+	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Filter: &expr}); err != nil || got.Filter != expr || got.MaxAttempts != 3 {
+		t.Fatalf("filter patched: %+v, %v", got, err)
+	}
+	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{MaxAttempts: &one}); err != nil || got.Filter != expr || got.MaxAttempts != 1 {
+		t.Fatalf("max attempts patched: %+v, %v", got, err)
+	}
+	none, zero := "", 0
+	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Filter: &none, MaxAttempts: &zero}); err != nil || got.Filter != "" || got.MaxAttempts != 0 {
+		t.Fatalf("both cleared: %+v, %v", got, err)
+	}
+}
+
 func TestSubscriptionUpdatedAt(t *testing.T) {
 	rdb, _ := testenv.MiniRedis(t)
 	ctx := context.Background()

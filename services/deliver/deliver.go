@@ -249,7 +249,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	// deferring it would cost: the first tier's delay.
 	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, names.Tiers[0].Delay, cfg.DeliveryTimeout+5*time.Second)
 	bytes := consumer.NewBudget(cfg.MaxInFlightBytes)
-	cd := consumer.Deps{Engine: eng, Subs: subscriptions, Dispatcher: s.dispatcher, Gate: s.gate, Bytes: bytes, Logger: log}
+	cd := consumer.Deps{Engine: eng, Subs: subscriptions, Dispatcher: s.dispatcher, Gate: s.gate, Bytes: bytes, Logger: log,
+		Filters: consumer.NewFilters(reg, log),
+	}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {
 		return fail(err)

@@ -254,6 +254,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		}
 		arc = archivefile.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
 	}
+	cat := catalog.New(rdb, box)
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		Inbound: inbound.Config{
@@ -265,7 +266,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
 		},
 	}, api.Deps{
-		Catalog:    catalog.New(rdb, box),
+		Catalog:    cat,
 		Events:     eventstore.New(rdb, cfg.EventRetention),
 		Payloads:   payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log),
 		Deliveries: deliveries,
@@ -273,7 +274,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Dedup:      dedup.New(rdb, pipe, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),
 		DLQ: &dlq.Manager{
 			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,
-			Deliveries: deliveries, Log: log, Budget: cfg.RedriveBudget,
+			Deliveries: deliveries, Subscriptions: cat, Log: log, Budget: cfg.RedriveBudget,
 		},
 		Producer: producer, Pipe: pipe, Ready: ready, Telemetry: d.Telemetry, Logger: log,
 	})

@@ -120,8 +120,10 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		d := record.Delivery{Event: ev, SubscriptionID: u.ID, Attempt: 1, NotBefore: ev.ReceivedAt, Origin: record.OriginHeld}
 		go func() { results <- c.d.Engine.Hold(ctx, d, u.Err) == nil }()
 	}
+	match := newEvent(ctx, ev, "event")
+	defer match.done()
 	for _, sub := range fan.Subscriptions {
-		if !sub.Enabled || !glob.MatchAny(sub.Events, ev.Type) {
+		if !c.d.Filters.concerns(match, sub.Subscription) {
 			continue
 		}
 		n++

@@ -33,6 +33,8 @@ type Deps struct {
 	Subs       *subs.Subs
 	Dispatcher *dispatch.Dispatcher
 	Gate       *gate.Gate
+	// Filters decides which subscriptions an event concerns.
+	Filters *Filters
 	// Bytes bounds the payload bytes of the records both consumers work on.
 	Bytes  *Budget
 	Logger *slog.Logger

@@ -8,7 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/relayhq/relay/pkg/catalog"
-	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
@@ -207,10 +206,15 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 		c.d.Logger.InfoContext(ctx, "dropping delivery to a deleted subscription", "event_id", d.ID, "subscription_id", d.SubscriptionID)
 		return true
 	}
-	if d.Origin == record.OriginHeld && (!sub.Enabled || !glob.MatchAny(sub.Events, d.Type)) {
+	if d.Origin == record.OriginHeld {
 		// Held at fan-out while the subscription could not be read; now
-		// that it can, the event turns out not to concern it.
-		return true
+		// that it can, the event may turn out not to concern it.
+		match := newEvent(ctx, d.Event, "held")
+		concerns := c.d.Filters.concerns(match, sub.Subscription)
+		match.done()
+		if !concerns {
+			return true
+		}
 	}
 	if d.Tier < 0 {
 		// Written before records said how far up the ladder they are: the

@@ -146,7 +146,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		attribute.Int("relay.attempt", d.Attempt),
 	)
 	token := newToken()
-	s := outcome.Situation{Record: d, Enabled: sub.Enabled, Tiers: e.cfg.Names.Tiers, DLQ: e.cfg.Names.DLQ}
+	s := outcome.Situation{Record: d, Enabled: sub.Enabled, Tiers: e.cfg.Names.Tiers, DLQ: e.cfg.Names.DLQ, MaxAttempts: sub.MaxAttempts}
 	var step outcome.Step
 	for {
 		if err := e.retrier.Retry(ctx, "begin delivery", func() (err error) {

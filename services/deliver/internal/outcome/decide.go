@@ -22,7 +22,10 @@ type Situation struct {
 	Answer *Answer
 	// Tiers is the retry ladder and DLQ the dead letter topic.
 	Tiers []record.Tier
-	DLQ   string
+	// MaxAttempts is the subscription's cap on attempts (0: none): its
+	// ladder is the first MaxAttempts-1 tiers of Tiers.
+	DLQ         string
+	MaxAttempts int
 	// Now is when the attempt was made (or is decided, before one).
 	Now time.Time
 }
@@ -77,6 +80,15 @@ type Step struct {
 	Disable bool
 }
 
+// Ladder is the retry ladder of a subscription that caps its attempts at
+// maxAttempts (0 for no cap): the first maxAttempts-1 tiers.
+func Ladder(tiers []record.Tier, maxAttempts int) []record.Tier {
+	if maxAttempts > 0 && maxAttempts-1 < len(tiers) {
+		return tiers[:maxAttempts-1]
+	}
+	return tiers
+}
+
 // Decide is the delivery engine's whole judgement, without its effects:
 // given a delivery's record, what the stored state said of its attempt, the
 // subscription, and the endpoint's answer (once there is one), it returns
@@ -128,7 +140,7 @@ func Decide(s Situation) Step {
 		step.Outcome, step.Result.Status = delivery.StatusDelivered, delivery.StatusDelivered
 		return step
 	case Retry:
-		if t, ok := NextTier(s.Tiers, d.Tier-1, v.RetryAfter); ok {
+		if t, ok := NextTier(Ladder(s.Tiers, s.MaxAttempts), d.Tier-1, v.RetryAfter); ok {
 			tr := s.Tiers[t]
 			next.Attempt, next.NotBefore, next.Origin, next.Tier = d.Attempt+1, s.Now.Add(tr.Delay), record.OriginRetry, t+1
 			step.Outcome, step.Result.Status, step.Result.NextAttemptAt = delivery.StatusRetrying, delivery.StatusRetrying, next.NotBefore

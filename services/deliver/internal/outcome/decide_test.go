@@ -111,6 +111,17 @@ func TestDecide(t *testing.T) {
 		{"a redriven delivery (no tier) starts the ladder again", both(func(s *Situation) { s.Record.Attempt, s.Record.Origin = 5, record.OriginRedrive }, answered(500, nil)),
 			want{action: Settle, outcome: "retrying", topic: "relay.retry.5s", attempt: 6, tier: 1, status: delivery.StatusRetrying, notBefore: 5 * time.Second}},
 
+		// A subscription's own cap on attempts: a prefix of the ladder.
+		{"max_attempts 1: dead after the first", both(func(s *Situation) { s.MaxAttempts = 1 }, answered(500, nil)),
+			want{action: Settle, outcome: "dead", topic: "relay.dlq", attempt: 1, status: delivery.StatusDead, deadReason: record.DeadRetriesExhausted}},
+		{"max_attempts 2: the first tier", both(func(s *Situation) { s.MaxAttempts = 2 }, answered(500, nil)), retry1},
+		{"max_attempts 2: dead after the second", both(func(s *Situation) { s.MaxAttempts = 2 }, onTier(1, 2), answered(500, nil)),
+			want{action: Settle, outcome: "dead", topic: "relay.dlq", attempt: 2, tier: 1, status: delivery.StatusDead, deadReason: record.DeadRetriesExhausted}},
+		{"max_attempts 3, Retry-After past its ladder: its last tier", both(func(s *Situation) { s.MaxAttempts = 3 }, answered(429, header("Retry-After", "3600"))),
+			want{action: Settle, outcome: "retrying", topic: "relay.retry.1m", attempt: 2, tier: 2, status: delivery.StatusRetrying, notBefore: time.Minute}},
+		{"max_attempts past the ladder: the whole ladder", both(func(s *Situation) { s.MaxAttempts = 10 }, onTier(2, 3), answered(500, nil)),
+			want{action: Settle, outcome: "retrying", topic: "relay.retry.10m", attempt: 4, tier: 3, status: delivery.StatusRetrying, notBefore: 10 * time.Minute}},
+
 		// Retry-After forms.
 		{"Retry-After seconds picks the first tier that long", answered(429, header("Retry-After", "30")),
 			want{action: Settle, outcome: "retrying", topic: "relay.retry.1m", attempt: 2, tier: 2, status: delivery.StatusRetrying, notBefore: time.Minute}},

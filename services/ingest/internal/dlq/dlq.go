@@ -26,7 +26,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/filter"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
@@ -64,6 +66,31 @@ func (f Filter) match(d record.Delivery) bool {
 		(f.SourceID == "" || f.SourceID == d.SourceID)
 }
 
+// Subscriptions reads subscriptions (catalog.Store).
+type Subscriptions interface {
+	GetSubscription(ctx context.Context, id string) (catalog.Subscription, error)
+}
+
+// concerns reports whether d's event still concerns its subscription's
+// filter. A subscription that cannot be read (deleted, damaged) is left to
+// deliver, which drops or holds the delivery as it does any other; filters
+// holds those read so far by this redrive.
+func (m *Manager) concerns(ctx context.Context, d record.Delivery, filters map[string]string) (bool, error) {
+	expr, ok := filters[d.SubscriptionID]
+	if !ok {
+		sub, err := m.Subscriptions.GetSubscription(ctx, d.SubscriptionID)
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) && !catalog.Unreadable(err) {
+			return false, err
+		}
+		expr = sub.Filter
+		filters[d.SubscriptionID] = expr
+	}
+	if expr == "" {
+		return true, nil
+	}
+	return catalog.Matches(ctx, expr, filter.NewInput(d.Event)), nil
+}
+
 // Manager lists and redrives the DLQ.
 type Manager struct {
 	Kafka      kafka.Config
@@ -71,7 +98,9 @@ type Manager struct {
 	Producer   *kgo.Client
 	Redis      redis.UniversalClient
 	Deliveries *delivery.Store
-	Log        *slog.Logger
+	// Subscriptions reads the filters redriven deliveries must still match.
+	Subscriptions Subscriptions
+	Log           *slog.Logger
 	// Budget bounds one redrive call; a redrive that runs out reports
 	// Complete=false and the next call continues where it stopped.
 	Budget time.Duration
@@ -327,6 +356,9 @@ type RedriveResult struct {
 	Redriven int `json:"redriven"`
 	// AlreadyDelivered were delivered since they were parked; resolved without a new attempt.
 	AlreadyDelivered int `json:"already_delivered"`
+	// Filtered are events their subscription's filter, as it is now, does
+	// not match; resolved without a new attempt.
+	Filtered int `json:"filtered"`
 	// Complete is false when the time budget ran out; call again to continue.
 	Complete bool `json:"complete"`
 }
@@ -382,6 +414,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 		}
 	}
 	res := RedriveResult{Complete: true}
+	filters := map[string]string{}
 	var batch redriveBatch
 	flush := func() error {
 		if len(batch.ds) == 0 {
@@ -402,6 +435,14 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 				res.AlreadyDelivered++
 				continue
 			}
+			ok, err := m.concerns(ctx, d, filters)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				res.Filtered++
+				continue
+			}
 			// The next attempt number: past every attempt made, whether the
 			// state (which a replay may have advanced) or the record knows more.
 			d.Attempt = max(states[i].Attempts, d.Attempt) + 1
@@ -418,7 +459,7 @@ func (m *Manager) Redrive(ctx context.Context, f Filter, now time.Time) (Redrive
 			}
 		}
 		res.Redriven += len(out)
-		// Mark every record of the batch resolved (redriven or already delivered).
+		// Mark every record of the batch resolved (redriven, already delivered or filtered).
 		_, err = m.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, po := range batch.offs {
 				part := int32(po[0])

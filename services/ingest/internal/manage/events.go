@@ -16,6 +16,7 @@ import (
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/filter"
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/record"
@@ -230,12 +231,34 @@ func (a *API) listDeliveries(c *gin.Context) {
 		}
 		out.Data = append(out.Data, d)
 	}
+	var in *filter.Input // the event as filters see it, once one needs it
 	for _, s := range subs {
 		if st, ok := states[s.ID]; ok {
 			add(s.ID, s.URL, st)
-		} else if s.Enabled && glob.MatchAny(s.Events, e.Type) && !s.CreatedAt.After(e.ReceivedAt) {
-			add(s.ID, s.URL, delivery.State{Status: delivery.StatusPending})
+			continue
 		}
+		if !s.Enabled || !glob.MatchAny(s.Events, e.Type) || s.CreatedAt.After(e.ReceivedAt) {
+			continue
+		}
+		if s.Filter != "" && in == nil {
+			p, ok := a.payloadOf(c, e)
+			if !ok {
+				return
+			}
+			if p == nil {
+				// Past Kafka's retention and not archived: no filter can
+				// say, and no delivery can be made.
+				add(s.ID, s.URL, delivery.State{Status: delivery.StatusPending})
+				continue
+			}
+			e.Body, e.Forwarded = p.Body, p.Forwarded
+			in = filter.NewInput(eventRecord(&e))
+		}
+		if s.Filter != "" && !catalog.Matches(c.Request.Context(), s.Filter, in) {
+			add(s.ID, s.URL, delivery.State{Status: statusFiltered})
+			continue
+		}
+		add(s.ID, s.URL, delivery.State{Status: delivery.StatusPending})
 	}
 	// Deliveries to subscriptions deleted since.
 	var gone []string
@@ -249,6 +272,18 @@ func (a *API) listDeliveries(c *gin.Context) {
 		add(id, "", states[id])
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// statusFiltered is the status the deliveries API shows for a subscription
+// whose patterns match an event its filter does not: no delivery exists.
+const statusFiltered = "filtered"
+
+// eventRecord is e as a record carries it, payload included.
+func eventRecord(e *eventstore.Event) record.Event {
+	return record.Event{
+		ID: e.ID, SourceID: e.SourceID, Type: e.Type, ReceivedAt: e.ReceivedAt, ContentType: e.ContentType,
+		Forwarded: e.Forwarded, Body: e.Body,
+	}
 }
 
 type skipped struct {
@@ -310,7 +345,11 @@ func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []
 	var pairs [][2]string
 	for i := range events {
 		e := &events[i]
+		var in *filter.Input
 		for _, s := range subs {
+			if s.Filter != "" && in == nil {
+				in = filter.NewInput(eventRecord(e))
+			}
 			switch {
 			case !glob.MatchAny(s.Events, e.Type):
 				if named {
@@ -318,6 +357,8 @@ func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []
 				}
 			case !s.Enabled:
 				b.skipped = append(b.skipped, skipped{s.ID, "disabled"})
+			case s.Filter != "" && !catalog.Matches(ctx, s.Filter, in):
+				b.skipped = append(b.skipped, skipped{s.ID, "filtered"})
 			default:
 				targets = append(targets, target{e, s})
 				pairs = append(pairs, [2]string{e.ID, s.ID})
@@ -337,10 +378,7 @@ func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []
 			b.reopen = append(b.reopen, pairs[i])
 		}
 		d := record.Delivery{
-			Event: record.Event{
-				ID: t.e.ID, SourceID: t.e.SourceID, Type: t.e.Type, ReceivedAt: t.e.ReceivedAt, ContentType: t.e.ContentType,
-				Forwarded: t.e.Forwarded, Body: t.e.Body,
-			},
+			Event:          eventRecord(t.e),
 			SubscriptionID: t.s.ID, Attempt: states[i].Attempts + 1, NotBefore: now, Origin: record.OriginReplay,
 		}
 		r := d.Record(a.cfg.Names.Deliveries)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/filter"
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/ids"
 	"github.com/relayhq/relay/pkg/record"
@@ -36,6 +37,10 @@ type subscriptionJSON struct {
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
 	// HeaderNames name the custom headers; their values are never shown.
 	HeaderNames []string `json:"header_names"`
+	// Filter is the CEL expression an event must match; absent for none.
+	Filter string `json:"filter,omitempty"`
+	// Retry is the subscription's own retry policy; absent for the ladder's.
+	Retry *retryJSON `json:"retry,omitempty"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -44,7 +49,10 @@ func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
 	out := subscriptionJSON{
 		ID: s.ID, SourceID: s.SourceID, URL: s.URL, Events: s.Events, Enabled: s.Enabled,
 		DisabledReason: s.DisabledReason, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
-		HeaderNames: append([]string{}, s.HeaderNames...),
+		HeaderNames: append([]string{}, s.HeaderNames...), Filter: s.Filter,
+	}
+	if s.MaxAttempts > 0 {
+		out.Retry = &retryJSON{MaxAttempts: s.MaxAttempts}
 	}
 	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
 		t := s.PreviousSecretExpiresAt.UTC()
@@ -108,6 +116,41 @@ func checkPatterns(c *gin.Context, p patterns) ([]string, bool) {
 		}
 	}
 	return p, true
+}
+
+// retryJSON is a subscription's retry policy.
+type retryJSON struct {
+	// MaxAttempts caps each delivery's attempts: the first one and
+	// MaxAttempts-1 retries, on the first tiers of the ladder. 0 (or
+	// absent) is the whole ladder.
+	MaxAttempts int `json:"max_attempts"`
+}
+
+// checkRetry validates a retry policy against the ladder and returns its
+// attempt cap (0: the whole ladder).
+func (a *API) checkRetry(c *gin.Context, r *retryJSON) (int, bool) {
+	if r == nil {
+		return 0, true
+	}
+	most := len(a.cfg.Names.Tiers) + 1
+	if r.MaxAttempts < 0 || r.MaxAttempts > most {
+		rest.Invalid(c, "retry.max_attempts", fmt.Sprintf("must be from 1 to %d (the first attempt and one per tier of RELAY_RETRY_TIERS), or 0 for the whole ladder", most))
+		return 0, false
+	}
+	return r.MaxAttempts, true
+}
+
+// checkFilter answers 400, naming the position and the error, unless expr
+// is empty or a CEL filter that compiles.
+func checkFilter(c *gin.Context, expr string) bool {
+	if expr == "" {
+		return true
+	}
+	if _, err := filter.Compile(expr); err != nil {
+		rest.Invalid(c, "filter", err.Error())
+		return false
+	}
+	return true
 }
 
 // checkURL answers 400 unless raw is a URL Relay may deliver to: see
@@ -194,6 +237,8 @@ type createSubscriptionRequest struct {
 	Enabled *bool             `json:"enabled"`
 	Secret  string            `json:"secret"`
 	Headers map[string]string `json:"headers"`
+	Filter  string            `json:"filter"`
+	Retry   *retryJSON        `json:"retry"`
 }
 
 func (a *API) createSubscription(c *gin.Context) {
@@ -223,9 +268,17 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if !checkFilter(c, req.Filter) {
+		return
+	}
+	maxAttempts, ok := a.checkRetry(c, req.Retry)
+	if !ok {
+		return
+	}
 	sub := catalog.Subscription{
 		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: req.URL, Events: events,
 		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: a.now().Truncate(time.Millisecond),
+		Filter: req.Filter, MaxAttempts: maxAttempts,
 	}
 	sub.UpdatedAt = sub.CreatedAt
 	for name := range headers {
@@ -321,6 +374,11 @@ type updateSubscriptionRequest struct {
 	// Headers replace the custom headers ({} removes them); null or absent
 	// leaves them.
 	Headers *map[string]string `json:"headers"`
+	// Filter replaces the filter ("" removes it); null or absent leaves it.
+	Filter *string `json:"filter"`
+	// Retry replaces the retry policy ({} restores the ladder's); null or
+	// absent leaves it.
+	Retry *retryJSON `json:"retry"`
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
@@ -351,8 +409,20 @@ func (a *API) updateSubscription(c *gin.Context) {
 		}
 		patch.Headers = &h
 	}
-	if damaged != nil && !(damaged.Field == "events" && req.Events != nil) && !(damaged.Field == "enabled" && req.Enabled != nil) &&
-		!(damaged.Field == "header_names" && req.Headers != nil) {
+	if req.Filter != nil {
+		if !checkFilter(c, *req.Filter) {
+			return
+		}
+		patch.Filter = req.Filter
+	}
+	if req.Retry != nil {
+		n, ok := a.checkRetry(c, req.Retry)
+		if !ok {
+			return
+		}
+		patch.MaxAttempts = &n
+	}
+	if damaged != nil && !repairs(damaged.Field, req) {
 		// A patch that leaves the damaged field as it is would not make the
 		// record readable: refuse it, applying nothing, and say what would.
 		a.storeError(c, "updating the subscription", damaged)
@@ -368,6 +438,24 @@ func (a *API) updateSubscription(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, a.subOut(updated))
+}
+
+// repairs reports whether a patch sets the damaged field of a stored
+// subscription, which is what makes it readable again.
+func repairs(field string, req updateSubscriptionRequest) bool {
+	switch field {
+	case "events":
+		return req.Events != nil
+	case "enabled":
+		return req.Enabled != nil
+	case "header_names":
+		return req.Headers != nil
+	case "filter":
+		return req.Filter != nil
+	case "max_attempts":
+		return req.Retry != nil
+	}
+	return false
 }
 
 func (a *API) deleteSubscription(c *gin.Context) {

@@ -287,6 +287,41 @@ func TestSubsHeaders(t *testing.T) {
 	}
 }
 
+// relay subs create and patch --filter and --max-attempts send the
+// subscription's delivery policy; an empty --filter removes it.
+func TestSubsPolicy(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		asked = append(asked, r.Method+" "+string(raw))
+		_, _ = w.Write([]byte(`{"id":"sub_1","url":"https://example.com","events":["*"],"filter":"data.total > 100","retry":{"max_attempts":3},"secret":"whsec_x"}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	for _, args := range [][]string{
+		{"create", "--source", "src_1", "--url", "https://example.com", "--filter", "data.total > 100", "--max-attempts", "3"},
+		{"patch", "--source", "src_1", "sub_1", "--filter", ""},
+		{"patch", "--source", "src_1", "sub_1", "--max-attempts", "0"},
+	} {
+		if err := a.run("subs", args...); err != nil {
+			t.Fatalf("relay subs %v: %v", args, err)
+		}
+	}
+	want := []string{
+		`POST {"events":["*"],"filter":"data.total \u003e 100","retry":{"max_attempts":3},"url":"https://example.com"}`,
+		`PATCH {"filter":""}`,
+		`PATCH {"retry":{"max_attempts":0}}`,
+	}
+	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(out.String(), "filter  data.total > 100") || !strings.Contains(out.String(), "at most 3 attempts") {
+		t.Fatalf("printed:\n%s", out)
+	}
+}
+
 // relay replay --since replays a time range, following next_cursor, and
 // sums what the calls did.
 func TestReplayRangeFollowsTheCursor(t *testing.T) {

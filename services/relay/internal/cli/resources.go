@@ -206,7 +206,11 @@ type subOut struct {
 	DisabledReason string    `json:"disabled_reason"`
 	CreatedAt      time.Time `json:"created_at"`
 	HeaderNames    []string  `json:"header_names"`
-	Secret         string    `json:"secret"`
+	Filter         string    `json:"filter"`
+	Retry          *struct {
+		MaxAttempts int `json:"max_attempts"`
+	} `json:"retry"`
+	Secret string `json:"secret"`
 }
 
 func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
@@ -226,6 +230,19 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 		return nil
 	})
 	noHeaders := fs.Bool("no-headers", false, "remove every custom header (patch)")
+	filterExpr := fs.String("filter", "", `a CEL expression an event must match, e.g. 'data.amount > 1000 && type.startsWith("invoice.")' (create, patch; "" removes it)`)
+	maxAttempts := fs.Int("max-attempts", 0, "attempts per delivery, 1 to the retry tiers + 1 (create, patch; 0 for the whole ladder)")
+	// policy adds the delivery policy flags that were given to body.
+	policy := func(body map[string]any) {
+		fs.Visit(func(fl *pflag.Flag) {
+			switch fl.Name {
+			case "filter":
+				body["filter"] = *filterExpr
+			case "max-attempts":
+				body["retry"] = map[string]any{"max_attempts": *maxAttempts}
+			}
+		})
+	}
 	return func(ctx context.Context, verb string, pos []string) error {
 		var err error
 		if err := need("source", *src); err != nil {
@@ -245,6 +262,7 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 			if len(headers) > 0 {
 				body["headers"] = headers
 			}
+			policy(body)
 			var s subOut
 			raw, err := c.Do(ctx, "POST", base, body, &s)
 			if err != nil {
@@ -257,6 +275,12 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 				s.ID, s.URL, strings.Join(s.Events, ", "), s.Secret)
 			if len(s.HeaderNames) > 0 {
 				fmt.Fprintf(a.out, "  headers %s   (values kept encrypted, never shown)\n", strings.Join(s.HeaderNames, ", "))
+			}
+			if s.Filter != "" {
+				fmt.Fprintf(a.out, "  filter  %s\n", s.Filter)
+			}
+			if s.Retry != nil {
+				fmt.Fprintf(a.out, "  retry   at most %d attempts\n", s.Retry.MaxAttempts)
 			}
 			return nil
 		case "ls":
@@ -311,11 +335,12 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 						body["headers"] = headers
 					}
 				})
+				policy(body)
 				if *noHeaders && len(headers) > 0 {
 					return errors.New("patch: --header and --no-headers together")
 				}
 				if len(body) == 0 {
-					return errors.New("patch: give --url, --events, --header or --no-headers")
+					return errors.New("patch: give --url, --events, --header, --no-headers, --filter or --max-attempts")
 				}
 				raw, err = c.Do(ctx, "PATCH", path, body, nil)
 			default:
