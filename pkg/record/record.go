@@ -105,6 +105,7 @@ const (
 	HeaderDeadReason     = "relay-dead-reason"
 	HeaderOrigin         = "relay-origin"
 	HeaderTier           = "relay-tier"
+	HeaderSlot           = "relay-slot"
 	// HeaderForwardedPrefix starts the header of each sender request header
 	// a source forwards to its subscribers: relay-fwd-x-github-event.
 	HeaderForwardedPrefix = "relay-fwd-"
@@ -120,6 +121,9 @@ const (
 	// subscription could not be read: whether the event matches the
 	// subscription is checked again once it can be.
 	OriginHeld = "held"
+	// OriginThrottled is a delivery waiting, without spending an attempt,
+	// for the time its subscription's limiter reserved for it (Slot).
+	OriginThrottled = "throttled"
 )
 
 // Dead reasons (the relay-dead-reason header).
@@ -266,6 +270,9 @@ type Delivery struct {
 	// when a record does not say (one written before it was carried): its
 	// topic then tells.
 	Tier int
+	// Slot is when a throttled delivery may be attempted, as its
+	// subscription's limiter reserved it; zero for none.
+	Slot time.Time
 }
 
 // Record returns the record for d on topic. It is always a fresh record, so
@@ -287,6 +294,9 @@ func (d Delivery) Record(topic string) *kgo.Record {
 	}
 	if d.Origin != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(d.Origin)})
+	}
+	if !d.Slot.IsZero() {
+		h = append(h, kgo.RecordHeader{Key: HeaderSlot, Value: strconv.AppendInt(nil, d.Slot.UnixMicro(), 10)})
 	}
 	return &kgo.Record{Topic: topic, Key: []byte(d.SubscriptionID), Value: d.Body, Headers: h}
 }
@@ -330,6 +340,12 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 			if d.Tier, err = strconv.Atoi(v); err != nil || d.Tier < 0 {
 				return d, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderTier, v)
 			}
+		case HeaderSlot:
+			us, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || us <= 0 {
+				return d, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderSlot, v)
+			}
+			d.Slot = time.UnixMicro(us)
 		}
 	}
 	if d.SubscriptionID == "" {

@@ -32,6 +32,7 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 		"relay.v1.DeliveryHeaders.dead_reason":     HeaderDeadReason,
 		"relay.v1.DeliveryHeaders.origin":          HeaderOrigin,
 		"relay.v1.DeliveryHeaders.tier":            HeaderTier,
+		"relay.v1.DeliveryHeaders.slot":            HeaderSlot,
 	}
 	seen := 0
 	for _, msg := range []protoreflect.MessageDescriptor{
@@ -91,6 +92,7 @@ func TestDeliveryRoundTrip(t *testing.T) {
 		Event:          Event{ID: "evt_1", SourceID: "src_1", Type: "t", ReceivedAt: time.UnixMilli(5), Body: []byte("x")},
 		SubscriptionID: "sub_1", Attempt: 3, NotBefore: time.UnixMilli(99), LastStatus: 503,
 		LastError: strings.Repeat("é", 400), DeadReason: DeadRetriesExhausted, Origin: OriginRetry, Tier: 2,
+		Slot: time.UnixMicro(1_765_000_000_123_456),
 	}
 	r := d.Record(RetryTopic(30 * time.Second))
 	if r.Topic != "relay.retry.30s" || string(r.Key) != "sub_1" {
@@ -100,7 +102,7 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry || got.Tier != 2 {
+	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry || got.Tier != 2 || !got.Slot.Equal(d.Slot) {
 		t.Fatalf("round trip = %+v", got)
 	}
 	if len(got.LastError) > maxErrorLen || !strings.HasPrefix(d.LastError, got.LastError) {

@@ -157,14 +157,21 @@ type DeliveryHeaders struct {
 	DeadReason string `protobuf:"bytes,6,opt,name=dead_reason,json=deadReason,proto3" json:"dead_reason,omitempty"`
 	// Why this record exists: `retry`, `deferred` (the subscription's backlog
 	// was full, no attempt was spent), `held` (the subscription could not be
-	// read when the event was fanned out), `replay` or `redrive`.
+	// read when the event was fanned out), `throttled` (waiting for its
+	// subscription's rate limit or circuit breaker, no attempt spent),
+	// `replay` or `redrive`.
 	Origin string `protobuf:"bytes,7,opt,name=origin,proto3" json:"origin,omitempty"`
 	// How far up the retry ladder the delivery is: 0 before its first tier (a
 	// first attempt, a replay, a redrive, or a deferral of one of these), k once
 	// it has waited on the ladder's k-th tier. A deferral keeps it: deferring
 	// spends neither an attempt nor a rung. Records of versions before it was
 	// written go by the tier their topic is.
-	Tier          int32 `protobuf:"varint,8,opt,name=tier,proto3" json:"tier,omitempty"`
+	Tier int32 `protobuf:"varint,8,opt,name=tier,proto3" json:"tier,omitempty"`
+	// Only on a `throttled` record: the time its subscription's limiter
+	// reserved for the attempt, unix microseconds. The record hops along the
+	// retry tiers (each hop keeps not-before times in order on its topic) and
+	// is attempted at that time, not before.
+	Slot          int64 `protobuf:"varint,9,opt,name=slot,proto3" json:"slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +258,13 @@ func (x *DeliveryHeaders) GetOrigin() string {
 func (x *DeliveryHeaders) GetTier() int32 {
 	if x != nil {
 		return x.Tier
+	}
+	return 0
+}
+
+func (x *DeliveryHeaders) GetSlot() int64 {
+	if x != nil {
+		return x.Slot
 	}
 	return 0
 }
@@ -444,7 +458,7 @@ const file_relay_v1_record_proto_rawDesc = "" +
 	"relay-fwd-R\tforwarded\x1a<\n" +
 	"\x0eForwardedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x03\n" +
 	"\x0fDeliveryHeaders\x12B\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tB\x19\x92\x82\x19\x15relay-subscription-idR\x0esubscriptionId\x12+\n" +
 	"\aattempt\x18\x02 \x01(\x05B\x11\x92\x82\x19\rrelay-attemptR\aattempt\x123\n" +
@@ -458,7 +472,9 @@ const file_relay_v1_record_proto_rawDesc = "" +
 	"deadReason\x12(\n" +
 	"\x06origin\x18\a \x01(\tB\x10\x92\x82\x19\frelay-originR\x06origin\x12\"\n" +
 	"\x04tier\x18\b \x01(\x05B\x0e\x92\x82\x19\n" +
-	"relay-tierR\x04tier\"\xe5\x03\n" +
+	"relay-tierR\x04tier\x12\"\n" +
+	"\x04slot\x18\t \x01(\x03B\x0e\x92\x82\x19\n" +
+	"relay-slotR\x04slot\"\xe5\x03\n" +
 	"\vArchiveLine\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x1d\n" +
