@@ -6,6 +6,7 @@
 #   failing endpoint -> retried through every tier -> dead -> listed in the DLQ
 #   endpoint fixed -> DLQ redrive -> delivered exactly once
 #   single-event replay -> skips what is delivered
+#   a filter and a rate limit -> only matching orders, paced
 #
 # Needs RELAY_API and RELAY_ADMIN_TOKEN (as printed by relay dev) and the
 # demo receiver's URL in RELAY_RECEIVER_URL (default http://127.0.0.1:8081).
@@ -76,6 +77,22 @@ echo "duplicate: true"
 step "8. counts per day and type"
 wait_for 30 "the counts" bash -c '[ "$("$0" metrics --source "$1" --format "{{len .data}}")" = 2 ]' "$relay" "$SRC"
 "$relay" metrics --source "$SRC"
+
+step "9. a filter and a rate limit: only orders over 100, at most 2 a second"
+BIG=$("$relay" subs create --source "$SRC" --url "$receiver/?mode=ok" --events 'order.*' \
+	--filter 'data.total > 100' --rate 2/s --format '{{.id}}')
+echo "filtered, rate-limited subscription $BIG"
+sleep 3 # deliver's subscription cache
+ORDERS=()
+for total in 50 150 250 350; do
+	ORDERS+=("$("$relay" send --source "$SRC" --secret "$SECRET" --type order.created \
+		--data '{"type":"order.created","total":'"$total"'}' --format '{{.event_id}}')")
+done
+for evt in "${ORDERS[@]:1}"; do
+	wait_for 30 "order $evt to be delivered" is_status "$SRC" "$evt" "$BIG" "delivered 1"
+done
+is_status "$SRC" "${ORDERS[0]}" "$BIG" "filtered 0" || fail "the order of 50 was not filtered: $(status_of "$SRC" "${ORDERS[0]}" "$BIG")"
+"$relay" deliveries --source "$SRC" "${ORDERS[0]}"
 
 echo
 echo "demo: OK"

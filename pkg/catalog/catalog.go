@@ -120,6 +120,26 @@ type Subscription struct {
 	// MaxAttempts caps the attempts of each delivery (the retry ladder's
 	// first MaxAttempts-1 tiers); 0 for the whole ladder.
 	MaxAttempts int
+	// RateLimit paces deliveries to the endpoint across every deliver
+	// replica; nil for none.
+	RateLimit *RateLimit
+}
+
+// RateLimit is a subscription's pace: at most Rate deliveries per Period
+// (a second or a minute) on average, Burst of them at once.
+type RateLimit struct {
+	Rate   int           `json:"rate"`
+	Period time.Duration `json:"period"`
+	Burst  int           `json:"burst"`
+}
+
+// Interval is the time between two deliveries at the limit's pace.
+func (r RateLimit) Interval() time.Duration { return r.Period / time.Duration(r.Rate) }
+
+// Valid reports whether the limit can be enforced: a positive rate per
+// second or per minute, and a burst of at least one.
+func (r RateLimit) Valid() bool {
+	return r.Rate > 0 && (r.Period == time.Second || r.Period == time.Minute) && r.Burst > 0 && r.Interval() > 0
 }
 
 // Filters compiles the subscriptions' filters once for the whole process:
@@ -211,6 +231,19 @@ func (d *decoder) filter(field string) string {
 		d.fail(field, "a CEL filter that compiles ("+err.Error()+")")
 	}
 	return expr
+}
+
+// rateLimit reads an optional rate limit; absent reads as none.
+func (d *decoder) rateLimit(field string) *RateLimit {
+	if d.m[field] == "" {
+		return nil
+	}
+	var r RateLimit
+	if err := json.Unmarshal([]byte(d.m[field]), &r); err != nil || !r.Valid() {
+		d.fail(field, "a rate limit (a positive rate per second or minute, and a burst)")
+		return nil
+	}
+	return &r
 }
 
 // flag reads "1" or "0".
@@ -779,6 +812,13 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret
 	if sub.MaxAttempts > 0 {
 		fields["max_attempts"] = strconv.Itoa(sub.MaxAttempts)
 	}
+	if sub.RateLimit != nil {
+		b, err := json.Marshal(sub.RateLimit)
+		if err != nil {
+			return fmt.Errorf("create subscription: %w", err)
+		}
+		fields["rate_limit"] = string(b)
+	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, subKey(sub.ID), fields)
 		p.ZAdd(ctx, sourceSubsKey(sub.SourceID), redis.Z{Member: sub.ID})
@@ -815,6 +855,7 @@ func subFrom(id string, m map[string]string) (Subscription, error) {
 	if m["max_attempts"] != "" {
 		sub.MaxAttempts = d.count("max_attempts")
 	}
+	sub.RateLimit = d.rateLimit("rate_limit")
 	if m["prev_secret"] != "" {
 		sub.PreviousSecretExpiresAt = d.time("prev_expires")
 	}
@@ -960,6 +1001,8 @@ type SubscriptionPatch struct {
 	Filter *string
 	// MaxAttempts, when not nil, replaces the attempt cap (0: the ladder's).
 	MaxAttempts *int
+	// RateLimit, when not nil, replaces the rate limit (a zero one: none).
+	RateLimit *RateLimit
 }
 
 // hsetIfExists sets fields on KEYS[1] only when it exists. ARGV: field, value, ….
@@ -971,7 +1014,7 @@ return 1
 
 // UpdateSubscription applies a patch and returns the updated subscription.
 func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
-	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil && p.Filter == nil && p.MaxAttempts == nil {
+	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil && p.Filter == nil && p.MaxAttempts == nil && p.RateLimit == nil {
 		return s.GetSubscription(ctx, id) // nothing to change, updated_at included
 	}
 	args := []any{"updated_at", ms(s.now())}
@@ -1008,6 +1051,17 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, p Subscriptio
 			n = strconv.Itoa(*p.MaxAttempts)
 		}
 		args = append(args, "max_attempts", n)
+	}
+	if p.RateLimit != nil {
+		v := ""
+		if *p.RateLimit != (RateLimit{}) {
+			b, err := json.Marshal(p.RateLimit)
+			if err != nil {
+				return Subscription{}, fmt.Errorf("update subscription %s: %w", id, err)
+			}
+			v = string(b)
+		}
+		args = append(args, "rate_limit", v)
 	}
 	n, err := hsetIfExists.Run(ctx, s.rdb, []string{subKey(id)}, args...).Int()
 	if err != nil {

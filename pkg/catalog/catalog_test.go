@@ -173,7 +173,7 @@ func TestCorruptRecordsAreRefused(t *testing.T) {
 
 	for field, value := range map[string]string{
 		"events": "orders/*", "enabled": "yes", "created_at": "yesterday", "header_names": "Authorization",
-		"filter": `type ==`, "max_attempts": "-1",
+		"filter": `type ==`, "max_attempts": "-1", "rate_limit": `{"rate":0,"period":1000000000,"burst":1}`,
 	} {
 		t.Run("subscription "+field, func(t *testing.T) {
 			good, _ := rdb.HGet(ctx, subKey(sub.ID), field).Result()
@@ -416,9 +416,14 @@ func TestSubscriptionPolicy(t *testing.T) {
 	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{MaxAttempts: &one}); err != nil || got.Filter != expr || got.MaxAttempts != 1 {
 		t.Fatalf("max attempts patched: %+v, %v", got, err)
 	}
+	limit := RateLimit{Rate: 50, Period: time.Minute, Burst: 5}
+	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{RateLimit: &limit}); err != nil || got.RateLimit == nil || *got.RateLimit != limit || got.RateLimit.Interval() != 1200*time.Millisecond {
+		t.Fatalf("rate limit patched: %+v, %v", got, err)
+	}
 	none, zero := "", 0
-	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Filter: &none, MaxAttempts: &zero}); err != nil || got.Filter != "" || got.MaxAttempts != 0 {
-		t.Fatalf("both cleared: %+v, %v", got, err)
+	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Filter: &none, MaxAttempts: &zero, RateLimit: &RateLimit{}}); err != nil ||
+		got.Filter != "" || got.MaxAttempts != 0 || got.RateLimit != nil {
+		t.Fatalf("all cleared: %+v, %v", got, err)
 	}
 }
 

@@ -49,6 +49,10 @@ const (
 	StatusDelivered = "delivered"
 	StatusRetrying  = "retrying"
 	StatusDead      = "dead"
+	// StatusThrottled is a delivery waiting, without spending an attempt,
+	// for its subscription's rate limit, a pause its endpoint asked for, or
+	// its open circuit.
+	StatusThrottled = "throttled"
 )
 
 // DefaultRetention is RELAY_DELIVERY_STATE_RETENTION's default: how long
@@ -416,6 +420,27 @@ st.n = tonumber(ARGV[2])
 save(st, ARGV[3])
 return 1
 `)
+
+var throttleScript = redis.NewScript(luaLoad + `
+local st = load()
+if st and st.s == 'delivered' then return 0 end
+st = st or {}
+st.s = 'throttled'
+st.n = tonumber(ARGV[2])
+save(st, ARGV[3])
+return 1
+`)
+
+// Throttle records that a delivery waits, without spending an attempt,
+// until at: throttled, with at as its next attempt. A delivered one is left
+// alone.
+func (s *Store) Throttle(ctx context.Context, evt, sub string, at time.Time) error {
+	err := s.runScript(ctx, throttleScript, []string{stateKey(evt), oldKey(evt, sub)}, sub, at.UnixMilli(), int64(s.retention.Seconds())).Err()
+	if err != nil {
+		return fmt.Errorf("throttle delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}
 
 // Schedule records when a delivery that spent no attempt (deferred, replayed,
 // redriven) will next be attempted. A dead delivery queued again is retrying

@@ -199,6 +199,38 @@ func TestScheduleNeverTouchesDelivered(t *testing.T) {
 	}
 }
 
+// A throttled delivery shows as such with its next time, keeps the
+// attempts it made, proceeds when its time comes, and never turns a
+// delivered one back.
+func TestThrottleKeepsAttempts(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, sub := ids.New(ids.Event), ids.New(ids.Subscription)
+		at := time.UnixMilli(time.Now().Add(time.Minute).UnixMilli())
+		if err := s.Throttle(ctx, evt, sub, at); err != nil {
+			t.Fatal(err)
+		}
+		if st, ok, _ := s.Get(ctx, evt, sub); !ok || st.Status != StatusThrottled || !st.NextAttemptAt.Equal(at) || st.Attempts != 0 {
+			t.Fatalf("throttled first attempt = %+v", st)
+		}
+		if got, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute); got != Proceed {
+			t.Fatalf("begin after the wait = %s", got)
+		}
+		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusRetrying, NextAttemptAt: at, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 500}})
+		_ = s.Throttle(ctx, evt, sub, at.Add(time.Hour))
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusThrottled || st.Attempts != 1 || st.LastStatusCode != 500 {
+			t.Fatalf("throttled retry = %+v; want its attempt and last status kept", st)
+		}
+		_, _, _ = s.Begin(ctx, evt, sub, 2, "w", time.Minute)
+		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 2, At: time.Now(), StatusCode: 200}})
+		_ = s.Throttle(ctx, evt, sub, at)
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered {
+			t.Fatalf("throttle changed a delivered state: %+v", st)
+		}
+	})
+}
+
 // A resend reopens a delivered delivery: the next attempt proceeds, a
 // record of an attempt already made is still stale, and a pair not
 // delivered is left as it is.

@@ -308,15 +308,19 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 		return Delivery{}, err
 	}
 	d := Delivery{Event: ev, Tier: -1}
+	attempt := false
 	for _, h := range r.Headers {
 		v := string(h.Value)
 		switch h.Key {
 		case HeaderSubscriptionID:
 			d.SubscriptionID = v
 		case HeaderAttempt:
-			if d.Attempt, err = strconv.Atoi(v); err != nil || d.Attempt < 1 {
+			// 0 only on relay.dlq: a delivery parked before its first
+			// attempt (its subscription disabled while it waited).
+			if d.Attempt, err = strconv.Atoi(v); err != nil || d.Attempt < 0 {
 				return d, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderAttempt, v)
 			}
+			attempt = true
 		case HeaderNotBefore:
 			ms, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
@@ -351,7 +355,7 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 	if d.SubscriptionID == "" {
 		return d, fmt.Errorf("%w: no %s header", ErrMalformed, HeaderSubscriptionID)
 	}
-	if d.Attempt == 0 {
+	if !attempt {
 		return d, fmt.Errorf("%w: no %s header", ErrMalformed, HeaderAttempt)
 	}
 	return d, nil

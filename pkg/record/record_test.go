@@ -225,3 +225,33 @@ func TestLargestRecordFitsHeaderRoom(t *testing.T) {
 		t.Fatalf("the largest record takes %d bytes beyond its body; HeaderRoom is %d", extra, HeaderRoom)
 	}
 }
+
+// A delivery parked before its first attempt says 0 attempts on relay.dlq
+// and must read back (a redrive makes its attempt 1); a negative or absent
+// attempt is malformed.
+func TestParkedBeforeItsFirstAttempt(t *testing.T) {
+	d := Delivery{Event: Event{ID: "evt_1", SourceID: "src_1", Type: "t", Body: []byte("x")}, SubscriptionID: "sub_1", DeadReason: DeadSubscriptionDisabled}
+	r := d.Record("relay.dlq")
+	if got, err := ParseDelivery(r); err != nil || got.Attempt != 0 {
+		t.Fatalf("attempt 0: %+v, %v", got, err)
+	}
+	set := func(v string) *kgo.Record {
+		c := *r
+		c.Headers = nil
+		for _, h := range r.Headers {
+			if h.Key == HeaderAttempt {
+				if v == "" {
+					continue
+				}
+				h.Value = []byte(v)
+			}
+			c.Headers = append(c.Headers, h)
+		}
+		return &c
+	}
+	for _, v := range []string{"-1", "x", ""} {
+		if _, err := ParseDelivery(set(v)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("attempt %q: %v, want malformed", v, err)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
 	"github.com/relayhq/relay/services/deliver/internal/consumer"
 	"github.com/relayhq/relay/services/deliver/internal/dispatch"
@@ -28,6 +29,7 @@ import (
 	"github.com/relayhq/relay/services/deliver/internal/gate"
 	"github.com/relayhq/relay/services/deliver/internal/sender"
 	"github.com/relayhq/relay/services/deliver/internal/subs"
+	"github.com/relayhq/relay/services/deliver/internal/valve"
 )
 
 // Config is deliver's configuration. LoadConfig documents each variable.
@@ -51,8 +53,12 @@ type Config struct {
 	DeliveryProxy      *url.URL
 	AlertWebhookURL    string
 	AlertWebhookSecret string
-	Kafka              kafka.Config
-	Redis              redisconn.Config
+	// Breaker is the subscriptions' circuit breaker; DisableAfter how long
+	// a circuit may stay open before its subscription is disabled (0: never).
+	Breaker      throttle.Config
+	DisableAfter time.Duration
+	Kafka        kafka.Config
+	Redis        redisconn.Config
 }
 
 // LoadConfig reads deliver's configuration from r and validates it.
@@ -91,10 +97,24 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		AlertWebhookURL: r.String("RELAY_ALERT_WEBHOOK_URL", ""),
 		// RELAY_ALERT_WEBHOOK_SECRET: whsec_ secret signing the alerts (Standard Webhooks).
 		AlertWebhookSecret: r.String("RELAY_ALERT_WEBHOOK_SECRET", ""),
-		Kafka:              kafka.LoadConfig(r),
-		Redis:              redisconn.LoadConfig(r),
+		Breaker: throttle.Config{
+			// RELAY_BREAKER_FAILURES: failed attempts in a row (network errors, timeouts, 408,
+			// 5xx) that open a subscription's circuit; 0 turns the breaker off.
+			Failures: r.Int("RELAY_BREAKER_FAILURES", 10),
+			// RELAY_BREAKER_COOLDOWN: how long a circuit stays open before its first probe.
+			Cooldown: r.Duration("RELAY_BREAKER_COOLDOWN", 30*time.Second),
+			// RELAY_BREAKER_MAX_COOLDOWN: the cool-down doubles with each failed probe, up to this.
+			MaxCooldown: r.Duration("RELAY_BREAKER_MAX_COOLDOWN", 10*time.Minute),
+		},
+		// RELAY_BREAKER_DISABLE_AFTER: a subscription whose circuit stays open this long is
+		// disabled, its pending deliveries parked in the DLQ (0: never).
+		DisableAfter: r.Duration("RELAY_BREAKER_DISABLE_AFTER", 120*time.Hour),
+		Kafka:        kafka.LoadConfig(r),
+		Redis:        redisconn.LoadConfig(r),
 	}
 	c.SecretKey, c.PreviousSecretKey = secretbox.LoadKeys(r)
+	// Others wait while a probe is out: as long as it can take.
+	c.Breaker.ProbeWindow = c.DeliveryTimeout + 5*time.Second
 	// RELAY_DELIVERY_PROXY: an egress proxy (http://, https:// or socks5://,
 	// credentials in the URL if it wants them) for every delivery and alert.
 	proxy, proxyErr := parseProxy(r.String("RELAY_DELIVERY_PROXY", ""))
@@ -135,6 +155,17 @@ func (c Config) Validate() error {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s: %d is below 1", name, v))
 		}
+	}
+	switch b := c.Breaker; {
+	case b.Failures < 0:
+		errs = append(errs, fmt.Errorf("RELAY_BREAKER_FAILURES: %d is below 0 (0 turns the breaker off)", b.Failures))
+	case b.Failures > 0 && b.Cooldown <= 0:
+		errs = append(errs, errors.New("RELAY_BREAKER_COOLDOWN: must be positive while the breaker is on"))
+	case b.Failures > 0 && b.MaxCooldown < b.Cooldown:
+		errs = append(errs, fmt.Errorf("RELAY_BREAKER_MAX_COOLDOWN: %s is below RELAY_BREAKER_COOLDOWN (%s)", b.MaxCooldown, b.Cooldown))
+	}
+	if c.DisableAfter < 0 {
+		errs = append(errs, errors.New("RELAY_BREAKER_DISABLE_AFTER: must not be negative (0: never)"))
 	}
 	if c.MaxInFlightBytes < c.Kafka.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("RELAY_DELIVER_MAX_INFLIGHT_BYTES: %d is below RELAY_MAX_BODY_BYTES (%d)", c.MaxInFlightBytes, c.Kafka.MaxBodyBytes))
@@ -223,10 +254,14 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	subscriptions := subs.New(store, cfg.SubscriptionCacheTTL)
 	s.gate = gate.New(rdb, log, reg)
 	var alerter engine.Alerter
+	var disabledAlerts valve.Alerter
 	if cfg.AlertWebhookURL != "" {
 		s.alerts = alert.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, cfg.DeliveryProxy, log, reg)
-		alerter = s.alerts
+		alerter, disabledAlerts = s.alerts, s.alerts
 	}
+	valves := valve.New(valve.Config{DisableAfter: cfg.DisableAfter}, valve.Deps{
+		Store: throttle.New(rdb, cfg.Breaker), Disabler: subscriptions, Alerts: disabledAlerts, Logger: log, Reg: reg,
+	})
 	// Begin and finish scripts of concurrent deliveries share pipelines
 	// (RELAY_REDIS_PIPELINES of them in flight).
 	pipe := redisconn.NewBatcher(rdb, cfg.Redis.Pipelines, 128, cfg.Redis.ReadTimeout+cfg.Redis.WriteTimeout)
@@ -241,6 +276,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
 		Alerts:   alerter,
+		Observer: valves,
 		Retrier:  s.gate,
 		Metrics:  engine.NewMetrics(reg),
 		Logger:   log,
@@ -250,7 +286,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	s.dispatcher = dispatch.New(cfg.Concurrency, cfg.PerSubscription, cfg.SubscriptionBacklog, names.Tiers[0].Delay, cfg.DeliveryTimeout+5*time.Second)
 	bytes := consumer.NewBudget(cfg.MaxInFlightBytes)
 	cd := consumer.Deps{Engine: eng, Subs: subscriptions, Dispatcher: s.dispatcher, Gate: s.gate, Bytes: bytes, Logger: log,
-		Filters: consumer.NewFilters(reg, log),
+		Filters: consumer.NewFilters(reg, log), Valve: valves,
 	}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/api"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
@@ -271,6 +272,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		Payloads:   payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log),
 		Deliveries: deliveries,
 		Counters:   counters.New(rdb),
+		Throttle:   throttle.New(rdb, throttle.Config{}),
 		Dedup:      dedup.New(rdb, pipe, cfg.ProduceTimeout+10*time.Second, cfg.DedupWait),
 		DLQ: &dlq.Manager{
 			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,

@@ -25,6 +25,9 @@ func TestLargeBodiesThroughEveryTier(t *testing.T) {
 		"RELAY_DELIVER_PER_SUBSCRIPTION":     "1",
 		"RELAY_DELIVER_SUBSCRIPTION_BACKLOG": "1",
 		"RELAY_DELIVERY_TIMEOUT":             "5s",
+		// Every delivery climbs the whole ladder: the breaker would hold
+		// them back after ten failures in a row.
+		"RELAY_BREAKER_FAILURES": "0",
 	})
 	// Slow enough that a full backlog would wait longer than the first
 	// tier's 1s: new deliveries are deferred, not queued.

@@ -1,13 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/relayhq/relay/pkg/testenv"
+	"github.com/relayhq/relay/services/relay/internal/stack"
 )
 
 // subscribeWith creates a subscription from a full request body.
@@ -198,5 +204,292 @@ func TestMaxAttemptsShortensTheLadder(t *testing.T) {
 	}
 	if d := e.waitStatus(src.ID, rep.EventID, long.ID, "dead", 30*time.Second); d.Attempts != 4 {
 		t.Fatalf("whole ladder: %+v; want 4 attempts", d)
+	}
+}
+
+// startReplica runs a second stack (ingest and deliver) of e's
+// configuration: another deliver replica in the same consumer groups,
+// sharing nothing with the first but Kafka and Redis.
+func (e *env) startReplica() *stack.Stack {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := stack.New(ctx, e.opts)
+	if err != nil {
+		cancel()
+		e.t.Fatalf("start a replica: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("replica stopped with: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			e.t.Error("replica did not stop within 60s")
+		}
+	})
+	return s
+}
+
+// TestThrottledSubscriptionBesideAnUnthrottledOne: two deliver replicas
+// share one subscription's limit of 10/s. Its backlog of 100 events drains
+// at that pace, within the accuracy docs/guarantees.md states, while a
+// second subscription on the same source gets every event without waiting
+// for it; nothing is lost or POSTed twice.
+func TestThrottledSubscriptionBesideAnUnthrottledOne(t *testing.T) {
+	e := startStack(t, nil)
+	e.startReplica()
+	limited, free := newReceiver(t, ok200), newReceiver(t, ok200)
+	src := e.createSource("relay")
+	lim := e.subscribeWith(src.ID, map[string]any{"url": limited.URL, "rate_limit": map[string]any{"per_second": 10}})
+	e.subscribe(src.ID, free.URL, "*")
+	time.Sleep(2500 * time.Millisecond) // both replicas' subscription caches
+
+	const n = 100
+	var ids []string
+	for i := range n {
+		_, rep := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"tick","n":%d}`, i)), nil)
+		if rep.EventID == "" {
+			t.Fatalf("event %d not accepted", i)
+		}
+		ids = append(ids, rep.EventID)
+	}
+	testenv.Eventually(t, 30*time.Second, "the unthrottled subscription to get every event", func() bool { return len(free.byWebhookID()) == n })
+	if got := len(limited.byWebhookID()); got >= n {
+		t.Fatalf("the throttled subscription had all %d events as soon as the free one: no limit was applied", got)
+	}
+	if d := e.deliveries(src.ID, ids[n-1])[lim.ID]; d.Status != "throttled" || d.NextAttemptAt == "" || d.Attempts != 0 {
+		t.Errorf("the last event's throttled delivery = %+v; want throttled, with its next attempt, none spent", d)
+	}
+	testenv.Eventually(t, 60*time.Second, "the throttled subscription's backlog to drain", func() bool { return len(limited.byWebhookID()) == n })
+	time.Sleep(time.Second)
+	for what, rc := range map[string]*receiver{"throttled": limited, "free": free} {
+		for id, c := range rc.byWebhookID() {
+			if c != 1 {
+				t.Errorf("%s subscription: %s POSTed %d times", what, id, c)
+			}
+		}
+		for _, r := range rc.requests() {
+			if r.Header.Get("X-Relay-Attempt") != "1" {
+				t.Errorf("%s subscription: attempt %s; waiting must spend none", what, r.Header.Get("X-Relay-Attempt"))
+			}
+		}
+	}
+	// The stated accuracy: in any window of w, at most burst + rate × (w + 250ms).
+	var at []time.Time
+	for _, r := range limited.requests() {
+		at = append(at, r.At)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	most := 0
+	for i := range at {
+		j := i
+		for j < len(at) && at[j].Sub(at[i]) < time.Second {
+			j++
+		}
+		most = max(most, j-i)
+	}
+	span := at[len(at)-1].Sub(at[0])
+	t.Logf("EVIDENCE throttled at 10/s over two replicas: %d deliveries in %v, at most %d in any second", n, span, most)
+	if most > 1+13 {
+		t.Errorf("%d deliveries within one second; the limit allows 10 (burst 1, 250ms of lateness: 14)", most)
+	}
+	if span < 9*time.Second {
+		t.Errorf("%d deliveries at 10/s took %v", n, span)
+	}
+}
+
+// TestEndpoint429PausesTheSubscription: an endpoint that answers 429 with
+// Retry-After gets nothing before then; the delivery it refused spends one
+// attempt, the others none.
+func TestEndpoint429PausesTheSubscription(t *testing.T) {
+	e := startStack(t, nil)
+	var paused atomic.Int64 // unix ms of the 429
+	rc := newReceiver(t, func(_ *http.Request, n int) (int, http.Header) {
+		if n == 1 {
+			paused.Store(time.Now().UnixMilli())
+			return 429, http.Header{"Retry-After": {"3"}}
+		}
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	_, first := e.send(src, "relay", []byte(`{"type":"a"}`), nil)
+	testenv.Eventually(t, 10*time.Second, "the 429", func() bool { return paused.Load() != 0 })
+	time.Sleep(300 * time.Millisecond)
+	var later []string
+	for range 4 {
+		_, rep := e.send(src, "relay", []byte(`{"type":"b"}`), nil)
+		later = append(later, rep.EventID)
+	}
+	testenv.Eventually(t, 10*time.Second, "a paused delivery to show as throttled", func() bool {
+		d := e.deliveries(src.ID, later[0])[sub.ID]
+		return d.Status == "throttled" && d.NextAttemptAt != ""
+	})
+	if d := e.waitStatus(src.ID, first.EventID, sub.ID, "delivered", 20*time.Second); d.Attempts != 2 {
+		t.Fatalf("the refused delivery: %+v; want delivered on its second attempt", d)
+	}
+	for _, id := range later {
+		if d := e.waitStatus(src.ID, id, sub.ID, "delivered", 20*time.Second); d.Attempts != 1 {
+			t.Fatalf("a paused delivery: %+v; want delivered on its first attempt", d)
+		}
+	}
+	until := time.UnixMilli(paused.Load()).Add(3 * time.Second)
+	for _, r := range rc.requests()[1:] {
+		if r.At.Before(until.Add(-50 * time.Millisecond)) {
+			t.Errorf("a request came %v before the endpoint's Retry-After was up", until.Sub(r.At))
+		}
+	}
+}
+
+// TestBreakerOpensProbesAndCloses: a run of failures opens the circuit;
+// while it is open the endpoint gets one probe per cool-down instead of
+// every delivery's retries, and the deliveries wait without spending
+// attempts (none goes dead, though the ladder is shorter than the outage);
+// a successful probe closes it and every event is delivered once.
+func TestBreakerOpensProbesAndCloses(t *testing.T) {
+	// A probe is a real attempt, and spends one: a ladder longer than the
+	// outage keeps an unlucky delivery that probes often from the DLQ.
+	e := startStack(t, map[string]string{
+		"RELAY_BREAKER_FAILURES": "3", "RELAY_BREAKER_COOLDOWN": "2s", "RELAY_BREAKER_MAX_COOLDOWN": "2s",
+		"RELAY_RETRY_TIERS": "1s,2s,3s,4s,5s,6s",
+	})
+	var down atomic.Bool
+	down.Store(true)
+	var whileDown atomic.Int64
+	var mu sync.Mutex
+	delivered := map[string]int{}
+	rc := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		if down.Load() {
+			whileDown.Add(1)
+			return 503, nil
+		}
+		mu.Lock()
+		delivered[r.Header.Get("Webhook-Id")]++
+		mu.Unlock()
+		return 200, nil
+	})
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	var ids []string
+	for i := range 10 {
+		_, rep := e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil)
+		ids = append(ids, rep.EventID)
+	}
+	metrics := "http://" + e.stack.Deliver.AdminAddr() + "/metrics"
+	testenv.Eventually(t, 20*time.Second, "the circuit to open", func() bool {
+		return metricValue(t, metrics, `relay_deliver_circuit_transitions_total{to="open"}`) >= 1
+	})
+	opened := whileDown.Load()
+	var health struct {
+		Health struct {
+			Circuit        string `json:"circuit"`
+			FailuresInARow int    `json:"failures_in_a_row"`
+			OpenSince      string `json:"open_since"`
+			NextProbeAt    string `json:"next_probe_at"`
+		} `json:"health"`
+	}
+	e.call("GET", "/sources/"+src.ID+"/subscriptions/"+sub.ID, nil, &health)
+	if h := health.Health; h.Circuit != "open" || h.FailuresInARow < 3 || h.OpenSince == "" || h.NextProbeAt == "" {
+		t.Errorf("the subscription's health while open: %+v", h)
+	}
+	// Ten seconds down: without the breaker every delivery would be tried
+	// at 0, 1, 3, 6 and 10s, 50 requests in all.
+	time.Sleep(10 * time.Second)
+	during := whileDown.Load() - opened
+	t.Logf("EVIDENCE breaker: %d requests before it opened, %d in the next 10s", opened, during)
+	if during > 6 {
+		t.Errorf("%d requests reached the endpoint in 10s of an open circuit with a 2s cool-down; want about one probe per cool-down", during)
+	}
+	for _, id := range ids {
+		if d := e.deliveries(src.ID, id)[sub.ID]; d.Status == "dead" {
+			t.Fatalf("a delivery went dead while its circuit was open: %+v", d)
+		}
+	}
+	down.Store(false)
+	for _, id := range ids {
+		if d := e.waitStatus(src.ID, id, sub.ID, "delivered", 30*time.Second); d.Attempts > 5 {
+			t.Fatalf("delivery %s: %+v", id, d)
+		}
+	}
+	if v := metricValue(t, metrics, `relay_deliver_circuit_transitions_total{to="closed"}`); v < 1 {
+		t.Fatalf("circuits closed: %v", v)
+	}
+	health.Health.OpenSince = ""
+	e.call("GET", "/sources/"+src.ID+"/subscriptions/"+sub.ID, nil, &health)
+	if h := health.Health; h.Circuit != "closed" || h.FailuresInARow != 0 || h.OpenSince != "" {
+		t.Errorf("the subscription's health once closed: %+v", h)
+	}
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if delivered[id] != 1 {
+			t.Errorf("%s answered 200 %d times, want once", id, delivered[id])
+		}
+	}
+}
+
+// TestLongOpenCircuitDisablesTheSubscription: a circuit open past
+// RELAY_BREAKER_DISABLE_AFTER disables its subscription, parks its pending
+// deliveries in the DLQ as subscription_disabled, and alerts the operator.
+func TestLongOpenCircuitDisablesTheSubscription(t *testing.T) {
+	alerts := newReceiver(t, ok200)
+	e := startStack(t, map[string]string{
+		"RELAY_BREAKER_FAILURES": "2", "RELAY_BREAKER_COOLDOWN": "1s", "RELAY_BREAKER_MAX_COOLDOWN": "1s", "RELAY_BREAKER_DISABLE_AFTER": "4s",
+		"RELAY_ALERT_WEBHOOK_URL": alerts.URL, "RELAY_RETRY_TIERS": "1s,2s,3s,4s,5s,6s",
+	})
+	rc := newReceiver(t, func(*http.Request, int) (int, http.Header) { return 503, nil })
+	src := e.createSource("relay")
+	sub := e.subscribe(src.ID, rc.URL, "*")
+	for i := range 3 {
+		e.send(src, "relay", []byte(fmt.Sprintf(`{"type":"x","n":%d}`, i)), nil)
+	}
+	var got struct {
+		Enabled        bool   `json:"enabled"`
+		DisabledReason string `json:"disabled_reason"`
+	}
+	testenv.Eventually(t, 30*time.Second, "the subscription to be disabled", func() bool {
+		e.call("GET", "/sources/"+src.ID+"/subscriptions/"+sub.ID, nil, &got)
+		return !got.Enabled
+	})
+	if !strings.Contains(got.DisabledReason, "circuit open since") {
+		t.Fatalf("disabled_reason %q", got.DisabledReason)
+	}
+	var parked struct {
+		Data []struct {
+			Reason string `json:"reason"`
+		} `json:"data"`
+	}
+	testenv.Eventually(t, 30*time.Second, "the pending deliveries to be parked", func() bool {
+		e.call("GET", "/dlq?subscription_id="+sub.ID, nil, &parked)
+		return len(parked.Data) == 3
+	})
+	for _, p := range parked.Data {
+		if p.Reason != "subscription_disabled" {
+			t.Fatalf("parked as %q", p.Reason)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, "the alert", func() bool {
+		for _, r := range alerts.requests() {
+			var body struct {
+				Type string `json:"type"`
+				Data struct {
+					SubscriptionID string `json:"subscription_id"`
+					Reason         string `json:"reason"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(r.Body, &body) == nil && body.Type == "relay.subscription.disabled" && body.Data.SubscriptionID == sub.ID && body.Data.Reason == "circuit_open" {
+				return true
+			}
+		}
+		return false
+	})
+	metrics := "http://" + e.stack.Deliver.AdminAddr() + "/metrics"
+	if v := metricValue(t, metrics, "relay_deliver_subscriptions_auto_disabled_total"); v != 1 {
+		t.Fatalf("auto-disabled %v", v)
 	}
 }

@@ -1,6 +1,8 @@
-// Package alert tells an operator when a delivery goes dead: Relay POSTs a
-// signed `relay.delivery.dead` event to RELAY_ALERT_WEBHOOK_URL (a chat or
-// pager webhook), so nobody has to watch the DLQ.
+// Package alert tells an operator when a delivery goes dead or a
+// subscription is disabled for a long outage: Relay POSTs a signed
+// `relay.delivery.dead` or `relay.subscription.disabled` event to
+// RELAY_ALERT_WEBHOOK_URL (a chat or pager webhook), so nobody has to watch
+// the DLQ.
 package alert
 
 import (
@@ -23,8 +25,11 @@ import (
 	"github.com/relayhq/relay/pkg/telemetry"
 )
 
-// EventType is the type of the alert event.
-const EventType = "relay.delivery.dead"
+// Types of alert events.
+const (
+	EventType         = "relay.delivery.dead"
+	DisabledEventType = "relay.subscription.disabled"
+)
 
 // Dead describes a delivery that went dead.
 type Dead struct {
@@ -38,11 +43,20 @@ type Dead struct {
 	LastError      string `json:"last_error,omitempty"`
 }
 
+// Disabled describes a subscription Relay disabled: its circuit stayed
+// open for RELAY_BREAKER_DISABLE_AFTER.
+type Disabled struct {
+	SubscriptionID string    `json:"subscription_id"`
+	SourceID       string    `json:"source_id"`
+	Reason         string    `json:"reason"`
+	OpenSince      time.Time `json:"open_since"`
+}
+
 type payload struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"`
 	CreatedAt time.Time `json:"created_at"`
-	Data      Dead      `json:"data"`
+	Data      any       `json:"data"`
 }
 
 // Notifier posts alerts from a bounded queue on its own goroutine, so a slow
@@ -51,7 +65,7 @@ type Notifier struct {
 	url    string
 	secret string
 	client *http.Client
-	queue  chan Dead
+	queue  chan payload
 	log    *slog.Logger
 	sent   *prometheus.CounterVec
 }
@@ -68,9 +82,9 @@ func New(target, secret string, proxy *url.URL, log *slog.Logger, reg prometheus
 	n := &Notifier{
 		url: target, secret: secret, log: log,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: transport},
-		queue:  make(chan Dead, 1000),
+		queue:  make(chan payload, 1000),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "relay_alerts_total", Help: "relay.delivery.dead alerts by result: sent, failed, dropped (queue full).",
+			Name: "relay_alerts_total", Help: "Alerts (relay.delivery.dead, relay.subscription.disabled) by result: sent, failed, dropped (queue full).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(n.sent)
@@ -80,10 +94,16 @@ func New(target, secret string, proxy *url.URL, log *slog.Logger, reg prometheus
 // Name implements lifecycle.Worker.
 func (n *Notifier) Name() string { return "alert-notifier" }
 
-// Notify queues an alert; when the queue is full the alert is dropped and counted.
-func (n *Notifier) Notify(d Dead) {
+// Notify queues a dead delivery's alert; when the queue is full the alert
+// is dropped and counted.
+func (n *Notifier) Notify(d Dead) { n.enqueue(EventType, d) }
+
+// NotifyDisabled queues a disabled subscription's alert.
+func (n *Notifier) NotifyDisabled(d Disabled) { n.enqueue(DisabledEventType, d) }
+
+func (n *Notifier) enqueue(typ string, data any) {
 	select {
-	case n.queue <- d:
+	case n.queue <- payload{ID: ids.New("alrt"), Type: typ, CreatedAt: time.Now().UTC(), Data: data}:
 	default:
 		n.sent.WithLabelValues("dropped").Inc()
 	}
@@ -95,14 +115,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case d := <-n.queue:
-			n.post(ctx, d)
+		case p := <-n.queue:
+			n.post(ctx, p)
 		}
 	}
 }
 
-func (n *Notifier) post(ctx context.Context, d Dead) {
-	p := payload{ID: ids.New("alrt"), Type: EventType, CreatedAt: time.Now().UTC(), Data: d}
+func (n *Notifier) post(ctx context.Context, p payload) {
 	body, err := json.Marshal(p)
 	if err != nil {
 		n.log.Error("alert encode", "error", err)
@@ -120,7 +139,7 @@ func (n *Notifier) post(ctx context.Context, d Dead) {
 		}
 	}
 	n.sent.WithLabelValues("failed").Inc()
-	n.log.Warn("alert webhook failed", "event_id", d.EventID, "subscription_id", d.SubscriptionID, "error", err)
+	n.log.Warn("alert webhook failed", "alert_id", p.ID, "type", p.Type, "error", err)
 }
 
 func (n *Notifier) send(ctx context.Context, id string, body []byte) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -128,11 +127,7 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		}
 		n++
 		d := record.Delivery{Event: ev, SubscriptionID: sub.ID, Attempt: 1, NotBefore: ev.ReceivedAt}
-		go func() {
-			results <- run(ctx, c.d.Dispatcher, sub.ID,
-				func(ctx context.Context) (time.Duration, error) { return c.d.Engine.Deliver(ctx, d, sub) },
-				func() error { return c.d.Engine.Defer(ctx, d, tier0.Topic, tier0.Delay) })
-		}()
+		go func() { results <- attempt(ctx, c.d, c.names.Tiers, d, sub, tier0) }()
 	}
 	ok := true
 	for i := 0; i < n; i++ {

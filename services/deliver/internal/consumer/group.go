@@ -25,6 +25,7 @@ import (
 	"github.com/relayhq/relay/services/deliver/internal/gate"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
 	"github.com/relayhq/relay/services/deliver/internal/subs"
+	"github.com/relayhq/relay/services/deliver/internal/valve"
 )
 
 // Deps are what both consumers share.
@@ -35,6 +36,8 @@ type Deps struct {
 	Gate       *gate.Gate
 	// Filters decides which subscriptions an event concerns.
 	Filters *Filters
+	// Valve says when each delivery may be attempted.
+	Valve *valve.Valve
 	// Bytes bounds the payload bytes of the records both consumers work on.
 	Bytes  *Budget
 	Logger *slog.Logger

@@ -224,7 +224,5 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 	// A deferral waits on the tier it stands on (the last, when the ladder
 	// has since been shortened), or the first.
 	deferTo := c.names.Tiers[min(max(d.Tier-1, 0), len(c.names.Tiers)-1)]
-	return run(ctx, c.d.Dispatcher, sub.ID,
-		func(ctx context.Context) (time.Duration, error) { return c.d.Engine.Deliver(ctx, d, sub) },
-		func() error { return c.d.Engine.Defer(ctx, d, deferTo.Topic, deferTo.Delay) })
+	return attempt(ctx, c.d, c.names.Tiers, d, sub, deferTo)
 }

@@ -39,6 +39,7 @@ type States interface {
 	Finish(ctx context.Context, evt, sub, token string, r delivery.Result) error
 	Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error
 	Schedule(ctx context.Context, evt, sub string, at, now time.Time) error
+	Throttle(ctx context.Context, evt, sub string, at time.Time) error
 	Release(ctx context.Context, evt, sub, token string) error
 }
 
@@ -56,6 +57,12 @@ type Disabler interface {
 // (gate.Gate, which also pauses consumption while Redis is down).
 type Retrier interface {
 	Retry(ctx context.Context, what string, fn func() error) error
+}
+
+// Observer hears what each attempt answered (valve.Valve: the circuit
+// breaker and the endpoint's Retry-After).
+type Observer interface {
+	Observe(ctx context.Context, sub catalog.Subscription, a *outcome.Answer, now time.Time)
 }
 
 // Alerter hears about deliveries that went dead.
@@ -88,6 +95,7 @@ type Engine struct {
 	producer Producer
 	retrier  Retrier
 	alerts   Alerter
+	observer Observer
 	m        *Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -101,10 +109,11 @@ type Deps struct {
 	Sender   Sender
 	Producer Producer
 	Retrier  Retrier
-	// Alerts may be nil.
-	Alerts  Alerter
-	Metrics *Metrics
-	Logger  *slog.Logger
+	// Alerts and Observer may be nil.
+	Alerts   Alerter
+	Observer Observer
+	Metrics  *Metrics
+	Logger   *slog.Logger
 	// Now is the clock (time.Now unless set).
 	Now func() time.Time
 }
@@ -128,7 +137,7 @@ func New(cfg Config, d Deps) *Engine {
 	d.Metrics.refused.WithLabelValues(cfg.Names.DLQ)
 	return &Engine{
 		cfg: cfg, states: d.States, disabler: d.Disabler, sender: d.Sender, producer: d.Producer, retrier: d.Retrier,
-		alerts: d.Alerts, m: d.Metrics, log: d.Logger, now: d.Now,
+		alerts: d.Alerts, observer: d.Observer, m: d.Metrics, log: d.Logger, now: d.Now,
 	}
 }
 
@@ -190,6 +199,9 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		// record comes back; let the next owner start at once.
 		e.release(d, sub.ID, token)
 		return resp.Latency, ctx.Err()
+	}
+	if e.observer != nil {
+		e.observer.Observe(ctx, sub.Subscription, s.Answer, now)
 	}
 	class := outcome.StatusClass(resp.Status)
 	e.m.attemptDuration.WithLabelValues(class).Observe(resp.Latency.Seconds())
@@ -255,6 +267,26 @@ func (e *Engine) Defer(ctx context.Context, d record.Delivery, topic string, del
 	e.m.outcomes.WithLabelValues("deferred").Inc()
 	return e.retrier.Retry(ctx, "record deferral", func() error {
 		return e.states.Schedule(ctx, d.ID, d.SubscriptionID, d.NotBefore, now)
+	})
+}
+
+// Throttle puts a delivery that may not be attempted before slot on the
+// tier hop says, spending no attempt and no rung: its subscription's rate
+// limit reserved slot for it, or its endpoint asked for a pause, or its
+// circuit is open. The record carries slot when one was reserved (for a
+// pause or an open circuit it asks again when it comes back), and the
+// delivery shows as throttled until slot.
+func (e *Engine) Throttle(ctx context.Context, d record.Delivery, hop outcome.Hop, slot time.Time, reserved bool) error {
+	d.NotBefore, d.Origin, d.Slot = hop.NotBefore, record.OriginThrottled, time.Time{}
+	if reserved {
+		d.Slot = slot
+	}
+	if err := e.produce(ctx, d.Record(e.cfg.Names.Tiers[hop.Tier].Topic)); err != nil {
+		return err
+	}
+	e.m.outcomes.WithLabelValues("throttled").Inc()
+	return e.retrier.Retry(ctx, "record throttling", func() error {
+		return e.states.Throttle(ctx, d.ID, d.SubscriptionID, slot)
 	})
 }
 

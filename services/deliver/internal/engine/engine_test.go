@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/testenv"
+	"github.com/relayhq/relay/services/deliver/internal/outcome"
 	"github.com/relayhq/relay/services/deliver/internal/sender"
 )
 
@@ -25,6 +27,7 @@ type harness struct {
 	ep     *fakeEndpoint
 	dis    *fakeDisabler
 	alerts *fakeAlerts
+	seen   *fakeObserver
 	j      *journal
 	names  record.Topics
 	logs   *testenv.LogBuffer
@@ -40,10 +43,10 @@ func newHarness(t *testing.T, answer func(int, sender.Request) sender.Response) 
 	log, logs := testenv.Logger()
 	h := &harness{
 		states: newFakeStates(j), prod: &fakeProducer{journal: j}, ep: &fakeEndpoint{answer: answer},
-		dis: &fakeDisabler{}, alerts: &fakeAlerts{}, j: j, names: names, logs: logs,
+		dis: &fakeDisabler{}, alerts: &fakeAlerts{}, seen: &fakeObserver{}, j: j, names: names, logs: logs,
 	}
 	h.e = New(Config{Names: names, LeaseFor: time.Minute, BusyWait: time.Millisecond, RefusedWait: time.Millisecond}, Deps{
-		States: h.states, Disabler: h.dis, Sender: h.ep, Producer: h.prod, Retrier: retryLoop{}, Alerts: h.alerts,
+		States: h.states, Disabler: h.dis, Sender: h.ep, Producer: h.prod, Retrier: retryLoop{}, Alerts: h.alerts, Observer: h.seen,
 		Metrics: NewMetrics(prometheus.NewRegistry()), Logger: log,
 	})
 	return h
@@ -346,5 +349,70 @@ func TestDeferSpendsNoAttempt(t *testing.T) {
 	}
 	if got := h.j.all(); !slices.Equal(got, []string{"produce relay.retry.5s", "schedule"}) {
 		t.Fatalf("writes %v", got)
+	}
+}
+
+// fakeObserver keeps the status of each answer it is told of.
+type fakeObserver struct {
+	mu       sync.Mutex
+	statuses []int
+}
+
+func (f *fakeObserver) Observe(_ context.Context, _ catalog.Subscription, a *outcome.Answer, _ time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statuses = append(f.statuses, a.Status)
+}
+
+// A throttled delivery rides the tier it is told to, carrying its slot,
+// spends no attempt and no rung, and shows as throttled.
+func TestThrottleSpendsNoAttempt(t *testing.T) {
+	h := newHarness(t, status(200))
+	d := first()
+	d.Attempt, d.Tier, d.LastError = 3, 2, "HTTP 500"
+	slot := time.Now().Add(90 * time.Second).Truncate(time.Microsecond) // as the header carries it
+	hop := outcome.Throttled(time.Now(), slot, h.names.Tiers)
+	if err := h.e.Throttle(context.Background(), d, hop, slot, true); err != nil {
+		t.Fatal(err)
+	}
+	recs := h.prod.records()
+	if len(recs) != 1 || recs[0].topic != h.names.Tiers[1].Topic {
+		t.Fatalf("forwards %+v; want one on the 1m tier", recs)
+	}
+	f := recs[0].d
+	if f.Attempt != 3 || f.Tier != 2 || f.Origin != record.OriginThrottled || !f.Slot.Equal(slot) || f.LastError != "HTTP 500" {
+		t.Fatalf("forwarded %+v", f)
+	}
+	if got := h.j.all(); !slices.Equal(got, []string{"produce relay.retry.1m", "throttle"}) {
+		t.Fatalf("writes %v", got)
+	}
+	if st := h.states.get(d.ID, sub.ID); st.status != delivery.StatusThrottled {
+		t.Fatalf("state %+v", st)
+	}
+	// Held for an open circuit, nothing was reserved: it asks again.
+	if err := h.e.Throttle(context.Background(), d, hop, slot, false); err != nil {
+		t.Fatal(err)
+	}
+	if f := h.prod.records()[1].d; !f.Slot.IsZero() {
+		t.Fatalf("an unreserved hold carries slot %v", f.Slot)
+	}
+}
+
+// Every answer is told to the observer (the circuit breaker); an attempt
+// that was never made is not.
+func TestAnswersAreObserved(t *testing.T) {
+	h := newHarness(t, func(n int, _ sender.Request) sender.Response {
+		if n == 1 {
+			return sender.Response{Status: 503}
+		}
+		return sender.Response{Status: 200}
+	})
+	d := first()
+	h.deliver(t, d)
+	d.Attempt, d.Tier = 2, 1
+	h.deliver(t, d)
+	h.deliver(t, d) // stale: no attempt
+	if !slices.Equal(h.seen.statuses, []int{503, 200}) {
+		t.Fatalf("observed %v", h.seen.statuses)
 	}
 }

@@ -126,6 +126,17 @@ func (f *fakeStates) Schedule(_ context.Context, evt, sub string, _, _ time.Time
 	return nil
 }
 
+func (f *fakeStates) Throttle(_ context.Context, evt, sub string, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.pair(evt, sub)
+	if p.status != delivery.StatusDelivered {
+		p.status = delivery.StatusThrottled
+	}
+	f.journal.add("throttle")
+	return nil
+}
+
 func (f *fakeStates) Release(_ context.Context, evt, sub, token string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

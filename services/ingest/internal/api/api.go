@@ -26,6 +26,7 @@ import (
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
+	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
@@ -65,6 +66,7 @@ type Deps struct {
 	Counters   *counters.Store
 	Dedup      *dedup.Store
 	DLQ        *dlq.Manager
+	Throttle   *throttle.Store
 	Producer   Producer
 	// Pipe carries the per-request bookkeeping (shared pipelines under load).
 	Pipe      redisconn.Pipeliner
@@ -97,7 +99,7 @@ func New(cfg Config, d Deps) *API {
 		cfg: cfg, log: d.Logger, inbound: in, ready: d.Ready, tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry),
 		manage: manage.New(cfg.Manage, manage.Deps{
 			Catalog: d.Catalog, Sources: in, Events: d.Events, Payloads: d.Payloads, Deliveries: d.Deliveries,
-			Counters: d.Counters, DLQ: d.DLQ, Producer: d.Producer, Logger: d.Logger,
+			Counters: d.Counters, DLQ: d.DLQ, Throttle: d.Throttle, Producer: d.Producer, Logger: d.Logger,
 		}),
 	}
 	a.engine = a.routes()

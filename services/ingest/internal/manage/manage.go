@@ -17,6 +17,7 @@ import (
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/payloads"
@@ -61,8 +62,10 @@ type Deps struct {
 	Deliveries *delivery.Store
 	Counters   *counters.Store
 	DLQ        *dlq.Manager
-	Producer   Producer
-	Logger     *slog.Logger
+	// Throttle reads each subscription's pause and circuit.
+	Throttle *throttle.Store
+	Producer Producer
+	Logger   *slog.Logger
 }
 
 // API serves the management routes.
@@ -76,6 +79,7 @@ type API struct {
 	deliveries *delivery.Store
 	counters   *counters.Store
 	dlq        *dlq.Manager
+	throttle   *throttle.Store
 	producer   Producer
 	now        func() time.Time
 }
@@ -84,7 +88,7 @@ type API struct {
 func New(cfg Config, d Deps) *API {
 	return &API{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, sources: d.Sources, events: d.Events, payloads: d.Payloads,
-		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, producer: d.Producer, now: time.Now,
+		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, throttle: d.Throttle, producer: d.Producer, now: time.Now,
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/ssrf"
+	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
@@ -41,6 +42,11 @@ type subscriptionJSON struct {
 	Filter string `json:"filter,omitempty"`
 	// Retry is the subscription's own retry policy; absent for the ladder's.
 	Retry *retryJSON `json:"retry,omitempty"`
+	// RateLimit is the subscription's pace; absent for none.
+	RateLimit *rateLimitJSON `json:"rate_limit,omitempty"`
+	// Health is what holds its deliveries back now (single-subscription
+	// answers only).
+	Health *healthJSON `json:"health,omitempty"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -53,6 +59,14 @@ func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
 	}
 	if s.MaxAttempts > 0 {
 		out.Retry = &retryJSON{MaxAttempts: s.MaxAttempts}
+	}
+	if r := s.RateLimit; r != nil {
+		out.RateLimit = &rateLimitJSON{Burst: r.Burst}
+		if r.Period == time.Minute {
+			out.RateLimit.PerMinute = r.Rate
+		} else {
+			out.RateLimit.PerSecond = r.Rate
+		}
 	}
 	if !s.PreviousSecretExpiresAt.IsZero() && a.now().Before(s.PreviousSecretExpiresAt) {
 		t := s.PreviousSecretExpiresAt.UTC()
@@ -138,6 +152,65 @@ func (a *API) checkRetry(c *gin.Context, r *retryJSON) (int, bool) {
 		return 0, false
 	}
 	return r.MaxAttempts, true
+}
+
+// healthJSON is what holds a subscription's deliveries back: a pause its
+// endpoint asked for or the rate limit's schedule, and its circuit.
+type healthJSON struct {
+	Circuit        string     `json:"circuit"`
+	FailuresInARow int        `json:"failures_in_a_row"`
+	OpenSince      *time.Time `json:"open_since,omitempty"`
+	NextProbeAt    *time.Time `json:"next_probe_at,omitempty"`
+	PausedUntil    *time.Time `json:"paused_until,omitempty"`
+}
+
+func healthOut(st throttle.State) *healthJSON {
+	h := &healthJSON{Circuit: "closed", FailuresInARow: st.Breaker.Fails, PausedUntil: optTime(st.PausedUntil)}
+	if !st.Breaker.OpenUntil.IsZero() {
+		h.Circuit, h.OpenSince, h.NextProbeAt = "open", optTime(st.Breaker.OpenedAt), optTime(st.Breaker.OpenUntil)
+	}
+	return h
+}
+
+// rateLimitJSON is a subscription's pace: per_second or per_minute, and
+// how many at once (burst, default 1).
+type rateLimitJSON struct {
+	PerSecond int `json:"per_second,omitempty"`
+	PerMinute int `json:"per_minute,omitempty"`
+	Burst     int `json:"burst,omitempty"`
+}
+
+// Bounds of a rate limit.
+const (
+	maxPerSecond = 100_000
+	maxBurst     = 10_000
+)
+
+// checkRateLimit validates a rate limit; an empty one ({}) is none, which
+// a patch uses to remove it.
+func checkRateLimit(c *gin.Context, r *rateLimitJSON) (*catalog.RateLimit, bool) {
+	if r == nil || *r == (rateLimitJSON{}) {
+		return nil, true
+	}
+	out := catalog.RateLimit{Rate: r.PerSecond, Period: time.Second, Burst: max(r.Burst, 1)}
+	switch {
+	case (r.PerSecond != 0) == (r.PerMinute != 0):
+		rest.Invalid(c, "rate_limit", "needs per_second or per_minute (one of them)")
+		return nil, false
+	case r.PerSecond < 0 || r.PerSecond > maxPerSecond:
+		rest.Invalid(c, "rate_limit.per_second", fmt.Sprintf("must be from 1 to %d", maxPerSecond))
+		return nil, false
+	case r.PerMinute < 0 || r.PerMinute > maxPerSecond*60:
+		rest.Invalid(c, "rate_limit.per_minute", fmt.Sprintf("must be from 1 to %d", maxPerSecond*60))
+		return nil, false
+	case r.Burst < 0 || r.Burst > maxBurst:
+		rest.Invalid(c, "rate_limit.burst", fmt.Sprintf("must be from 1 to %d (default 1)", maxBurst))
+		return nil, false
+	}
+	if r.PerMinute != 0 {
+		out.Rate, out.Period = r.PerMinute, time.Minute
+	}
+	return &out, true
 }
 
 // checkFilter answers 400, naming the position and the error, unless expr
@@ -232,13 +305,14 @@ func checkHeaders(c *gin.Context, h map[string]string) (map[string]string, bool)
 }
 
 type createSubscriptionRequest struct {
-	URL     string            `json:"url"`
-	Events  patterns          `json:"events"`
-	Enabled *bool             `json:"enabled"`
-	Secret  string            `json:"secret"`
-	Headers map[string]string `json:"headers"`
-	Filter  string            `json:"filter"`
-	Retry   *retryJSON        `json:"retry"`
+	URL       string            `json:"url"`
+	Events    patterns          `json:"events"`
+	Enabled   *bool             `json:"enabled"`
+	Secret    string            `json:"secret"`
+	Headers   map[string]string `json:"headers"`
+	Filter    string            `json:"filter"`
+	Retry     *retryJSON        `json:"retry"`
+	RateLimit *rateLimitJSON    `json:"rate_limit"`
 }
 
 func (a *API) createSubscription(c *gin.Context) {
@@ -275,10 +349,14 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
+	limit, ok := checkRateLimit(c, req.RateLimit)
+	if !ok {
+		return
+	}
 	sub := catalog.Subscription{
 		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: req.URL, Events: events,
 		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: a.now().Truncate(time.Millisecond),
-		Filter: req.Filter, MaxAttempts: maxAttempts,
+		Filter: req.Filter, MaxAttempts: maxAttempts, RateLimit: limit,
 	}
 	sub.UpdatedAt = sub.CreatedAt
 	for name := range headers {
@@ -364,7 +442,14 @@ func (a *API) getSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, a.subOut(sub))
+	st, err := a.throttle.Read(c.Request.Context(), sub.ID, a.now())
+	if err != nil {
+		a.storeError(c, "reading the subscription's circuit", err)
+		return
+	}
+	out := a.subOut(sub)
+	out.Health = healthOut(st)
+	c.JSON(http.StatusOK, out)
 }
 
 type updateSubscriptionRequest struct {
@@ -379,6 +464,9 @@ type updateSubscriptionRequest struct {
 	// Retry replaces the retry policy ({} restores the ladder's); null or
 	// absent leaves it.
 	Retry *retryJSON `json:"retry"`
+	// RateLimit replaces the rate limit ({} removes it); null or absent
+	// leaves it.
+	RateLimit *rateLimitJSON `json:"rate_limit"`
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
@@ -422,6 +510,16 @@ func (a *API) updateSubscription(c *gin.Context) {
 		}
 		patch.MaxAttempts = &n
 	}
+	if req.RateLimit != nil {
+		limit, ok := checkRateLimit(c, req.RateLimit)
+		if !ok {
+			return
+		}
+		patch.RateLimit = &catalog.RateLimit{}
+		if limit != nil {
+			patch.RateLimit = limit
+		}
+	}
 	if damaged != nil && !repairs(damaged.Field, req) {
 		// A patch that leaves the damaged field as it is would not make the
 		// record readable: refuse it, applying nothing, and say what would.
@@ -454,6 +552,8 @@ func repairs(field string, req updateSubscriptionRequest) bool {
 		return req.Filter != nil
 	case "max_attempts":
 		return req.Retry != nil
+	case "rate_limit":
+		return req.RateLimit != nil
 	}
 	return false
 }

@@ -304,6 +304,9 @@ func TestSubsPolicy(t *testing.T) {
 		{"create", "--source", "src_1", "--url", "https://example.com", "--filter", "data.total > 100", "--max-attempts", "3"},
 		{"patch", "--source", "src_1", "sub_1", "--filter", ""},
 		{"patch", "--source", "src_1", "sub_1", "--max-attempts", "0"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "50/s", "--burst", "5"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "3000/m"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "none"},
 	} {
 		if err := a.run("subs", args...); err != nil {
 			t.Fatalf("relay subs %v: %v", args, err)
@@ -313,12 +316,26 @@ func TestSubsPolicy(t *testing.T) {
 		`POST {"events":["*"],"filter":"data.total \u003e 100","retry":{"max_attempts":3},"url":"https://example.com"}`,
 		`PATCH {"filter":""}`,
 		`PATCH {"retry":{"max_attempts":0}}`,
+		`PATCH {"rate_limit":{"burst":5,"per_second":50}}`,
+		`PATCH {"rate_limit":{"per_minute":3000}}`,
+		`PATCH {"rate_limit":{}}`,
 	}
 	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
 	}
 	if !strings.Contains(out.String(), "filter  data.total > 100") || !strings.Contains(out.String(), "at most 3 attempts") {
 		t.Fatalf("printed:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"patch", "--source", "src_1", "sub_1", "--rate", "50"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "0/s"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "5/h"},
+		{"patch", "--source", "src_1", "sub_1", "--burst", "3"},
+		{"patch", "--source", "src_1", "sub_1", "--rate", "none", "--burst", "3"},
+	} {
+		if err := a.run("subs", args...); err == nil {
+			t.Errorf("relay subs %v: no error", args)
+		}
 	}
 }
 

@@ -210,6 +210,11 @@ type subOut struct {
 	Retry          *struct {
 		MaxAttempts int `json:"max_attempts"`
 	} `json:"retry"`
+	RateLimit *struct {
+		PerSecond int `json:"per_second"`
+		PerMinute int `json:"per_minute"`
+		Burst     int `json:"burst"`
+	} `json:"rate_limit"`
 	Secret string `json:"secret"`
 }
 
@@ -232,16 +237,29 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 	noHeaders := fs.Bool("no-headers", false, "remove every custom header (patch)")
 	filterExpr := fs.String("filter", "", `a CEL expression an event must match, e.g. 'data.amount > 1000 && type.startsWith("invoice.")' (create, patch; "" removes it)`)
 	maxAttempts := fs.Int("max-attempts", 0, "attempts per delivery, 1 to the retry tiers + 1 (create, patch; 0 for the whole ladder)")
+	rate := fs.String("rate", "", "the most deliveries to the endpoint, across every deliver replica: N/s or N/m, e.g. 50/s (create, patch; 'none' removes it)")
+	burst := fs.Int("burst", 0, "how many of --rate may go at once (default 1)")
 	// policy adds the delivery policy flags that were given to body.
-	policy := func(body map[string]any) {
+	policy := func(body map[string]any) error {
+		var err error
 		fs.Visit(func(fl *pflag.Flag) {
 			switch fl.Name {
 			case "filter":
 				body["filter"] = *filterExpr
 			case "max-attempts":
 				body["retry"] = map[string]any{"max_attempts": *maxAttempts}
+			case "rate":
+				var limit map[string]any
+				if limit, err = rateLimit(*rate, *burst); err == nil {
+					body["rate_limit"] = limit
+				}
+			case "burst":
+				if *rate == "" {
+					err = errors.New("--burst goes with --rate")
+				}
 			}
 		})
+		return err
 	}
 	return func(ctx context.Context, verb string, pos []string) error {
 		var err error
@@ -262,7 +280,9 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 			if len(headers) > 0 {
 				body["headers"] = headers
 			}
-			policy(body)
+			if err := policy(body); err != nil {
+				return err
+			}
 			var s subOut
 			raw, err := c.Do(ctx, "POST", base, body, &s)
 			if err != nil {
@@ -281,6 +301,13 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 			}
 			if s.Retry != nil {
 				fmt.Fprintf(a.out, "  retry   at most %d attempts\n", s.Retry.MaxAttempts)
+			}
+			if r := s.RateLimit; r != nil {
+				n, per := r.PerSecond, "s"
+				if r.PerMinute > 0 {
+					n, per = r.PerMinute, "m"
+				}
+				fmt.Fprintf(a.out, "  rate    at most %d/%s, %d at once\n", n, per, max(r.Burst, 1))
 			}
 			return nil
 		case "ls":
@@ -335,12 +362,14 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 						body["headers"] = headers
 					}
 				})
-				policy(body)
+				if err := policy(body); err != nil {
+					return err
+				}
 				if *noHeaders && len(headers) > 0 {
 					return errors.New("patch: --header and --no-headers together")
 				}
 				if len(body) == 0 {
-					return errors.New("patch: give --url, --events, --header, --no-headers, --filter or --max-attempts")
+					return errors.New("patch: give --url, --events, --header, --no-headers, --filter, --max-attempts or --rate")
 				}
 				raw, err = c.Do(ctx, "PATCH", path, body, nil)
 			default:
@@ -357,6 +386,38 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 		}
 		return fmt.Errorf("unknown subcommand %q", verb)
 	}
+}
+
+// rateLimit reads --rate (N/s, N/m, or none) and --burst as the API's
+// rate_limit.
+func rateLimit(rate string, burst int) (map[string]any, error) {
+	if rate == "none" {
+		if burst != 0 {
+			return nil, errors.New("--rate none takes no --burst")
+		}
+		return map[string]any{}, nil
+	}
+	n, per, ok := strings.Cut(strings.TrimSpace(rate), "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count < 1 {
+		return nil, fmt.Errorf("--rate %q: want N/s or N/m with N at least 1, e.g. 50/s, or none", rate)
+	}
+	out := map[string]any{}
+	switch per {
+	case "s", "sec", "second":
+		out["per_second"] = count
+	case "m", "min", "minute":
+		out["per_minute"] = count
+	default:
+		return nil, fmt.Errorf("--rate %q: per s or m, e.g. 50/s", rate)
+	}
+	if burst < 0 {
+		return nil, errors.New("--burst must be at least 1")
+	}
+	if burst > 0 {
+		out["burst"] = burst
+	}
+	return out, nil
 }
 
 func splitGlobs(s string) []string {

@@ -169,7 +169,7 @@ func TestAlertRulesQueryRealMetrics(t *testing.T) {
 			alerts[r.Alert] = true
 		}
 	}
-	for _, a := range []string{"RelayDLQGrowing", "RelayConsumerLagHigh", "RelayDeliverySuccessLow", "RelayIngestRefusingWebhooks", "RelayVerificationFailing", "RelayEventStoreFailing"} {
+	for _, a := range []string{"RelayDLQGrowing", "RelayConsumerLagHigh", "RelayDeliverySuccessLow", "RelayIngestRefusingWebhooks", "RelayVerificationFailing", "RelayEventStoreFailing", "RelaySubscriptionAutoDisabled"} {
 		if !alerts[a] {
 			t.Errorf("alert %s is missing", a)
 		}

@@ -18,6 +18,8 @@ var MetricNames = []string{
 	"relay_deliver_attempts_total", "relay_deliver_attempt_duration_seconds", "relay_deliver_outcomes_total",
 	"relay_deliver_dead_total", "relay_deliver_lease_waits_total", "relay_deliver_paused", "relay_deliver_queued",
 	"relay_deliver_backlog_waiting", "relay_deliver_produce_refused_total", "relay_deliver_inflight_bytes",
+	"relay_deliver_filtered_total", "relay_deliver_filter_errors_total", "relay_deliver_throttled_total",
+	"relay_deliver_circuit_transitions_total", "relay_deliver_subscriptions_auto_disabled_total",
 	"relay_consumer_lag", "relay_dlq_depth", "relay_lag_scrape_success", "relay_alerts_total",
 	"relay_archive_uploads_total", "relay_archive_events_total", "relay_archive_batch_flush_seconds", "relay_archive_s3_healthy",
 	"relay_count_events_total", "relay_count_redis_failures_total",
