@@ -287,6 +287,9 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	bytes := consumer.NewBudget(cfg.MaxInFlightBytes)
 	cd := consumer.Deps{Engine: eng, Subs: subscriptions, Dispatcher: s.dispatcher, Gate: s.gate, Bytes: bytes, Logger: log,
 		Filters: consumer.NewFilters(reg, log), Valve: valves,
+		// A tenth of the records and a quarter of the bytes either consumer
+		// works on: throttled deliveries never hold most of deliver.
+		Waiting: consumer.NewWaitRoom(max(cfg.MaxInFlightRecords/10, 1), int(cfg.MaxInFlightBytes/4)),
 	}
 	opts := consumer.Options{MaxInFlight: cfg.MaxInFlightRecords, RevokeWait: cfg.RevokeWait}
 	if s.events, err = consumer.NewEvents(cfg.Kafka, names, in, cd, opts); err != nil {

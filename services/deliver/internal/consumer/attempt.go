@@ -27,14 +27,24 @@ func attempt(ctx context.Context, deps Deps, tiers []record.Tier, d record.Deliv
 		}); err != nil {
 			return false
 		}
-		hop := outcome.Throttled(now, slot.At, tiers)
+		// The last stretch to a reserved time is waited out here when the
+		// room has a place.
+		stay, size := time.Duration(0), len(d.Body)
+		if wait := slot.At.Sub(now); slot.Reserved && wait > outcome.Nap && wait <= tiers[0].Delay && deps.Waiting.enter(size) {
+			stay = wait
+		}
+		hop := outcome.Throttled(now, slot.At, tiers, stay)
 		if !hop.Now {
 			return deps.Engine.Throttle(ctx, d, hop, slot.At, slot.Reserved) == nil
 		}
 		if hop.Sleep == 0 {
 			break
 		}
-		if !backoff.Sleep(ctx, hop.Sleep) {
+		slept := backoff.Sleep(ctx, hop.Sleep)
+		if stay > 0 {
+			deps.Waiting.leave(size)
+		}
+		if !slept {
 			return false
 		}
 		if slot.Reserved {

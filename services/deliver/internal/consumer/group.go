@@ -38,6 +38,9 @@ type Deps struct {
 	Filters *Filters
 	// Valve says when each delivery may be attempted.
 	Valve *valve.Valve
+	// Waiting is where throttled deliveries wait out their last stretch;
+	// nil: they never wait in place.
+	Waiting *WaitRoom
 	// Bytes bounds the payload bytes of the records both consumers work on.
 	Bytes  *Budget
 	Logger *slog.Logger

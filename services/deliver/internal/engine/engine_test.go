@@ -371,7 +371,7 @@ func TestThrottleSpendsNoAttempt(t *testing.T) {
 	d := first()
 	d.Attempt, d.Tier, d.LastError = 3, 2, "HTTP 500"
 	slot := time.Now().Add(90 * time.Second).Truncate(time.Microsecond) // as the header carries it
-	hop := outcome.Throttled(time.Now(), slot, h.names.Tiers)
+	hop := outcome.Throttled(time.Now(), slot, h.names.Tiers, 0)
 	if err := h.e.Throttle(context.Background(), d, hop, slot, true); err != nil {
 		t.Fatal(err)
 	}

@@ -62,15 +62,17 @@ type Hop struct {
 }
 
 // Throttled decides where a delivery that may be attempted at `at` goes
-// now. Far ahead, it rides the longest tier that is not longer than the
-// wait, due when that tier's delay is up, so that each tier's not-before
-// times stay in the order records are written and it holds back nothing
-// behind it; it hops again until less than the first tier's delay is
-// left, then rides the first tier due at `at` itself (no later than any
-// record written after it).
-func Throttled(now, at time.Time, tiers []record.Tier) Hop {
+// now, when it may wait in place for up to stay (at least Nap). Far ahead,
+// it rides the longest tier that is not longer than the wait, due when that
+// tier's delay is up, so that each tier's not-before times stay in the
+// order records are written and it holds back nothing behind it; it hops
+// again until less than the first tier's delay is left. That last stretch
+// it waits in place when it may, else it rides the first tier due at `at`
+// itself (no later than any record written after it, but possibly behind
+// one due later).
+func Throttled(now, at time.Time, tiers []record.Tier, stay time.Duration) Hop {
 	wait := at.Sub(now)
-	if wait <= Nap {
+	if wait <= max(stay, Nap) {
 		return Hop{Now: true, Sleep: max(wait, 0)}
 	}
 	t := -1

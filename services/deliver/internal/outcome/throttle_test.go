@@ -51,9 +51,16 @@ func TestThrottled(t *testing.T) {
 		{"past a minute", 9 * time.Minute, Hop{Tier: 1, NotBefore: now.Add(time.Minute)}},
 		{"far ahead: the longest", 5 * time.Hour, Hop{Tier: 2, NotBefore: now.Add(10 * time.Minute)}},
 	} {
-		got := Throttled(now, now.Add(c.in), ladder)
+		got := Throttled(now, now.Add(c.in), ladder, 0)
 		if got.Now != c.want.Now || got.Sleep != c.want.Sleep || got.Tier != c.want.Tier || !got.NotBefore.Equal(c.want.NotBefore) {
 			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
 		}
+	}
+	// With a place to wait in, the last stretch is waited out in place.
+	if got := Throttled(now, now.Add(3*time.Second), ladder, ladder[0].Delay); !got.Now || got.Sleep != 3*time.Second {
+		t.Errorf("the last stretch with a place to wait: %+v", got)
+	}
+	if got := Throttled(now, now.Add(50*time.Second), ladder, ladder[0].Delay); got.Now || got.Tier != 0 || !got.NotBefore.Equal(now.Add(5*time.Second)) {
+		t.Errorf("beyond the last stretch with a place to wait: %+v", got)
 	}
 }
