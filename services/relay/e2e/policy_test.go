@@ -147,12 +147,24 @@ func TestSubscriptionPolicyIsValidated(t *testing.T) {
 		{map[string]any{"url": "http://127.0.0.1:9/x", "filter": "size(type)"}, "a filter must give a bool"},
 		{map[string]any{"url": "http://127.0.0.1:9/x", "retry": map[string]any{"max_attempts": 5}}, "retry.max_attempts: must be from 1 to 4"},
 		{map[string]any{"url": "http://127.0.0.1:9/x", "retry": map[string]any{"max_attempts": -1}}, "retry.max_attempts"},
+		{map[string]any{"url": "http://127.0.0.1:9/x", "rate_limit": map[string]any{"per_second": 5, "per_minute": 5}}, "rate_limit: needs per_second or per_minute"},
+		{map[string]any{"url": "http://127.0.0.1:9/x", "rate_limit": map[string]any{"burst": 5}}, "rate_limit: needs per_second or per_minute"},
+		{map[string]any{"url": "http://127.0.0.1:9/x", "rate_limit": map[string]any{"per_second": 200000}}, "rate_limit.per_second: must be from 1 to 100000"},
+		{map[string]any{"url": "http://127.0.0.1:9/x", "rate_limit": map[string]any{"per_minute": 10, "burst": -1}}, "rate_limit.burst"},
+		{map[string]any{"url": "http://127.0.0.1:9/x", "rate_limit": map[string]any{"per_hour": 10}}, `unknown field "per_hour"`},
 	} {
-		if code := e.call("POST", "/sources/"+src.ID+"/subscriptions", c.body, &fail); code != 400 || fail.Error.Code != "invalid_field" || !strings.Contains(fail.Error.Message, c.want) {
+		want := "invalid_field"
+		if strings.HasPrefix(c.want, "unknown field") {
+			want = "invalid_json"
+		}
+		if code := e.call("POST", "/sources/"+src.ID+"/subscriptions", c.body, &fail); code != 400 || fail.Error.Code != want || !strings.Contains(fail.Error.Message, c.want) {
 			t.Errorf("create %v = %d %+v; want 400 containing %q", c.body, code, fail.Error, c.want)
 		}
 	}
-	sub := e.subscribeWith(src.ID, map[string]any{"url": "http://127.0.0.1:9/x", "filter": `type == "a"`, "retry": map[string]any{"max_attempts": 2}})
+	sub := e.subscribeWith(src.ID, map[string]any{
+		"url": "http://127.0.0.1:9/x", "filter": `type == "a"`, "retry": map[string]any{"max_attempts": 2},
+		"rate_limit": map[string]any{"per_minute": 600, "burst": 10},
+	})
 	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"filter": "type =="}, &fail); code != 400 || !strings.Contains(fail.Error.Message, "filter: line 1") {
 		t.Fatalf("a bad filter in a patch = %d %+v", code, fail.Error)
 	}
@@ -161,16 +173,17 @@ func TestSubscriptionPolicyIsValidated(t *testing.T) {
 		Retry  *struct {
 			MaxAttempts int `json:"max_attempts"`
 		} `json:"retry"`
+		RateLimit map[string]int `json:"rate_limit"`
 	}
 	e.call("GET", "/sources/"+src.ID+"/subscriptions/"+sub.ID, nil, &got)
-	if got.Filter != `type == "a"` || got.Retry == nil || got.Retry.MaxAttempts != 2 {
+	if got.Filter != `type == "a"` || got.Retry == nil || got.Retry.MaxAttempts != 2 || got.RateLimit["per_minute"] != 600 || got.RateLimit["burst"] != 10 || len(got.RateLimit) != 2 {
 		t.Fatalf("after a refused patch: %+v; want it unchanged", got)
 	}
 	var cleared map[string]any
-	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"filter": "", "retry": map[string]any{}}, &cleared); code != 200 {
+	if code := e.call("PATCH", "/sources/"+src.ID+"/subscriptions/"+sub.ID, map[string]any{"filter": "", "retry": map[string]any{}, "rate_limit": map[string]any{}}, &cleared); code != 200 {
 		t.Fatalf("clearing the policy = %d", code)
 	}
-	if _, ok := cleared["filter"]; ok || cleared["retry"] != nil {
+	if _, ok := cleared["filter"]; ok || cleared["retry"] != nil || cleared["rate_limit"] != nil {
 		t.Fatalf("cleared: %v", cleared)
 	}
 }
