@@ -332,9 +332,10 @@ type replayBatch struct {
 }
 
 // planReplay decides the replay of events to subs: one record per enabled
-// subscription whose patterns match an event's type and that is not yet
-// delivered it (or, with force, is). A subscription that does not match is
-// reported only when it was named.
+// subscription whose patterns match an event's type, whose filter (if any)
+// matches the event, and that is not yet delivered it (or, with force, is).
+// A subscription whose patterns do not match is reported only when it was
+// named; one whose filter does not, always (filtered).
 func (a *API) planReplay(ctx context.Context, events []eventstore.Event, subs []catalog.Subscription, named, force bool, now time.Time) (replayBatch, error) {
 	var b replayBatch
 	type target struct {
