@@ -41,6 +41,16 @@ func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 	return first
 }
 
+// ProduceAsync produces r and returns the channel its outcome arrives on,
+// exactly once (franz-go calls every promise, also when ctx, which bounds
+// only the wait for buffer space, ends first). Like ProduceAndWait it leaves
+// the client's linger in force.
+func ProduceAsync(ctx context.Context, p Producer, r *kgo.Record) <-chan error {
+	done := make(chan error, 1)
+	p.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	return done
+}
+
 // refusals are the produce errors that producing the same record again
 // cannot cure: franz-go retries every transient error itself, so these reach
 // the caller from the broker, or from the client before a byte is sent,

@@ -238,6 +238,22 @@ func (p *Process) Kill() {
 	p.cmd = nil
 }
 
+// Freeze stops the process (SIGSTOP) without closing anything: its
+// connections stay open and take what is written to them, and nothing is
+// answered until Thaw. A broker that took a request and has not answered.
+func (p *Process) Freeze() {
+	if p.cmd != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP)
+	}
+}
+
+// Thaw resumes a frozen process (SIGCONT).
+func (p *Process) Thaw() {
+	if p.cmd != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
+	}
+}
+
 // PID is the process id, 0 when not running.
 func (p *Process) PID() int {
 	if p.cmd == nil {

@@ -215,10 +215,10 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 	in := kafka.Instrumentation{Logger: log, TracerProvider: d.Telemetry.ActiveTracerProvider(), Propagator: d.Telemetry.Propagator, Registerer: d.Telemetry.Registry}
 	producer, err := kafka.NewClient(cfg.Kafka, "relay-ingest", in, in.Tracer("relay-ingest", "", false),
 		append(kafka.ProducerOptions(cfg.Kafka),
-			// Ingest answers within RELAY_PRODUCE_TIMEOUT; let that deadline
-			// cancel a record stuck in flight. The price is a possible
-			// duplicate if the sender retries a write the broker did take.
-			kgo.AllowIdempotentProduceCancellation(),
+			// A record never sent fails at RELAY_PRODUCE_TIMEOUT; one sent
+			// is never cancelled, so that its outcome is always known and
+			// the dedup claim of a request answered 503 meanwhile can be
+			// settled by it (inbound.settleLate).
 			kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
 			// Larger batches of events, fewer of them: see kafka.StickyFor.
 			kgo.RecordPartitioner(kafka.StickyFor(cfg.Kafka.Linger, names.Events)),

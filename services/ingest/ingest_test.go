@@ -528,9 +528,12 @@ func TestBrokerDownAnswers503AndLeavesNothingHalfAccepted(t *testing.T) {
 	rdb := testenv.Redis(t)
 	s, _ := signature.Lookup("relay")
 	key := dedup.Key(src.ID, classify.DedupKey(hdr, body, s))
-	if n, err := rdb.Exists(context.Background(), key).Result(); err != nil || n != 0 {
-		t.Fatalf("a dedup marker survived the failed produce (exists=%d, err=%v)", n, err)
-	}
+	// The record never reached a broker, so it fails for good, at the
+	// request's deadline or just after it, and the claim goes with it.
+	testenv.Eventually(t, 10*time.Second, "the failed produce's dedup marker to go", func() bool {
+		n, err := rdb.Exists(context.Background(), key).Result()
+		return err == nil && n == 0
+	})
 
 	broker.Start()
 	var accepted reply
@@ -545,6 +548,56 @@ func TestBrokerDownAnswers503AndLeavesNothingHalfAccepted(t *testing.T) {
 	}
 	if n := h.records(); n != 1 {
 		t.Fatalf("%d records on the topic, want exactly the accepted one", n)
+	}
+}
+
+// TestLateProduceIsFoundByTheRetry: a broker that took the record and has
+// not answered when the request's time is up. The sender hears 503; the
+// claim holds the key until the broker answers, so the retry finds the one
+// event rather than making a second.
+func TestLateProduceIsFoundByTheRetry(t *testing.T) {
+	broker := testenv.StartKafka(t)
+	h := start(t, []string{broker.Addr}, "", map[string]string{"RELAY_PRODUCE_TIMEOUT": "1s", "RELAY_DEDUP_WAIT": "100ms"})
+	src := h.source("relay")
+	body := []byte(`{"type":"order.created","id":43}`)
+	hdr := signed(t, "relay", src.Secret, body, time.Now())
+	hdr.Set("X-Idempotency-Key", "order-43")
+	// One event first, so that the producer knows the topic's leaders and
+	// holds its connection: frozen, the broker then takes the request and
+	// answers nothing (a record never sent fails for good instead).
+	warm := []byte(`{"type":"warm-up"}`)
+	if code, _, raw := h.do("POST", "/in/"+src.ID, warm, signed(t, "relay", src.Secret, warm, time.Now())); code != 202 {
+		t.Fatalf("warm-up: %d %s", code, raw)
+	}
+
+	broker.Freeze()
+	code, respHdr, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+	if r := decode(t, raw); code != 503 || r.Error.Code != "broker_unavailable" || respHdr.Get("Retry-After") == "" {
+		broker.Thaw()
+		t.Fatalf("broker frozen: %d %v %s", code, respHdr, raw)
+	}
+	// While the outcome is unknown the key stays claimed, held past the
+	// claim's own TTL (RELAY_PRODUCE_TIMEOUT + 10 s), and a retry waits.
+	time.Sleep(12 * time.Second)
+	code, _, raw = h.do("POST", "/in/"+src.ID, body, hdr)
+	broker.Thaw()
+	if r := decode(t, raw); code != 503 || r.Error.Code != "duplicate_in_flight" {
+		t.Fatalf("retry while the produce is unanswered: %d %s, want 503 duplicate_in_flight", code, raw)
+	}
+	var found reply
+	testenv.Eventually(t, 30*time.Second, "the retry to find the late event", func() bool {
+		code, _, raw := h.do("POST", "/in/"+src.ID, body, hdr)
+		found = decode(t, raw)
+		return code == 200 && found.Duplicate
+	})
+	if n := h.records(); n != 2 {
+		t.Fatalf("%d records on the topic, want the warm-up and the one taken late", n)
+	}
+	if got := metricVec(t, h, "relay_ingest_produce_late_total").value(); got != 1 {
+		t.Fatalf("late acceptances counted %v, want 1", got)
+	}
+	if code, _, raw := h.do("GET", "/sources/"+src.ID+"/events/"+found.EventID, nil, admin()); code != 200 {
+		t.Fatalf("the late event in the events API: %d %s", code, raw)
 	}
 }
 

@@ -127,6 +127,21 @@ func (s *Store) QueueCommit(ctx context.Context, p redis.Pipeliner, c *Claim, wi
 	return p.Set(ctx, c.key, c.evt, window)
 }
 
+var extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// Extend keeps the pending marker for another PendingTTL if it is still
+// ours: a produce whose outcome is not yet known must go on holding the key,
+// or a retry accepted meanwhile would be a second event for it.
+func (s *Store) Extend(ctx context.Context, c *Claim) error {
+	if err := extendScript.Run(ctx, s.rdb, []string{c.key}, pendingPrefix+c.evt, s.PendingTTL.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("dedup extend: %w", err)
+	}
+	return nil
+}
+
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

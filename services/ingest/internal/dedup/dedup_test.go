@@ -28,6 +28,14 @@ func TestProtocol(t *testing.T) {
 		if _, _, err := s.Acquire(ctx, key, "evt_b"); !errors.Is(err, ErrInFlight) {
 			t.Fatalf("acquire while pending = %v, want ErrInFlight", err)
 		}
+		// A produce whose outcome is unknown holds its claim past the TTL.
+		rdb.PExpire(ctx, key, time.Second)
+		if err := s.Extend(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		if ttl := rdb.PTTL(ctx, key).Val(); ttl <= time.Second {
+			t.Fatalf("extended claim's TTL = %v, want up to PendingTTL", ttl)
+		}
 		// A failed produce releases the key: the retry may produce.
 		if err := s.Release(ctx, first); err != nil {
 			t.Fatal(err)
@@ -38,6 +46,13 @@ func TestProtocol(t *testing.T) {
 		}
 		if err := commit(ctx, rdb, s, retry); err != nil {
 			t.Fatalf("commit = %v", err)
+		}
+		// A stale extend (the old claim) leaves the committed id's window alone.
+		if err := s.Extend(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		if ttl := rdb.PTTL(ctx, key).Val(); ttl <= s.PendingTTL {
+			t.Fatalf("a stale extend cut the committed id's window to %v", ttl)
 		}
 		// From now on every duplicate gets the accepted id.
 		c, dup, err := s.Acquire(ctx, key, "evt_d")

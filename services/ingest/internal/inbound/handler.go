@@ -135,6 +135,7 @@ type metrics struct {
 	dedupFailOpen   prometheus.Counter
 	produceDuration prometheus.Histogram
 	produceFailures prometheus.Counter
+	produceLate     *prometheus.CounterVec
 	storeFailures   prometheus.Counter
 	busy            *prometheus.CounterVec
 }
@@ -157,6 +158,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		produceFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_produce_failures_total", Help: "Events refused with 503 because the broker did not acknowledge them in time.",
 		}),
+		produceLate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_ingest_produce_late_total", Help: "Produces answered 503 before the broker answered, by what the broker then did: accepted (a retry finds the event) or failed.",
+		}, []string{"outcome"}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_event_store_failures_total", Help: "Accepted events that could not be written to the events API store (Redis).",
 		}),
@@ -164,7 +168,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "relay_ingest_busy_total", Help: "Inbound requests answered 503 server_busy, by the limit they met: requests (RELAY_INGEST_MAX_INFLIGHT_REQUESTS) or bytes (RELAY_INGEST_MAX_INFLIGHT_BYTES).",
 		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.storeFailures, m.busy)
+	reg.MustRegister(m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.produceLate, m.storeFailures, m.busy)
 	for _, r := range []string{"accepted", "duplicate", "handshake"} {
 		m.events.WithLabelValues(r)
 	}

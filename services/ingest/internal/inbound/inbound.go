@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -86,7 +87,14 @@ func (a *Handler) ingest(c *gin.Context) {
 	}
 
 	body, release, ok := a.readBody(c)
-	defer release()
+	// late: the produce outlived the request, and settleLate releases what
+	// the request holds (its body's bytes, its in-flight slot) once it ends.
+	late := false
+	defer func() {
+		if !late {
+			release()
+		}
+	}()
 	if !ok {
 		return
 	}
@@ -94,7 +102,11 @@ func (a *Handler) ingest(c *gin.Context) {
 	if !ok {
 		return
 	}
-	defer done()
+	defer func() {
+		if !late {
+			done()
+		}
+	}()
 	scheme, err := signature.ForSource(src.Scheme, src.SchemeParams)
 	if err != nil {
 		rest.Internal(c, a.log, "verifying the request", fmt.Errorf("source %s: scheme %q: %w", src.ID, src.Scheme, err))
@@ -169,26 +181,42 @@ func (a *Handler) ingest(c *gin.Context) {
 	span.SetAttributes(attribute.String("relay.event_id", ev.ID))
 
 	rec := ev.Record(a.cfg.Names.Events)
-	// The record's context is ingest's own work context, never the
-	// request's: franz-go fails a buffered record whose context ends, and
-	// with it every record behind it on its partition, which other senders'
-	// requests share. work keeps the request's values, so the kotel hook
-	// still parents the produce span on the request's span.
-	rec.Context = work
+	// The record's context is never the request's, nor has it a deadline:
+	// franz-go fails a buffered record whose context ends, and with it
+	// every record behind it on its partition, which other senders'
+	// requests share; RecordDeliveryTimeout fails a record never sent, and
+	// one sent is settled by the broker's answer, however late. It keeps the
+	// request's values, so the kotel hook still parents the produce span on
+	// the request's span.
+	rec.Context = context.WithoutCancel(ctx)
+	stored := eventstore.Event{
+		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt,
+		Size: len(body), Located: true,
+	}
 	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
+	defer pcancel()
 	start := time.Now()
 	// Lingers (RELAY_KAFKA_LINGER) so that concurrent requests share a batch.
-	perr := kafka.ProduceAndWait(pctx, a.producer, rec)
-	pcancel()
+	outcome := kafka.ProduceAsync(pctx, a.producer, rec)
+	var perr error
+	select {
+	case perr = <-outcome:
+	case <-pctx.Done():
+		// Neither taken nor refused in time, and the broker may yet take
+		// it: the sender hears 503, and the dedup claim stays until the
+		// outcome is known, so that its retry finds the event if it was
+		// taken rather than becoming a second one.
+		late = true
+		a.m.produceFailures.Inc()
+		a.log.WarnContext(ctx, "produce unanswered in time; answering 503 and settling it when the broker answers", "source_id", src.ID, "event_id", ev.ID)
+		go a.settleLate(context.WithoutCancel(ctx), outcome, rec, claim, src.DedupWindow, stored, func() { done(); release() })
+		rest.Unavailable(c, "broker_unavailable", "the event could not be stored durably in time; retry, and a retry finds it if the broker took it late", 5*time.Second)
+		return
+	}
 	a.m.produceDuration.Observe(time.Since(start).Seconds())
 	if perr != nil {
 		a.m.produceFailures.Inc()
-		if claim != nil {
-			if err := a.dedup.Release(work, claim); err != nil {
-				// The marker expires after its TTL; until then a retry waits and gets 503.
-				a.log.WarnContext(ctx, "dedup release failed", "source_id", src.ID, "error", err)
-			}
-		}
+		a.produceFailed(work, claim, perr)
 		if kafka.Refused(perr) {
 			// Not an outage: the topic refuses this record until an operator
 			// acts. The sender's retries may outlast the fix.
@@ -204,10 +232,8 @@ func (a *Handler) ingest(c *gin.Context) {
 
 	// Accepted. What follows is bookkeeping, in one Redis round trip: its
 	// failure must not fail the request.
-	a.bookkeep(work, claim, src.DedupWindow, eventstore.Event{
-		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt,
-		Size: len(body), Partition: rec.Partition, Offset: rec.Offset, Located: true,
-	})
+	stored.Partition, stored.Offset = rec.Partition, rec.Offset
+	a.bookkeep(work, claim, src.DedupWindow, stored)
 	a.m.events.WithLabelValues("accepted").Inc()
 	answer(c, http.StatusAccepted, ingestResponse{EventID: ev.ID})
 }
@@ -250,6 +276,59 @@ func (a *Handler) rejectSignature(c *gin.Context, scheme string, err error) {
 
 // bookkeep records an accepted event: the dedup key now names it (when a
 // claim was made), and the events API can list it.
+// produceFailed releases the dedup claim of a record the broker did not
+// take, so that the sender's retry can be accepted. A client closed under
+// it (ingest shutting down) does not say whether the broker took it: the
+// claim then stays until its PendingTTL.
+func (a *Handler) produceFailed(ctx context.Context, claim *dedup.Claim, perr error) {
+	if claim == nil || errors.Is(perr, kgo.ErrClientClosed) {
+		return
+	}
+	if err := a.dedup.Release(ctx, claim); err != nil {
+		// The marker expires after its TTL; until then a retry waits and gets 503.
+		a.log.WarnContext(ctx, "dedup release failed", "error", err)
+	}
+}
+
+// settleLate waits for the outcome of a produce that its request answered
+// 503 before the broker did, holding the dedup claim meanwhile, and then
+// settles it as the request would have: bookkeeping and the claim's commit
+// if the broker took the event, the claim's release if not. free releases
+// what the request held.
+func (a *Handler) settleLate(ctx context.Context, outcome <-chan error, rec *kgo.Record, claim *dedup.Claim, window time.Duration, e eventstore.Event, free func()) {
+	defer free()
+	hold := time.NewTicker(a.dedup.PendingTTL / 3)
+	defer hold.Stop()
+	for {
+		select {
+		case perr := <-outcome:
+			ctx, cancel := context.WithTimeout(ctx, a.cfg.ProduceTimeout)
+			defer cancel()
+			if perr != nil {
+				a.m.produceLate.WithLabelValues("failed").Inc()
+				a.produceFailed(ctx, claim, perr)
+				a.log.WarnContext(ctx, "late produce failed; the sender's retry will be accepted", "source_id", e.SourceID, "event_id", e.ID, "error", perr)
+				return
+			}
+			a.m.produceLate.WithLabelValues("accepted").Inc()
+			e.Partition, e.Offset = rec.Partition, rec.Offset
+			a.bookkeep(ctx, claim, window, e)
+			a.m.events.WithLabelValues("accepted").Inc()
+			a.log.InfoContext(ctx, "late produce taken by the broker; the sender's retry finds it as a duplicate", "source_id", e.SourceID, "event_id", e.ID)
+			return
+		case <-hold.C:
+			if claim == nil {
+				continue
+			}
+			hctx, cancel := context.WithTimeout(ctx, a.cfg.ProduceTimeout)
+			if err := a.dedup.Extend(hctx, claim); err != nil {
+				a.log.WarnContext(ctx, "holding the dedup claim of a late produce failed", "event_id", e.ID, "error", err)
+			}
+			cancel()
+		}
+	}
+}
+
 func (a *Handler) bookkeep(ctx context.Context, claim *dedup.Claim, window time.Duration, e eventstore.Event) {
 	var commit *redis.StatusCmd
 	var stored []redis.Cmder
