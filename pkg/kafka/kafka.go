@@ -650,7 +650,7 @@ type stickyFor struct {
 
 func (p stickyFor) ForTopic(topic string) kgo.TopicPartitioner {
 	if slices.Contains(p.topics, topic) {
-		return &stickyTopic{cur: -1, stuckAfter: p.stuckAfter, avoidFor: p.avoidFor, now: time.Now, avoid: map[int]time.Time{}}
+		return &stickyTopic{cur: -1, stuckAfter: p.stuckAfter, avoidFor: p.avoidFor, now: time.Now, avoid: map[int]time.Time{}, keyed: p.keyed.ForTopic(topic)}
 	}
 	return p.keyed.ForTopic(topic)
 }
@@ -666,12 +666,29 @@ type stickyTopic struct {
 	avoid                map[int]time.Time // partitions found stuck, until when they are skipped
 	now                  func() time.Time
 	backups              []int64
+	// keyed places an event with an ordering key: by the murmur2 hash of
+	// its record key, among all the partitions, writable or not, so that
+	// every event of a key is on one partition, in order.
+	keyed kgo.TopicPartitioner
 }
 
-func (p *stickyTopic) RequiresConsistency(*kgo.Record) bool { return false }
+// ordered reports whether r is an event with an ordering key.
+func ordered(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == record.HeaderOrderingKey {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *stickyTopic) RequiresConsistency(r *kgo.Record) bool { return ordered(r) }
 
 // Partition is not called: franz-go calls PartitionByBackup instead.
-func (p *stickyTopic) Partition(_ *kgo.Record, n int) int {
+func (p *stickyTopic) Partition(r *kgo.Record, n int) int {
+	if ordered(r) {
+		return p.keyed.Partition(r, n)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cap(p.backups) < n {
@@ -690,7 +707,10 @@ func (p *stickyTopic) OnNewBatch() {
 	p.mu.Unlock()
 }
 
-func (p *stickyTopic) PartitionByBackup(_ *kgo.Record, n int, it kgo.TopicBackupIter) int {
+func (p *stickyTopic) PartitionByBackup(r *kgo.Record, n int, it kgo.TopicBackupIter) int {
+	if ordered(r) {
+		return p.keyed.Partition(r, n)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if cap(p.backups) < n {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/relayhq/relay/pkg/record"
 )
 
 func TestStickyForIgnoresKeysOfItsTopicsOnly(t *testing.T) {
@@ -112,5 +114,33 @@ func TestStickyChoice(t *testing.T) {
 		if got := stickyChoice(c.cur, c.n, c.stuck, c.b); got != c.want {
 			t.Errorf("%s: stickyChoice = %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// TestStickyForHashesOrderedEvents: an event with an ordering key goes to
+// its key's partition (murmur2, among all of them), whatever the sticky
+// choice of the moment, so that a key's events stay in order on one.
+func TestStickyForHashesOrderedEvents(t *testing.T) {
+	tp := StickyFor(2*time.Millisecond, "relay.events").ForTopic("relay.events").(*stickyTopic)
+	want := kgo.StickyKeyPartitioner(nil).ForTopic("relay.events")
+	keyed := func(key string) *kgo.Record {
+		return &kgo.Record{Key: []byte(key), Headers: []kgo.RecordHeader{{Key: record.HeaderOrderingKey, Value: []byte(key)}}}
+	}
+	if tp.RequiresConsistency(&kgo.Record{Key: []byte("evt_1")}) || !tp.RequiresConsistency(keyed("cus_1")) {
+		t.Fatal("only an event with an ordering key requires consistent partitioning")
+	}
+	spread := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		r := keyed(fmt.Sprintf("cus_%d", i))
+		w := want.Partition(r, 6)
+		for _, counts := range [][]int64{{0, 9, 9, 9, 9, 9}, {9, 9, 9, 9, 9, 0}} {
+			if got := tp.PartitionByBackup(r, 6, &backups{n: counts}); got != w {
+				t.Fatalf("key %s went to partition %d, murmur2 says %d", r.Key, got, w)
+			}
+		}
+		spread[w] = true
+	}
+	if len(spread) < 4 {
+		t.Fatalf("50 keys on %d of 6 partitions", len(spread))
 	}
 }

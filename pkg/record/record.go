@@ -106,6 +106,8 @@ const (
 	HeaderOrigin         = "relay-origin"
 	HeaderTier           = "relay-tier"
 	HeaderSlot           = "relay-slot"
+	HeaderOrderingKey    = "relay-ordering-key"
+	HeaderHeadSince      = "relay-head-since"
 	// HeaderForwardedPrefix starts the header of each sender request header
 	// a source forwards to its subscribers: relay-fwd-x-github-event.
 	HeaderForwardedPrefix = "relay-fwd-"
@@ -124,6 +126,9 @@ const (
 	// OriginThrottled is a delivery waiting, without spending an attempt,
 	// for the time its subscription's limiter reserved for it (Slot).
 	OriginThrottled = "throttled"
+	// OriginOrdered is the first attempt of an ordered delivery that
+	// waited behind another event of its key and is now at the front.
+	OriginOrdered = "ordered"
 )
 
 // Dead reasons (the relay-dead-reason header).
@@ -175,7 +180,10 @@ type Event struct {
 	// Forwarded are the sender's request headers its source forwards to
 	// subscribers, in the order the source names them.
 	Forwarded []ForwardedHeader
-	Body      []byte
+	// OrderingKey is the event's ordering key, as its source names it
+	// (package ordering); empty for none.
+	OrderingKey string
+	Body        []byte
 }
 
 // ForwardedHeader is one forwarded request header: its canonical name
@@ -187,11 +195,17 @@ type ForwardedHeader struct {
 // Record returns the record for e on the events topic. The traceparent
 // header is left to the kotel hook, which writes the producing span's context.
 func (e Event) Record(topic string) *kgo.Record {
+	// An event with an ordering key is keyed by it, so that the events of
+	// a key share a partition (kafka.StickyFor hashes it).
+	key := e.ID
+	if e.OrderingKey != "" {
+		key = e.OrderingKey
+	}
 	return &kgo.Record{
 		Topic:   topic,
-		Key:     []byte(e.ID),
+		Key:     []byte(key),
 		Value:   e.Body,
-		Headers: e.headers(make([]kgo.RecordHeader, 0, 5)),
+		Headers: e.headers(make([]kgo.RecordHeader, 0, 6)),
 	}
 }
 
@@ -204,6 +218,9 @@ func (e Event) headers(h []kgo.RecordHeader) []kgo.RecordHeader {
 	)
 	if e.ContentType != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderContentType, Value: []byte(e.ContentType)})
+	}
+	if e.OrderingKey != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderOrderingKey, Value: []byte(e.OrderingKey)})
 	}
 	for _, f := range e.Forwarded {
 		h = append(h, kgo.RecordHeader{Key: HeaderForwardedPrefix + strings.ToLower(f.Name), Value: []byte(f.Value)})
@@ -227,6 +244,8 @@ func ParseEvent(r *kgo.Record) (Event, error) {
 			received = string(h.Value)
 		case HeaderContentType:
 			e.ContentType = string(h.Value)
+		case HeaderOrderingKey:
+			e.OrderingKey = string(h.Value)
 		default:
 			if name, ok := strings.CutPrefix(h.Key, HeaderForwardedPrefix); ok && name != "" {
 				e.Forwarded = append(e.Forwarded, ForwardedHeader{Name: textproto.CanonicalMIMEHeaderKey(name), Value: string(h.Value)})
@@ -273,6 +292,10 @@ type Delivery struct {
 	// Slot is when a throttled delivery may be attempted, as its
 	// subscription's limiter reserved it; zero for none.
 	Slot time.Time
+	// HeadSince is when an ordered delivery came to the front of its key's
+	// queue: what a DLQ entry says about how long it held its key up.
+	// Zero for an unordered one.
+	HeadSince time.Time
 }
 
 // Record returns the record for d on topic. It is always a fresh record, so
@@ -297,6 +320,9 @@ func (d Delivery) Record(topic string) *kgo.Record {
 	}
 	if !d.Slot.IsZero() {
 		h = append(h, kgo.RecordHeader{Key: HeaderSlot, Value: strconv.AppendInt(nil, d.Slot.UnixMicro(), 10)})
+	}
+	if !d.HeadSince.IsZero() {
+		h = append(h, kgo.RecordHeader{Key: HeaderHeadSince, Value: strconv.AppendInt(nil, d.HeadSince.UnixMilli(), 10)})
 	}
 	return &kgo.Record{Topic: topic, Key: []byte(d.SubscriptionID), Value: d.Body, Headers: h}
 }
@@ -350,6 +376,11 @@ func ParseDelivery(r *kgo.Record) (Delivery, error) {
 				return d, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderSlot, v)
 			}
 			d.Slot = time.UnixMicro(us)
+		case HeaderHeadSince:
+			// Informational, like the last status: unparsable reads as none.
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms > 0 {
+				d.HeadSince = time.UnixMilli(ms)
+			}
 		}
 	}
 	if d.SubscriptionID == "" {

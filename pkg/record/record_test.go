@@ -24,6 +24,7 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 		"relay.v1.EventHeaders.content_type":       HeaderContentType,
 		"relay.v1.EventHeaders.traceparent":        HeaderTraceparent,
 		"relay.v1.EventHeaders.forwarded":          HeaderForwardedPrefix,
+		"relay.v1.EventHeaders.ordering_key":       HeaderOrderingKey,
 		"relay.v1.DeliveryHeaders.subscription_id": HeaderSubscriptionID,
 		"relay.v1.DeliveryHeaders.attempt":         HeaderAttempt,
 		"relay.v1.DeliveryHeaders.not_before":      HeaderNotBefore,
@@ -33,6 +34,7 @@ func TestHeaderNamesMatchProto(t *testing.T) {
 		"relay.v1.DeliveryHeaders.origin":          HeaderOrigin,
 		"relay.v1.DeliveryHeaders.tier":            HeaderTier,
 		"relay.v1.DeliveryHeaders.slot":            HeaderSlot,
+		"relay.v1.DeliveryHeaders.head_since":      HeaderHeadSince,
 	}
 	seen := 0
 	for _, msg := range []protoreflect.MessageDescriptor{
@@ -80,6 +82,15 @@ func TestEventRoundTrip(t *testing.T) {
 	if len(got.Forwarded) != 2 || got.Forwarded[0] != e.Forwarded[0] || got.Forwarded[1] != e.Forwarded[1] {
 		t.Fatalf("forwarded headers round trip = %v, want %v", got.Forwarded, e.Forwarded)
 	}
+	// An event with an ordering key is keyed by it, so that its key's
+	// events share a partition; one without, by its id.
+	keyed := e
+	keyed.OrderingKey = "cus_1"
+	if r := keyed.Record(TopicEvents); string(r.Key) != "cus_1" {
+		t.Fatalf("a keyed event's record key = %q", r.Key)
+	} else if back, err := ParseEvent(r); err != nil || back.OrderingKey != "cus_1" {
+		t.Fatalf("ordering key round trip = %q (%v)", back.OrderingKey, err)
+	}
 	// A delivery of the event (a retry, the DLQ) carries them on.
 	d, err := ParseDelivery(Delivery{Event: got, SubscriptionID: "sub_1", Attempt: 2}.Record(TopicDLQ))
 	if err != nil || len(d.Forwarded) != 2 || d.Forwarded[1] != e.Forwarded[1] {
@@ -89,10 +100,10 @@ func TestEventRoundTrip(t *testing.T) {
 
 func TestDeliveryRoundTrip(t *testing.T) {
 	d := Delivery{
-		Event:          Event{ID: "evt_1", SourceID: "src_1", Type: "t", ReceivedAt: time.UnixMilli(5), Body: []byte("x")},
+		Event:          Event{ID: "evt_1", SourceID: "src_1", Type: "t", ReceivedAt: time.UnixMilli(5), OrderingKey: "cus_9", Body: []byte("x")},
 		SubscriptionID: "sub_1", Attempt: 3, NotBefore: time.UnixMilli(99), LastStatus: 503,
 		LastError: strings.Repeat("é", 400), DeadReason: DeadRetriesExhausted, Origin: OriginRetry, Tier: 2,
-		Slot: time.UnixMicro(1_765_000_000_123_456),
+		Slot: time.UnixMicro(1_765_000_000_123_456), HeadSince: time.UnixMilli(77),
 	}
 	r := d.Record(RetryTopic(30 * time.Second))
 	if r.Topic != "relay.retry.30s" || string(r.Key) != "sub_1" {
@@ -102,7 +113,8 @@ func TestDeliveryRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry || got.Tier != 2 || !got.Slot.Equal(d.Slot) {
+	if got.SubscriptionID != "sub_1" || got.Attempt != 3 || got.NotBefore.UnixMilli() != 99 || got.LastStatus != 503 || got.DeadReason != d.DeadReason || got.Origin != OriginRetry || got.Tier != 2 || !got.Slot.Equal(d.Slot) ||
+		got.OrderingKey != "cus_9" || !got.HeadSince.Equal(d.HeadSince) {
 		t.Fatalf("round trip = %+v", got)
 	}
 	if len(got.LastError) > maxErrorLen || !strings.HasPrefix(d.LastError, got.LastError) {

@@ -52,7 +52,12 @@ type EventHeaders struct {
 	// (its `forward_headers`), one record header each: the prefix and the
 	// header's name in lower case (`relay-fwd-x-github-event`), the value as
 	// received (several joined by ", ").
-	Forwarded     map[string]string `protobuf:"bytes,7,rep,name=forwarded,proto3" json:"forwarded,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Forwarded map[string]string `protobuf:"bytes,7,rep,name=forwarded,proto3" json:"forwarded,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The event's ordering key, when its source names one (`ordering_key`) and
+	// the request carried it: at most 256 bytes as sent, or `sha256:` and the
+	// hex digest of a longer or structured one. An event with one is keyed by
+	// it (the record key), so every event of a key is on one partition.
+	OrderingKey   string `protobuf:"bytes,8,opt,name=ordering_key,json=orderingKey,proto3" json:"ordering_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -136,6 +141,13 @@ func (x *EventHeaders) GetForwarded() map[string]string {
 	return nil
 }
 
+func (x *EventHeaders) GetOrderingKey() string {
+	if x != nil {
+		return x.OrderingKey
+	}
+	return ""
+}
+
 // DeliveryHeaders are the headers of a record on `relay.retry.<delay>`,
 // `relay.deliveries` and `relay.dlq` (key: subscription id), in addition to
 // every EventHeaders header of the event being delivered.
@@ -159,7 +171,8 @@ type DeliveryHeaders struct {
 	// was full, no attempt was spent), `held` (the subscription could not be
 	// read when the event was fanned out), `throttled` (waiting for its
 	// subscription's rate limit or circuit breaker, no attempt spent),
-	// `replay` or `redrive`.
+	// `replay`, `redrive`, or `ordered` (the first attempt of an ordered
+	// delivery that waited behind another event of its key).
 	Origin string `protobuf:"bytes,7,opt,name=origin,proto3" json:"origin,omitempty"`
 	// How far up the retry ladder the delivery is: 0 before its first tier (a
 	// first attempt, a replay, a redrive, or a deferral of one of these), k once
@@ -171,7 +184,11 @@ type DeliveryHeaders struct {
 	// reserved for the attempt, unix microseconds. The record hops along the
 	// retry tiers (each hop keeps not-before times in order on its topic) and
 	// is attempted at that time, not before.
-	Slot          int64 `protobuf:"varint,9,opt,name=slot,proto3" json:"slot,omitempty"`
+	Slot int64 `protobuf:"varint,9,opt,name=slot,proto3" json:"slot,omitempty"`
+	// Only on an ordered delivery: when it came to the front of its key's
+	// queue, unix milliseconds. On `relay.dlq` it says how long the entry held
+	// its key up.
+	HeadSince     int64 `protobuf:"varint,10,opt,name=head_since,json=headSince,proto3" json:"head_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -265,6 +282,13 @@ func (x *DeliveryHeaders) GetTier() int32 {
 func (x *DeliveryHeaders) GetSlot() int64 {
 	if x != nil {
 		return x.Slot
+	}
+	return 0
+}
+
+func (x *DeliveryHeaders) GetHeadSince() int64 {
+	if x != nil {
+		return x.HeadSince
 	}
 	return 0
 }
@@ -444,7 +468,7 @@ var File_relay_v1_record_proto protoreflect.FileDescriptor
 
 const file_relay_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\x15relay/v1/record.proto\x12\brelay.v1\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x03\n" +
+	"\x15relay/v1/record.proto\x12\brelay.v1\x1a google/protobuf/descriptor.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x04\n" +
 	"\fEventHeaders\x12-\n" +
 	"\bevent_id\x18\x01 \x01(\tB\x12\x92\x82\x19\x0erelay-event-idR\aeventId\x120\n" +
 	"\tsource_id\x18\x02 \x01(\tB\x13\x92\x82\x19\x0frelay-source-idR\bsourceId\x123\n" +
@@ -455,10 +479,11 @@ const file_relay_v1_record_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tB\x10\x92\x82\x19\fcontent-typeR\vcontentType\x121\n" +
 	"\vtraceparent\x18\x06 \x01(\tB\x0f\x92\x82\x19\vtraceparentR\vtraceparent\x12S\n" +
 	"\tforwarded\x18\a \x03(\v2%.relay.v1.EventHeaders.ForwardedEntryB\x0e\x92\x82\x19\n" +
-	"relay-fwd-R\tforwarded\x1a<\n" +
+	"relay-fwd-R\tforwarded\x129\n" +
+	"\fordering_key\x18\b \x01(\tB\x16\x92\x82\x19\x12relay-ordering-keyR\vorderingKey\x1a<\n" +
 	"\x0eForwardedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x04\n" +
 	"\x0fDeliveryHeaders\x12B\n" +
 	"\x0fsubscription_id\x18\x01 \x01(\tB\x19\x92\x82\x19\x15relay-subscription-idR\x0esubscriptionId\x12+\n" +
 	"\aattempt\x18\x02 \x01(\x05B\x11\x92\x82\x19\rrelay-attemptR\aattempt\x123\n" +
@@ -474,7 +499,10 @@ const file_relay_v1_record_proto_rawDesc = "" +
 	"\x04tier\x18\b \x01(\x05B\x0e\x92\x82\x19\n" +
 	"relay-tierR\x04tier\x12\"\n" +
 	"\x04slot\x18\t \x01(\x03B\x0e\x92\x82\x19\n" +
-	"relay-slotR\x04slot\"\xe5\x03\n" +
+	"relay-slotR\x04slot\x123\n" +
+	"\n" +
+	"head_since\x18\n" +
+	" \x01(\x03B\x14\x92\x82\x19\x10relay-head-sinceR\theadSince\"\xe5\x03\n" +
 	"\vArchiveLine\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1b\n" +
 	"\tsource_id\x18\x02 \x01(\tR\bsourceId\x12\x1d\n" +
