@@ -13,6 +13,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/filter"
+	"github.com/relayhq/relay/pkg/ordering"
 	"github.com/relayhq/relay/pkg/secretbox"
 )
 
@@ -95,6 +97,10 @@ type Source struct {
 	// AllowedIPs, when not empty, are the only sender addresses (IPs and
 	// CIDR prefixes) the source takes webhooks from.
 	AllowedIPs []string
+	// OrderingKey says where an event's ordering key is (a header or a
+	// JSON path); zero for none. Ordered subscriptions deliver the events
+	// of one key one at a time, in order.
+	OrderingKey ordering.Spec
 }
 
 // Subscription is an endpoint that receives a source's events.
@@ -123,7 +129,20 @@ type Subscription struct {
 	// RateLimit paces deliveries to the endpoint across every deliver
 	// replica; nil for none.
 	RateLimit *RateLimit
+	// Ordered makes the deliveries of events that share an ordering key
+	// one at a time, in the order ingest accepted them. Set at creation.
+	Ordered bool
+	// OnFailure is what an ordered subscription's key does when its head
+	// goes to the DLQ: OnFailureSkip (the next proceeds) or OnFailureBlock
+	// (it waits until the entry is redriven and delivered, or discarded).
+	OnFailure string
 }
+
+// What an ordered subscription does when a key's head goes to the DLQ.
+const (
+	OnFailureSkip  = "skip"
+	OnFailureBlock = "block"
+)
 
 // RateLimit is a subscription's pace: at most Rate deliveries per Period
 // (a second or a minute) on average, Burst of them at once.
@@ -246,6 +265,32 @@ func (d *decoder) rateLimit(field string) *RateLimit {
 	return &r
 }
 
+// orderingKey reads an optional ordering key; absent reads as none.
+func (d *decoder) orderingKey(field string) ordering.Spec {
+	var o ordering.Spec
+	if d.m[field] == "" {
+		return o
+	}
+	if err := json.Unmarshal([]byte(d.m[field]), &o); err != nil || o.Validate() != nil {
+		d.fail(field, "an ordering key (a header or a JSON path)")
+		return ordering.Spec{}
+	}
+	return o
+}
+
+// onFailure reads an ordered subscription's on_failure; absent reads as
+// unordered.
+func (d *decoder) onFailure(field string) (bool, string) {
+	switch v := d.m[field]; v {
+	case "":
+		return false, ""
+	case OnFailureSkip, OnFailureBlock:
+		return true, v
+	}
+	d.fail(field, `"skip" or "block"`)
+	return false, ""
+}
+
 // flag reads "1" or "0".
 func (d *decoder) flag(field string) bool {
 	switch d.m[field] {
@@ -313,6 +358,7 @@ func (s *Store) CreateSource(ctx context.Context, src Source, secret string) err
 		{"forward_headers", len(src.ForwardHeaders) == 0, src.ForwardHeaders},
 		{"scheme_params", len(src.SchemeParams) == 0, src.SchemeParams},
 		{"allowed_ips", len(src.AllowedIPs) == 0, src.AllowedIPs},
+		{"ordering_key", src.OrderingKey.IsZero(), src.OrderingKey},
 	} {
 		if f.empty {
 			continue // absent reads as none
@@ -356,6 +402,7 @@ func sourceFrom(id string, m map[string]string) (Source, error) {
 		ForwardHeaders: d.list("forward_headers", "header names"),
 		AllowedIPs:     d.list("allowed_ips", "IP addresses and CIDR prefixes"),
 		SchemeParams:   d.params("scheme_params"),
+		OrderingKey:    d.orderingKey("ordering_key"),
 	}
 	if m["prev_secret"] != "" {
 		src.PreviousSecretExpiresAt = d.time("prev_expires")
@@ -501,6 +548,9 @@ type SourcePatch struct {
 	// AllowedIPs, when not nil, replace the allowed sender addresses
 	// (empty: any).
 	AllowedIPs *[]string
+	// OrderingKey, when not nil, replaces where the ordering key is (zero:
+	// none).
+	OrderingKey *ordering.Spec
 }
 
 // UpdateSource applies a patch and returns the updated source. Its id, and
@@ -524,6 +574,7 @@ func (s *Store) UpdateSource(ctx context.Context, id string, p SourcePatch) (Sou
 		{"forward_headers", p.ForwardHeaders != nil, p.ForwardHeaders == nil || len(*p.ForwardHeaders) == 0, p.ForwardHeaders},
 		{"scheme_params", p.SchemeParams != nil, p.SchemeParams == nil || len(*p.SchemeParams) == 0, p.SchemeParams},
 		{"allowed_ips", p.AllowedIPs != nil, p.AllowedIPs == nil || len(*p.AllowedIPs) == 0, p.AllowedIPs},
+		{"ordering_key", p.OrderingKey != nil, p.OrderingKey == nil || p.OrderingKey.IsZero(), p.OrderingKey},
 	} {
 		if !f.set {
 			continue
@@ -819,6 +870,10 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, secret
 		}
 		fields["rate_limit"] = string(b)
 	}
+	if sub.Ordered {
+		// One field says both: present, the subscription is ordered.
+		fields["ordered"] = cmp.Or(sub.OnFailure, OnFailureSkip)
+	}
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, subKey(sub.ID), fields)
 		p.ZAdd(ctx, sourceSubsKey(sub.SourceID), redis.Z{Member: sub.ID})
@@ -856,6 +911,7 @@ func subFrom(id string, m map[string]string) (Subscription, error) {
 		sub.MaxAttempts = d.count("max_attempts")
 	}
 	sub.RateLimit = d.rateLimit("rate_limit")
+	sub.Ordered, sub.OnFailure = d.onFailure("ordered")
 	if m["prev_secret"] != "" {
 		sub.PreviousSecretExpiresAt = d.time("prev_expires")
 	}
@@ -1003,6 +1059,10 @@ type SubscriptionPatch struct {
 	MaxAttempts *int
 	// RateLimit, when not nil, replaces the rate limit (a zero one: none).
 	RateLimit *RateLimit
+	// OnFailure, when not nil, replaces an ordered subscription's
+	// on_failure. Whether it is ordered is fixed at creation: a key's
+	// queue must drain the way it filled.
+	OnFailure *string
 }
 
 // hsetIfExists sets fields on KEYS[1] only when it exists. ARGV: field, value, ….
@@ -1014,7 +1074,7 @@ return 1
 
 // UpdateSubscription applies a patch and returns the updated subscription.
 func (s *Store) UpdateSubscription(ctx context.Context, id string, p SubscriptionPatch) (Subscription, error) {
-	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil && p.Filter == nil && p.MaxAttempts == nil && p.RateLimit == nil {
+	if p.URL == nil && p.Events == nil && p.Enabled == nil && p.Headers == nil && p.Filter == nil && p.MaxAttempts == nil && p.RateLimit == nil && p.OnFailure == nil {
 		return s.GetSubscription(ctx, id) // nothing to change, updated_at included
 	}
 	args := []any{"updated_at", ms(s.now())}
@@ -1062,6 +1122,9 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, p Subscriptio
 			v = string(b)
 		}
 		args = append(args, "rate_limit", v)
+	}
+	if p.OnFailure != nil {
+		args = append(args, "ordered", *p.OnFailure)
 	}
 	n, err := hsetIfExists.Run(ctx, s.rdb, []string{subKey(id)}, args...).Int()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/ordering"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/testenv"
 )
@@ -424,6 +425,56 @@ func TestSubscriptionPolicy(t *testing.T) {
 	if got, err = s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{Filter: &none, MaxAttempts: &zero, RateLimit: &RateLimit{}}); err != nil ||
 		got.Filter != "" || got.MaxAttempts != 0 || got.RateLimit != nil {
 		t.Fatalf("all cleared: %+v, %v", got, err)
+	}
+}
+
+// TestOrdering: a source's ordering key and an ordered subscription's
+// on_failure are stored, read back, patched and cleared; a damaged one reads
+// as corrupt rather than as unordered.
+func TestOrdering(t *testing.T) {
+	rdb, _ := testenv.MiniRedis(t)
+	ctx := context.Background()
+	s := newStore(t, rdb)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	src := Source{ID: ids.New(ids.Source), Name: "shop", Scheme: "relay", CreatedAt: now, OrderingKey: ordering.Spec{JSONPath: "data.customer_id"}}
+	if err := s.CreateSource(ctx, src, "whsec_c3ViLXNlY3JldA=="); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetSource(ctx, src.ID); err != nil || got.OrderingKey != src.OrderingKey {
+		t.Fatalf("source read back %+v, %v", got.OrderingKey, err)
+	}
+	byHeader := ordering.Spec{Header: "X-Customer-Id"}
+	if got, err := s.UpdateSource(ctx, src.ID, SourcePatch{OrderingKey: &byHeader}); err != nil || got.OrderingKey != byHeader {
+		t.Fatalf("ordering key patched: %+v, %v", got.OrderingKey, err)
+	}
+	if got, err := s.UpdateSource(ctx, src.ID, SourcePatch{OrderingKey: &ordering.Spec{}}); err != nil || !got.OrderingKey.IsZero() {
+		t.Fatalf("ordering key cleared: %+v, %v", got.OrderingKey, err)
+	}
+
+	sub := Subscription{
+		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com", Events: []string{"*"}, Enabled: true,
+		CreatedAt: now, UpdatedAt: now, Ordered: true,
+	}
+	if err := s.CreateSubscription(ctx, sub, "whsec_c3ViLXNlY3JldA==", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetSubscription(ctx, sub.ID); err != nil || !got.Ordered || got.OnFailure != OnFailureSkip {
+		t.Fatalf("ordered subscription read back %+v, %v", got, err)
+	}
+	block := OnFailureBlock
+	if got, err := s.UpdateSubscription(ctx, sub.ID, SubscriptionPatch{OnFailure: &block}); err != nil || !got.Ordered || got.OnFailure != OnFailureBlock {
+		t.Fatalf("on_failure patched: %+v, %v", got, err)
+	}
+	rdb.HSet(ctx, subKey(sub.ID), "ordered", "sometimes")
+	if _, err := s.GetSubscription(ctx, sub.ID); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a damaged on_failure read as %v, want corrupt", err)
+	}
+	plain := Subscription{ID: ids.New(ids.Subscription), SourceID: src.ID, URL: "https://example.com", Events: []string{"*"}, Enabled: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.CreateSubscription(ctx, plain, "whsec_c3ViLXNlY3JldA==", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetSubscription(ctx, plain.ID); err != nil || got.Ordered || got.OnFailure != "" {
+		t.Fatalf("unordered subscription read back %+v, %v", got, err)
 	}
 }
 

@@ -55,6 +55,8 @@ type Event struct {
 	ContentType string
 	ReceivedAt  time.Time
 	Size        int
+	// OrderingKey is the event's ordering key; empty for none.
+	OrderingKey string
 	// Partition and Offset locate the event on relay.events; Located is
 	// false for an event stored by an earlier version, which carries its
 	// Body instead.
@@ -142,6 +144,7 @@ func (s *Store) Queue(ctx context.Context, p redis.Pipeliner, e Event) []redis.C
 type meta struct {
 	Type        string `json:"t"`
 	ContentType string `json:"c,omitempty"`
+	OrderingKey string `json:"k,omitempty"`
 	Size        int    `json:"n"`
 	Partition   int32  `json:"p"`
 	Offset      int64  `json:"o"`
@@ -150,7 +153,7 @@ type meta struct {
 // member is e's index entry: its id, a space, its metadata. Every event id
 // has the same length, so members sort by id.
 func member(e Event) string {
-	head, _ := json.Marshal(meta{Type: e.Type, ContentType: e.ContentType, Size: e.Size, Partition: e.Partition, Offset: e.Offset})
+	head, _ := json.Marshal(meta{Type: e.Type, ContentType: e.ContentType, OrderingKey: e.OrderingKey, Size: e.Size, Partition: e.Partition, Offset: e.Offset})
 	return e.ID + " " + string(head)
 }
 
@@ -173,7 +176,7 @@ func parseMember(src, m string) (e Event, legacy bool, err error) {
 	}
 	at, _ := ids.Time(id)
 	return Event{
-		ID: id, SourceID: src, Type: md.Type, ContentType: md.ContentType, ReceivedAt: at, Size: md.Size,
+		ID: id, SourceID: src, Type: md.Type, ContentType: md.ContentType, ReceivedAt: at, Size: md.Size, OrderingKey: md.OrderingKey,
 		Partition: md.Partition, Offset: md.Offset, Located: true,
 	}, false, nil
 }

@@ -136,6 +136,7 @@ type metrics struct {
 	produceDuration prometheus.Histogram
 	produceFailures prometheus.Counter
 	produceLate     *prometheus.CounterVec
+	unkeyed         *prometheus.CounterVec
 	storeFailures   prometheus.Counter
 	busy            *prometheus.CounterVec
 }
@@ -161,6 +162,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		produceLate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_ingest_produce_late_total", Help: "Produces answered 503 before the broker answered, by what the broker then did: accepted (a retry finds the event) or failed.",
 		}, []string{"outcome"}),
+		unkeyed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_ingest_unkeyed_total", Help: "Events accepted without an ordering key on a source that names one (absent, empty, or a body that is not JSON), by source: their deliveries are unordered.",
+		}, []string{"source_id"}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_ingest_event_store_failures_total", Help: "Accepted events that could not be written to the events API store (Redis).",
 		}),
@@ -168,7 +172,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "relay_ingest_busy_total", Help: "Inbound requests answered 503 server_busy, by the limit they met: requests (RELAY_INGEST_MAX_INFLIGHT_REQUESTS) or bytes (RELAY_INGEST_MAX_INFLIGHT_BYTES).",
 		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.produceLate, m.storeFailures, m.busy)
+	reg.MustRegister(m.verifyFailures, m.events, m.dedupFailOpen, m.produceDuration, m.produceFailures, m.produceLate, m.unkeyed, m.storeFailures, m.busy)
 	for _, r := range []string{"accepted", "duplicate", "handshake"} {
 		m.events.WithLabelValues(r)
 	}

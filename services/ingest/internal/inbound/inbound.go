@@ -148,6 +148,16 @@ func (a *Handler) ingest(c *gin.Context) {
 	if len(src.ForwardHeaders) > 0 {
 		ev.Forwarded = a.forwarded(ctx, c.Request.Header, src)
 	}
+	if !src.OrderingKey.IsZero() {
+		// Never refused for its key, which the sender would only retry:
+		// without one the event is delivered unordered, and counted.
+		if key, ok := src.OrderingKey.Key(c.Request.Header, body); ok {
+			ev.OrderingKey = key
+			span.SetAttributes(attribute.String("relay.ordering_key", key))
+		} else {
+			a.m.unkeyed.WithLabelValues(src.ID).Inc()
+		}
+	}
 	span.SetAttributes(attribute.String("relay.event_type", ev.Type))
 
 	// From here on the request is worked to completion even if the sender
@@ -191,7 +201,7 @@ func (a *Handler) ingest(c *gin.Context) {
 	rec.Context = context.WithoutCancel(ctx)
 	stored := eventstore.Event{
 		ID: ev.ID, SourceID: ev.SourceID, Type: ev.Type, ContentType: ev.ContentType, ReceivedAt: ev.ReceivedAt,
-		Size: len(body), Located: true,
+		Size: len(body), OrderingKey: ev.OrderingKey, Located: true,
 	}
 	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
 	defer pcancel()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/ordering"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
@@ -94,6 +95,7 @@ type sourceJSON struct {
 	PreviousSecretExpiresAt *time.Time       `json:"previous_secret_expires_at,omitempty"`
 	ForwardHeaders          []string         `json:"forward_headers"`
 	AllowedIPs              []string         `json:"allowed_ips"`
+	OrderingKey             *ordering.Spec   `json:"ordering_key,omitempty"`
 	// Secret is set only in the responses that create or rotate it.
 	Secret string `json:"secret,omitempty"`
 }
@@ -107,6 +109,9 @@ func (a *API) sourceOut(s catalog.Source) sourceJSON {
 		CreatedAt:      s.CreatedAt.UTC(),
 		ForwardHeaders: append([]string{}, s.ForwardHeaders...),
 		AllowedIPs:     append([]string{}, s.AllowedIPs...),
+	}
+	if !s.OrderingKey.IsZero() {
+		out.OrderingKey = &s.OrderingKey
 	}
 	if scheme, ok := signature.Lookup(s.Scheme); ok && signature.Timestamped(scheme) {
 		out.Verification.Tolerance = rest.FormatDuration(s.Tolerance)
@@ -126,9 +131,10 @@ type createSourceRequest struct {
 		Tolerance string `json:"tolerance"`
 		schemeParamsJSON
 	} `json:"verification"`
-	DedupWindow    string   `json:"dedup_window"`
-	ForwardHeaders []string `json:"forward_headers"`
-	AllowedIPs     []string `json:"allowed_ips"`
+	DedupWindow    string         `json:"dedup_window"`
+	ForwardHeaders []string       `json:"forward_headers"`
+	AllowedIPs     []string       `json:"allowed_ips"`
+	OrderingKey    *ordering.Spec `json:"ordering_key"`
 }
 
 func (a *API) createSource(c *gin.Context) {
@@ -186,6 +192,13 @@ func (a *API) createSource(c *gin.Context) {
 		ID: ids.New(ids.Source), Name: name, Scheme: scheme.Name(),
 		Tolerance: tol, DedupWindow: window, CreatedAt: a.now().Truncate(time.Millisecond),
 		ForwardHeaders: forward, SchemeParams: stored, AllowedIPs: allowed,
+	}
+	if req.OrderingKey != nil {
+		if err := req.OrderingKey.Validate(); err != nil {
+			rest.Fail(c, http.StatusBadRequest, "invalid_field", err.Error()) // it names the field
+			return
+		}
+		src.OrderingKey = *req.OrderingKey
 	}
 	if err := a.catalog.CreateSource(c.Request.Context(), src, secret); err != nil {
 		a.storeError(c, "creating the source", err)
@@ -318,6 +331,8 @@ type updateSourceRequest struct {
 	DedupWindow    *string   `json:"dedup_window"`
 	ForwardHeaders *[]string `json:"forward_headers"`
 	AllowedIPs     *[]string `json:"allowed_ips"`
+	// OrderingKey {} clears it.
+	OrderingKey *ordering.Spec `json:"ordering_key"`
 }
 
 // updateSource is PATCH /sources/{id}: rename a source, or change its
@@ -395,6 +410,13 @@ func (a *API) updateSource(c *gin.Context) {
 			return
 		}
 		patch.AllowedIPs = &allowed
+	}
+	if k := req.OrderingKey; k != nil {
+		if err := k.Validate(); err != nil && !k.IsZero() {
+			rest.Fail(c, http.StatusBadRequest, "invalid_field", err.Error()) // it names the field
+			return
+		}
+		patch.OrderingKey = k
 	}
 	if damaged != nil && !(damaged.Field == "tolerance_ms" && patch.Tolerance != nil) && !(damaged.Field == "dedup_window_ms" && patch.DedupWindow != nil) {
 		// A patch that leaves the damaged field as it is would not make the

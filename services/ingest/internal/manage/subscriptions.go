@@ -44,6 +44,9 @@ type subscriptionJSON struct {
 	Retry *retryJSON `json:"retry,omitempty"`
 	// RateLimit is the subscription's pace; absent for none.
 	RateLimit *rateLimitJSON `json:"rate_limit,omitempty"`
+	// Ordered and OnFailure: deliveries of one ordering key one at a time.
+	Ordered   bool   `json:"ordered"`
+	OnFailure string `json:"on_failure,omitempty"`
 	// Health is what holds its deliveries back now (single-subscription
 	// answers only).
 	Health *healthJSON `json:"health,omitempty"`
@@ -56,6 +59,7 @@ func (a *API) subOut(s catalog.Subscription) subscriptionJSON {
 		ID: s.ID, SourceID: s.SourceID, URL: s.URL, Events: s.Events, Enabled: s.Enabled,
 		DisabledReason: s.DisabledReason, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
 		HeaderNames: append([]string{}, s.HeaderNames...), Filter: s.Filter,
+		Ordered: s.Ordered, OnFailure: s.OnFailure,
 	}
 	if s.MaxAttempts > 0 {
 		out.Retry = &retryJSON{MaxAttempts: s.MaxAttempts}
@@ -313,6 +317,27 @@ type createSubscriptionRequest struct {
 	Filter    string            `json:"filter"`
 	Retry     *retryJSON        `json:"retry"`
 	RateLimit *rateLimitJSON    `json:"rate_limit"`
+	Ordered   bool              `json:"ordered"`
+	OnFailure *string           `json:"on_failure"`
+}
+
+// checkOnFailure reads on_failure: given only with ordered, and "skip" or
+// "block".
+func checkOnFailure(c *gin.Context, v *string, ordered bool) (string, bool) {
+	switch {
+	case v == nil:
+		if ordered {
+			return catalog.OnFailureSkip, true
+		}
+		return "", true
+	case !ordered:
+		rest.Invalid(c, "on_failure", "applies only to an ordered subscription (\"ordered\": true, set at creation)")
+		return "", false
+	case *v != catalog.OnFailureSkip && *v != catalog.OnFailureBlock:
+		rest.Invalid(c, "on_failure", fmt.Sprintf("is %s; want \"skip\" (the key's next event proceeds when one goes to the DLQ) or \"block\" (it waits until the entry is redriven or discarded)", rest.QuoteID(*v)))
+		return "", false
+	}
+	return *v, true
 }
 
 func (a *API) createSubscription(c *gin.Context) {
@@ -353,10 +378,15 @@ func (a *API) createSubscription(c *gin.Context) {
 	if !ok {
 		return
 	}
+	onFailure, ok := checkOnFailure(c, req.OnFailure, req.Ordered)
+	if !ok {
+		return
+	}
 	sub := catalog.Subscription{
 		ID: ids.New(ids.Subscription), SourceID: src.ID, URL: req.URL, Events: events,
 		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: a.now().Truncate(time.Millisecond),
 		Filter: req.Filter, MaxAttempts: maxAttempts, RateLimit: limit,
+		Ordered: req.Ordered, OnFailure: onFailure,
 	}
 	sub.UpdatedAt = sub.CreatedAt
 	for name := range headers {
@@ -467,6 +497,10 @@ type updateSubscriptionRequest struct {
 	// RateLimit replaces the rate limit ({} removes it); null or absent
 	// leaves it.
 	RateLimit *rateLimitJSON `json:"rate_limit"`
+	// Ordered is fixed at creation: given, it must say what it is.
+	Ordered *bool `json:"ordered"`
+	// OnFailure replaces an ordered subscription's on_failure.
+	OnFailure *string `json:"on_failure"`
 }
 
 func (a *API) updateSubscription(c *gin.Context) {
@@ -520,6 +554,18 @@ func (a *API) updateSubscription(c *gin.Context) {
 			patch.RateLimit = limit
 		}
 	}
+	if req.Ordered != nil && *req.Ordered != sub.Ordered {
+		rest.Invalid(c, "ordered", "is fixed at creation: the queues of a key's events must drain the way they filled; create a new subscription")
+		return
+	}
+	if req.OnFailure != nil {
+		// A damaged on_failure is an ordered subscription's.
+		v, ok := checkOnFailure(c, req.OnFailure, sub.Ordered || (damaged != nil && damaged.Field == "ordered"))
+		if !ok {
+			return
+		}
+		patch.OnFailure = &v
+	}
 	if damaged != nil && !repairs(damaged.Field, req) {
 		// A patch that leaves the damaged field as it is would not make the
 		// record readable: refuse it, applying nothing, and say what would.
@@ -554,6 +600,8 @@ func repairs(field string, req updateSubscriptionRequest) bool {
 		return req.Retry != nil
 	case "rate_limit":
 		return req.RateLimit != nil
+	case "ordered":
+		return req.OnFailure != nil
 	}
 	return false
 }
