@@ -53,6 +53,9 @@ const (
 	// for its subscription's rate limit, a pause its endpoint asked for, or
 	// its open circuit.
 	StatusThrottled = "throttled"
+	// StatusWaiting is an ordered delivery waiting behind an earlier event
+	// of its ordering key (Behind names it).
+	StatusWaiting = "waiting"
 )
 
 // DefaultRetention is RELAY_DELIVERY_STATE_RETENTION's default: how long
@@ -112,7 +115,10 @@ type State struct {
 	LastResponse   string
 	NextAttemptAt  time.Time
 	DeliveredAt    time.Time
-	History        []Attempt
+	// Behind is, while the delivery is waiting, the event it waits behind:
+	// its key's head when it was queued.
+	Behind  string
+	History []Attempt
 }
 
 // stored is a delivery's state as its event's hash holds it. The last
@@ -133,6 +139,8 @@ type stored struct {
 	// Delivered is when a delivery reopened for a resend was delivered
 	// (unix ms); a delivered one's is its last attempt's.
 	Delivered int64 `json:"d,omitempty"`
+	// Behind is the event a waiting delivery waits behind.
+	Behind string `json:"b,omitempty"`
 	// old marks a state read from an earlier version's hash, whose history
 	// list holds its last attempt too.
 	old bool
@@ -158,6 +166,9 @@ func (st stored) state(sub string) State {
 	out := State{
 		SubscriptionID: sub, Status: st.Status, Attempts: st.Attempts, LastStatusCode: st.Code,
 		LastError: st.Error, LastResponse: st.Response, NextAttemptAt: msTime(st.Next),
+	}
+	if st.Status == StatusWaiting {
+		out.Behind = st.Behind
 	}
 	switch {
 	case st.Status == StatusDelivered:
@@ -430,6 +441,27 @@ st.n = tonumber(ARGV[2])
 save(st, ARGV[3])
 return 1
 `)
+
+var waitScript = redis.NewScript(luaLoad + `
+local st = load()
+if st and st.s == 'delivered' then return 0 end
+st = st or {}
+st.s = 'waiting'
+st.b = ARGV[2]
+st.n = nil
+save(st, ARGV[3])
+return 1
+`)
+
+// Wait records that an ordered delivery waits behind event behind, its
+// key's head. A delivered one is left alone.
+func (s *Store) Wait(ctx context.Context, evt, sub, behind string) error {
+	err := s.runScript(ctx, waitScript, []string{stateKey(evt), oldKey(evt, sub)}, sub, behind, int64(s.retention.Seconds())).Err()
+	if err != nil {
+		return fmt.Errorf("record waiting delivery %s/%s: %w", evt, sub, err)
+	}
+	return nil
+}
 
 // Throttle records that a delivery waits, without spending an attempt,
 // until at: throttled, with at as its next attempt. A delivered one is left

@@ -231,6 +231,34 @@ func TestThrottleKeepsAttempts(t *testing.T) {
 	})
 }
 
+// An ordered delivery waiting behind its key's head shows which; its first
+// attempt proceeds once it is at the front, and then it no longer says it
+// waits; a delivered one is never turned back to waiting.
+func TestWaitingBehindAHead(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		evt, sub, head := ids.New(ids.Event), ids.New(ids.Subscription), ids.New(ids.Event)
+		if err := s.Wait(ctx, evt, sub, head); err != nil {
+			t.Fatal(err)
+		}
+		if st, ok, _ := s.Get(ctx, evt, sub); !ok || st.Status != StatusWaiting || st.Behind != head || st.Attempts != 0 {
+			t.Fatalf("waiting = %+v", st)
+		}
+		if got, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute); got != Proceed {
+			t.Fatalf("begin at the front = %s", got)
+		}
+		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 200}})
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered || st.Behind != "" {
+			t.Fatalf("delivered = %+v", st)
+		}
+		_ = s.Wait(ctx, evt, sub, head)
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered {
+			t.Fatalf("wait changed a delivered state: %+v", st)
+		}
+	})
+}
+
 // A resend reopens a delivered delivery: the next attempt proceeds, a
 // record of an attempt already made is still stale, and a pair not
 // delivered is left as it is.

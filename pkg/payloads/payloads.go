@@ -127,7 +127,7 @@ func (r *Reader) GetAll(ctx context.Context, refs []Ref) (map[string]Payload, er
 func (r *Reader) fromKafka(ctx context.Context, partition int32, want []Ref, out map[string]Payload) ([]Ref, error) {
 	var gone []Ref
 	for len(want) > 0 {
-		recs, logStart, err := r.fetch(ctx, partition, want[0].Offset)
+		recs, logStart, err := r.fetch(ctx, r.topic, partition, want[0].Offset)
 		if err != nil {
 			return nil, err
 		}
@@ -184,14 +184,14 @@ func payloadOf(rec *kgo.Record, ref Ref) (Payload, bool) {
 // fetch asks the partition's leader for the records from offset on, up to
 // maxBytes. No records and no error means offset is outside the log:
 // logStart says where it starts.
-func (r *Reader) fetch(ctx context.Context, partition int32, offset int64) ([]*kgo.Record, int64, error) {
+func (r *Reader) fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, int64, error) {
 	for tries := 0; ; tries++ {
 		// Leaders are cached for a while; a refusal below refreshes them.
 		limit := 30 * time.Second
 		if tries > 0 {
 			limit = 0
 		}
-		leader, topicID, err := r.leader(ctx, partition, limit)
+		leader, topicID, err := r.leader(ctx, topic, partition, limit)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -201,38 +201,38 @@ func (r *Reader) fetch(ctx context.Context, partition int32, offset int64) ([]*k
 		req.MaxBytes = r.maxBytes
 		req.SessionEpoch = -1
 		t := kmsg.NewFetchRequestTopic()
-		t.Topic, t.TopicID = r.topic, topicID
+		t.Topic, t.TopicID = topic, topicID
 		pr := kmsg.NewFetchRequestTopicPartition()
 		pr.Partition, pr.FetchOffset, pr.PartitionMaxBytes = partition, offset, r.maxBytes
 		t.Partitions = append(t.Partitions, pr)
 		req.Topics = append(req.Topics, t)
 		resp, err := r.cl.Broker(int(leader)).Request(ctx, req)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, r.topic, partition, offset, err)
+			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, topic, partition, offset, err)
 		}
 		fr := resp.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(fr.ErrorCode); err != nil {
-			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, r.topic, partition, offset, err)
+			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, topic, partition, offset, err)
 		}
 		if len(fr.Topics) != 1 || len(fr.Topics[0].Partitions) != 1 {
-			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: an answer about other partitions", ErrKafkaUnavailable, r.topic, partition, offset)
+			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: an answer about other partitions", ErrKafkaUnavailable, topic, partition, offset)
 		}
 		rp := &fr.Topics[0].Partitions[0]
-		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: r.topic, Partition: partition}, rp, kgo.DefaultDecompressor(), nil)
+		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offset, Topic: topic, Partition: partition}, rp, kgo.DefaultDecompressor(), nil)
 		switch {
 		case errors.Is(fp.Err, kerr.OffsetOutOfRange):
 			// Brokers need not say where the log starts with this error.
-			start, err := r.logStart(ctx, leader, partition)
+			start, err := r.logStart(ctx, topic, leader, partition)
 			return nil, start, err
 		case fp.Err != nil && kerr.IsRetriable(fp.Err) && tries == 0:
 			continue // a leader that moved: ask the new one
 		case fp.Err != nil:
-			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, r.topic, partition, offset, fp.Err)
+			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: %v", ErrKafkaUnavailable, topic, partition, offset, fp.Err)
 		}
 		if len(fp.Records) == 0 && offset < rp.HighWatermark {
 			// A batch larger than maxBytes (the topic's limit was raised
 			// past this reader's): nothing is returned for it.
-			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: a batch larger than %d bytes (RELAY_MAX_BODY_BYTES)", ErrKafkaUnavailable, r.topic, partition, offset, r.maxBytes)
+			return nil, 0, fmt.Errorf("%w: fetch %s/%d at %d: a batch larger than %d bytes (RELAY_MAX_BODY_BYTES)", ErrKafkaUnavailable, topic, partition, offset, r.maxBytes)
 		}
 		if len(fp.Records) == 0 {
 			return nil, rp.LogStartOffset, nil // at or past the end
@@ -242,46 +242,46 @@ func (r *Reader) fetch(ctx context.Context, partition int32, offset int64) ([]*k
 }
 
 // logStart asks the partition's leader where its log starts now.
-func (r *Reader) logStart(ctx context.Context, leader, partition int32) (int64, error) {
+func (r *Reader) logStart(ctx context.Context, topic string, leader, partition int32) (int64, error) {
 	req := kmsg.NewPtrListOffsetsRequest()
 	t := kmsg.NewListOffsetsRequestTopic()
-	t.Topic = r.topic
+	t.Topic = topic
 	p := kmsg.NewListOffsetsRequestTopicPartition()
 	p.Partition, p.Timestamp = partition, -2 // the earliest offset
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
 	resp, err := r.cl.Broker(int(leader)).Request(ctx, req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: log start of %s/%d: %v", ErrKafkaUnavailable, r.topic, partition, err)
+		return 0, fmt.Errorf("%w: log start of %s/%d: %v", ErrKafkaUnavailable, topic, partition, err)
 	}
 	lr := resp.(*kmsg.ListOffsetsResponse)
 	if len(lr.Topics) != 1 || len(lr.Topics[0].Partitions) != 1 {
-		return 0, fmt.Errorf("%w: log start of %s/%d: an answer about other partitions", ErrKafkaUnavailable, r.topic, partition)
+		return 0, fmt.Errorf("%w: log start of %s/%d: an answer about other partitions", ErrKafkaUnavailable, topic, partition)
 	}
 	lp := lr.Topics[0].Partitions[0]
 	if err := kerr.ErrorForCode(lp.ErrorCode); err != nil {
-		return 0, fmt.Errorf("%w: log start of %s/%d: %v", ErrKafkaUnavailable, r.topic, partition, err)
+		return 0, fmt.Errorf("%w: log start of %s/%d: %v", ErrKafkaUnavailable, topic, partition, err)
 	}
 	return lp.Offset, nil
 }
 
 // leader returns the partition's leader and the topic's id, from metadata
 // at most limit old.
-func (r *Reader) leader(ctx context.Context, partition int32, limit time.Duration) (int32, [16]byte, error) {
+func (r *Reader) leader(ctx context.Context, topic string, partition int32, limit time.Duration) (int32, [16]byte, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	t := kmsg.NewMetadataRequestTopic()
-	t.Topic = kmsg.StringPtr(r.topic)
+	t.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, t)
 	resp, err := r.cl.RequestCachedMetadata(ctx, req, limit)
 	if err != nil {
-		return 0, [16]byte{}, fmt.Errorf("%w: metadata of %s: %v", ErrKafkaUnavailable, r.topic, err)
+		return 0, [16]byte{}, fmt.Errorf("%w: metadata of %s: %v", ErrKafkaUnavailable, topic, err)
 	}
 	for _, mt := range resp.Topics {
-		if mt.Topic == nil || *mt.Topic != r.topic {
+		if mt.Topic == nil || *mt.Topic != topic {
 			continue
 		}
 		if err := kerr.ErrorForCode(mt.ErrorCode); err != nil {
-			return 0, [16]byte{}, fmt.Errorf("%w: metadata of %s: %v", ErrKafkaUnavailable, r.topic, err)
+			return 0, [16]byte{}, fmt.Errorf("%w: metadata of %s: %v", ErrKafkaUnavailable, topic, err)
 		}
 		for _, mp := range mt.Partitions {
 			if mp.Partition == partition && mp.Leader >= 0 {
@@ -289,7 +289,26 @@ func (r *Reader) leader(ctx context.Context, partition int32, limit time.Duratio
 			}
 		}
 	}
-	return 0, [16]byte{}, fmt.Errorf("%w: no leader for %s/%d", ErrKafkaUnavailable, r.topic, partition)
+	return 0, [16]byte{}, fmt.Errorf("%w: no leader for %s/%d", ErrKafkaUnavailable, topic, partition)
+}
+
+// RecordAt returns the record at offset of topic's partition, read from
+// Kafka alone (it serves any of Relay's topics, which the archive does
+// not): ErrExpired when the log no longer has it (retention) or never had.
+func (r *Reader) RecordAt(ctx context.Context, topic string, partition int32, offset int64) (*kgo.Record, error) {
+	recs, _, err := r.fetch(ctx, topic, partition, offset)
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range recs {
+		if rec.Offset == offset {
+			return rec, nil
+		}
+		if rec.Offset > offset {
+			break // compacted or a transaction marker: not there
+		}
+	}
+	return nil, ErrExpired
 }
 
 // fromArchive reads an event Kafka no longer has from the archive.

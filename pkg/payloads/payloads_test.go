@@ -169,6 +169,16 @@ func TestPayloadsFromKafkaThenArchive(t *testing.T) {
 		t.Fatalf("Get = %q, %v", p.Body, err)
 	}
 
+	// A record by its coordinates, on any topic; one past the log's end
+	// is expired.
+	rec, err := r.RecordAt(ctx, f.names.Events, f.refs[3].Partition, f.refs[3].Offset)
+	if err != nil || !bytes.Equal(rec.Value, bodies[3]) || record.Header(rec, record.HeaderEventID) != f.refs[3].ID {
+		t.Fatalf("RecordAt = %v, %v", rec, err)
+	}
+	if _, err := r.RecordAt(ctx, f.names.Events, f.refs[4].Partition, f.refs[4].Offset+100); !errors.Is(err, ErrExpired) {
+		t.Fatalf("RecordAt past the end: %v", err)
+	}
+
 	// Kafka's retention deletes the first four; the archive holds the
 	// first three (a batch) and not the fourth.
 	archiveObject(t, a, f, 0, 1, 2)
@@ -185,6 +195,9 @@ func TestPayloadsFromKafkaThenArchive(t *testing.T) {
 	f.check(t, got, 0, 1, 2, 4)
 	if _, err := r.Get(ctx, f.refs[3]); !errors.Is(err, ErrExpired) {
 		t.Fatalf("an event in neither Kafka nor the archive: %v", err)
+	}
+	if _, err := r.RecordAt(ctx, f.names.Events, f.refs[3].Partition, f.refs[3].Offset); !errors.Is(err, ErrExpired) {
+		t.Fatalf("RecordAt of a record retention deleted: %v", err)
 	}
 
 	// A damaged object: expired, and the log names it.

@@ -17,7 +17,9 @@ import (
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
@@ -275,6 +277,13 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			RequireHTTPS: cfg.RequireHTTPS,
 		}, d.Telemetry.ActiveTracerProvider()),
 		Producer: producer,
+		// The next event of an ordered key is read back from Kafka by
+		// its coordinates when its turn comes: Redis holds no payload.
+		Lanes: &lanes.Advancer{
+			Store:    lanes.New(rdb),
+			Reader:   payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), nil, log),
+			Producer: producer, Topic: names.Deliveries, Events: names.Events, Log: log,
+		},
 		Alerts:   alerter,
 		Observer: valves,
 		Retrier:  s.gate,

@@ -22,6 +22,7 @@ import (
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/lifecycle"
+	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/secretbox"
 	"github.com/relayhq/relay/pkg/signature"
@@ -32,7 +33,6 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/inbound"
 	"github.com/relayhq/relay/services/ingest/internal/manage"
-	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
 // Config is ingest's configuration. LoadConfig documents each variable.

@@ -4,12 +4,24 @@ import (
 	"context"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/relayhq/relay/pkg/backoff"
 	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/deliver/internal/outcome"
 	"github.com/relayhq/relay/services/deliver/internal/valve"
 )
+
+// queue puts delivery d of an ordered subscription, whose record is rec,
+// in its key's lane (engine.Order). It reports whether d is the key's head,
+// to be attempted now, and whether its record is settled otherwise (false:
+// ctx ended first).
+func queue(ctx context.Context, deps Deps, d *record.Delivery, rec *kgo.Record) (head, settled bool) {
+	head, err := deps.Engine.Order(ctx, d, lanes.Entry{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset})
+	return head, err == nil
+}
 
 // attempt makes delivery d to sub when the subscription's valve lets it:
 // now (through the dispatcher, or deferred to deferTo when its backlog is

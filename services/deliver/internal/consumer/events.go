@@ -11,6 +11,7 @@ import (
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
 )
 
@@ -127,7 +128,17 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		}
 		n++
 		d := record.Delivery{Event: ev, SubscriptionID: sub.ID, Attempt: 1, NotBefore: ev.ReceivedAt}
-		go func() { results <- attempt(ctx, c.d, c.names.Tiers, d, sub, tier0) }()
+		go func() {
+			if engine.Ordered(d, sub.Subscription) {
+				// Behind an earlier event of its key: settled here, brought
+				// back when that one settles.
+				if head, settled := queue(ctx, c.d, &d, rec); !head {
+					results <- settled
+					return
+				}
+			}
+			results <- attempt(ctx, c.d, c.names.Tiers, d, sub, tier0)
+		}()
 	}
 	ok := true
 	for i := 0; i < n; i++ {

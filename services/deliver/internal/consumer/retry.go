@@ -10,6 +10,7 @@ import (
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/engine"
 	"github.com/relayhq/relay/services/deliver/internal/offsets"
 )
 
@@ -176,6 +177,11 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 	return true
 }
 
+// requeued are the origins of the delivery records that join their key's
+// lane, when ordered: the others are its head's own (its retries, deferrals
+// and waits for its limiter) or the head itself (ordered).
+var requeued = map[string]bool{record.OriginReplay: true, record.OriginRedrive: true, record.OriginHeld: true}
+
 // handle makes one retry, replay or redrive attempt.
 func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 	ctx, span := c.g.processContext(st, rec)
@@ -214,6 +220,13 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 		match.done()
 		if !concerns {
 			return true
+		}
+	}
+	if engine.Ordered(d, sub.Subscription) && requeued[d.Origin] {
+		// A replay, a redrive or a held first attempt of an ordered
+		// delivery takes its place behind what its key has queued.
+		if head, settled := queue(ctx, c.d, &d, rec); !head {
+			return settled
 		}
 	}
 	if d.Tier < 0 {

@@ -24,6 +24,7 @@ import (
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
 	"github.com/relayhq/relay/services/deliver/internal/outcome"
@@ -40,7 +41,15 @@ type States interface {
 	Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error
 	Schedule(ctx context.Context, evt, sub string, at, now time.Time) error
 	Throttle(ctx context.Context, evt, sub string, at time.Time) error
+	Wait(ctx context.Context, evt, sub, behind string) error
 	Release(ctx context.Context, evt, sub, token string) error
+	Get(ctx context.Context, evt, sub string) (delivery.State, bool, error)
+}
+
+// Lanes are the per-key queues of ordered subscriptions (lanes.Advancer).
+type Lanes interface {
+	Enqueue(ctx context.Context, sub, key string, e lanes.Entry, now time.Time) (lanes.Position, error)
+	Advance(ctx context.Context, sub, key, evt string) error
 }
 
 // Sender makes the POST (sender.Sender).
@@ -100,6 +109,7 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	holds    holdLog
+	lanes    Lanes
 }
 
 // Deps are the engine's collaborators.
@@ -112,8 +122,10 @@ type Deps struct {
 	// Alerts and Observer may be nil.
 	Alerts   Alerter
 	Observer Observer
-	Metrics  *Metrics
-	Logger   *slog.Logger
+	// Lanes keep ordered subscriptions' keys in order.
+	Lanes   Lanes
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// Now is the clock (time.Now unless set).
 	Now func() time.Time
 }
@@ -137,7 +149,7 @@ func New(cfg Config, d Deps) *Engine {
 	d.Metrics.refused.WithLabelValues(cfg.Names.DLQ)
 	return &Engine{
 		cfg: cfg, states: d.States, disabler: d.Disabler, sender: d.Sender, producer: d.Producer, retrier: d.Retrier,
-		alerts: d.Alerts, observer: d.Observer, m: d.Metrics, log: d.Logger, now: d.Now,
+		alerts: d.Alerts, observer: d.Observer, m: d.Metrics, log: d.Logger, now: d.Now, lanes: d.Lanes,
 	}
 }
 
@@ -178,9 +190,9 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	switch step.Action {
 	case outcome.Skip:
 		e.m.outcomes.WithLabelValues(step.Outcome).Inc()
-		return 0, nil
+		return 0, e.settledBefore(ctx, d, sub.Subscription, step)
 	case outcome.Park:
-		return 0, e.carry(ctx, d, token, step, 0)
+		return 0, e.carry(ctx, d, sub.Subscription, token, step, 0)
 	}
 
 	now := e.now()
@@ -207,7 +219,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	e.m.attemptDuration.WithLabelValues(class).Observe(resp.Latency.Seconds())
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
 	e.m.attempts.WithLabelValues(attemptResult[step.Result.Status], class).Inc()
-	return resp.Latency, e.carry(ctx, d, token, step, resp.Status)
+	return resp.Latency, e.carry(ctx, d, sub.Subscription, token, step, resp.Status)
 }
 
 // attemptResult is relay_deliver_attempts_total's result label for each
@@ -219,7 +231,7 @@ var attemptResult = map[string]string{delivery.StatusDelivered: "delivered", del
 // lease (parked, for a disabled subscription); a delivery gone dead is then
 // alerted on, and a 410 disables its subscription. status is the endpoint's
 // answer, 0 for none.
-func (e *Engine) carry(ctx context.Context, d record.Delivery, token string, step outcome.Step, status int) error {
+func (e *Engine) carry(ctx context.Context, d record.Delivery, s catalog.Subscription, token string, step outcome.Step, status int) error {
 	sub := d.SubscriptionID
 	if step.Topic != "" {
 		if err := e.produce(ctx, step.Forward.Record(step.Topic)); err != nil {
@@ -240,6 +252,13 @@ func (e *Engine) carry(ctx context.Context, d record.Delivery, token string, ste
 	if err != nil {
 		return err
 	}
+	settled := step.Result.Status
+	if step.Action == outcome.Park {
+		settled = delivery.StatusDead
+	}
+	if err := e.advance(ctx, d, s, settled); err != nil {
+		return err
+	}
 	e.m.outcomes.WithLabelValues(step.Outcome).Inc()
 	if step.DeadReason == "" {
 		return nil
@@ -250,6 +269,73 @@ func (e *Engine) carry(ctx context.Context, d record.Delivery, token string, ste
 	}
 	e.notify(d, sub, step.DeadReason, step.Forward.Attempt, status, step.Forward.LastError)
 	return nil
+}
+
+// Order queues delivery d of an ordered subscription (a first attempt, a
+// replay, a redrive) behind the events of its ordering key, by the
+// coordinates of its record, rec. It reports true when d is its key's head,
+// to be attempted now; its HeadSince is then set. Otherwise d waits in the
+// key's lane, recorded as waiting behind the head, and its record is
+// settled: the head's settling brings it back (Advance).
+func (e *Engine) Order(ctx context.Context, d *record.Delivery, rec lanes.Entry) (bool, error) {
+	rec.Event, rec.Attempt = d.ID, d.Attempt
+	var pos lanes.Position
+	if err := e.retrier.Retry(ctx, "queue ordered delivery", func() (err error) {
+		pos, err = e.lanes.Enqueue(ctx, d.SubscriptionID, d.OrderingKey, rec, e.now())
+		return err
+	}); err != nil {
+		return false, err
+	}
+	if pos.Head {
+		d.HeadSince = pos.Since
+		return true, nil
+	}
+	if err := e.retrier.Retry(ctx, "record waiting delivery", func() error {
+		return e.states.Wait(ctx, d.ID, d.SubscriptionID, pos.Behind)
+	}); err != nil {
+		return false, err
+	}
+	e.m.outcomes.WithLabelValues("waiting").Inc()
+	return false, nil
+}
+
+// Ordered reports whether delivery d to sub goes through its key's lane.
+func Ordered(d record.Delivery, sub catalog.Subscription) bool {
+	return sub.Ordered && d.OrderingKey != ""
+}
+
+// settledBefore finishes a record found settled before it was attempted:
+// an ordered delivery's key must still move on if the crash that brought
+// the record back came before its lane did.
+func (e *Engine) settledBefore(ctx context.Context, d record.Delivery, sub catalog.Subscription, step outcome.Step) error {
+	if !Ordered(d, sub) {
+		return nil
+	}
+	status := delivery.StatusDelivered
+	if step.Outcome != "skipped_delivered" {
+		// Stale: this attempt finished; only a delivery that then went to
+		// the DLQ moves its key on (a retrying one is still its head).
+		if err := e.retrier.Retry(ctx, "read delivery state", func() (err error) {
+			var st delivery.State
+			st, _, err = e.states.Get(ctx, d.ID, d.SubscriptionID)
+			status = st.Status
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return e.advance(ctx, d, sub, status)
+}
+
+// advance moves an ordered delivery's key on once the delivery is settled
+// as status, as outcome.MovesLane says, before its record counts as done.
+func (e *Engine) advance(ctx context.Context, d record.Delivery, sub catalog.Subscription, status string) error {
+	if !Ordered(d, sub) || e.lanes == nil || !outcome.MovesLane(status, sub.OnFailure) {
+		return nil
+	}
+	return e.retrier.Retry(ctx, "advance ordered key", func() error {
+		return e.lanes.Advance(ctx, sub.ID, d.OrderingKey, d.ID)
+	})
 }
 
 // Defer puts a delivery that spent no attempt back on a tier topic for later,
@@ -430,7 +516,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30},
 		}, []string{"status_class"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "relay_deliver_outcomes_total", Help: "Deliveries settled by outcome: delivered, retrying, dead, parked, deferred, held (subscription unreadable), skipped_delivered, skipped_stale.",
+			Name: "relay_deliver_outcomes_total", Help: "Deliveries settled by outcome: delivered, retrying, dead, parked, deferred, held (subscription unreadable), skipped_delivered, skipped_stale, waiting (an ordered delivery queued behind its key's head).",
 		}, []string{"outcome"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_deliver_dead_total", Help: "Deliveries sent to the DLQ, by reason.",
@@ -443,7 +529,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.attempts, m.attemptDuration, m.outcomes, m.dead, m.refused, m.leaseWaits)
-	for _, o := range []string{"delivered", "retrying", "dead", "parked", "deferred", "held", "skipped_delivered", "skipped_stale"} {
+	for _, o := range []string{"delivered", "retrying", "dead", "parked", "deferred", "held", "skipped_delivered", "skipped_stale", "waiting"} {
 		m.outcomes.WithLabelValues(o)
 	}
 	for _, r := range []string{record.DeadRetriesExhausted, record.DeadNonRetryableStatus, record.DeadGone, record.DeadSubscriptionDisabled} {

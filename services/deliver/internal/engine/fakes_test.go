@@ -137,6 +137,23 @@ func (f *fakeStates) Throttle(_ context.Context, evt, sub string, _ time.Time) e
 	return nil
 }
 
+func (f *fakeStates) Wait(_ context.Context, evt, sub, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.pair(evt, sub); p.status != delivery.StatusDelivered {
+		p.status = delivery.StatusWaiting
+	}
+	f.journal.add("wait")
+	return nil
+}
+
+func (f *fakeStates) Get(_ context.Context, evt, sub string) (delivery.State, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.pair(evt, sub)
+	return delivery.State{SubscriptionID: sub, Status: p.status, Attempts: p.attempts}, p.status != "", nil
+}
+
 func (f *fakeStates) Release(_ context.Context, evt, sub, token string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

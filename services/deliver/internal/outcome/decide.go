@@ -115,6 +115,7 @@ func Decide(s Situation) Step {
 				Forward: record.Delivery{
 					Event: d.Event, SubscriptionID: d.SubscriptionID, Attempt: d.Attempt - 1, NotBefore: s.Now,
 					LastError: "subscription disabled", DeadReason: record.DeadSubscriptionDisabled, Origin: d.Origin, Tier: d.Tier,
+					HeadSince: d.HeadSince,
 				},
 			}
 		}
@@ -134,7 +135,7 @@ func Decide(s Situation) Step {
 		att.Error = Describe(a.Status, a.Header)
 	}
 	step := Step{Action: Settle, Result: delivery.Result{Attempt: att}}
-	next := record.Delivery{Event: d.Event, SubscriptionID: d.SubscriptionID, LastStatus: a.Status, LastError: att.Error}
+	next := record.Delivery{Event: d.Event, SubscriptionID: d.SubscriptionID, LastStatus: a.Status, LastError: att.Error, HeadSince: d.HeadSince}
 	switch v.Kind {
 	case Delivered:
 		step.Outcome, step.Result.Status = delivery.StatusDelivered, delivery.StatusDelivered

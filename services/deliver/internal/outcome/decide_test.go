@@ -188,3 +188,21 @@ func TestDecideRecordsTheAttempt(t *testing.T) {
 		t.Fatalf("a network error recorded as %+v", netErr.Result.Attempt)
 	}
 }
+
+// An ordered head keeps the time it became its key's head on every record
+// it travels on, up to the DLQ entry, which says how long it held its key.
+func TestDecideCarriesTheHeadsSince(t *testing.T) {
+	since := now.Add(-time.Hour)
+	head := func(mod func(*Situation)) func(*Situation) {
+		return func(s *Situation) { s.Record.HeadSince = since; mod(s) }
+	}
+	for name, s := range map[string]Situation{
+		"retry":    situation(head(answered(503, nil))),
+		"dead":     situation(head(answered(400, nil))),
+		"disabled": situation(head(func(s *Situation) { s.Enabled = false })),
+	} {
+		if got := Decide(s); !got.Forward.HeadSince.Equal(since) {
+			t.Errorf("%s: forwarded head since %v, want %v", name, got.Forward.HeadSince, since)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -131,4 +133,18 @@ func StatusClass(status int) string {
 	default:
 		return "network"
 	}
+}
+
+// MovesLane reports whether an ordered delivery settled as status lets its
+// key's next event proceed: delivered, always; gone to the DLQ, unless its
+// subscription blocks the key on failure (until the entry is redriven and
+// delivered, or discarded); still retrying, never.
+func MovesLane(status, onFailure string) bool {
+	switch status {
+	case delivery.StatusDelivered:
+		return true
+	case delivery.StatusDead:
+		return onFailure != catalog.OnFailureBlock
+	}
+	return false
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relayhq/relay/pkg/catalog"
+	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/record"
 )
 
@@ -111,6 +113,25 @@ func TestDescribe(t *testing.T) {
 		}
 		if got := Describe(c.status, h); got != c.want {
 			t.Errorf("Describe(%d, %q) = %q, want %q", c.status, c.location, got, c.want)
+		}
+	}
+}
+
+func TestMovesLane(t *testing.T) {
+	for _, c := range []struct {
+		status, onFailure string
+		want              bool
+	}{
+		{delivery.StatusDelivered, catalog.OnFailureSkip, true},
+		{delivery.StatusDelivered, catalog.OnFailureBlock, true},
+		{delivery.StatusDead, catalog.OnFailureSkip, true},
+		{delivery.StatusDead, catalog.OnFailureBlock, false},
+		{delivery.StatusRetrying, catalog.OnFailureSkip, false},
+		{delivery.StatusThrottled, catalog.OnFailureSkip, false},
+		{"", catalog.OnFailureSkip, false},
+	} {
+		if got := MovesLane(c.status, c.onFailure); got != c.want {
+			t.Errorf("MovesLane(%q, %q) = %v, want %v", c.status, c.onFailure, got, c.want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
 	"github.com/relayhq/relay/pkg/throttle"
@@ -32,7 +33,6 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/inbound"
 	"github.com/relayhq/relay/services/ingest/internal/manage"
-	"github.com/relayhq/relay/services/ingest/internal/payloads"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 

@@ -53,6 +53,11 @@ type Parked struct {
 	LastStatusCode int       `json:"last_status_code"`
 	LastError      string    `json:"last_error,omitempty"`
 	DeadAt         time.Time `json:"dead_at"`
+	// OrderingKey is set for a delivery of an ordered subscription, and
+	// HeldKeyFor says how long it was its key's head, holding the key's
+	// later events back, before it was parked.
+	OrderingKey string `json:"ordering_key,omitempty"`
+	HeldKeyFor  string `json:"held_key_for,omitempty"`
 }
 
 // Filter selects parked deliveries; empty fields match everything.
@@ -341,7 +346,7 @@ func (m *Manager) List(ctx context.Context, f Filter, cur string, limit int) ([]
 			Partition: int32(where[i][0]), Offset: where[i][1],
 			EventID: d.ID, SourceID: d.SourceID, SubscriptionID: d.SubscriptionID, EventType: d.Type,
 			Reason: d.DeadReason, Attempts: d.Attempt, LastStatusCode: d.LastStatus, LastError: d.LastError,
-			DeadAt: d.NotBefore,
+			DeadAt: d.NotBefore, OrderingKey: d.OrderingKey, HeldKeyFor: heldFor(d),
 		})
 	}
 	if !full {
@@ -587,4 +592,13 @@ func (m *Manager) advance(ctx context.Context, from, to map[int32]int64, marks m
 		return fmt.Errorf("trim redrive markers: %w", err)
 	}
 	return nil
+}
+
+// heldFor is how long an ordered delivery held its key before it was
+// parked, in seconds as a duration ("93s"); empty for an unordered one.
+func heldFor(d record.Delivery) string {
+	if d.HeadSince.IsZero() || d.NotBefore.Before(d.HeadSince) {
+		return ""
+	}
+	return d.NotBefore.Sub(d.HeadSince).Truncate(time.Second).String()
 }

@@ -19,9 +19,9 @@ import (
 	"github.com/relayhq/relay/pkg/filter"
 	"github.com/relayhq/relay/pkg/glob"
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
-	"github.com/relayhq/relay/services/ingest/internal/payloads"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
@@ -32,6 +32,7 @@ type eventJSON struct {
 	ContentType string    `json:"content_type,omitempty"`
 	ReceivedAt  time.Time `json:"received_at"`
 	Size        int       `json:"size"`
+	OrderingKey string    `json:"ordering_key,omitempty"`
 	// ForwardedHeaders are the request headers its source forwards.
 	ForwardedHeaders map[string]string `json:"forwarded_headers,omitempty"`
 	Payload          json.RawMessage   `json:"payload,omitempty"`
@@ -44,7 +45,7 @@ type eventJSON struct {
 
 // eventOut is an event's metadata, as a listing shows it.
 func eventOut(e eventstore.Event) eventJSON {
-	return eventJSON{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UTC(), Size: e.Size}
+	return eventJSON{ID: e.ID, SourceID: e.SourceID, Type: e.Type, ContentType: e.ContentType, ReceivedAt: e.ReceivedAt.UTC(), Size: e.Size, OrderingKey: e.OrderingKey}
 }
 
 // withPayload adds an event's body and forwarded headers; nil p says the
@@ -162,16 +163,20 @@ func (a *API) getEvent(c *gin.Context) {
 }
 
 type deliveryJSON struct {
-	SubscriptionID string             `json:"subscription_id"`
-	URL            string             `json:"url"`
-	Status         string             `json:"status"`
-	Attempts       int                `json:"attempts"`
-	LastStatusCode int                `json:"last_status_code,omitempty"`
-	LastError      string             `json:"last_error,omitempty"`
-	LastResponse   string             `json:"last_response,omitempty"`
-	NextAttemptAt  *time.Time         `json:"next_attempt_at,omitempty"`
-	DeliveredAt    *time.Time         `json:"delivered_at,omitempty"`
-	History        []delivery.Attempt `json:"history"`
+	SubscriptionID string     `json:"subscription_id"`
+	URL            string     `json:"url"`
+	Status         string     `json:"status"`
+	Attempts       int        `json:"attempts"`
+	LastStatusCode int        `json:"last_status_code,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastResponse   string     `json:"last_response,omitempty"`
+	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
+	DeliveredAt    *time.Time `json:"delivered_at,omitempty"`
+	// OrderingKey is set for a delivery of an ordered subscription, and
+	// Behind, while it waits, names the event it waits behind.
+	OrderingKey string             `json:"ordering_key,omitempty"`
+	Behind      string             `json:"behind,omitempty"`
+	History     []delivery.Attempt `json:"history"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -216,12 +221,16 @@ func (a *API) listDeliveries(c *gin.Context) {
 	}
 	out := rest.List[deliveryJSON]{Data: []deliveryJSON{}}
 	seen := map[string]bool{}
-	add := func(subID, url string, st delivery.State) {
-		seen[subID] = true
+	add := func(sub catalog.Subscription, st delivery.State) {
+		seen[sub.ID] = true
 		d := deliveryJSON{
-			SubscriptionID: subID, URL: url, Status: st.Status, Attempts: st.Attempts,
+			SubscriptionID: sub.ID, URL: sub.URL, Status: st.Status, Attempts: st.Attempts,
 			LastStatusCode: st.LastStatusCode, LastError: st.LastError, LastResponse: st.LastResponse,
 			NextAttemptAt: optTime(st.NextAttemptAt), DeliveredAt: optTime(st.DeliveredAt), History: st.History,
+			Behind: st.Behind,
+		}
+		if sub.Ordered {
+			d.OrderingKey = e.OrderingKey
 		}
 		if d.Status == delivery.StatusDelivered {
 			d.NextAttemptAt = nil
@@ -234,7 +243,7 @@ func (a *API) listDeliveries(c *gin.Context) {
 	var in *filter.Input // the event as filters see it, once one needs it
 	for _, s := range subs {
 		if st, ok := states[s.ID]; ok {
-			add(s.ID, s.URL, st)
+			add(s, st)
 			continue
 		}
 		if !s.Enabled || !glob.MatchAny(s.Events, e.Type) || s.CreatedAt.After(e.ReceivedAt) {
@@ -248,17 +257,17 @@ func (a *API) listDeliveries(c *gin.Context) {
 			if p == nil {
 				// Past Kafka's retention and not archived: no filter can
 				// say, and no delivery can be made.
-				add(s.ID, s.URL, delivery.State{Status: delivery.StatusPending})
+				add(s, delivery.State{Status: delivery.StatusPending})
 				continue
 			}
 			e.Body, e.Forwarded = p.Body, p.Forwarded
 			in = filter.NewInput(eventRecord(&e))
 		}
 		if s.Filter != "" && !catalog.Matches(c.Request.Context(), s.Filter, in) {
-			add(s.ID, s.URL, delivery.State{Status: statusFiltered})
+			add(s, delivery.State{Status: statusFiltered})
 			continue
 		}
-		add(s.ID, s.URL, delivery.State{Status: delivery.StatusPending})
+		add(s, delivery.State{Status: delivery.StatusPending})
 	}
 	// Deliveries to subscriptions deleted since.
 	var gone []string
@@ -269,7 +278,7 @@ func (a *API) listDeliveries(c *gin.Context) {
 	}
 	sort.Strings(gone)
 	for _, id := range gone {
-		add(id, "", states[id])
+		add(catalog.Subscription{ID: id}, states[id])
 	}
 	c.JSON(http.StatusOK, out)
 }

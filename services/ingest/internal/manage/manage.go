@@ -16,11 +16,11 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
-	"github.com/relayhq/relay/services/ingest/internal/payloads"
 )
 
 // Producer is what the management API needs of a Kafka client: replays
