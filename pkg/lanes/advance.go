@@ -83,6 +83,10 @@ func (a *Advancer) Advance(ctx context.Context, sub, key, evt string) error {
 			continue
 		}
 		r := d.Record(a.Topic)
+		// Keyed by subscription and key rather than subscription alone,
+		// so that one ordered subscription's keys spread over the topic's
+		// partitions, and so over the deliver replicas.
+		r.Key = []byte(sub + "|" + key)
 		r.Context = ctx
 		if err := kafka.ProduceAndWait(ctx, a.Producer, r); err != nil {
 			return fmt.Errorf("producing the next event of lane %s/%q: %w", sub, key, err)

@@ -23,6 +23,7 @@ type Events struct {
 	g     *group
 	d     Deps
 	names record.Topics
+	order keyOrder
 }
 
 // NewEvents builds the consumer and its client.
@@ -78,8 +79,9 @@ func (c *Events) Run(ctx context.Context) error {
 				stop = ctx.Err() != nil
 				return
 			}
+			turn := c.order.next(orderKey(rec))
 			go func() {
-				done := c.handle(wk.st, rec)
+				done := c.handle(wk.st, rec, turn)
 				c.g.finish(wk, done)
 			}()
 		})
@@ -89,8 +91,20 @@ func (c *Events) Run(ctx context.Context) error {
 	}
 }
 
+// orderKey is what orders a record among those handled at once: its
+// source and its ordering key; empty for an event without one.
+func orderKey(rec *kgo.Record) string {
+	key := record.Header(rec, record.HeaderOrderingKey)
+	if key == "" {
+		return ""
+	}
+	return record.Header(rec, record.HeaderSourceID) + "\x00" + key
+}
+
 // handle fans one event out and reports whether every delivery is settled.
-func (c *Events) handle(st *partState, rec *kgo.Record) bool {
+// Its ordered deliveries take their places in their keys' lanes in turn.
+func (c *Events) handle(st *partState, rec *kgo.Record, turn *ticket) bool {
+	defer turn.done()
 	ctx, span := c.g.processContext(st, rec)
 	defer span.End()
 	ev, err := record.ParseEvent(rec)
@@ -128,18 +142,21 @@ func (c *Events) handle(st *partState, rec *kgo.Record) bool {
 		}
 		n++
 		d := record.Delivery{Event: ev, SubscriptionID: sub.ID, Attempt: 1, NotBefore: ev.ReceivedAt}
-		go func() {
-			if engine.Ordered(d, sub.Subscription) {
-				// Behind an earlier event of its key: settled here, brought
-				// back when that one settles.
-				if head, settled := queue(ctx, c.d, &d, rec); !head {
-					results <- settled
-					return
-				}
+		if engine.Ordered(d, sub.Subscription) {
+			// Behind an earlier event of its key: settled here, brought
+			// back when that one settles.
+			if !turn.wait(ctx) {
+				results <- false
+				continue
 			}
-			results <- attempt(ctx, c.d, c.names.Tiers, d, sub, tier0)
-		}()
+			if head, settled := queue(ctx, c.d, &d, rec); !head {
+				results <- settled
+				continue
+			}
+		}
+		go func() { results <- attempt(ctx, c.d, c.names.Tiers, d, sub, tier0) }()
 	}
+	turn.done()
 	ok := true
 	for i := 0; i < n; i++ {
 		ok = <-results && ok

@@ -25,6 +25,7 @@ type Retries struct {
 	names  record.Topics
 	queues map[offsets.Partition]*held // fetched, not yet due; only the poll loop touches it
 	now    func() time.Time
+	order  keyOrder
 }
 
 // held are a partition's records fetched and not yet due, with the
@@ -161,8 +162,9 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 				}
 				continue
 			}
+			turn := c.order.next(orderKey(rec))
 			go func() {
-				done := c.handle(wk.st, rec)
+				done := c.handle(wk.st, rec, turn)
 				c.g.finish(wk, done)
 			}()
 		}
@@ -182,8 +184,11 @@ func (c *Retries) dispatchDue(ctx context.Context) bool {
 // and waits for its limiter) or the head itself (ordered).
 var requeued = map[string]bool{record.OriginReplay: true, record.OriginRedrive: true, record.OriginHeld: true}
 
-// handle makes one retry, replay or redrive attempt.
-func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
+// handle makes one retry, replay or redrive attempt. A replay, redrive or
+// held delivery of an ordered subscription takes its place in its key's
+// lane in turn.
+func (c *Retries) handle(st *partState, rec *kgo.Record, turn *ticket) bool {
+	defer turn.done()
 	ctx, span := c.g.processContext(st, rec)
 	defer span.End()
 	d, err := record.ParseDelivery(rec)
@@ -225,10 +230,14 @@ func (c *Retries) handle(st *partState, rec *kgo.Record) bool {
 	if engine.Ordered(d, sub.Subscription) && requeued[d.Origin] {
 		// A replay, a redrive or a held first attempt of an ordered
 		// delivery takes its place behind what its key has queued.
+		if !turn.wait(ctx) {
+			return false
+		}
 		if head, settled := queue(ctx, c.d, &d, rec); !head {
 			return settled
 		}
 	}
+	turn.done()
 	if d.Tier < 0 {
 		// Written before records said how far up the ladder they are: the
 		// tier they are on does (none for relay.deliveries).
