@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,5 +151,130 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 	if code := e.call("GET", "/dlq?subscription_id="+sub.ID, nil, &dlq); code != 200 || len(dlq.Data) != 1 ||
 		dlq.Data[0].EventID != dead || dlq.Data[0].OrderingKey != "cus_1" || dlq.Data[0].HeldKeyFor == "" {
 		t.Fatalf("the DLQ entry: %d %+v", code, dlq.Data)
+	}
+}
+
+// TestOrderedBlockHoldsTheKeyUntilRedriven: under on_failure "block" a head
+// that goes to the DLQ keeps its key's next events waiting (other keys go
+// on) until it is redriven and delivered; then the key continues in order.
+func TestOrderedBlockHoldsTheKeyUntilRedriven(t *testing.T) {
+	e := startStack(t, nil)
+	refusing := true // the endpoint refuses cus_1's first event
+	var mu sync.Mutex
+	var order []string
+	rcv := newReceiver(t, func(r *http.Request, _ int) (int, http.Header) {
+		var b struct {
+			Customer string `json:"customer"`
+			Seq      int    `json:"seq"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		defer mu.Unlock()
+		if refusing && b.Customer == "cus_1" && b.Seq == 1 {
+			return 400, nil
+		}
+		order = append(order, fmt.Sprintf("%s#%d", b.Customer, b.Seq))
+		return 200, nil
+	})
+	src := e.orderedSource("customer")
+	sub := e.subscribeWith(src.ID, map[string]any{"url": rcv.URL, "ordered": true, "on_failure": "block"})
+	time.Sleep(2500 * time.Millisecond) // deliver's subscription cache
+	send := func(customer string, seq int) string {
+		t.Helper()
+		code, r := e.send(src, "relay", []byte(fmt.Sprintf(`{"customer":%q,"seq":%d}`, customer, seq)), nil)
+		if code != 202 {
+			t.Fatalf("send %s#%d: %d", customer, seq, code)
+		}
+		return r.EventID
+	}
+	head := send("cus_1", 1)
+	e.waitStatus(src.ID, head, sub.ID, "dead", 20*time.Second)
+	next := send("cus_1", 2)
+	// Another key sent after it and delivered: the blocked key's event has
+	// been fanned out by then, and still waits.
+	e.waitStatus(src.ID, send("cus_2", 1), sub.ID, "delivered", 20*time.Second)
+	testenv.Eventually(t, 20*time.Second, "the blocked key's next event to wait", func() bool {
+		d := e.orderedDeliveries(src.ID, next)[sub.ID]
+		return d.Status == "waiting" && d.Behind == head
+	})
+	mu.Lock()
+	refusing = false
+	mu.Unlock()
+	var res struct {
+		Redriven int `json:"redriven"`
+	}
+	if code := e.call("POST", "/replay/dlq?subscription_id="+sub.ID, nil, &res); code != 202 || res.Redriven != 1 {
+		t.Fatalf("redrive = %d %+v", code, res)
+	}
+	e.waitStatus(src.ID, next, sub.ID, "delivered", 20*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := fmt.Sprint(order), "[cus_2#1 cus_1#1 cus_1#2]"; got != want {
+		t.Fatalf("the endpoint saw %s, want %s", got, want)
+	}
+}
+
+// TestOrderingIsValidated: a bad ordering key or on_failure is a 400 that
+// names the field; ordered is fixed at creation, on_failure may change;
+// both read back.
+func TestOrderingIsValidated(t *testing.T) {
+	e := startServices(t, services{}, nil)
+	type apiError struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		want string
+	}{
+		{"/sources", map[string]any{"name": "a", "ordering_key": map[string]any{}}, "ordering_key: needs header or json_path"},
+		{"/sources", map[string]any{"name": "a", "ordering_key": map[string]any{"header": "X-A", "json_path": "a"}}, "ordering_key: needs header or json_path"},
+		{"/sources", map[string]any{"name": "a", "ordering_key": map[string]any{"json_path": "data..id"}}, "ordering_key.json_path"},
+	} {
+		var r apiError
+		if code := e.call("POST", c.path, c.body, &r); code != 400 || r.Error.Code != "invalid_field" || !strings.Contains(r.Error.Message, c.want) {
+			t.Errorf("POST %s %v: %d %+v, want 400 naming %q", c.path, c.body, code, r, c.want)
+		}
+	}
+	src := e.orderedSource("data.customer_id")
+	var got struct {
+		OrderingKey struct {
+			JSONPath string `json:"json_path"`
+		} `json:"ordering_key"`
+	}
+	if code := e.call("GET", "/sources/"+src.ID, nil, &got); code != 200 || got.OrderingKey.JSONPath != "data.customer_id" {
+		t.Fatalf("source read back: %d %+v", code, got)
+	}
+	subs := "/sources/" + src.ID + "/subscriptions"
+	for _, c := range []struct {
+		body map[string]any
+		want string
+	}{
+		{map[string]any{"url": "http://127.0.0.1:9/h", "on_failure": "skip"}, "on_failure: applies only to an ordered subscription"},
+		{map[string]any{"url": "http://127.0.0.1:9/h", "ordered": true, "on_failure": "later"}, "on_failure: is \"later\""},
+	} {
+		var r apiError
+		if code := e.call("POST", subs, c.body, &r); code != 400 || !strings.Contains(r.Error.Message, c.want) {
+			t.Errorf("POST %v: %d %+v, want 400 naming %q", c.body, code, r, c.want)
+		}
+	}
+	type subView struct {
+		ID        string `json:"id"`
+		Ordered   bool   `json:"ordered"`
+		OnFailure string `json:"on_failure"`
+	}
+	var sub subView
+	if code := e.call("POST", subs, map[string]any{"url": "http://127.0.0.1:9/h", "ordered": true}, &sub); code != 201 || !sub.Ordered || sub.OnFailure != "skip" {
+		t.Fatalf("ordered subscription: %d %+v", code, sub)
+	}
+	var r apiError
+	if code := e.call("PATCH", subs+"/"+sub.ID, map[string]any{"ordered": false}, &r); code != 400 || !strings.Contains(r.Error.Message, "ordered: is fixed at creation") {
+		t.Fatalf("PATCH ordered: %d %+v", code, r)
+	}
+	if code := e.call("PATCH", subs+"/"+sub.ID, map[string]any{"on_failure": "block"}, &sub); code != 200 || !sub.Ordered || sub.OnFailure != "block" {
+		t.Fatalf("PATCH on_failure: %d %+v", code, sub)
 	}
 }
