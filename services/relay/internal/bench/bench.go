@@ -50,7 +50,7 @@ type Config struct {
 	WarmUpRate float64
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
-	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy.
+	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy, ordering.
 	Only []string
 	// Soak is how long the state scenario's soak with short windows runs
 	// (10 minutes unless set).
@@ -479,7 +479,7 @@ func (b *Bench) Run(ctx context.Context) (Report, error) {
 	scenarios := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}, {"overload", b.overloadScenario}, {"coldstart", b.coldStart}, {"policy", b.policyScenario}}
+	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}, {"overload", b.overloadScenario}, {"coldstart", b.coldStart}, {"policy", b.policyScenario}, {"ordering", b.orderingScenario}}
 	for _, sc := range scenarios {
 		if len(b.cfg.Only) > 0 && !slices.Contains(b.cfg.Only, sc.name) {
 			continue
