@@ -421,3 +421,53 @@ func TestSendHMAC(t *testing.T) {
 		t.Fatal("signed for a source the API does not know")
 	}
 }
+
+// relay sources and subs take the ordering flags: a source's ordering key
+// (a header or a JSON path, or none on patch), a subscription's ordered and
+// on_failure.
+func TestOrderingFlags(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		asked = append(asked, r.Method+" "+r.URL.Path+" "+string(raw))
+		if strings.Contains(r.URL.Path, "subscriptions") {
+			_, _ = w.Write([]byte(`{"id":"sub_1","url":"https://example.com","events":["*"],"ordered":true,"on_failure":"block","secret":"whsec_x"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"src_1","name":"shop","verification":{"scheme":"relay"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"RELAY_API": srv.URL, "RELAY_ADMIN_TOKEN": "test-token-0123456789"}
+	out := &bytes.Buffer{}
+	a := &app{out: out, errOut: &bytes.Buffer{}, getenv: func(k string) string { return env[k] }}
+	for _, c := range []struct {
+		cmd  string
+		args []string
+	}{
+		{"sources", []string{"create", "--name", "shop", "--ordering-key-path", "data.customer_id"}},
+		{"sources", []string{"patch", "src_1", "--ordering-key-header", "X-Customer-Id"}},
+		{"sources", []string{"patch", "src_1", "--no-ordering-key"}},
+		{"subs", []string{"create", "--source", "src_1", "--url", "https://example.com", "--ordered", "--on-failure", "block"}},
+		{"subs", []string{"patch", "--source", "src_1", "sub_1", "--on-failure", "skip"}},
+	} {
+		if err := a.run(c.cmd, c.args...); err != nil {
+			t.Fatalf("relay %s %v: %v", c.cmd, c.args, err)
+		}
+	}
+	want := []string{
+		`POST /sources {"name":"shop","ordering_key":{"json_path":"data.customer_id"},"verification":{"scheme":"relay"}}`,
+		`PATCH /sources/src_1 {"ordering_key":{"header":"X-Customer-Id"}}`,
+		`PATCH /sources/src_1 {"ordering_key":{}}`,
+		`POST /sources/src_1/subscriptions {"events":["*"],"on_failure":"block","ordered":true,"url":"https://example.com"}`,
+		`PATCH /sources/src_1/subscriptions/sub_1 {"on_failure":"skip"}`,
+	}
+	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(out.String(), "ordered one at a time per ordering key; a key whose head goes to the DLQ: block") {
+		t.Fatalf("printed:\n%s", out)
+	}
+	if err := a.run("sources", "patch", "src_1", "--ordering-key-header", "X-A", "--ordering-key-path", "a"); err == nil {
+		t.Error("both ordering key flags: no error")
+	}
+}

@@ -50,6 +50,25 @@ func (a *app) sourcesFlags(cmd *cobra.Command) verbFunc {
 	})
 	allowedIPs := fs.String("allowed-ips", "", "comma-separated IPs or CIDR prefixes the source takes webhooks from; on patch, '' takes them from anywhere (create, patch)")
 	forward := fs.String("forward-headers", "", "comma-separated request headers of the sender's to forward to subscribers, e.g. 'X-GitHub-Event,X-GitHub-Delivery'; on patch, '' forwards none (create, patch)")
+	keyHeader := fs.String("ordering-key-header", "", "the request header whose value is an event's ordering key, e.g. X-Customer-Id (create, patch)")
+	keyPath := fs.String("ordering-key-path", "", "the JSON path into the body whose value is an event's ordering key, e.g. data.customer_id (create, patch)")
+	noKey := fs.Bool("no-ordering-key", false, "remove the ordering key (patch)")
+	// orderingKey adds the ordering key flags that were given to body.
+	orderingKey := func(body map[string]any) error {
+		switch {
+		case *noKey && (*keyHeader != "" || *keyPath != ""):
+			return errors.New("--no-ordering-key goes alone")
+		case *noKey:
+			body["ordering_key"] = map[string]any{}
+		case *keyHeader != "" && *keyPath != "":
+			return errors.New("give --ordering-key-header or --ordering-key-path, not both")
+		case *keyHeader != "":
+			body["ordering_key"] = map[string]any{"header": *keyHeader}
+		case *keyPath != "":
+			body["ordering_key"] = map[string]any{"json_path": *keyPath}
+		}
+		return nil
+	}
 	return func(ctx context.Context, verb string, pos []string) error {
 		var err error
 		c, err := f.client()
@@ -80,6 +99,9 @@ func (a *app) sourcesFlags(cmd *cobra.Command) verbFunc {
 			}
 			if *allowedIPs != "" {
 				body["allowed_ips"] = splitGlobs(*allowedIPs)
+			}
+			if err := orderingKey(body); err != nil {
+				return err
 			}
 			var s sourceOut
 			raw, err := c.Do(ctx, "POST", "/sources", body, &s)
@@ -150,8 +172,11 @@ func (a *app) sourcesFlags(cmd *cobra.Command) verbFunc {
 						body["allowed_ips"] = append([]string{}, splitGlobs(*allowedIPs)...)
 					}
 				})
+				if err := orderingKey(body); err != nil {
+					return err
+				}
 				if len(body) == 0 {
-					return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers, --allowed-ips or --param")
+					return errors.New("nothing to change: give --name, --tolerance, --dedup-window, --forward-headers, --allowed-ips, --ordering-key-header, --ordering-key-path, --no-ordering-key or --param")
 				}
 				var s sourceOut
 				raw, err := c.Do(ctx, "PATCH", path, body, &s)
@@ -215,7 +240,9 @@ type subOut struct {
 		PerMinute int `json:"per_minute"`
 		Burst     int `json:"burst"`
 	} `json:"rate_limit"`
-	Secret string `json:"secret"`
+	Ordered   bool   `json:"ordered"`
+	OnFailure string `json:"on_failure"`
+	Secret    string `json:"secret"`
 }
 
 func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
@@ -239,6 +266,8 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 	maxAttempts := fs.Int("max-attempts", 0, "attempts per delivery, 1 to the retry tiers + 1 (create, patch; 0 for the whole ladder)")
 	rate := fs.String("rate", "", "the most deliveries to the endpoint, across every deliver replica: N/s or N/m, e.g. 50/s (create, patch; 'none' removes it)")
 	burst := fs.Int("burst", 0, "how many of --rate may go at once (default 1)")
+	ordered := fs.Bool("ordered", false, "deliver the events of one ordering key one at a time, in order (create; fixed once created)")
+	onFailure := fs.String("on-failure", "", "an ordered subscription's key when its head goes to the DLQ: skip (the next proceeds) or block (until redriven) (create, patch)")
 	// policy adds the delivery policy flags that were given to body.
 	policy := func(body map[string]any) error {
 		var err error
@@ -257,6 +286,10 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 				if *rate == "" {
 					err = errors.New("--burst goes with --rate")
 				}
+			case "ordered":
+				body["ordered"] = *ordered
+			case "on-failure":
+				body["on_failure"] = *onFailure
 			}
 		})
 		return err
@@ -308,6 +341,9 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 					n, per = r.PerMinute, "m"
 				}
 				fmt.Fprintf(a.out, "  rate    at most %d/%s, %d at once\n", n, per, max(r.Burst, 1))
+			}
+			if s.Ordered {
+				fmt.Fprintf(a.out, "  ordered one at a time per ordering key; a key whose head goes to the DLQ: %s\n", s.OnFailure)
 			}
 			return nil
 		case "ls":
