@@ -21,6 +21,7 @@ import (
 	"github.com/relayhq/relay/pkg/envconfig"
 	"github.com/relayhq/relay/pkg/health"
 	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/lifecycle"
 	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/redisconn"
@@ -256,6 +257,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		arc = archivefile.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
 	}
 	cat := catalog.New(rdb, box)
+	reader := payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log)
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
 		Inbound: inbound.Config{
@@ -267,9 +269,14 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			AllowPrivateDestinations: cfg.AllowPrivateDestinations, RequireHTTPS: cfg.RequireHTTPS, PublicURL: cfg.PublicURL, Names: names,
 		},
 	}, api.Deps{
-		Catalog:    cat,
-		Events:     eventstore.New(rdb, cfg.EventRetention),
-		Payloads:   payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log),
+		Catalog:  cat,
+		Events:   eventstore.New(rdb, cfg.EventRetention),
+		Payloads: reader,
+		// Skipping a blocked key reads its next event back, as deliver does.
+		Lanes: &lanes.Advancer{
+			Store: lanes.New(rdb), Reader: reader, Producer: producer,
+			Topic: names.Deliveries, Events: names.Events, Log: log,
+		},
 		Deliveries: deliveries,
 		Counters:   counters.New(rdb),
 		Throttle:   throttle.New(rdb, throttle.Config{}),

@@ -170,7 +170,7 @@ func TestOrderedBlockHoldsTheKeyUntilRedriven(t *testing.T) {
 		_ = json.NewDecoder(r.Body).Decode(&b)
 		mu.Lock()
 		defer mu.Unlock()
-		if refusing && b.Customer == "cus_1" && b.Seq == 1 {
+		if (refusing && b.Customer == "cus_1" || b.Customer == "cus_3") && b.Seq == 1 {
 			return 400, nil
 		}
 		order = append(order, fmt.Sprintf("%s#%d", b.Customer, b.Seq))
@@ -207,9 +207,36 @@ func TestOrderedBlockHoldsTheKeyUntilRedriven(t *testing.T) {
 		t.Fatalf("redrive = %d %+v", code, res)
 	}
 	e.waitStatus(src.ID, next, sub.ID, "delivered", 20*time.Second)
+
+	// A blocked key moved past its parked head without a redrive.
+	dead := send("cus_3", 1)
+	e.waitStatus(src.ID, dead, sub.ID, "dead", 20*time.Second)
+	behind := send("cus_3", 2)
+	type laneView struct {
+		Head       string `json:"head"`
+		HeadStatus string `json:"head_status"`
+		Waiting    int    `json:"waiting"`
+	}
+	lane := "/sources/" + src.ID + "/subscriptions/" + sub.ID + "/lane"
+	var l laneView
+	testenv.Eventually(t, 20*time.Second, "cus_3's lane to hold its parked head and one behind it", func() bool {
+		return e.call("GET", lane+"?ordering_key=cus_3", nil, &l) == 200 && l.Head == dead && l.HeadStatus == "dead" && l.Waiting == 1
+	})
+	if code := e.call("POST", lane+"/skip?ordering_key=cus_3", nil, &l); code != 200 || l.Head != behind {
+		t.Fatalf("skip: %d %+v", code, l)
+	}
+	e.waitStatus(src.ID, behind, sub.ID, "delivered", 20*time.Second)
+	var apiErr struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if code := e.call("POST", lane+"/skip?ordering_key=cus_3", nil, &apiErr); code != 409 || apiErr.Error.Code != "key_idle" {
+		t.Fatalf("skip of an idle key: %d %+v", code, apiErr)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got, want := fmt.Sprint(order), "[cus_2#1 cus_1#1 cus_1#2]"; got != want {
+	if got, want := fmt.Sprint(order), "[cus_2#1 cus_1#1 cus_1#2 cus_3#2]"; got != want {
 		t.Fatalf("the endpoint saw %s, want %s", got, want)
 	}
 }

@@ -67,6 +67,7 @@ type Deps struct {
 	Dedup      *dedup.Store
 	DLQ        *dlq.Manager
 	Throttle   *throttle.Store
+	Lanes      manage.Lanes
 	Producer   Producer
 	// Pipe carries the per-request bookkeeping (shared pipelines under load).
 	Pipe      redisconn.Pipeliner
@@ -99,7 +100,7 @@ func New(cfg Config, d Deps) *API {
 		cfg: cfg, log: d.Logger, inbound: in, ready: d.Ready, tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry),
 		manage: manage.New(cfg.Manage, manage.Deps{
 			Catalog: d.Catalog, Sources: in, Events: d.Events, Payloads: d.Payloads, Deliveries: d.Deliveries,
-			Counters: d.Counters, DLQ: d.DLQ, Throttle: d.Throttle, Producer: d.Producer, Logger: d.Logger,
+			Counters: d.Counters, DLQ: d.DLQ, Throttle: d.Throttle, Lanes: d.Lanes, Producer: d.Producer, Logger: d.Logger,
 		}),
 	}
 	a.engine = a.routes()
@@ -161,15 +162,17 @@ func (a *API) routes() *gin.Engine {
 // refused: a typo such as ?subscription=… on POST /replay/dlq would
 // otherwise redrive every parked delivery instead of one subscription's.
 var queryParams = map[string][]string{
-	"GET /sources":                                     {"limit", "cursor"},
-	"GET /sources/:source_id/events":                   {"limit", "cursor"},
-	"GET /sources/:source_id/metrics":                  {"from", "to"},
-	"GET /sources/:source_id/subscriptions":            {"limit", "cursor"},
-	"POST /sources/:source_id/events/:event_id/replay": {"subscription_id", "force"},
-	"POST /sources/:source_id/replay":                  {"from", "to", "subscription_id", "force", "cursor"},
-	"GET /dlq":                                         {"subscription_id", "source_id", "limit", "cursor"},
-	"POST /replay/dlq":                                 {"subscription_id", "source_id"},
-	"POST /secrets/rewrap":                             {"cursor"},
+	"GET /sources":                                             {"limit", "cursor"},
+	"GET /sources/:source_id/events":                           {"limit", "cursor"},
+	"GET /sources/:source_id/metrics":                          {"from", "to"},
+	"GET /sources/:source_id/subscriptions":                    {"limit", "cursor"},
+	"POST /sources/:source_id/events/:event_id/replay":         {"subscription_id", "force"},
+	"POST /sources/:source_id/replay":                          {"from", "to", "subscription_id", "force", "cursor"},
+	"GET /dlq":                                                 {"subscription_id", "source_id", "limit", "cursor"},
+	"POST /replay/dlq":                                         {"subscription_id", "source_id"},
+	"POST /secrets/rewrap":                                     {"cursor"},
+	"GET /sources/:source_id/subscriptions/:sub_id/lane":       {"ordering_key"},
+	"POST /sources/:source_id/subscriptions/:sub_id/lane/skip": {"ordering_key"},
 }
 
 // knownQuery answers 400 for a query parameter its route does not take.

@@ -64,6 +64,8 @@ type Deps struct {
 	DLQ        *dlq.Manager
 	// Throttle reads each subscription's pause and circuit.
 	Throttle *throttle.Store
+	// Lanes are ordered subscriptions' per-key queues.
+	Lanes    Lanes
 	Producer Producer
 	Logger   *slog.Logger
 }
@@ -80,6 +82,7 @@ type API struct {
 	counters   *counters.Store
 	dlq        *dlq.Manager
 	throttle   *throttle.Store
+	lanes      Lanes
 	producer   Producer
 	now        func() time.Time
 }
@@ -88,7 +91,7 @@ type API struct {
 func New(cfg Config, d Deps) *API {
 	return &API{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, sources: d.Sources, events: d.Events, payloads: d.Payloads,
-		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, throttle: d.Throttle, producer: d.Producer, now: time.Now,
+		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, throttle: d.Throttle, lanes: d.Lanes, producer: d.Producer, now: time.Now,
 	}
 }
 
@@ -113,6 +116,8 @@ func (a *API) Register(m gin.IRoutes) {
 	m.PATCH("/sources/:source_id/subscriptions/:sub_id", a.updateSubscription)
 	m.DELETE("/sources/:source_id/subscriptions/:sub_id", a.deleteSubscription)
 	m.POST("/sources/:source_id/subscriptions/:sub_id/rotate-secret", a.rotateSubscriptionSecret)
+	m.GET("/sources/:source_id/subscriptions/:sub_id/lane", a.getLane)
+	m.POST("/sources/:source_id/subscriptions/:sub_id/lane/skip", a.skipLane)
 	m.GET("/dlq", a.listDLQ)
 	m.POST("/replay/dlq", a.redriveDLQ)
 	m.POST("/secrets/rewrap", a.rewrapSecrets)
