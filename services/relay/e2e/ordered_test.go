@@ -55,7 +55,6 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 	e := startStack(t, nil)
 	release := make(chan struct{})
 	var once sync.Once
-	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	type seen struct {
 		customer string
 		seq      int
@@ -80,6 +79,9 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 		mu.Unlock()
 		return 200, nil
 	})
+	// After the receiver's Close is registered, so it runs first: Close
+	// waits for the request held on release.
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	plain := newReceiver(t, ok200)
 	src := e.orderedSource("customer")
 	sub := e.subscribeWith(src.ID, map[string]any{"url": orderedRcv.URL, "ordered": true})
@@ -98,6 +100,8 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 		}
 		return r.EventID
 	}
+	zero := send("cus_1", 0, false)
+	e.waitStatus(src.ID, zero, sub.ID, "delivered", 20*time.Second)
 	first := send("cus_1", 1, false)
 	e.waitStatus(src.ID, first, plainSub.ID, "delivered", 20*time.Second)
 	second := send("cus_1", 2, false)
@@ -126,8 +130,18 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 		t.Fatalf("the event's ordering key: %d %q", code, ev.OrderingKey)
 	}
 
+	// A resend of an event the key delivered before goes behind what waits.
+	if code := e.call("POST", "/sources/"+src.ID+"/events/"+zero+"/replay?subscription_id="+sub.ID+"&force=true", nil, nil); code != 202 {
+		t.Fatalf("replay: %d", code)
+	}
+	testenv.Eventually(t, 20*time.Second, "the resend to wait behind the key's head", func() bool {
+		d := e.orderedDeliveries(src.ID, zero)[sub.ID]
+		return d.Status == "waiting" && d.Behind == first
+	})
+
 	once.Do(func() { close(release) })
 	e.waitStatus(src.ID, third, sub.ID, "delivered", 20*time.Second)
+	e.waitStatus(src.ID, zero, sub.ID, "delivered", 20*time.Second)
 
 	// A head the endpoint refuses for good goes to the DLQ; the next
 	// proceeds, and the entry says which key it held up.
@@ -138,7 +152,7 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 	mu.Lock()
 	got := fmt.Sprint(order)
 	mu.Unlock()
-	if want := "[{cus_2 1} {cus_1 1} {cus_1 2} {cus_1 3} {cus_1 5}]"; got != want {
+	if want := "[{cus_1 0} {cus_2 1} {cus_1 1} {cus_1 2} {cus_1 3} {cus_1 0} {cus_1 5}]"; got != want {
 		t.Fatalf("the endpoint saw %s, want %s", got, want)
 	}
 	var dlq struct {

@@ -291,7 +291,7 @@ const statusFiltered = "filtered"
 func eventRecord(e *eventstore.Event) record.Event {
 	return record.Event{
 		ID: e.ID, SourceID: e.SourceID, Type: e.Type, ReceivedAt: e.ReceivedAt, ContentType: e.ContentType,
-		Forwarded: e.Forwarded, Body: e.Body,
+		Forwarded: e.Forwarded, OrderingKey: e.OrderingKey, Body: e.Body,
 	}
 }
 
