@@ -218,6 +218,8 @@ type deliveryView struct {
 	LastStatusCode int    `json:"last_status_code"`
 	LastError      string `json:"last_error"`
 	NextAttemptAt  string `json:"next_attempt_at"`
+	OrderingKey    string `json:"ordering_key"`
+	Behind         string `json:"behind"`
 	History        []struct {
 		Attempt    int `json:"attempt"`
 		StatusCode int `json:"status_code"`

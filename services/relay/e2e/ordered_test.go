@@ -23,28 +23,6 @@ func (e *env) orderedSource(path string) source {
 	return s
 }
 
-type orderedDelivery struct {
-	SubscriptionID string `json:"subscription_id"`
-	Status         string `json:"status"`
-	OrderingKey    string `json:"ordering_key"`
-	Behind         string `json:"behind"`
-}
-
-func (e *env) orderedDeliveries(src, evt string) map[string]orderedDelivery {
-	e.t.Helper()
-	var out struct {
-		Data []orderedDelivery `json:"data"`
-	}
-	if code := e.call("GET", "/sources/"+src+"/events/"+evt+"/deliveries", nil, &out); code != 200 {
-		e.t.Fatalf("deliveries: %d", code)
-	}
-	m := map[string]orderedDelivery{}
-	for _, d := range out.Data {
-		m[d.SubscriptionID] = d
-	}
-	return m
-}
-
 // TestOrderedKeyWaitsForItsHead: while the first event of a key is being
 // delivered (its endpoint holds the request), the key's next events wait,
 // and the deliveries API says behind which; another key and an unordered
@@ -114,13 +92,13 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 		e.waitStatus(src.ID, id, plainSub.ID, "delivered", 20*time.Second)
 	}
 	testenv.Eventually(t, 20*time.Second, "the key's later events to wait behind its head", func() bool {
-		d2, d3 := e.orderedDeliveries(src.ID, second)[sub.ID], e.orderedDeliveries(src.ID, third)[sub.ID]
+		d2, d3 := e.deliveries(src.ID, second)[sub.ID], e.deliveries(src.ID, third)[sub.ID]
 		return d2.Status == "waiting" && d2.Behind == first && d3.Status == "waiting" && d3.Behind == first
 	})
-	if d := e.orderedDeliveries(src.ID, second)[sub.ID]; d.OrderingKey != "cus_1" {
+	if d := e.deliveries(src.ID, second)[sub.ID]; d.OrderingKey != "cus_1" {
 		t.Fatalf("a waiting delivery's ordering key = %q", d.OrderingKey)
 	}
-	if d := e.orderedDeliveries(src.ID, second)[plainSub.ID]; d.OrderingKey != "" || d.Status != "delivered" {
+	if d := e.deliveries(src.ID, second)[plainSub.ID]; d.OrderingKey != "" || d.Status != "delivered" {
 		t.Fatalf("the unordered subscription's delivery = %+v", d)
 	}
 	var ev struct {
@@ -135,7 +113,7 @@ func TestOrderedKeyWaitsForItsHead(t *testing.T) {
 		t.Fatalf("replay: %d", code)
 	}
 	testenv.Eventually(t, 20*time.Second, "the resend to wait behind the key's head", func() bool {
-		d := e.orderedDeliveries(src.ID, zero)[sub.ID]
+		d := e.deliveries(src.ID, zero)[sub.ID]
 		return d.Status == "waiting" && d.Behind == first
 	})
 
@@ -208,7 +186,7 @@ func TestOrderedBlockHoldsTheKeyUntilRedriven(t *testing.T) {
 	// been fanned out by then, and still waits.
 	e.waitStatus(src.ID, send("cus_2", 1), sub.ID, "delivered", 20*time.Second)
 	testenv.Eventually(t, 20*time.Second, "the blocked key's next event to wait", func() bool {
-		d := e.orderedDeliveries(src.ID, next)[sub.ID]
+		d := e.deliveries(src.ID, next)[sub.ID]
 		return d.Status == "waiting" && d.Behind == head
 	})
 	mu.Lock()
