@@ -55,6 +55,8 @@ or --api and --token; --json prints the API's raw JSON, --format a Go template o
 			{"rm SUBSCRIPTION_ID", "Delete a subscription"}, {"enable SUBSCRIPTION_ID", "Enable a subscription"},
 			{"disable SUBSCRIPTION_ID", "Disable a subscription (its deliveries are parked in the DLQ)"},
 			{"rotate SUBSCRIPTION_ID", "Rotate a subscription's signing secret"},
+			{"lane SUBSCRIPTION_ID --key K", "Show an ordered subscription's queue for one ordering key"},
+			{"skip-key SUBSCRIPTION_ID --key K", "Move a key blocked by its parked head on to its next event"},
 		}, a.subsFlags),
 		a.leaf(&cobra.Command{Use: "send", Short: "Send a signed webhook to a source, signed as its provider signs", Args: cobra.NoArgs}, a.sendFlags),
 		a.noun("events", "List and show received events", []verb{

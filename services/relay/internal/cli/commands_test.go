@@ -429,7 +429,11 @@ func TestOrderingFlags(t *testing.T) {
 	var asked []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
-		asked = append(asked, r.Method+" "+r.URL.Path+" "+string(raw))
+		path := r.URL.Path
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+		asked = append(asked, r.Method+" "+path+" "+string(raw))
 		if strings.Contains(r.URL.Path, "subscriptions") {
 			_, _ = w.Write([]byte(`{"id":"sub_1","url":"https://example.com","events":["*"],"ordered":true,"on_failure":"block","secret":"whsec_x"}`))
 			return
@@ -449,6 +453,8 @@ func TestOrderingFlags(t *testing.T) {
 		{"sources", []string{"patch", "src_1", "--no-ordering-key"}},
 		{"subs", []string{"create", "--source", "src_1", "--url", "https://example.com", "--ordered", "--on-failure", "block"}},
 		{"subs", []string{"patch", "--source", "src_1", "sub_1", "--on-failure", "skip"}},
+		{"subs", []string{"lane", "--source", "src_1", "sub_1", "--key", "cus/1 2"}},
+		{"subs", []string{"skip-key", "--source", "src_1", "sub_1", "--key", "cus/1 2"}},
 	} {
 		if err := a.run(c.cmd, c.args...); err != nil {
 			t.Fatalf("relay %s %v: %v", c.cmd, c.args, err)
@@ -460,6 +466,8 @@ func TestOrderingFlags(t *testing.T) {
 		`PATCH /sources/src_1 {"ordering_key":{}}`,
 		`POST /sources/src_1/subscriptions {"events":["*"],"on_failure":"block","ordered":true,"url":"https://example.com"}`,
 		`PATCH /sources/src_1/subscriptions/sub_1 {"on_failure":"skip"}`,
+		`GET /sources/src_1/subscriptions/sub_1/lane?ordering_key=cus%2F1+2 `,
+		`POST /sources/src_1/subscriptions/sub_1/lane/skip?ordering_key=cus%2F1+2 `,
 	}
 	if strings.Join(asked, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("asked\n%s\nwant\n%s", strings.Join(asked, "\n"), strings.Join(want, "\n"))

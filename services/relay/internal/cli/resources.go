@@ -268,6 +268,7 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 	burst := fs.Int("burst", 0, "how many of --rate may go at once (default 1)")
 	ordered := fs.Bool("ordered", false, "deliver the events of one ordering key one at a time, in order (create; fixed once created)")
 	onFailure := fs.String("on-failure", "", "an ordered subscription's key when its head goes to the DLQ: skip (the next proceeds) or block (until redriven) (create, patch)")
+	key := fs.String("key", "", "an ordering key (lane, skip-key)")
 	// policy adds the delivery policy flags that were given to body.
 	policy := func(body map[string]any) error {
 		var err error
@@ -370,7 +371,7 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 			}
 			a.table([]string{"ID", "URL", "EVENTS", "STATE"}, rows)
 			return nil
-		case "get", "rm", "enable", "disable", "rotate", "patch":
+		case "get", "rm", "enable", "disable", "rotate", "patch", "lane", "skip-key":
 			if len(pos) != 1 {
 				return fmt.Errorf("usage: relay subs %s --source SOURCE_ID SUBSCRIPTION_ID", verb)
 			}
@@ -386,6 +387,16 @@ func (a *app) subsFlags(cmd *cobra.Command) verbFunc {
 				}
 			case "enable", "disable":
 				raw, err = c.Do(ctx, "PATCH", path, map[string]any{"enabled": verb == "enable"}, nil)
+			case "lane", "skip-key":
+				if err := need("key", *key); err != nil {
+					return err
+				}
+				lane := path + "/lane?ordering_key=" + url.QueryEscape(*key)
+				if verb == "lane" {
+					raw, err = c.Do(ctx, "GET", lane, nil, nil)
+				} else {
+					raw, err = c.Do(ctx, "POST", strings.Replace(lane, "/lane?", "/lane/skip?", 1), nil, nil)
+				}
 			case "patch":
 				body := map[string]any{}
 				fs.Visit(func(fl *pflag.Flag) {
