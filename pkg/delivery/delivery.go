@@ -444,7 +444,7 @@ return 1
 
 var waitScript = redis.NewScript(luaLoad + `
 local st = load()
-if st and st.s == 'delivered' then return 0 end
+if st and (st.s == 'delivered' or (st.a or 0) >= tonumber(ARGV[4])) then return 0 end
 st = st or {}
 st.s = 'waiting'
 st.b = ARGV[2]
@@ -453,10 +453,14 @@ save(st, ARGV[3])
 return 1
 `)
 
-// Wait records that an ordered delivery waits behind event behind, its
-// key's head. A delivered one is left alone.
-func (s *Store) Wait(ctx context.Context, evt, sub, behind string) error {
-	err := s.runScript(ctx, waitScript, []string{stateKey(evt), oldKey(evt, sub)}, sub, behind, int64(s.retention.Seconds())).Err()
+// Wait records that attempt number attempt of an ordered delivery waits
+// behind event behind, its key's head. A delivered one, or one whose
+// attempt has been made, is left alone: it was queued, then came to the
+// front and was attempted before this was recorded (another replica's
+// work, or a record consumed again), and saying it waits would hide what
+// it is.
+func (s *Store) Wait(ctx context.Context, evt, sub, behind string, attempt int) error {
+	err := s.runScript(ctx, waitScript, []string{stateKey(evt), oldKey(evt, sub)}, sub, behind, int64(s.retention.Seconds()), attempt).Err()
 	if err != nil {
 		return fmt.Errorf("record waiting delivery %s/%s: %w", evt, sub, err)
 	}

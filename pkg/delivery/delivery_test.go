@@ -239,7 +239,7 @@ func TestWaitingBehindAHead(t *testing.T) {
 		ctx := context.Background()
 		s := New(rdb, time.Hour)
 		evt, sub, head := ids.New(ids.Event), ids.New(ids.Subscription), ids.New(ids.Event)
-		if err := s.Wait(ctx, evt, sub, head); err != nil {
+		if err := s.Wait(ctx, evt, sub, head, 1); err != nil {
 			t.Fatal(err)
 		}
 		if st, ok, _ := s.Get(ctx, evt, sub); !ok || st.Status != StatusWaiting || st.Behind != head || st.Attempts != 0 {
@@ -248,11 +248,24 @@ func TestWaitingBehindAHead(t *testing.T) {
 		if got, _, _ := s.Begin(ctx, evt, sub, 1, "w", time.Minute); got != Proceed {
 			t.Fatalf("begin at the front = %s", got)
 		}
-		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 200}})
+		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDead, Attempt: Attempt{Attempt: 1, At: time.Now(), StatusCode: 400}})
+		// Its queuing recorded late (another replica's, or its record's
+		// again) leaves the attempt's outcome as it is.
+		_ = s.Wait(ctx, evt, sub, head, 1)
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDead || st.Behind != "" {
+			t.Fatalf("dead after a late wait = %+v", st)
+		}
+		// A resend of it (attempt 2) waits.
+		_ = s.Wait(ctx, evt, sub, head, 2)
+		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusWaiting || st.Attempts != 1 {
+			t.Fatalf("a resend queued = %+v", st)
+		}
+		_, _, _ = s.Begin(ctx, evt, sub, 2, "w", time.Minute)
+		_ = s.Finish(ctx, evt, sub, "w", Result{Status: StatusDelivered, Attempt: Attempt{Attempt: 2, At: time.Now(), StatusCode: 200}})
 		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered || st.Behind != "" {
 			t.Fatalf("delivered = %+v", st)
 		}
-		_ = s.Wait(ctx, evt, sub, head)
+		_ = s.Wait(ctx, evt, sub, head, 3)
 		if st, _, _ := s.Get(ctx, evt, sub); st.Status != StatusDelivered {
 			t.Fatalf("wait changed a delivered state: %+v", st)
 		}

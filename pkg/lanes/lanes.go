@@ -142,6 +142,7 @@ if head ~= ARGV[1] then
   local first = redis.call('LINDEX', KEYS[2], 0)
   if not first or event(first) ~= ARGV[1] then return {0} end
   redis.call('LPOP', KEYS[2])
+  redis.call('HSET', KEYS[1], 'head', ARGV[1], 'since', ARGV[3])
 end
 local nxt = redis.call('LINDEX', KEYS[2], 0)
 if not nxt then

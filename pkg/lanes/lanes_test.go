@@ -100,6 +100,46 @@ func TestLane(t *testing.T) {
 	}
 }
 
+// TestLaneHeadSettlesBeforeItsPromotion: the next head's record is
+// consumed and settled before its predecessor's settling has promoted it.
+// Its own settling promotes it and moves the lane on, and the
+// predecessor's late promotion then changes nothing.
+func TestLaneHeadSettlesBeforeItsPromotion(t *testing.T) {
+	ctx := context.Background()
+	s := New(testenv.Redis(t))
+	sub, key := ids.New(ids.Subscription), "cus_1"
+	now := time.UnixMilli(time.Now().UnixMilli())
+	entry := func(evt string) string {
+		return Entry{Event: evt, Topic: "relay.events", Partition: 1, Offset: int64(len(evt)), Attempt: 1}.String()
+	}
+	for _, evt := range []string{"evt_a", "evt_bb", "evt_ccc"} {
+		if _, err := s.Enqueue(ctx, sub, key, Entry{Event: evt, Topic: "relay.events", Partition: 1, Offset: int64(len(evt)), Attempt: 1}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next, _ := s.step(ctx, sub, key, "evt_a", "", now); next != entry("evt_bb") {
+		t.Fatalf("evt_a settling = %q", next)
+	}
+	// evt_bb's record is out; it settles first.
+	next, err := s.step(ctx, sub, key, "evt_bb", "", now)
+	if err != nil || next != entry("evt_ccc") {
+		t.Fatalf("evt_bb settling before its promotion = %q, %v", next, err)
+	}
+	if next, _ := s.step(ctx, sub, key, "evt_bb", next, now); next != "" {
+		t.Fatalf("evt_bb promoting evt_ccc = %q", next)
+	}
+	if head, _, _, _ := s.Head(ctx, sub, key); head != "evt_ccc" {
+		t.Fatalf("head = %s, want evt_ccc", head)
+	}
+	// evt_a's promotion of evt_bb, late, changes nothing.
+	if next, _ := s.step(ctx, sub, key, "evt_a", entry("evt_bb"), now); next != "" {
+		t.Fatalf("a late promotion answered %q", next)
+	}
+	if head, _, _, _ := s.Head(ctx, sub, key); head != "evt_ccc" {
+		t.Fatalf("head after the late promotion = %s, want evt_ccc", head)
+	}
+}
+
 // TestAdvance: the advancer produces the next head's delivery, read from
 // its record, before the lane says it is the head; a record Kafka no longer
 // has is skipped for the one behind it.

@@ -424,8 +424,12 @@ func (s *faultStack) verify(src source, rec *recorder, sent int, accepted map[st
 			extraArchive += n - 1
 		}
 	}
-	t.Logf("EVIDENCE %s: sent %d, accepted %d, refused %v, delivered %d unique (%d requests, %d repeats), archived %d (%d twice), counted %d, POSTs after delivered %d",
-		t.Name(), sent, len(accepted), refused, len(delivered), requests, dups, len(archived), extraArchive, count, len(violations))
+	// A request answered 503 at RELAY_PRODUCE_TIMEOUT whose record the
+	// broker took afterwards is an event all the same (a retry of it would
+	// have found it): ingest counts those, and they may be delivered.
+	late := int(metricValue(t, s.api+"/metrics", `relay_ingest_produce_late_total{outcome="accepted"}`))
+	t.Logf("EVIDENCE %s: sent %d, accepted %d (and %d answered 503 but taken late), refused %v, delivered %d unique (%d requests, %d repeats), archived %d (%d twice), counted %d, POSTs after delivered %d",
+		t.Name(), sent, len(accepted), late, refused, len(delivered), requests, dups, len(archived), extraArchive, count, len(violations))
 	if lostDelivery > 0 {
 		t.Errorf("%d accepted events were never delivered", lostDelivery)
 	}
@@ -435,16 +439,20 @@ func (s *faultStack) verify(src source, rec *recorder, sent int, accepted map[st
 	if extraArchive > 0 {
 		t.Errorf("%d archive lines are repeats", extraArchive)
 	}
-	if count != int64(len(accepted)) {
-		t.Errorf("counted %d events, accepted %d", count, len(accepted))
+	if count < int64(len(accepted)) || count > int64(len(accepted)+late) {
+		t.Errorf("counted %d events, accepted %d (and %d taken late)", count, len(accepted), late)
 	}
 	for _, v := range violations {
 		t.Error(v)
 	}
+	var unasked []string
 	for id := range delivered {
 		if !accepted[id] {
-			t.Errorf("delivered %s, which was never accepted", id)
+			unasked = append(unasked, id)
 		}
+	}
+	if len(unasked) > late {
+		t.Errorf("delivered %d events that were never accepted (%v), and ingest took %d late", len(unasked), unasked, late)
 	}
 	if len(accepted) < 50 {
 		t.Errorf("only %d events were accepted; the load did not run", len(accepted))

@@ -184,8 +184,31 @@ func TestOrderedDeliveryAtScale(t *testing.T) {
 
 	n := 0
 	defer func() {
-		if t.Failed() {
-			t.Logf("%d of %d events settled at the endpoint", n, keys*perKey)
+		if !t.Failed() {
+			return
+		}
+		t.Logf("%d of %d events settled at the endpoint", n, keys*perKey)
+		// Where each unfinished key stands: its lane and the delivery
+		// states of its head and of its first unsettled event.
+		got, _ := ep.snapshot()
+		store := delivery.New(s.rdb, time.Hour)
+		ctx := context.Background()
+		for k := 0; k < keys; k++ {
+			key := fmt.Sprintf("cus_%03d", k)
+			done := settled(got[key])
+			if len(done) == perKey {
+				continue
+			}
+			first := 0
+			for done[first] {
+				first++
+			}
+			lane, _ := s.rdb.HGetAll(ctx, "relay:lane:{"+sub.ID+"}:"+key).Result()
+			queue, _ := s.rdb.LRange(ctx, "relay:lane:{"+sub.ID+"}:"+key+":q", 0, 2).Result()
+			head, _, _ := store.Get(ctx, lane["head"], sub.ID)
+			firstSt, _, _ := store.Get(ctx, accepted[k][first], sub.ID)
+			t.Logf("%s: %d settled; first unsettled #%d %s %+v; lane %v (head %+v), queue starts %v",
+				key, len(done), first, accepted[k][first], firstSt, lane, head, queue)
 		}
 	}()
 	testenv.Eventually(t, 240*time.Second, "every event to be settled at the endpoint", func() bool {

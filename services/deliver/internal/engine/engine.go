@@ -41,7 +41,7 @@ type States interface {
 	Park(ctx context.Context, evt, sub, token, reason string, now time.Time) error
 	Schedule(ctx context.Context, evt, sub string, at, now time.Time) error
 	Throttle(ctx context.Context, evt, sub string, at time.Time) error
-	Wait(ctx context.Context, evt, sub, behind string) error
+	Wait(ctx context.Context, evt, sub, behind string, attempt int) error
 	Release(ctx context.Context, evt, sub, token string) error
 	Get(ctx context.Context, evt, sub string) (delivery.State, bool, error)
 }
@@ -291,7 +291,7 @@ func (e *Engine) Order(ctx context.Context, d *record.Delivery, rec lanes.Entry)
 		return true, nil
 	}
 	if err := e.retrier.Retry(ctx, "record waiting delivery", func() error {
-		return e.states.Wait(ctx, d.ID, d.SubscriptionID, pos.Behind)
+		return e.states.Wait(ctx, d.ID, d.SubscriptionID, pos.Behind, d.Attempt)
 	}); err != nil {
 		return false, err
 	}

@@ -137,10 +137,10 @@ func (f *fakeStates) Throttle(_ context.Context, evt, sub string, _ time.Time) e
 	return nil
 }
 
-func (f *fakeStates) Wait(_ context.Context, evt, sub, _ string) error {
+func (f *fakeStates) Wait(_ context.Context, evt, sub, _ string, attempt int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if p := f.pair(evt, sub); p.status != delivery.StatusDelivered {
+	if p := f.pair(evt, sub); p.status != delivery.StatusDelivered && p.attempts < attempt {
 		p.status = delivery.StatusWaiting
 	}
 	f.journal.add("wait")
