@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,24 +51,26 @@ func (a *Advancer) Advance(ctx context.Context, sub, key, evt string) error {
 		if err != nil || next == "" {
 			return err
 		}
+		// skip promotes an entry no delivery can be made of, and moves on
+		// past it as if it had settled.
+		skip := func(msg string, args ...any) error {
+			a.Log.ErrorContext(ctx, msg, append([]any{"subscription_id", sub, "ordering_key", key, "entry", next}, args...)...)
+			_, err := a.Store.step(ctx, sub, key, evt, next, now)
+			evt, promoted = entryEvent(next), ""
+			return err
+		}
 		e, err := ParseEntry(next)
 		if err != nil {
-			// Nothing can ever read it: promote it and move past it.
-			a.Log.ErrorContext(ctx, "skipping an unreadable lane entry", "subscription_id", sub, "ordering_key", key, "error", err)
-			if _, err := a.Store.step(ctx, sub, key, evt, next, now); err != nil {
+			if err := skip("skipping an unreadable lane entry", "error", err); err != nil {
 				return err
 			}
-			evt, promoted = entryEvent(next), ""
 			continue
 		}
 		rec, err := a.Reader.RecordAt(ctx, e.Topic, e.Partition, e.Offset)
 		if errors.Is(err, payloads.ErrExpired) {
-			a.Log.ErrorContext(ctx, "an ordered delivery's record is gone from Kafka (retention) while it waited; skipping it",
-				"subscription_id", sub, "ordering_key", key, "event_id", e.Event, "topic", e.Topic, "partition", e.Partition, "offset", e.Offset)
-			if _, err := a.Store.step(ctx, sub, key, evt, next, now); err != nil {
+			if err := skip("an ordered delivery's record is gone from Kafka (retention) while it waited; skipping it"); err != nil {
 				return err
 			}
-			evt, promoted = e.Event, ""
 			continue
 		}
 		if err != nil {
@@ -75,11 +78,9 @@ func (a *Advancer) Advance(ctx context.Context, sub, key, evt string) error {
 		}
 		d, err := a.delivery(rec, e, sub, now)
 		if err != nil {
-			a.Log.ErrorContext(ctx, "skipping a lane entry whose record does not read", "subscription_id", sub, "ordering_key", key, "event_id", e.Event, "error", err)
-			if _, err := a.Store.step(ctx, sub, key, evt, next, now); err != nil {
+			if err := skip("skipping a lane entry whose record does not read", "error", err); err != nil {
 				return err
 			}
-			evt, promoted = e.Event, ""
 			continue
 		}
 		r := d.Record(a.Topic)
@@ -125,11 +126,9 @@ func (a *Advancer) now() time.Time {
 	return time.Now()
 }
 
+// entryEvent is the event an entry names, read even from one that does
+// not parse.
 func entryEvent(entry string) string {
-	for i := 0; i < len(entry); i++ {
-		if entry[i] == '|' {
-			return entry[:i]
-		}
-	}
-	return entry
+	evt, _, _ := strings.Cut(entry, "|")
+	return evt
 }

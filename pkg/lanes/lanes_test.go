@@ -30,6 +30,11 @@ func TestEntryRoundTrip(t *testing.T) {
 	}
 }
 
+// testEntry is evt's entry, at an offset of its own.
+func testEntry(evt string) Entry {
+	return Entry{Event: evt, Topic: "relay.events", Partition: 1, Offset: int64(len(evt)), Attempt: 1}
+}
+
 // TestLane walks one lane through its life: the first event is the head,
 // the next ones queue in order (once, however often they are enqueued), the
 // head settling promotes the first waiting one only once its record is
@@ -109,11 +114,9 @@ func TestLaneHeadSettlesBeforeItsPromotion(t *testing.T) {
 	s := New(testenv.Redis(t))
 	sub, key := ids.New(ids.Subscription), "cus_1"
 	now := time.UnixMilli(time.Now().UnixMilli())
-	entry := func(evt string) string {
-		return Entry{Event: evt, Topic: "relay.events", Partition: 1, Offset: int64(len(evt)), Attempt: 1}.String()
-	}
+	entry := func(evt string) string { return testEntry(evt).String() }
 	for _, evt := range []string{"evt_a", "evt_bb", "evt_ccc"} {
-		if _, err := s.Enqueue(ctx, sub, key, Entry{Event: evt, Topic: "relay.events", Partition: 1, Offset: int64(len(evt)), Attempt: 1}, now); err != nil {
+		if _, err := s.Enqueue(ctx, sub, key, testEntry(evt), now); err != nil {
 			t.Fatal(err)
 		}
 	}

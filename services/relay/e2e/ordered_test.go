@@ -296,4 +296,10 @@ func TestOrderingIsValidated(t *testing.T) {
 	if code := e.call("PATCH", subs+"/"+sub.ID, map[string]any{"on_failure": "block"}, &sub); code != 200 || !sub.Ordered || sub.OnFailure != "block" {
 		t.Fatalf("PATCH on_failure: %d %+v", code, sub)
 	}
+	for q, want := range map[string]string{"": "ordering_key: is required", "?ordering_key=" + strings.Repeat("k", 300): "ordering_key: is 300 bytes"} {
+		var r apiError
+		if code := e.call("GET", subs+"/"+sub.ID+"/lane"+q, nil, &r); code != 400 || !strings.Contains(r.Error.Message, want) {
+			t.Errorf("GET lane%.20s: %d %+v, want 400 naming %q", q, code, r, want)
+		}
+	}
 }

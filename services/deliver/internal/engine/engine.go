@@ -330,7 +330,7 @@ func (e *Engine) settledBefore(ctx context.Context, d record.Delivery, sub catal
 // advance moves an ordered delivery's key on once the delivery is settled
 // as status, as outcome.MovesLane says, before its record counts as done.
 func (e *Engine) advance(ctx context.Context, d record.Delivery, sub catalog.Subscription, status string) error {
-	if !Ordered(d, sub) || e.lanes == nil || !outcome.MovesLane(status, sub.OnFailure) {
+	if !Ordered(d, sub) || !outcome.MovesLane(status, sub.OnFailure) {
 		return nil
 	}
 	return e.retrier.Retry(ctx, "advance ordered key", func() error {

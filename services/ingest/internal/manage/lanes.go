@@ -2,6 +2,7 @@ package manage
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -44,12 +45,15 @@ func (a *API) laneOf(c *gin.Context) (catalog.Subscription, string, bool) {
 		rest.Fail(c, http.StatusBadRequest, "not_ordered", "subscription "+rest.QuoteID(sub.ID)+" is not ordered: its deliveries have no per-key queues")
 		return sub, "", false
 	}
-	key := c.Query("ordering_key")
-	if key == "" || len(key) > ordering.MaxKey+len("sha256:") {
+	switch key := c.Query("ordering_key"); {
+	case key == "":
 		rest.Invalid(c, "ordering_key", "is required: the key whose queue to read, as the deliveries API shows it")
-		return sub, "", false
+	case len(key) > ordering.MaxKey:
+		rest.Invalid(c, "ordering_key", fmt.Sprintf("is %d bytes; no key is longer than %d (a longer one is kept as its sha256: digest)", len(key), ordering.MaxKey))
+	default:
+		return sub, key, true
 	}
-	return sub, key, true
+	return sub, "", false
 }
 
 // lane answers what the lane of (sub, key) holds now.
