@@ -212,10 +212,14 @@ func TestOrderedBlockHoldsTheKeyUntilRedriven(t *testing.T) {
 	lane := "/sources/" + src.ID + "/subscriptions/" + sub.ID + "/lane"
 	var l laneView
 	testenv.Eventually(t, 20*time.Second, "cus_3's lane to hold its parked head and one behind it", func() bool {
+		l = laneView{}
 		return e.call("GET", lane+"?ordering_key=cus_3", nil, &l) == 200 && l.Head == dead && l.HeadStatus == "dead" && l.Waiting == 1
 	})
-	if code := e.call("POST", lane+"/skip?ordering_key=cus_3", nil, &l); code != 200 || l.Head != behind {
-		t.Fatalf("skip: %d %+v", code, l)
+	// The answer shows the lane after the skip: behind as its head, or no
+	// head at all when deliver was quicker and has delivered it already.
+	var skipped laneView
+	if code := e.call("POST", lane+"/skip?ordering_key=cus_3", nil, &skipped); code != 200 || skipped.Head != behind && skipped.Head != "" {
+		t.Fatalf("skip: %d %+v", code, skipped)
 	}
 	e.waitStatus(src.ID, behind, sub.ID, "delivered", 20*time.Second)
 	var apiErr struct {
