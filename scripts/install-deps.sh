@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian/Ubuntu machine: redis-server
-# and redis-cli, nginx, and (for the real Kafka broker) a Java 17+ runtime and Maven when they are
+# and redis-cli, nginx, chromium (the console's browser tests), and (for the real Kafka broker) a Java 17+ runtime and Maven when they are
 # missing; `install-deps.sh protoc` installs protoc for `make proto`. Go
 # itself is assumed (see README). Safe to run again.
 set -euo pipefail
@@ -19,6 +19,8 @@ else
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 	if ! "$here/kafka.sh" java-ok; then missing+=(openjdk-17-jre-headless); fi
 	command -v mvn >/dev/null 2>&1 || missing+=(maven)
+	# The browser the console's tests drive (chromedp).
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,8 +1,10 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,10 +56,39 @@ func (c *LagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	lags, err := c.adm.Lag(ctx, c.groups...)
+	snap, err := c.Snapshot(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
+	}
+	for _, l := range snap.Lag {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), l.Group, l.Topic)
+	}
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(snap.DLQDepth))
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+}
+
+// Lag is one consumer group's lag on one topic.
+type Lag struct {
+	Group string `json:"group"`
+	Topic string `json:"topic"`
+	Lag   int64  `json:"lag"`
+}
+
+// LagSnapshot is each Relay consumer group's lag per topic, in group and
+// topic order, and the DLQ's depth.
+type LagSnapshot struct {
+	Lag      []Lag `json:"consumer_lag"`
+	DLQDepth int64 `json:"dlq_depth"`
+}
+
+// Snapshot computes the lag of every Relay consumer group and the DLQ's
+// depth now.
+func (c *LagCollector) Snapshot(ctx context.Context) (LagSnapshot, error) {
+	var snap LagSnapshot
+	lags, err := c.adm.Lag(ctx, c.groups...)
+	if err != nil {
+		return snap, err
 	}
 	for _, g := range c.groups {
 		dl, ok := lags[g]
@@ -65,26 +96,23 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		for topic, total := range dl.Lag.TotalByTopic() {
-			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(total.Lag), g, topic)
+			snap.Lag = append(snap.Lag, Lag{Group: g, Topic: topic, Lag: total.Lag})
 		}
 	}
+	slices.SortFunc(snap.Lag, func(a, b Lag) int { return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Topic, b.Topic)) })
 	ends, err := c.adm.ListEndOffsets(ctx, c.names.DLQ)
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
-		return
+		return snap, err
 	}
 	starts, err := c.adm.ListStartOffsets(ctx, c.names.DLQ)
 	if err != nil {
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
-		return
+		return snap, err
 	}
 	// No redrive yet means no committed offset: every record is parked.
 	committed, err := c.adm.FetchOffsets(ctx, c.names.Group(record.GroupRedrive))
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
-		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
-		return
+		return snap, err
 	}
-	var depth int64
 	ends.Each(func(o kadm.ListedOffset) {
 		from := int64(0)
 		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Err == nil {
@@ -94,9 +122,8 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 			from = cm.At
 		}
 		if o.Err == nil && o.Offset > from {
-			depth += o.Offset - from
+			snap.DLQDepth += o.Offset - from
 		}
 	})
-	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(depth))
-	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	return snap, nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/inbound"
+	"github.com/relayhq/relay/services/ingest/internal/keys"
 	"github.com/relayhq/relay/services/ingest/internal/manage"
 )
 
@@ -285,6 +286,8 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,
 			Deliveries: deliveries, Subscriptions: cat, Log: log, Budget: cfg.RedriveBudget,
 		},
+		Keys:     keys.New(rdb),
+		Lag:      kafka.NewLagCollector(producer, names),
 		Producer: producer, Pipe: pipe, Ready: ready, Telemetry: d.Telemetry, Logger: log,
 	})
 	server, err := lifecycle.NewHTTPServer("ingest-http", cfg.HTTPAddr, a.Handler(), cfg.HTTP, log)

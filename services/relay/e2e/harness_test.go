@@ -128,13 +128,19 @@ func (e *env) stop() {
 // call makes an authenticated API call and decodes the JSON answer into out.
 func (e *env) call(method, path string, body any, out any) int {
 	e.t.Helper()
+	return e.callAs(adminToken, method, path, body, out)
+}
+
+// callAs is call with token as the bearer token.
+func (e *env) callAs(token, method, path string, body any, out any) int {
+	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, e.api+path, rd)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

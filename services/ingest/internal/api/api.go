@@ -3,7 +3,9 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,6 +26,7 @@ import (
 	"github.com/relayhq/relay/pkg/counters"
 	"github.com/relayhq/relay/pkg/delivery"
 	"github.com/relayhq/relay/pkg/health"
+	"github.com/relayhq/relay/pkg/kafka"
 	"github.com/relayhq/relay/pkg/payloads"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/telemetry"
@@ -32,6 +35,7 @@ import (
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
 	"github.com/relayhq/relay/services/ingest/internal/inbound"
+	"github.com/relayhq/relay/services/ingest/internal/keys"
 	"github.com/relayhq/relay/services/ingest/internal/manage"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
@@ -68,7 +72,11 @@ type Deps struct {
 	DLQ        *dlq.Manager
 	Throttle   *throttle.Store
 	Lanes      manage.Lanes
-	Producer   Producer
+	Keys       *keys.Store
+	// Lag computes the consumer groups' lag and the DLQ's depth for GET
+	// /status (kafka.LagCollector); nil answers without them.
+	Lag      Lag
+	Producer Producer
 	// Pipe carries the per-request bookkeeping (shared pipelines under load).
 	Pipe      redisconn.Pipeliner
 	Ready     *health.Probe
@@ -84,6 +92,8 @@ type API struct {
 	log     *slog.Logger
 	inbound *inbound.Handler
 	manage  *manage.API
+	keys    *keys.Store
+	lag     Lag
 	ready   *health.Probe
 	tel     *telemetry.Telemetry
 	m       *metrics
@@ -97,10 +107,10 @@ func New(cfg Config, d Deps) *API {
 		Registry: d.Telemetry.Registry, Logger: d.Logger,
 	})
 	a := &API{
-		cfg: cfg, log: d.Logger, inbound: in, ready: d.Ready, tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry),
+		cfg: cfg, log: d.Logger, inbound: in, keys: d.Keys, lag: d.Lag, ready: d.Ready, tel: d.Telemetry, m: newMetrics(d.Telemetry.Registry),
 		manage: manage.New(cfg.Manage, manage.Deps{
 			Catalog: d.Catalog, Sources: in, Events: d.Events, Payloads: d.Payloads, Deliveries: d.Deliveries,
-			Counters: d.Counters, DLQ: d.DLQ, Throttle: d.Throttle, Lanes: d.Lanes, Producer: d.Producer, Logger: d.Logger,
+			Counters: d.Counters, DLQ: d.DLQ, Throttle: d.Throttle, Lanes: d.Lanes, Keys: d.Keys, Producer: d.Producer, Logger: d.Logger,
 		}),
 	}
 	a.engine = a.routes()
@@ -153,8 +163,47 @@ func (a *API) routes() *gin.Engine {
 	r.GET("/readyz", gin.WrapF(a.ready.StatusHandler()))
 	r.GET("/metrics", gin.WrapH(telemetry.MetricsHandler(a.tel.Registry)))
 	r.POST("/in/:source_id", a.inbound.Serve)
-	a.manage.Register(r.Group("/", a.auth(), knownQuery))
+	g := r.Group("/", a.auth(), knownQuery)
+	a.manage.Register(g)
+	g.GET("/status", a.status)
 	return r
+}
+
+// Lag computes the lag of Relay's consumer groups (kafka.LagCollector).
+type Lag interface {
+	Snapshot(ctx context.Context) (kafka.LagSnapshot, error)
+}
+
+// statusJSON is GET /status: what the console's health page shows.
+type statusJSON struct {
+	// Status is ingest's readiness: ok, degraded or unavailable; Checks
+	// each check's result by name.
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks"`
+	kafka.LagSnapshot
+	// LagError says why the lag could not be computed, if it could not.
+	LagError string `json:"lag_error,omitempty"`
+}
+
+// status is GET /status: the readiness checks (the broker, Redis), each
+// consumer group's lag per topic and the DLQ's depth. It answers 200
+// whatever they say: it reports, it is not a probe.
+func (a *API) status(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
+	defer cancel()
+	rep := a.ready.Report(ctx)
+	out := statusJSON{Status: rep.Status, Checks: rep.Checks}
+	if a.lag == nil {
+		out.LagError = "not computed by this ingest"
+	} else if snap, err := a.lag.Snapshot(ctx); err != nil {
+		out.LagError = "the broker did not answer: " + err.Error()
+	} else {
+		out.LagSnapshot = snap
+	}
+	if out.Lag == nil {
+		out.Lag = []kafka.Lag{}
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // queryParams are the query parameters each management route takes
@@ -169,6 +218,7 @@ var queryParams = map[string][]string{
 	"POST /sources/:source_id/events/:event_id/replay":         {"subscription_id", "force"},
 	"POST /sources/:source_id/replay":                          {"from", "to", "subscription_id", "force", "cursor"},
 	"GET /dlq":                                                 {"subscription_id", "source_id", "limit", "cursor"},
+	"GET /keys":                                                {"limit", "cursor"},
 	"POST /replay/dlq":                                         {"subscription_id", "source_id"},
 	"POST /secrets/rewrap":                                     {"cursor"},
 	"GET /sources/:source_id/subscriptions/:sub_id/lane":       {"ordering_key"},
@@ -245,27 +295,67 @@ func (a *API) observe() gin.HandlerFunc {
 	}
 }
 
-// auth requires the admin bearer token, compared in constant time.
+// auth resolves who a management request acts as (the principal the
+// console put in its context, or the bearer token: RELAY_ADMIN_TOKEN or an
+// API key) and lets it go on only when keys.Decide allows it: 401 for a
+// missing or wrong token, 403 naming what the key lacks.
 func (a *API) auth() gin.HandlerFunc {
-	want := []byte("Bearer " + a.cfg.AdminToken)
-	var previous []byte
-	if a.cfg.PreviousAdminToken != "" {
-		previous = []byte("Bearer " + a.cfg.PreviousAdminToken)
-	}
 	return func(c *gin.Context) {
-		got := []byte(c.GetHeader("Authorization"))
-		// Both compared every time, so the answer's timing says nothing of which.
-		ok := subtle.ConstantTimeCompare(got, want)
-		if previous != nil {
-			ok |= subtle.ConstantTimeCompare(got, previous)
+		p, ok := keys.FromContext(c.Request.Context())
+		if !ok {
+			if p, ok = a.authenticate(c); !ok {
+				return
+			}
+			c.Request = c.Request.WithContext(keys.WithPrincipal(c.Request.Context(), p))
 		}
-		if a.cfg.AdminToken == "" || ok != 1 {
-			c.Header("WWW-Authenticate", `Bearer realm="relay"`)
-			rest.Fail(c, http.StatusUnauthorized, "unauthorized", "missing or wrong Authorization: Bearer token (RELAY_ADMIN_TOKEN)")
+		src := c.Param("source_id")
+		if src == "" {
+			src = c.Query("source_id")
+		}
+		if v := keys.Decide(p, keys.Request{Method: c.Request.Method, Route: c.FullPath(), SourceID: src}); !v.Allowed() {
+			c.Set("key_id", p.KeyID)
+			rest.Fail(c, http.StatusForbidden, v.Code, v.Message)
 			return
 		}
 		c.Next()
 	}
+}
+
+// authenticate reads the bearer token: the admin token (or the previous
+// one, during a rotation), compared in constant time, or an API key. It
+// answers 401, or 503 when the keys cannot be read, and reports false.
+func (a *API) authenticate(c *gin.Context) (keys.Principal, bool) {
+	token, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if a.AdminToken(token) {
+		return keys.Principal{Scope: keys.Admin}, true
+	}
+	if _, ok := keys.IDOf(token); ok && a.keys != nil {
+		k, err := a.keys.Verify(c.Request.Context(), token)
+		if err == nil {
+			return k.Principal(), true
+		}
+		if !errors.Is(err, keys.ErrUnknown) {
+			a.log.WarnContext(c.Request.Context(), "api keys unreadable", "error", err)
+			rest.Unavailable(c, "redis_unavailable", "the API keys cannot be read now (Redis); retry shortly, or use RELAY_ADMIN_TOKEN", 5*time.Second)
+			return keys.Principal{}, false
+		}
+	}
+	c.Header("WWW-Authenticate", `Bearer realm="relay"`)
+	rest.Fail(c, http.StatusUnauthorized, "unauthorized", "missing or wrong Authorization: Bearer token (an API key, or RELAY_ADMIN_TOKEN)")
+	return keys.Principal{}, false
+}
+
+// AdminToken reports whether token is RELAY_ADMIN_TOKEN or the previous
+// one. Both are compared every time, so the timing says nothing of which.
+func (a *API) AdminToken(token string) bool {
+	if a.cfg.AdminToken == "" {
+		return false
+	}
+	ok := subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken))
+	if a.cfg.PreviousAdminToken != "" {
+		ok |= subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.PreviousAdminToken))
+	}
+	return ok == 1
 }
 
 type metrics struct {

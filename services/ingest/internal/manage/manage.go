@@ -1,7 +1,7 @@
 // Package manage is ingest's management API: sources, subscriptions, events
-// and replay, the DLQ, and secret rewrapping, behind the admin token. The
-// inbound hot path is package inbound; the two share only the catalog and
-// the conventions of package rest.
+// and replay, the DLQ, secret rewrapping and API keys, behind the keys'
+// scopes. The inbound hot path is package inbound; the two share only the
+// catalog and the conventions of package rest.
 package manage
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
+	"github.com/relayhq/relay/services/ingest/internal/keys"
 )
 
 // Producer is what the management API needs of a Kafka client: replays
@@ -65,7 +66,9 @@ type Deps struct {
 	// Throttle reads each subscription's pause and circuit.
 	Throttle *throttle.Store
 	// Lanes are ordered subscriptions' per-key queues.
-	Lanes    Lanes
+	Lanes Lanes
+	// Keys are the scoped API keys.
+	Keys     *keys.Store
 	Producer Producer
 	Logger   *slog.Logger
 }
@@ -83,6 +86,7 @@ type API struct {
 	dlq        *dlq.Manager
 	throttle   *throttle.Store
 	lanes      Lanes
+	keys       *keys.Store
 	producer   Producer
 	now        func() time.Time
 }
@@ -91,12 +95,12 @@ type API struct {
 func New(cfg Config, d Deps) *API {
 	return &API{
 		cfg: cfg, log: d.Logger, catalog: d.Catalog, sources: d.Sources, events: d.Events, payloads: d.Payloads,
-		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, throttle: d.Throttle, lanes: d.Lanes, producer: d.Producer, now: time.Now,
+		deliveries: d.Deliveries, counters: d.Counters, dlq: d.DLQ, throttle: d.Throttle, lanes: d.Lanes, keys: d.Keys, producer: d.Producer, now: time.Now,
 	}
 }
 
 // Register adds the management routes to m, which the caller guards with
-// the admin token.
+// the keys' scopes (keys.Decide).
 func (a *API) Register(m gin.IRoutes) {
 	m.POST("/sources", a.createSource)
 	m.GET("/sources", a.listSources)
@@ -121,4 +125,8 @@ func (a *API) Register(m gin.IRoutes) {
 	m.GET("/dlq", a.listDLQ)
 	m.POST("/replay/dlq", a.redriveDLQ)
 	m.POST("/secrets/rewrap", a.rewrapSecrets)
+	m.POST("/keys", a.createKey)
+	m.GET("/keys", a.listKeys)
+	m.GET("/keys/:key_id", a.getKey)
+	m.DELETE("/keys/:key_id", a.revokeKey)
 }

@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -18,6 +19,7 @@ import (
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/pkg/redisconn"
 	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/services/ingest/internal/keys"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
@@ -479,7 +481,13 @@ func (a *API) listSources(c *gin.Context) {
 	if !ok {
 		return
 	}
-	page, err := a.catalog.ListSources(c.Request.Context(), cursor, limit)
+	var page catalog.Page[catalog.Source]
+	var err error
+	if p, ok := keys.FromContext(c.Request.Context()); ok && p.Restricted() {
+		page, err = a.restrictedSources(c.Request.Context(), p.Sources, cursor, limit)
+	} else {
+		page, err = a.catalog.ListSources(c.Request.Context(), cursor, limit)
+	}
 	if err != nil {
 		a.storeError(c, "listing sources", err)
 		return
@@ -489,6 +497,30 @@ func (a *API) listSources(c *gin.Context) {
 		out.Data = append(out.Data, a.sourceOut(s))
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// restrictedSources is a page of the sources a key restricted to allowed
+// sees, in id order like every listing of sources.
+func (a *API) restrictedSources(ctx context.Context, allowed []string, cursor string, limit int) (catalog.Page[catalog.Source], error) {
+	var page catalog.Page[catalog.Source]
+	for _, id := range slices.Sorted(slices.Values(allowed)) {
+		if id <= cursor {
+			continue
+		}
+		if len(page.Items) == limit {
+			page.Next = page.Items[limit-1].ID
+			break
+		}
+		src, err := a.catalog.GetSource(ctx, id)
+		if errors.Is(err, catalog.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return page, err
+		}
+		page.Items = append(page.Items, src)
+	}
+	return page, nil
 }
 
 // loadSource answers 404 for an unknown source and returns false.

@@ -33,8 +33,8 @@ func (a *app) root() *cobra.Command {
 		Short: "Relay catches webhooks durably and delivers them with retries, a DLQ and replay",
 		Long: `Relay catches webhooks durably and delivers them with retries, a DLQ and replay.
 
-The API commands read RELAY_API (default http://127.0.0.1:8080) and RELAY_ADMIN_TOKEN,
-or --api and --token; --json prints the API's raw JSON, --format a Go template of it.`,
+The API commands read RELAY_API (default http://127.0.0.1:8080) and RELAY_API_KEY (an API
+key, from relay keys create) or else RELAY_ADMIN_TOKEN, or --api and --token; --json prints the API's raw JSON, --format a Go template of it.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -73,6 +73,10 @@ or --api and --token; --json prints the API's raw JSON, --format a Go template o
 			{"ls", "List parked deliveries"}, {"redrive", "Queue parked deliveries again"},
 		}, a.dlqFlags),
 		a.leaf(&cobra.Command{Use: "metrics", Short: "Events received per day and type", Args: cobra.NoArgs}, a.metricsFlags),
+		a.noun("keys", "Manage API keys (admin, write or read; optionally for some sources only)", []verb{
+			{"create --name N --scope S", "Create a key; prints its token, once"}, {"ls", "List keys (never their tokens)"},
+			{"get KEY_ID", "Show a key"}, {"revoke KEY_ID", "Revoke a key at once"},
+		}, a.keysFlags),
 		a.noun("secrets", "Stored secrets", []verb{
 			{"rewrap", "Re-encrypt stored secrets under RELAY_SECRET_KEY (a key rotation's step 3)"},
 		}, a.secretsFlags),
@@ -223,7 +227,11 @@ func (a *app) apiFlags(cmd *cobra.Command, f *apiFlags) *pflag.FlagSet {
 		def = "http://127.0.0.1:8080"
 	}
 	fs.StringVar(&f.api, "api", def, "Relay API base URL (RELAY_API)")
-	fs.StringVar(&f.token, "token", a.getenv("RELAY_ADMIN_TOKEN"), "admin token (RELAY_ADMIN_TOKEN)")
+	token := a.getenv("RELAY_API_KEY")
+	if token == "" {
+		token = a.getenv("RELAY_ADMIN_TOKEN")
+	}
+	fs.StringVar(&f.token, "token", token, "an API key (RELAY_API_KEY) or the admin token (RELAY_ADMIN_TOKEN)")
 	fs.BoolVar(&f.json, "json", false, "print the API's JSON answer")
 	fs.StringVar(&f.format, "format", "", "print the JSON answer through a Go template, e.g. '{{.id}} {{.secret}}' (for scripts)")
 	return fs
@@ -262,7 +270,7 @@ func (a *app) printRaw(f *apiFlags, raw []byte) error {
 
 func (f *apiFlags) client() (*client.Client, error) {
 	if f.token == "" {
-		return nil, errors.New("no admin token: set RELAY_ADMIN_TOKEN (printed by `relay dev`) or pass --token")
+		return nil, errors.New("no API key: set RELAY_API_KEY, or RELAY_ADMIN_TOKEN (printed by `relay dev`), or pass --token")
 	}
 	return client.New(f.api, f.token), nil
 }

@@ -97,7 +97,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) ([]
 		}
 		e.Error.Status = resp.StatusCode
 		if resp.StatusCode == http.StatusUnauthorized && e.Error.Code == "unauthorized" {
-			e.Error.Message += " (set RELAY_ADMIN_TOKEN or --token to the token `relay dev` printed)"
+			e.Error.Message += " (set RELAY_API_KEY or RELAY_ADMIN_TOKEN, or --token, to a key or the token `relay dev` printed)"
 		}
 		return raw, &e.Error
 	}
