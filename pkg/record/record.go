@@ -139,6 +139,9 @@ const (
 	DeadSubscriptionDisabled = "subscription_disabled"
 )
 
+// DeadReasons are every dead reason.
+var DeadReasons = []string{DeadRetriesExhausted, DeadNonRetryableStatus, DeadGone, DeadSubscriptionDisabled}
+
 // maxErrorLen bounds the relay-last-error header.
 const maxErrorLen = 512
 

@@ -212,14 +212,14 @@ func (a *API) status(c *gin.Context) {
 // otherwise redrive every parked delivery instead of one subscription's.
 var queryParams = map[string][]string{
 	"GET /sources":                                             {"limit", "cursor"},
-	"GET /sources/:source_id/events":                           {"limit", "cursor"},
+	"GET /sources/:source_id/events":                           {"limit", "cursor", "type", "from", "to"},
 	"GET /sources/:source_id/metrics":                          {"from", "to"},
 	"GET /sources/:source_id/subscriptions":                    {"limit", "cursor"},
 	"POST /sources/:source_id/events/:event_id/replay":         {"subscription_id", "force"},
 	"POST /sources/:source_id/replay":                          {"from", "to", "subscription_id", "force", "cursor"},
-	"GET /dlq":                                                 {"subscription_id", "source_id", "limit", "cursor"},
+	"GET /dlq":                                                 {"subscription_id", "source_id", "reason", "limit", "cursor"},
 	"GET /keys":                                                {"limit", "cursor"},
-	"POST /replay/dlq":                                         {"subscription_id", "source_id"},
+	"POST /replay/dlq":                                         {"subscription_id", "source_id", "reason"},
 	"POST /secrets/rewrap":                                     {"cursor"},
 	"GET /sources/:source_id/subscriptions/:sub_id/lane":       {"ordering_key"},
 	"POST /sources/:source_id/subscriptions/:sub_id/lane/skip": {"ordering_key"},

@@ -64,11 +64,14 @@ type Parked struct {
 type Filter struct {
 	SubscriptionID string
 	SourceID       string
+	// Reason is why the delivery was parked (record.DeadReasons).
+	Reason string
 }
 
 func (f Filter) match(d record.Delivery) bool {
 	return (f.SubscriptionID == "" || f.SubscriptionID == d.SubscriptionID) &&
-		(f.SourceID == "" || f.SourceID == d.SourceID)
+		(f.SourceID == "" || f.SourceID == d.SourceID) &&
+		(f.Reason == "" || f.Reason == d.DeadReason)
 }
 
 // Subscriptions reads subscriptions (catalog.Store).

@@ -249,45 +249,85 @@ func (s *Store) Range(ctx context.Context, src string, from, to time.Time, after
 	return out, next, nil
 }
 
+// Filter narrows a listing of events: to one type, and to those received
+// in [From, To); zero fields narrow nothing.
+type Filter struct {
+	Type     string
+	From, To time.Time
+}
+
+// MaxScan bounds the index entries one filtered listing reads: a type that
+// is rare among the source's events answers a short (even empty) page with
+// a cursor to go on, rather than reading the whole index at once.
+const MaxScan = 2000
+
 // List returns a source's events newest first, limit at a time, without
-// payloads. The returned cursor continues the listing; "" means the end.
-func (s *Store) List(ctx context.Context, src, cursor string, limit int) ([]Event, string, error) {
-	max := "+"
+// payloads, as f narrows them. The returned cursor continues the listing;
+// "" means the end.
+func (s *Store) List(ctx context.Context, src string, f Filter, cursor string, limit int) ([]Event, string, error) {
+	hi, lo := "+", "-"
+	if !f.To.IsZero() {
+		hi = "(" + ids.LowerBound(ids.Event, f.To)
+	}
+	if !f.From.IsZero() {
+		lo = "[" + ids.LowerBound(ids.Event, f.From)
+	}
 	if cursor != "" {
 		last, err := base64.RawURLEncoding.DecodeString(cursor)
 		if err != nil || !ids.Valid(ids.Event, string(last)) {
 			return nil, "", ErrBadCursor
 		}
-		max = "(" + string(last)
+		hi = "(" + string(last)
 	}
-	ms, err := s.rdb.ZRevRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{Min: "-", Max: max, Count: int64(limit) + 1}).Result()
-	if err != nil {
-		return nil, "", fmt.Errorf("list events of %s: %w", src, err)
-	}
-	next := ""
-	if len(ms) > limit {
-		ms = ms[:limit]
-		next = base64.RawURLEncoding.EncodeToString([]byte(idOf(ms[limit-1])))
-	}
-	out := make([]Event, 0, len(ms))
-	for _, m := range ms {
-		e, legacy, err := parseMember(src, m)
+	out := make([]Event, 0, limit)
+	for scanned := 0; ; {
+		batch := limit + 1
+		if f.Type != "" {
+			batch = min(max(batch, 200), MaxScan-scanned)
+		}
+		ms, err := s.rdb.ZRevRangeByLex(ctx, indexKey(src), &redis.ZRangeBy{Min: lo, Max: hi, Count: int64(batch)}).Result()
 		if err != nil {
 			return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 		}
-		if legacy {
-			e, err = s.getLegacy(ctx, src, e.ID, false)
-			if errors.Is(err, ErrNotFound) {
-				continue // expired between index and value
-			}
+		for _, m := range ms {
+			e, legacy, err := parseMember(src, m)
 			if err != nil {
 				return nil, "", fmt.Errorf("list events of %s: %w", src, err)
 			}
+			if f.Type != "" && !legacy && e.Type != f.Type {
+				continue
+			}
+			if legacy {
+				e, err = s.getLegacy(ctx, src, e.ID, false)
+				if errors.Is(err, ErrNotFound) {
+					continue // expired between index and value
+				}
+				if err != nil {
+					return nil, "", fmt.Errorf("list events of %s: %w", src, err)
+				}
+				if f.Type != "" && e.Type != f.Type {
+					continue
+				}
+			}
+			if len(out) == limit {
+				// One more matches: the next page starts after this one.
+				return out, pageCursor(out[limit-1].ID), nil
+			}
+			out = append(out, e)
 		}
-		out = append(out, e)
+		scanned += len(ms)
+		if len(ms) < batch {
+			return out, "", nil // the index ends here
+		}
+		hi = "(" + idOf(ms[len(ms)-1])
+		if scanned >= MaxScan {
+			return out, pageCursor(idOf(ms[len(ms)-1])), nil
+		}
 	}
-	return out, next, nil
 }
+
+// pageCursor is the cursor of a listing that goes on after event id.
+func pageCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
 // legacyMeta is the first line of an event an earlier version stored as a
 // string: its metadata, then the payload.

@@ -43,7 +43,7 @@ func TestPutGetList(t *testing.T) {
 		var listed []Event
 		cursor := ""
 		for {
-			page, next, err := s.List(ctx, src, cursor, 2)
+			page, next, err := s.List(ctx, src, Filter{}, cursor, 2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,8 +61,64 @@ func TestPutGetList(t *testing.T) {
 				t.Fatalf("listed %+v, want %+v (newest first)", listed[i], made[4-i])
 			}
 		}
-		if _, _, err := s.List(ctx, src, "not-a-cursor", 2); !errors.Is(err, ErrBadCursor) {
+		if _, _, err := s.List(ctx, src, Filter{}, "not-a-cursor", 2); !errors.Is(err, ErrBadCursor) {
 			t.Fatalf("bad cursor = %v", err)
+		}
+	})
+}
+
+// TestListFilters: a type and a time range narrow the listing, which pages
+// through them; a rare type among many events answers short pages with a
+// cursor rather than reading the whole index at once.
+func TestListFilters(t *testing.T) {
+	testenv.RedisBackends(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		s := New(rdb, time.Hour)
+		src := ids.New(ids.Source)
+		base := time.UnixMilli(time.Now().Add(-time.Hour).UnixMilli())
+		n := 2*MaxScan + 500
+		var want []string // the "rare" events, newest first
+		for i := 0; i < n; i++ {
+			at := base.Add(time.Duration(i) * time.Millisecond)
+			typ := "common"
+			if i%2100 == 3 {
+				typ = "rare"
+				want = append([]string{ids.NewAt(ids.Event, at)}, want...)
+				if err := s.Put(ctx, Event{ID: want[0], SourceID: src, Type: typ, ReceivedAt: at, Located: true}); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := s.Put(ctx, Event{ID: ids.NewAt(ids.Event, at), SourceID: src, Type: typ, ReceivedAt: at, Located: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []string
+		pages := 0
+		for cursor := ""; ; {
+			page, next, err := s.List(ctx, src, Filter{Type: "rare"}, cursor, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, e := range page {
+				if e.Type != "rare" {
+					t.Fatalf("listed a %q event", e.Type)
+				}
+				got = append(got, e.ID)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Fatalf("listed %v in %d pages, want %v", got, pages, want)
+		}
+		// [base+1000ms, base+1005ms): five events, newest first.
+		page, next, err := s.List(ctx, src, Filter{From: base.Add(time.Second), To: base.Add(1005 * time.Millisecond)}, "", 10)
+		if err != nil || next != "" || len(page) != 5 || !page[0].ReceivedAt.Equal(base.Add(1004*time.Millisecond)) || !page[4].ReceivedAt.Equal(base.Add(time.Second)) {
+			t.Fatalf("time range: %d events, next %q, %v", len(page), next, err)
 		}
 	})
 }
@@ -175,7 +231,7 @@ func TestEarlierVersionsEvents(t *testing.T) {
 		if got, _ := s.Get(ctx, src, asString.ID); len(got.Forwarded) != 1 || got.Forwarded[0].Value != "push" {
 			t.Fatalf("forwarded headers of an earlier version's event: %v", got.Forwarded)
 		}
-		page, _, err := s.List(ctx, src, "", 10)
+		page, _, err := s.List(ctx, src, Filter{}, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +252,7 @@ func TestEarlierVersionsEvents(t *testing.T) {
 		if _, err := s.Get(ctx, src, asHash.ID); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Get of an expired earlier event = %v", err)
 		}
-		if page, _, _ := s.List(ctx, src, "", 10); len(page) != 2 {
+		if page, _, _ := s.List(ctx, src, Filter{}, "", 10); len(page) != 2 {
 			t.Fatalf("List with one expired = %+v", page)
 		}
 	})

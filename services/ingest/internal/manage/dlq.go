@@ -3,17 +3,24 @@ package manage
 import (
 	"errors"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/relayhq/relay/pkg/ids"
+	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/rest"
 )
 
 func dlqFilter(c *gin.Context) (dlq.Filter, bool) {
-	f := dlq.Filter{SubscriptionID: c.Query("subscription_id"), SourceID: c.Query("source_id")}
+	f := dlq.Filter{SubscriptionID: c.Query("subscription_id"), SourceID: c.Query("source_id"), Reason: c.Query("reason")}
+	if f.Reason != "" && !slices.Contains(record.DeadReasons, f.Reason) {
+		rest.Invalid(c, "reason", "is "+rest.QuoteID(f.Reason)+"; want one of "+strings.Join(record.DeadReasons, ", "))
+		return f, false
+	}
 	if f.SubscriptionID != "" && !ids.Valid(ids.Subscription, f.SubscriptionID) {
 		rest.Invalid(c, "subscription_id", "is not a subscription id (sub_…)")
 		return f, false

@@ -111,7 +111,18 @@ func (a *API) listEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	evs, next, err := a.events.List(c.Request.Context(), src.ID, cursor, limit)
+	f := eventstore.Filter{Type: c.Query("type")}
+	if f.From, ok = timeQuery(c, "from", time.Time{}); !ok {
+		return
+	}
+	if f.To, ok = timeQuery(c, "to", time.Time{}); !ok {
+		return
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		rest.Invalid(c, "from", "is not before to")
+		return
+	}
+	evs, next, err := a.events.List(c.Request.Context(), src.ID, f, cursor, limit)
 	if errors.Is(err, eventstore.ErrBadCursor) {
 		rest.Invalid(c, "cursor", "is not a cursor returned by this listing")
 		return
