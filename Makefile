@@ -25,7 +25,7 @@ dev: ## run the whole system in one process (embedded Kafka, Redis, S3)
 	./bin/relay dev
 
 .PHONY: deps
-deps: ## install what the tests need (redis-server, Java 17+, Maven) when missing
+deps: ## install what the tests need (redis-server, chromium, Java 17+, Maven) when missing
 	scripts/install-deps.sh
 
 .PHONY: test
@@ -47,6 +47,10 @@ test-integration: ## every test, with a real Kafka broker, redis-server and S3 s
 test-scale: ## a broker of three killed under load (three-broker KRaft cluster), then the end-to-end suite on a three-master Redis Cluster
 	RELAY_TEST_KAFKA_NODES=3 RELAY_TEST_SCALE=1 scripts/testenv.sh scripts/gotest.sh -run 'TestScaleBroker' ./services/relay/e2e/
 	RELAY_TEST_REDIS_NODES=3 scripts/testenv.sh scripts/gotest.sh ./services/relay/e2e/ ./services/ingest/... ./services/deliver/... ./services/count/...
+
+.PHONY: screenshots
+screenshots: ## retake docs/console/*.png: the console's browser test, against real Kafka and Redis
+	RELAY_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console scripts/testenv.sh scripts/gotest.sh -run 'TestConsoleInABrowser' ./services/relay/e2e/
 
 .PHONY: bench
 bench: build ## every benchmark scenario against real Kafka and Redis, with bare-HTTP baselines; report in bench-results/

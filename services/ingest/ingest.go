@@ -29,6 +29,7 @@ import (
 	"github.com/relayhq/relay/pkg/signature"
 	"github.com/relayhq/relay/pkg/throttle"
 	"github.com/relayhq/relay/services/ingest/internal/api"
+	"github.com/relayhq/relay/services/ingest/internal/console"
 	"github.com/relayhq/relay/services/ingest/internal/dedup"
 	"github.com/relayhq/relay/services/ingest/internal/dlq"
 	"github.com/relayhq/relay/services/ingest/internal/eventstore"
@@ -58,6 +59,7 @@ type Config struct {
 	RedriveBudget            time.Duration
 	AllowPrivateDestinations bool
 	RequireHTTPS             bool
+	Console                  ConsoleConfig
 	HTTP                     lifecycle.HTTPTimeouts
 	// Archive is where events are read from once Kafka has deleted them
 	// (the RELAY_S3_* variables the archive service writes with); without
@@ -65,6 +67,16 @@ type Config struct {
 	Archive archivefile.Config
 	Kafka   kafka.Config
 	Redis   redisconn.Config
+}
+
+// ConsoleConfig is where and how the web console is served.
+type ConsoleConfig struct {
+	Enabled bool
+	// Addr serves the console on a listener of its own instead of the
+	// API's; empty for the API's.
+	Addr          string
+	SessionTTL    time.Duration
+	SecureCookies bool
 }
 
 // LoadConfig reads ingest's configuration from r and validates it.
@@ -108,6 +120,19 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		AllowPrivateDestinations: r.Bool("RELAY_ALLOW_PRIVATE_DESTINATIONS", false),
 		// RELAY_REQUIRE_HTTPS: refuse subscription URLs that are not https.
 		RequireHTTPS: r.Bool("RELAY_REQUIRE_HTTPS", false),
+		Console: ConsoleConfig{
+			// RELAY_CONSOLE: serve the web console under /console.
+			Enabled: r.Bool("RELAY_CONSOLE", true),
+			// RELAY_CONSOLE_ADDR: serve the console on its own address (e.g. one only an
+			// internal network reaches) instead of the API's; empty (the default) for the API's.
+			Addr: r.String("RELAY_CONSOLE_ADDR", ""),
+			// RELAY_CONSOLE_SESSION_TTL: how long a console sign-in lasts.
+			SessionTTL: r.Duration("RELAY_CONSOLE_SESSION_TTL", 12*time.Hour),
+			// RELAY_CONSOLE_SECURE_COOKIES: mark the session cookie Secure even on plain-HTTP
+			// requests (TLS ended by a proxy that sends no X-Forwarded-Proto). It is Secure
+			// anyway on HTTPS and behind X-Forwarded-Proto: https.
+			SecureCookies: r.Bool("RELAY_CONSOLE_SECURE_COOKIES", false),
+		},
 		// RELAY_HTTP_*: the server's timeouts, and RELAY_HTTP_DRAIN_DELAY, how
 		// long it keeps serving, unready, after SIGTERM.
 		HTTP: lifecycle.HTTPTimeouts{
@@ -203,8 +228,12 @@ type Service struct {
 	log    *slog.Logger
 	server *lifecycle.HTTPServer
 	// admin serves the detailed probes and metrics (RELAY_ADMIN_ADDR); nil without one.
-	admin   *lifecycle.HTTPServer
-	closers *lifecycle.Closers
+	admin *lifecycle.HTTPServer
+	// console serves the web console on its own address (RELAY_CONSOLE_ADDR);
+	// nil when it is on the API's, or off.
+	console   *lifecycle.HTTPServer
+	consoleOn bool
+	closers   *lifecycle.Closers
 }
 
 // New connects to Kafka and Redis, creates the topics and starts listening.
@@ -258,6 +287,7 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 		arc = archivefile.Reader{S3: s3c, Bucket: cfg.Archive.Bucket}
 	}
 	cat := catalog.New(rdb, box)
+	keyStore := keys.New(rdb)
 	reader := payloads.New(producer, names.Events, cfg.Kafka.MaxMessageBytes(), arc, log)
 	a := api.New(api.Config{
 		AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken, TrustedProxies: cfg.TrustedProxies,
@@ -286,18 +316,38 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 			Kafka: cfg.Kafka, Names: names, Producer: producer, Redis: rdb,
 			Deliveries: deliveries, Subscriptions: cat, Log: log, Budget: cfg.RedriveBudget,
 		},
-		Keys:     keys.New(rdb),
+		Keys:     keyStore,
 		Lag:      kafka.NewLagCollector(producer, names),
 		Producer: producer, Pipe: pipe, Ready: ready, Telemetry: d.Telemetry, Logger: log,
 	})
+	var con *console.Console
+	if cfg.Console.Enabled {
+		con, err = console.New(console.Config{
+			AdminToken: cfg.AdminToken, PreviousAdminToken: cfg.PreviousAdminToken,
+			SessionTTL: cfg.Console.SessionTTL, SecureCookies: cfg.Console.SecureCookies,
+		}, console.Deps{API: a.Manage(), Keys: keyStore, Redis: rdb, Logger: log})
+		if err != nil {
+			return nil, closers.Fail(err)
+		}
+		if cfg.Console.Addr == "" {
+			a.Mount(con)
+		}
+	}
 	server, err := lifecycle.NewHTTPServer("ingest-http", cfg.HTTPAddr, a.Handler(), cfg.HTTP, log)
 	if err != nil {
 		return nil, closers.Fail(err)
 	}
 	closers.Add("ingest-http listener", server.Close)
+	var consoleServer *lifecycle.HTTPServer
+	if con != nil && cfg.Console.Addr != "" {
+		if consoleServer, err = lifecycle.NewHTTPServer("ingest-console", cfg.Console.Addr, con, cfg.HTTP, log); err != nil {
+			return nil, closers.Fail(err)
+		}
+		closers.Add("ingest-console listener", consoleServer.Close)
+	}
 	// Unready from SIGTERM on, while RELAY_HTTP_DRAIN_DELAY keeps serving.
 	ready.AddLive("shutdown", server.Draining)
-	s := &Service{log: log, server: server, closers: closers}
+	s := &Service{log: log, server: server, console: consoleServer, consoleOn: con != nil, closers: closers}
 	if cfg.AdminAddr != "" {
 		// It serves while the API drains, to say so.
 		at := lifecycle.DefaultHTTPTimeouts()
@@ -312,6 +362,18 @@ func New(ctx context.Context, cfg Config, d lifecycle.Deps) (*Service, error) {
 
 // Addr is the address the API listens on.
 func (s *Service) Addr() string { return s.server.Addr() }
+
+// ConsoleAddr is where the console is served: the API's address, or its
+// own (RELAY_CONSOLE_ADDR); "" when it is off.
+func (s *Service) ConsoleAddr() string {
+	switch {
+	case s.console != nil:
+		return s.console.Addr()
+	case s.consoleOn:
+		return s.server.Addr()
+	}
+	return ""
+}
 
 // AdminAddr is where the detailed probes and metrics are served, "" when
 // RELAY_ADMIN_ADDR is not set.
@@ -328,6 +390,9 @@ func (s *Service) Run(ctx context.Context) error {
 	workers := []lifecycle.Worker{s.server}
 	if s.admin != nil {
 		workers = append(workers, s.admin)
+	}
+	if s.console != nil {
+		workers = append(workers, s.console)
 	}
 	defer s.Close()
 	return lifecycle.Run(ctx, s.log, workers)

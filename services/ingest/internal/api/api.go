@@ -98,6 +98,7 @@ type API struct {
 	tel     *telemetry.Telemetry
 	m       *metrics
 	engine  *gin.Engine
+	console http.Handler
 }
 
 // New builds the API and its routes.
@@ -117,10 +118,32 @@ func New(cfg Config, d Deps) *API {
 	return a
 }
 
-// Handler returns the API wrapped in OpenTelemetry HTTP instrumentation, or
-// bare when tracing is off (OTEL_SDK_DISABLED=true): its per-request cost
-// then buys nothing.
+// Manage is the API's routes alone, uninstrumented: the console calls them
+// in-process, inside its own request.
+func (a *API) Manage() http.Handler { return a.engine }
+
+// Mount serves h under /console beside the API.
+func (a *API) Mount(h http.Handler) { a.console = h }
+
+// Handler returns the API, and the console when mounted.
 func (a *API) Handler() http.Handler {
+	api := a.instrumented()
+	if a.console == nil {
+		return api
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/") {
+			a.console.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+}
+
+// instrumented returns the API wrapped in OpenTelemetry HTTP
+// instrumentation, or bare when tracing is off (OTEL_SDK_DISABLED=true):
+// its per-request cost then buys nothing.
+func (a *API) instrumented() http.Handler {
 	if !a.tel.Tracing {
 		return a.engine
 	}

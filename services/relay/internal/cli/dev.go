@@ -208,6 +208,7 @@ func (a *app) banner(b devBanner) {
 Relay dev is running. State is %s.
 
   API        %s   admin token: %s
+  Console    %s/console   sign in with the admin token, or a key from relay keys create
   Receiver   %s/?mode=ok|fail|flaky
   Kafka      %s   kcat -b %s -C -t relay.events -f '%%k %%h %%s\n'
   Redis      %s
@@ -222,7 +223,7 @@ Next, in another terminal:
   ./bin/relay subs create --source SOURCE_ID --url '%s/?mode=flaky'
   ./bin/relay send --source SOURCE_ID --secret SECRET --type payment.succeeded
 
-`, state, b.API, b.Token, b.Receiver, b.Kafka, b.Kafka, redis, b.S3,
+`, state, b.API, b.Token, b.API, b.Receiver, b.Kafka, b.Kafka, redis, b.S3,
 		b.API, b.Admin["deliver"], b.Admin["archive"], b.Admin["count"], b.Tiers,
 		b.API, b.Token, b.Receiver)
 }
