@@ -370,3 +370,30 @@ func TestConsoleInABrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleOnItsOwnAddress: RELAY_CONSOLE_ADDR serves the console there,
+// with its security headers, and not on the API's address.
+func TestConsoleOnItsOwnAddress(t *testing.T) {
+	e := startServices(t, services{}, map[string]string{"RELAY_CONSOLE_ADDR": "127.0.0.1:0"})
+	addr := e.stack.Ingest.ConsoleAddr()
+	if addr == "" || "http://"+addr == e.api {
+		t.Fatalf("console at %q, API at %s", addr, e.api)
+	}
+	resp, err := http.Get("http://" + addr + "/console/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); resp.StatusCode != 200 || !strings.Contains(csp, "default-src 'none'") ||
+		resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("the console's sign-in page: %d, CSP %q", resp.StatusCode, csp)
+	}
+	resp, err = http.Get(e.api + "/console/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("the API's address serves /console/login: %d", resp.StatusCode)
+	}
+}

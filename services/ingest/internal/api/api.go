@@ -349,7 +349,7 @@ func (a *API) auth() gin.HandlerFunc {
 // answers 401, or 503 when the keys cannot be read, and reports false.
 func (a *API) authenticate(c *gin.Context) (keys.Principal, bool) {
 	token, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	if a.AdminToken(token) {
+	if a.isAdminToken(token) {
 		return keys.Principal{Scope: keys.Admin}, true
 	}
 	if _, ok := keys.IDOf(token); ok && a.keys != nil {
@@ -368,9 +368,9 @@ func (a *API) authenticate(c *gin.Context) (keys.Principal, bool) {
 	return keys.Principal{}, false
 }
 
-// AdminToken reports whether token is RELAY_ADMIN_TOKEN or the previous
+// isAdminToken reports whether token is RELAY_ADMIN_TOKEN or the previous
 // one. Both are compared every time, so the timing says nothing of which.
-func (a *API) AdminToken(token string) bool {
+func (a *API) isAdminToken(token string) bool {
 	if a.cfg.AdminToken == "" {
 		return false
 	}

@@ -43,6 +43,10 @@ const Path = "/console"
 
 const cookieName = "relay_console"
 
+// maxForm bounds a form's body: the largest field is a subscription's filter
+// (4 KiB).
+const maxForm = 64 << 10
+
 // Config is the console's share of ingest's configuration.
 type Config struct {
 	// AdminToken and PreviousAdminToken sign in as an unrestricted admin.
@@ -201,6 +205,7 @@ func (c *Console) signedIn(h handler, form bool) http.Handler {
 			return
 		}
 		if form {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
 				c.render(w, r, http.StatusBadRequest, "error", &view{Title: "Bad form", Error: "The form could not be read."})
 				return
@@ -397,6 +402,7 @@ func safeNext(next string) string {
 // login signs in with an API key or the admin token. The answer says only
 // that the key did not sign in, never why.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		c.render(w, r, http.StatusBadRequest, "login", &view{Title: "Sign in", Error: "The form could not be read."})
 		return
