@@ -197,7 +197,9 @@ func (h *harness) records() int64 {
 	return h.recordsOn(h.topic)
 }
 
-// recordsOn counts the records ever written to topic.
+// recordsOn counts the records ever written to topic. A partition whose
+// leadership is moving (a broker that was frozen, or restarted, and is
+// being fenced or let back in) is asked again until it answers.
 func (h *harness) recordsOn(topic string) int64 {
 	h.t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
@@ -205,15 +207,24 @@ func (h *harness) recordsOn(topic string) int64 {
 		h.t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		h.t.Fatal(err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		cancel()
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			var n int64
+			ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+			return n
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
-	return n
 }
 
 // bodies reads every record of the events topic and counts them by body.
