@@ -50,7 +50,7 @@ type Config struct {
 	WarmUpRate float64
 	// Prefill is how many events the archive and count scenarios read.
 	Prefill int
-	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy, ordering.
+	// Only, when set, names the scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy, ordering, latency.
 	Only []string
 	// Soak is how long the state scenario's soak with short windows runs
 	// (10 minutes unless set).
@@ -187,14 +187,14 @@ func (b *Bench) deliveryRun(ctx context.Context, url, secret string, sink *Sink,
 
 // deliveryRunSized is deliveryRun with bodies of size bytes.
 func (b *Bench) deliveryRunSized(ctx context.Context, url, secret string, sink *Sink, fanout int, rate float64, dur, drain time.Duration, size int) Stats {
-	return b.deliveryRunWith(ctx, sink, fanout, rate, dur, drain, func(ctx context.Context, run string, i int) bool {
+	return b.deliveryRunWith(ctx, sink, fanout, rate, dur, drain, func(ctx context.Context, run string, i int, _ time.Time) bool {
 		return b.post(ctx, url, secret, sizedBody(run, i, size))
 	})
 }
 
-// deliveryRunWith is deliveryRun with send offering event i of run (true
-// once it is accepted).
-func (b *Bench) deliveryRunWith(ctx context.Context, sink *Sink, fanout int, rate float64, dur, drain time.Duration, send func(ctx context.Context, run string, i int) bool) Stats {
+// deliveryRunWith is deliveryRun with send offering event i of run, due at
+// due (true once it is accepted).
+func (b *Bench) deliveryRunWith(ctx context.Context, sink *Sink, fanout int, rate float64, dur, drain time.Duration, send func(ctx context.Context, run string, i int, due time.Time) bool) Stats {
 	total := int(rate * dur.Seconds())
 	due := make([]time.Time, total)
 	rec := &Recorder{}
@@ -203,7 +203,7 @@ func (b *Bench) deliveryRunWith(ctx context.Context, sink *Sink, fanout int, rat
 	var failed atomic.Int64
 	sent, shed := OpenLoop(ctx, rate, dur, 4096, func(ctx context.Context, i int, at time.Time) {
 		due[i] = at
-		if !send(ctx, run, i) {
+		if !send(ctx, run, i, at) {
 			failed.Add(1)
 		}
 	})
@@ -479,7 +479,7 @@ func (b *Bench) Run(ctx context.Context) (Report, error) {
 	scenarios := []struct {
 		name string
 		run  func(context.Context) error
-	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}, {"overload", b.overloadScenario}, {"coldstart", b.coldStart}, {"policy", b.policyScenario}, {"ordering", b.orderingScenario}}
+	}{{"ingest", b.ingestScenario}, {"e2e", b.endToEndScenario}, {"fanout", b.fanoutScenarios}, {"consumers", b.consumersScenario}, {"state", b.stateScenario}, {"overload", b.overloadScenario}, {"coldstart", b.coldStart}, {"policy", b.policyScenario}, {"ordering", b.orderingScenario}, {"latency", b.latencyScenario}}
 	for _, sc := range scenarios {
 		if len(b.cfg.Only) > 0 && !slices.Contains(b.cfg.Only, sc.name) {
 			continue

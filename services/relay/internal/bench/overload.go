@@ -67,7 +67,7 @@ func (b *Bench) deliverOverload(ctx context.Context) error {
 	}
 	defer cl.Close()
 	src := path.Base(ingestURL)
-	produce := func(ctx context.Context, run string, i int) bool {
+	produce := func(ctx context.Context, run string, i int, _ time.Time) bool {
 		ev := record.Event{ID: ids.New(ids.Event), SourceID: src, Type: "bench.event", ReceivedAt: time.Now(), ContentType: "application/json", Body: body(run, i)}
 		return cl.ProduceSync(ctx, ev.Record(names.Events)).FirstErr() == nil
 	}
@@ -98,7 +98,7 @@ func (b *Bench) deliverOverload(ctx context.Context) error {
 	start := time.Now()
 	sent, shed := OpenLoop(ctx, rate, b.cfg.Overload, 4096, func(ctx context.Context, i int, at time.Time) {
 		due[i] = at
-		if !produce(ctx, run, i) {
+		if !produce(ctx, run, i, at) {
 			failed.Add(1)
 		}
 	})

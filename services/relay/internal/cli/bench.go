@@ -37,7 +37,7 @@ func bindBenchFlags(fs *pflag.FlagSet) benchOpts {
 		warmUp:      fs.Duration("warm-up", 20*time.Second, "how long each system under test gets the warm-up rate before it is measured"),
 		warmUpRate:  fs.Float64("warm-up-rate", 1000, "requests/s (deliveries/s in fan-out) of the warm-up; with a long --warm-up, a steady load to profile under"),
 		out:         fs.String("out", "", "also write the markdown report here"),
-		only:        fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy, ordering (default all)"),
+		only:        fs.String("only", "", "comma-separated scenarios to run: ingest, e2e, fanout, consumers, state, overload, coldstart, policy, ordering, latency (default all)"),
 		soak:        fs.Duration("soak", 10*time.Minute, "how long the state scenario's soak with short windows runs"),
 		overload:    fs.Duration("overload", time.Minute, "how long the overload scenario offers deliver twice its maximum"),
 		kafkaScript: fs.String("kafka-script", "scripts/kafka.sh", "scripts/kafka.sh, to start the cold start's fresh broker with (empty: no cold start)"),
