@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -21,10 +23,14 @@ var _ Producer = (*kgo.Client)(nil)
 // refused every one of them, returning the first error.
 //
 // It differs from kgo.Client.ProduceSync in one way that matters: it leaves
-// the client's linger (RELAY_KAFKA_LINGER) in force. ProduceSync drains the
-// records' partitions at once, so in a service where every request waits
-// for its own record, as ingest does, a linger would never apply and each
-// request or two would still send a produce request of its own.
+// the client's linger (RELAY_KAFKA_LINGER) in force while other records
+// wait. ProduceSync drains the records' partitions at once, so in a service
+// where every request waits for its own record, as ingest does, a linger
+// would never apply and each request or two would still send a produce
+// request of its own. Records produced while the producer is quiet are
+// sent at once (sendIfAlone), as Nagle's algorithm sends a segment at once
+// when none is unacknowledged: a linger with nothing to batch would only
+// delay them.
 func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 	// franz-go calls every promise exactly once, also when ctx ends first.
 	done := make(chan error, len(rs))
@@ -32,6 +38,7 @@ func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 	for _, r := range rs {
 		p.Produce(ctx, r, promise)
 	}
+	sendIfAlone(p, len(rs))
 	var first error
 	for range rs {
 		if err := <-done; err != nil && first == nil {
@@ -41,13 +48,64 @@ func ProduceAndWait(ctx context.Context, p Producer, rs ...*kgo.Record) error {
 	return first
 }
 
+// buffering is the part of kgo.Client that says how many records it holds
+// and sends them.
+type buffering interface {
+	BufferedProduceRecords() int64
+	Flush(ctx context.Context) error
+	OptValue(opt any) any
+}
+
+// ended is a context that has ended: Flush given it sends what lingers and
+// returns at once, without waiting for the broker.
+var ended = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// pace is what sendIfAlone keeps of one producer: its linger, and when it
+// was last given a record.
+type pace struct {
+	linger time.Duration
+	last   atomic.Int64 // unix nanoseconds
+}
+
+var paces sync.Map // Producer -> *pace
+
+// sendIfAlone sends the n records just produced at once when a linger
+// would only delay them: the producer holds no other record (none in
+// flight, none lingering), and none came within the last linger, so none
+// is likely to come to share their batch. Otherwise they linger and go out
+// with the next batch, which under load is what saves produce requests.
+// It is Nagle's rule with the linger as its timer.
+func sendIfAlone(p Producer, n int) {
+	b, ok := p.(buffering)
+	if !ok {
+		return
+	}
+	v, ok := paces.Load(p)
+	if !ok {
+		linger, _ := b.OptValue(kgo.ProducerLinger).(time.Duration)
+		v, _ = paces.LoadOrStore(p, &pace{linger: linger})
+	}
+	pc := v.(*pace)
+	now := time.Now().UnixNano()
+	quiet := time.Duration(now - pc.last.Swap(now))
+	if pc.linger > 0 && quiet >= pc.linger && b.BufferedProduceRecords() <= int64(n) {
+		_ = b.Flush(ended) // ends the lingers; the ended context makes it return at once
+	}
+}
+
 // ProduceAsync produces r and returns the channel its outcome arrives on,
 // exactly once (franz-go calls every promise, also when ctx, which bounds
 // only the wait for buffer space, ends first). Like ProduceAndWait it leaves
-// the client's linger in force.
+// the client's linger in force while other records wait, and sends a record
+// produced alone at once.
 func ProduceAsync(ctx context.Context, p Producer, r *kgo.Record) <-chan error {
 	done := make(chan error, 1)
 	p.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	sendIfAlone(p, 1)
 	return done
 }
 

@@ -82,19 +82,18 @@ func TestLingerSetting(t *testing.T) {
 	}
 }
 
-// TestProduceAndWaitSharesBatches is why ingest does not use ProduceSync: two
-// requests producing one record each, the second while the first lingers,
-// must reach the real broker in one batch. ProduceSync would have sent the
-// first record on its own at once.
+// TestProduceAndWaitSharesBatches is why ingest does not use ProduceSync:
+// records produced while others wait must reach the real broker in one
+// batch, where ProduceSync would send each on its own at once. And a record
+// produced by a quiet producer must go at once rather than linger with
+// nothing: the linger here is 5 s, twice as long as the record is given.
 func TestProduceAndWaitSharesBatches(t *testing.T) {
 	cfg := testenv.KafkaConfig(t)
 	names := createTopics(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	// Long enough that the second record is certainly buffered before the
-	// first record's linger ends; the test takes about this long.
-	cfg.Linger = time.Second
+	cfg.Linger = 5 * time.Second
 	var batches, records atomic.Int32
 	hook := batchHook(func(m kgo.ProduceBatchMetrics) {
 		batches.Add(1)
@@ -107,33 +106,46 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 	}
 	defer producer.Close()
 	// A first record (ProduceSync sends it at once) loads the topic's
-	// partitions, so that the records below are partitioned, and start
-	// lingering, as soon as they are produced.
+	// partitions and the producer's id, so that the records below are
+	// partitioned, and start lingering, as soon as they are produced.
 	if err := producer.ProduceSync(ctx, &kgo.Record{Topic: names.Events, Value: []byte("warm-up")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	// The batch hook may run after ProduceSync has returned: count from
-	// zero only once it has seen the warm-up's batch.
 	testenv.Eventually(t, 10*time.Second, "the warm-up batch's hook", func() bool { return records.Load() == 1 })
+	// A quiet producer's record goes at once.
+	alone := make(chan error, 1)
+	go func() { alone <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Value: []byte("alone")}) }()
+	select {
+	case err := <-alone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("a record produced by a quiet producer lingered")
+	}
+	// The batch hook may run after the promise: count from zero only once
+	// it has seen the first batch.
+	testenv.Eventually(t, 10*time.Second, "the first batch's hook", func() bool { return records.Load() == 2 })
 	batches.Store(0)
 	records.Store(0)
 
+	// Two records produced right after it: the producer is not quiet, so
+	// they linger and share a batch, which the test then sends.
 	errs := make(chan error, 2)
-	produce := func(v string) {
-		errs <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Key: []byte(v), Value: []byte(v)})
+	for _, v := range []string{"first", "second"} {
+		go func() { errs <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Key: []byte(v), Value: []byte(v)}) }()
 	}
-	go produce("first")
-	for producer.BufferedProduceRecords() == 0 {
+	for producer.BufferedProduceRecords() < 2 {
 		time.Sleep(time.Millisecond)
 	}
-	go produce("second")
+	if err := producer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 2; i++ {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	// As with the warm-up, the hook may run after the promises: wait for
-	// both records to be counted before counting the batches.
 	testenv.Eventually(t, 10*time.Second, "both records' batch hook", func() bool { return records.Load() >= 2 })
 	if b, r := batches.Load(), records.Load(); b != 1 || r != 2 {
 		t.Fatalf("%d records went out in %d batches, want 2 in 1", r, b)

@@ -206,7 +206,8 @@ func (a *Handler) ingest(c *gin.Context) {
 	pctx, pcancel := context.WithTimeout(work, a.cfg.ProduceTimeout)
 	defer pcancel()
 	start := time.Now()
-	// Lingers (RELAY_KAFKA_LINGER) so that concurrent requests share a batch.
+	// Lingers (RELAY_KAFKA_LINGER) while other records wait, so that concurrent
+	// requests share a batch; alone, it is sent at once.
 	outcome := kafka.ProduceAsync(pctx, a.producer, rec)
 	var perr error
 	select {
