@@ -70,8 +70,9 @@ func LoadConfig(r *envconfig.Reader) (Config, error) {
 		AdminAddr: r.String("RELAY_ADMIN_ADDR", ":9091"),
 		// RELAY_DELIVER_CONCURRENCY: outbound requests in flight at once, overall.
 		Concurrency: r.Int("RELAY_DELIVER_CONCURRENCY", 256),
-		// RELAY_DELIVER_PER_SUBSCRIPTION: outbound requests in flight at once to one subscription.
-		PerSubscription: r.Int("RELAY_DELIVER_PER_SUBSCRIPTION", 32),
+		// RELAY_DELIVER_PER_SUBSCRIPTION: the most outbound requests in flight at once to one
+		// subscription; each subscription's own limit adapts below it to its endpoint's answers.
+		PerSubscription: r.Int("RELAY_DELIVER_PER_SUBSCRIPTION", 96),
 		// RELAY_DELIVER_SUBSCRIPTION_BACKLOG: deliveries queued in memory per subscription;
 		// beyond it, new ones wait for room when they would start within the first retry
 		// tier's delay, and are otherwise deferred to that tier without spending an attempt.

@@ -10,6 +10,7 @@ import (
 	"github.com/relayhq/relay/pkg/catalog"
 	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/services/deliver/internal/dispatch"
 	"github.com/relayhq/relay/services/deliver/internal/outcome"
 	"github.com/relayhq/relay/services/deliver/internal/valve"
 )
@@ -66,6 +67,6 @@ func attempt(ctx context.Context, deps Deps, tiers []record.Tier, d record.Deliv
 		// ask again, to be the probe or to wait for it.
 	}
 	return run(ctx, deps.Dispatcher, sub.ID,
-		func(ctx context.Context) (time.Duration, error) { return deps.Engine.Deliver(ctx, d, sub) },
+		func(ctx context.Context) (dispatch.Answer, error) { return deps.Engine.Deliver(ctx, d, sub) },
 		func() error { return deps.Engine.Defer(ctx, d, deferTo.Topic, deferTo.Delay) })
 }

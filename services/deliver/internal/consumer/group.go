@@ -279,24 +279,26 @@ func (g *group) processContext(st *partState, rec *kgo.Record) (context.Context,
 
 // run submits a delivery to the dispatcher and waits for it. When the
 // dispatcher will not take it (the subscription's backlog is full and slow
-// to drain) it calls deferFn instead. deliver returns how long the endpoint
-// took to answer, which is how the dispatcher tells a slow endpoint from a
-// busy process. run reports whether the delivery is settled.
-func run(ctx context.Context, d *dispatch.Dispatcher, key string, deliver func(context.Context) (time.Duration, error), deferFn func() error) bool {
+// to drain) it calls deferFn instead. deliver returns what the endpoint
+// answered: how long it took, which is how the dispatcher tells a slow
+// endpoint from a busy process, and whether it was overloaded, which with
+// the time adapts the subscription's concurrency. run reports whether the
+// delivery is settled.
+func run(ctx context.Context, d *dispatch.Dispatcher, key string, deliver func(context.Context) (dispatch.Answer, error), deferFn func() error) bool {
 	res := make(chan bool, 1)
-	job := func(jctx context.Context) time.Duration {
+	job := func(jctx context.Context) dispatch.Answer {
 		if jctx.Err() != nil || ctx.Err() != nil {
 			res <- false
-			return 0
+			return dispatch.Answer{}
 		}
 		// Stop when either the record's partition or the dispatcher stops.
 		wctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(jctx, cancel)
-		answered, err := deliver(wctx)
+		a, err := deliver(wctx)
 		stop()
 		cancel()
 		res <- err == nil
-		return answered
+		return a
 	}
 	if !d.Submit(ctx, key, job) {
 		if ctx.Err() != nil {

@@ -24,11 +24,17 @@ import (
 	"time"
 )
 
-// Job is one delivery. It returns how long the endpoint took to answer, 0
-// when it made no request. It is called with a cancelled context when the
-// dispatcher shuts down before running it; it must then return at once
-// without doing its work (its record stays uncommitted and comes back).
-type Job func(ctx context.Context) (answered time.Duration)
+// Job is one delivery. It returns what its endpoint answered. It is called
+// with a cancelled context when the dispatcher shuts down before running
+// it; it must then return at once without doing its work (its record stays
+// uncommitted and comes back).
+type Job func(ctx context.Context) Answer
+
+// learnt is what the dispatcher knows of an idle key's endpoint.
+type learnt struct {
+	took  time.Duration
+	limit *limit
+}
 
 type queue struct {
 	key     string
@@ -42,6 +48,8 @@ type queue struct {
 	// took is how long the key's endpoint took to answer recent jobs (a
 	// moving average; zero until one has answered).
 	took time.Duration
+	// limit is how many of its jobs may run at once.
+	limit *limit
 }
 
 // maxAnswers bounds the answer times kept of idle keys; beyond it they are
@@ -59,22 +67,24 @@ type Dispatcher struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	keys map[string]*queue
-	// answers keeps the endpoint answer time of keys whose queue emptied,
-	// so that a slow endpoint's next burst is known slow at once.
-	answers map[string]time.Duration
+	// answers keeps what was learnt of keys whose queue emptied (answer
+	// time, concurrency limit), so that a slow endpoint's next burst is
+	// known slow at once, and a fast one's starts where it left off.
+	answers map[string]learnt
 	ready   []*queue
 	closed  bool
 	queued  int
 }
 
 // New returns a dispatcher with workers concurrent jobs overall, at most
-// perKey per key, at most queueCap queued jobs per key, maxWait as the
+// perKey per key (each key's own limit adapts below it to its endpoint's
+// answers), at most queueCap queued jobs per key, maxWait as the
 // longest a submitter waits for room in a full queue (what deferring the job
 // instead would cost it: the first retry tier's delay), and grace for running
 // jobs to finish at shutdown before their context is cancelled.
 func New(workers, perKey, queueCap int, maxWait, grace time.Duration) *Dispatcher {
 	d := &Dispatcher{workers: workers, perKey: perKey, queueCap: queueCap, maxWait: maxWait, grace: grace,
-		keys: map[string]*queue{}, answers: map[string]time.Duration{}}
+		keys: map[string]*queue{}, answers: map[string]learnt{}}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -92,7 +102,11 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 	}
 	q := d.keys[key]
 	if q == nil {
-		q = &queue{key: key, space: sync.NewCond(&d.mu), took: d.answers[key]}
+		known := d.answers[key]
+		q = &queue{key: key, space: sync.NewCond(&d.mu), took: known.took, limit: known.limit}
+		if q.limit == nil {
+			q.limit = newLimit(d.perKey)
+		}
 		d.keys[key] = q
 	}
 	if (len(q.jobs) >= d.queueCap || q.waiting > 0) && !d.waitForRoom(ctx, q) {
@@ -105,12 +119,12 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 }
 
 // startsWithin estimates whether one more job of q would start within
-// limit: the jobs queued and waiting ahead of it, perKey at a time, at the
-// pace of q's endpoint. A key whose endpoint has not answered yet gets the
+// limit: the jobs queued and waiting ahead of it, as many at a time as q's
+// limit allows, at the pace of q's endpoint. A key whose endpoint has not answered yet gets the
 // benefit of the doubt (the wait is bounded anyway).
 func (d *Dispatcher) startsWithin(q *queue, limit time.Duration) bool {
 	ahead := len(q.jobs) + q.waiting + 1
-	return time.Duration(ahead)*q.took/time.Duration(max(d.perKey, 1)) <= limit
+	return time.Duration(ahead)*q.took/time.Duration(max(q.limit.allowed(), 1)) <= limit
 }
 
 // waitForRoom waits, with d.mu held, until q has room for a job. It gives
@@ -148,7 +162,7 @@ func (d *Dispatcher) waitForRoom(ctx context.Context, q *queue) bool {
 
 // makeReady puts q on the ready list when it has work and spare concurrency.
 func (d *Dispatcher) makeReady(q *queue) {
-	if !q.ready && len(q.jobs) > 0 && q.running < d.perKey {
+	if !q.ready && len(q.jobs) > 0 && q.running < q.limit.allowed() {
 		q.ready = true
 		d.ready = append(d.ready, q)
 		d.cond.Signal()
@@ -245,16 +259,17 @@ func (d *Dispatcher) work(ctx context.Context) {
 		d.makeReady(q)
 		d.mu.Unlock()
 
-		answered := job(ctx)
+		a := job(ctx)
 
 		d.mu.Lock()
+		q.limit.observe(a, q.running, time.Now())
 		q.running--
 		switch {
-		case answered <= 0:
+		case a.Took <= 0:
 		case q.took == 0:
-			q.took = answered
+			q.took = a.Took
 		default:
-			q.took += (answered - q.took) / 8
+			q.took += (a.Took - q.took) / 8
 		}
 		d.makeReady(q)
 		if len(q.jobs) == 0 && q.running == 0 && q.waiting == 0 && !q.ready && d.keys[q.key] == q {
@@ -263,7 +278,7 @@ func (d *Dispatcher) work(ctx context.Context) {
 				if len(d.answers) >= maxAnswers {
 					clear(d.answers)
 				}
-				d.answers[q.key] = q.took
+				d.answers[q.key] = learnt{took: q.took, limit: q.limit}
 			}
 		}
 		d.mu.Unlock()

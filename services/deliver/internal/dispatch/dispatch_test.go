@@ -12,11 +12,11 @@ import (
 var bg = context.Background()
 
 // noop is a job that makes no request.
-func noop(context.Context) time.Duration { return 0 }
+func noop(context.Context) Answer { return Answer{} }
 
 // jobOf is f as a job that makes no request.
 func jobOf(f func(context.Context)) Job {
-	return func(ctx context.Context) time.Duration { f(ctx); return 0 }
+	return func(ctx context.Context) Answer { f(ctx); return Answer{} }
 }
 
 func TestPerKeyCapAndFairness(t *testing.T) {
@@ -178,7 +178,7 @@ func TestStartsWithin(t *testing.T) {
 		want    bool
 	}{
 		{"nothing finished yet", 1000, 0, 0, true},
-		// A 5 s endpoint: 1,000 queued, 32 at a time, is 156 s away.
+		// A 5 s endpoint: 1,000 queued, 32 at a time (its limit), is 156 s away.
 		{"slow endpoint", 1000, 0, 5 * time.Second, false},
 		// Behind, not slow: 1,000 queued at 60 ms each, 32 at a time, is 1.9 s.
 		{"busy process", 1000, 0, 60 * time.Millisecond, true},
@@ -186,7 +186,7 @@ func TestStartsWithin(t *testing.T) {
 		{"exactly the limit", 159, 0, time.Second, true},
 		{"just over the limit", 160, 0, time.Second, false},
 	} {
-		q := &queue{jobs: make([]Job, tc.queued), waiting: tc.waiting, took: tc.took}
+		q := &queue{jobs: make([]Job, tc.queued), waiting: tc.waiting, took: tc.took, limit: &limit{value: 32, max: 32}}
 		if got := d.startsWithin(q, 5*time.Second); got != tc.want {
 			t.Errorf("%s: startsWithin = %v, want %v", tc.name, got, tc.want)
 		}
@@ -195,7 +195,7 @@ func TestStartsWithin(t *testing.T) {
 
 func TestSlowKeyIsRefusedAtOnce(t *testing.T) {
 	d := New(1, 1, 1, time.Hour, time.Second)
-	d.keys["k"] = &queue{key: "k", jobs: []Job{noop}, took: 2 * time.Hour}
+	d.keys["k"] = &queue{key: "k", jobs: []Job{noop}, took: 2 * time.Hour, limit: newLimit(1)}
 	d.keys["k"].space = sync.NewCond(&d.mu)
 	// Nothing runs: a submitter that waited would wait an hour.
 	if d.Submit(bg, "k", noop) {
@@ -362,17 +362,17 @@ func TestEndpointTimeDecidesASlowKey(t *testing.T) {
 			defer func() { cancel(); <-done }()
 
 			finished := make(chan struct{})
-			d.Submit(bg, "k", func(context.Context) time.Duration {
+			d.Submit(bg, "k", func(context.Context) Answer {
 				defer close(finished)
 				time.Sleep(100 * time.Millisecond) // the whole job, whatever the endpoint took
-				return tc.answered
+				return Answer{Took: tc.answered}
 			})
 			<-finished
 			// Fill the queue behind a job that holds the only worker.
 			hold := make(chan struct{})
 			defer close(hold)
 			started := make(chan struct{})
-			d.Submit(bg, "k", func(context.Context) time.Duration { close(started); <-hold; return 0 })
+			d.Submit(bg, "k", func(context.Context) Answer { close(started); <-hold; return Answer{} })
 			<-started
 			if !d.Submit(bg, "k", noop) {
 				t.Fatal("Submit refused below the cap")

@@ -27,6 +27,7 @@ import (
 	"github.com/relayhq/relay/pkg/lanes"
 	"github.com/relayhq/relay/pkg/record"
 	"github.com/relayhq/relay/services/deliver/internal/alert"
+	"github.com/relayhq/relay/services/deliver/internal/dispatch"
 	"github.com/relayhq/relay/services/deliver/internal/outcome"
 	"github.com/relayhq/relay/services/deliver/internal/sender"
 )
@@ -157,10 +158,11 @@ func New(cfg Config, d Deps) *Engine {
 // far up the ladder it is. It returns a nil error once the record is done
 // with: delivered, forwarded to its next tier or the DLQ, or skipped as
 // already settled. It returns an error only when ctx ended first; the record
-// must then be redone. answered is how long the endpoint took to answer the
-// attempt, 0 when none was made. What to do at each point is
-// outcome.Decide's; the engine only carries it out.
-func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets) (answered time.Duration, err error) {
+// must then be redone. The answer says how long the endpoint took to
+// answer the attempt (0 when none was made) and whether it was overloaded.
+// What to do at each point is outcome.Decide's; the engine only carries it
+// out.
+func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.SubscriptionWithSecrets) (dispatch.Answer, error) {
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(
 		attribute.String("relay.event_id", d.ID), attribute.String("relay.subscription_id", sub.ID),
@@ -174,7 +176,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 			s.Begun, _, err = e.states.Begin(ctx, d.ID, sub.ID, d.Attempt, token, e.cfg.LeaseFor)
 			return err
 		}); err != nil {
-			return 0, err
+			return dispatch.Answer{}, err
 		}
 		s.Now = e.now()
 		if step = outcome.Decide(s); step.Action != outcome.Wait {
@@ -184,15 +186,15 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		// rebalance). Wait for it to finish or for its lease to lapse.
 		e.m.leaseWaits.Inc()
 		if !backoff.Sleep(ctx, e.cfg.BusyWait) {
-			return 0, ctx.Err()
+			return dispatch.Answer{}, ctx.Err()
 		}
 	}
 	switch step.Action {
 	case outcome.Skip:
 		e.m.outcomes.WithLabelValues(step.Outcome).Inc()
-		return 0, e.settledBefore(ctx, d, sub.Subscription, step)
+		return dispatch.Answer{}, e.settledBefore(ctx, d, sub.Subscription, step)
 	case outcome.Park:
-		return 0, e.carry(ctx, d, sub.Subscription, token, step, 0)
+		return dispatch.Answer{}, e.carry(ctx, d, sub.Subscription, token, step, 0)
 	}
 
 	now := e.now()
@@ -206,11 +208,12 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 		Cancelled: resp.Err != nil && ctx.Err() != nil,
 	}
 	step = outcome.Decide(s)
+	answer := dispatch.Answer{Took: resp.Latency, Overload: outcome.Overloaded(*s.Answer)}
 	if step.Action == outcome.Abandon {
 		// Shutting down or revoked mid-attempt: nothing is settled, the
 		// record comes back; let the next owner start at once.
 		e.release(d, sub.ID, token)
-		return resp.Latency, ctx.Err()
+		return dispatch.Answer{Took: resp.Latency}, ctx.Err()
 	}
 	if e.observer != nil {
 		e.observer.Observe(ctx, sub.Subscription, s.Answer, now)
@@ -219,7 +222,7 @@ func (e *Engine) Deliver(ctx context.Context, d record.Delivery, sub catalog.Sub
 	e.m.attemptDuration.WithLabelValues(class).Observe(resp.Latency.Seconds())
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.Status))
 	e.m.attempts.WithLabelValues(attemptResult[step.Result.Status], class).Inc()
-	return resp.Latency, e.carry(ctx, d, sub.Subscription, token, step, resp.Status)
+	return answer, e.carry(ctx, d, sub.Subscription, token, step, resp.Status)
 }
 
 // attemptResult is relay_deliver_attempts_total's result label for each

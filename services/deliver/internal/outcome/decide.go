@@ -43,6 +43,13 @@ type Answer struct {
 	Cancelled bool
 }
 
+// Overloaded reports whether an answer asks Relay to send the endpoint
+// less: 429 or 503, or no answer in time or no connection (not Relay's own
+// cancellation).
+func Overloaded(a Answer) bool {
+	return a.Status == http.StatusTooManyRequests || a.Status == http.StatusServiceUnavailable || a.Err != nil && !a.Cancelled
+}
+
 // Action is what the engine does next.
 type Action int
 
