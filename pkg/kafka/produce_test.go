@@ -114,7 +114,9 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the warm-up batch's hook", func() bool { return records.Load() == 1 })
 	// A quiet producer's record goes at once.
 	alone := make(chan error, 1)
-	go func() { alone <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Value: []byte("alone")}) }()
+	go func() {
+		alone <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Value: []byte("alone")})
+	}()
 	select {
 	case err := <-alone:
 		if err != nil {
@@ -133,7 +135,9 @@ func TestProduceAndWaitSharesBatches(t *testing.T) {
 	// they linger and share a batch, which the test then sends.
 	errs := make(chan error, 2)
 	for _, v := range []string{"first", "second"} {
-		go func() { errs <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Key: []byte(v), Value: []byte(v)}) }()
+		go func() {
+			errs <- kafka.ProduceAndWait(ctx, producer, &kgo.Record{Topic: names.Events, Key: []byte(v), Value: []byte(v)})
+		}()
 	}
 	for producer.BufferedProduceRecords() < 2 {
 		time.Sleep(time.Millisecond)

@@ -79,14 +79,20 @@ func latencySummary(steps []latencyStep, peakRSS int64) []Summary {
 	}
 	low := steps[0]
 	var top latencyStep
-	cliff := ""
+	var most float64 // the maximum: the highest step that kept up
 	repeats := 0
-	for i, s := range steps {
+	for _, s := range steps {
 		repeats += s.Repeats
 		if s.sustained() {
 			top = s
 		}
-		if i < len(steps)-1 && s.E2E.P99 > time.Second && cliff == "" {
+		if s.keptUp() {
+			most = max(most, s.Rate)
+		}
+	}
+	cliff := ""
+	for _, s := range steps {
+		if s.Rate < most && s.E2E.P99 > time.Second && cliff == "" {
 			cliff = fmt.Sprintf("%.0f/s: p99 %s", s.Rate, ms(s.E2E.P99))
 		}
 	}

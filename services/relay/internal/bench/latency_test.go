@@ -18,8 +18,9 @@ func TestLatencySummary(t *testing.T) {
 			t.Errorf("%s: %s, not met", s.Scenario, s.Relay)
 		}
 	}
+	// The maximum, 2000/s, may be slow; 1000/s below it may not.
 	cliff := latencySummary([]latencyStep{
-		step(200, 5*ms, 30*ms, 0), step(1000, 5*ms, 1500*ms, 0), step(1500, 5*ms, 100*ms, 0), step(2000, 5*ms, 300*ms, 0),
+		step(200, 5*ms, 30*ms, 0), step(1000, 5*ms, 1500*ms, 0), step(1500, 5*ms, 100*ms, 0), step(2000, 5*ms, 3*time.Second, 0), step(2500, 5*ms, 9*time.Second, 50),
 	}, 400<<20)
 	for i, want := range []bool{false, true, false, false, false} {
 		if cliff[i].Pass != want {
