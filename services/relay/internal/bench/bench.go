@@ -601,8 +601,9 @@ func (b *Bench) endToEndScenario(ctx context.Context) error {
 	b.add(Result{Scenario: "e2e at 1000/s", System: "baseline", Stats: baseFixed})
 
 	// One endpoint takes every delivery, and the baseline proxy allows
-	// 1,024 connections to it: lift deliver's per-subscription cap (32 by
-	// default, which protects receivers) to its overall concurrency.
+	// 1,024 connections to it: lift deliver's per-subscription cap (96 by
+	// default, under which each subscription's limit adapts) to its overall
+	// concurrency.
 	r, url, err := b.up(ctx, []string{"ingest", "deliver"}, map[string]string{"RELAY_DELIVER_PER_SUBSCRIPTION": "256"}, []string{sinkURL + "/hook"})
 	if err != nil {
 		return err
