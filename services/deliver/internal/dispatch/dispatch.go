@@ -120,8 +120,8 @@ func (d *Dispatcher) Submit(ctx context.Context, key string, job Job) bool {
 
 // startsWithin estimates whether one more job of q would start within
 // limit: the jobs queued and waiting ahead of it, as many at a time as q's
-// limit allows, at the pace of q's endpoint. A key whose endpoint has not answered yet gets the
-// benefit of the doubt (the wait is bounded anyway).
+// limit allows, at the pace of q's endpoint. A key whose endpoint has not
+// answered yet gets the benefit of the doubt (the wait is bounded anyway).
 func (d *Dispatcher) startsWithin(q *queue, limit time.Duration) bool {
 	ahead := len(q.jobs) + q.waiting + 1
 	return time.Duration(ahead)*q.took/time.Duration(max(q.limit.allowed(), 1)) <= limit
