@@ -80,9 +80,18 @@ func (s *sessions) get(ctx context.Context, cookie string) (session, error) {
 	return session{KeyID: m["key_id"], Admin: m["admin"], CSRF: m["csrf"]}, nil
 }
 
+// flashIfLive sets a session's message unless the session has ended
+// meanwhile: a plain HSET would leave an ended session a key with no TTL.
+// KEYS: session. ARGV: message.
+var flashIfLive = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'flash', ARGV[1])
+return 1
+`)
+
 // flash keeps a message for the session's next page.
 func (s *sessions) flash(ctx context.Context, cookie, msg string) error {
-	return s.rdb.HSet(ctx, sessionKey(cookie), "flash", msg).Err()
+	return flashIfLive.Run(ctx, s.rdb, []string{sessionKey(cookie)}, msg).Err()
 }
 
 // takeFlash returns the session's message, once.
