@@ -7,14 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// dayCount is one day's count of one event type (GET …/metrics).
-type dayCount struct {
-	Day   string `json:"day"`
-	Type  string `json:"type"`
-	Count int64  `json:"count"`
-}
+	"github.com/relayhq/relay/pkg/counters"
+)
 
 // chart is a stacked bar chart of events per day and type, drawn as SVG on
 // the server (no script), with the same figures as a table beside it.
@@ -61,7 +56,7 @@ const (
 
 // buildChart is the chart of the days days up to today (UTC): the types
 // with the most events each a series, the others together.
-func buildChart(data []dayCount, today time.Time, days int) chart {
+func buildChart(data []counters.DayCount, today time.Time, days int) chart {
 	c := chart{Width: chartW, Height: chartH}
 	dayList := make([]string, days)
 	index := map[string]int{}

@@ -3,17 +3,19 @@ package console
 import (
 	"testing"
 	"time"
+
+	"github.com/relayhq/relay/pkg/counters"
 )
 
 func TestBuildChart(t *testing.T) {
 	today := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
-	data := []dayCount{
-		{"2026-12-07", "order.paid", 100},
-		{"2026-12-07", "order.refunded", 10},
-		{"2026-12-06", "order.paid", 50},
-		{"2026-12-05", "a", 1}, {"2026-12-05", "b", 1}, {"2026-12-05", "c", 1}, {"2026-12-05", "d", 1},
-		{"2026-12-05", "e", 1},            // the sixth type: "other types"
-		{"2026-11-01", "order.paid", 999}, // before the chart's days
+	data := []counters.DayCount{
+		{Day: "2026-12-07", Type: "order.paid", Count: 100},
+		{Day: "2026-12-07", Type: "order.refunded", Count: 10},
+		{Day: "2026-12-06", Type: "order.paid", Count: 50},
+		{Day: "2026-12-05", Type: "a", Count: 1}, {Day: "2026-12-05", Type: "b", Count: 1}, {Day: "2026-12-05", Type: "c", Count: 1}, {Day: "2026-12-05", Type: "d", Count: 1},
+		{Day: "2026-12-05", Type: "e", Count: 1},            // the sixth type: "other types"
+		{Day: "2026-11-01", Type: "order.paid", Count: 999}, // before the chart's days
 	}
 	c := buildChart(data, today, 3)
 	if c.Total != 165 || c.Max != 110 {

@@ -11,6 +11,13 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/relayhq/relay/pkg/counters"
+	"github.com/relayhq/relay/pkg/delivery"
+	"github.com/relayhq/relay/pkg/kafka"
+	"github.com/relayhq/relay/pkg/record"
+	"github.com/relayhq/relay/pkg/signature"
+	"github.com/relayhq/relay/services/ingest/internal/dlq"
 )
 
 // The management API's answers, as far as the pages show them.
@@ -66,50 +73,24 @@ type (
 		PayloadBase64    string            `json:"payload_base64"`
 		PayloadExpired   bool              `json:"payload_expired"`
 	}
-	attempt struct {
-		Attempt    int       `json:"attempt"`
-		At         time.Time `json:"at"`
-		StatusCode int       `json:"status_code"`
-		LatencyMS  int64     `json:"latency_ms"`
-		Error      string    `json:"error"`
-		Response   string    `json:"response"`
-	}
 	deliveryView struct {
-		SubscriptionID string     `json:"subscription_id"`
-		URL            string     `json:"url"`
-		Status         string     `json:"status"`
-		Attempts       int        `json:"attempts"`
-		LastStatusCode int        `json:"last_status_code"`
-		LastError      string     `json:"last_error"`
-		NextAttemptAt  *time.Time `json:"next_attempt_at"`
-		DeliveredAt    *time.Time `json:"delivered_at"`
-		OrderingKey    string     `json:"ordering_key"`
-		Behind         string     `json:"behind"`
-		History        []attempt  `json:"history"`
-	}
-	parked struct {
-		EventID        string    `json:"event_id"`
-		SourceID       string    `json:"source_id"`
-		SubscriptionID string    `json:"subscription_id"`
-		EventType      string    `json:"event_type"`
-		Reason         string    `json:"reason"`
-		Attempts       int       `json:"attempts"`
-		LastStatusCode int       `json:"last_status_code"`
-		LastError      string    `json:"last_error"`
-		DeadAt         time.Time `json:"dead_at"`
-		OrderingKey    string    `json:"ordering_key"`
+		SubscriptionID string             `json:"subscription_id"`
+		URL            string             `json:"url"`
+		Status         string             `json:"status"`
+		Attempts       int                `json:"attempts"`
+		LastStatusCode int                `json:"last_status_code"`
+		LastError      string             `json:"last_error"`
+		NextAttemptAt  *time.Time         `json:"next_attempt_at"`
+		DeliveredAt    *time.Time         `json:"delivered_at"`
+		OrderingKey    string             `json:"ordering_key"`
+		Behind         string             `json:"behind"`
+		History        []delivery.Attempt `json:"history"`
 	}
 	list[T any] struct {
 		Data       []T    `json:"data"`
 		NextCursor string `json:"next_cursor"`
 	}
 )
-
-// schemes are the signature schemes a source may verify, for the form.
-var schemes = []string{"relay", "standard-webhooks", "stripe", "github", "shopify", "slack", "hmac"}
-
-// reasons are why a delivery is parked, for the DLQ's filter.
-var reasons = []string{"retries_exhausted", "non_retryable_status", "gone", "subscription_disabled"}
 
 func apiPath(format string, a ...any) string {
 	for i, v := range a {
@@ -149,7 +130,7 @@ func (c *Console) sourcesPage(w http.ResponseWriter, r *req) {
 		return
 	}
 	c.show(w, r, http.StatusOK, "sources", "Sources", "sources", map[string]any{
-		"Sources": out.Data, "Next": nextLink(r, out.NextCursor), "Schemes": schemes, "First": r.URL.Query().Get("cursor") == "",
+		"Sources": out.Data, "Next": nextLink(r, out.NextCursor), "Schemes": signature.Names(), "First": r.URL.Query().Get("cursor") == "",
 	})
 }
 
@@ -426,7 +407,7 @@ func (c *Console) metricsPage(w http.ResponseWriter, r *req) {
 	q := url.Values{"from": {now.AddDate(0, 0, -(days - 1)).Format(time.DateOnly)}, "to": {now.Format(time.DateOnly)}}
 	var src source
 	var out struct {
-		Data []dayCount `json:"data"`
+		Data []counters.DayCount `json:"data"`
 	}
 	if err := c.call(r, "GET", apiPath("/sources/%s", id), nil, &src); err != nil {
 		c.failed(w, r, err)
@@ -443,13 +424,13 @@ func (c *Console) metricsPage(w http.ResponseWriter, r *req) {
 
 func (c *Console) dlqPage(w http.ResponseWriter, r *req) {
 	q := pageQuery(r, "subscription_id", "source_id", "reason")
-	var out list[parked]
+	var out list[dlq.Parked]
 	if err := c.call(r, "GET", "/dlq?"+q.Encode(), nil, &out); err != nil {
 		c.failed(w, r, err)
 		return
 	}
 	c.show(w, r, http.StatusOK, "dlq", "Dead-letter queue", "dlq", map[string]any{
-		"Parked": out.Data, "Next": nextLink(r, out.NextCursor), "Reasons": reasons,
+		"Parked": out.Data, "Next": nextLink(r, out.NextCursor), "Reasons": record.DeadReasons,
 		"SubscriptionID": q.Get("subscription_id"), "SourceID": q.Get("source_id"), "Reason": q.Get("reason"),
 	})
 }
@@ -482,12 +463,7 @@ func (c *Console) healthPage(w http.ResponseWriter, r *req) {
 	var out struct {
 		Status string            `json:"status"`
 		Checks map[string]string `json:"checks"`
-		Lag    []struct {
-			Group string `json:"group"`
-			Topic string `json:"topic"`
-			Lag   int64  `json:"lag"`
-		} `json:"consumer_lag"`
-		DLQDepth int64  `json:"dlq_depth"`
+		kafka.LagSnapshot
 		LagError string `json:"lag_error"`
 	}
 	if err := c.call(r, "GET", "/status", nil, &out); err != nil {
